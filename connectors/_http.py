@@ -1,0 +1,180 @@
+"""Shared HTTP plumbing for connectors: client factory, status mapping, rate limiting, retries.
+
+Only the client layer of a connector is wrapped in retries; the engine never
+imports httpx. Every failure leaves here as one of our typed errors.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
+from sync.errors import OutcomeUnknownError, PermanentError, TransientError
+from sync.settings import mask
+
+T = TypeVar("T")
+
+USER_AGENT = "stocksync/0.1 (+https://github.com/stocksync/stocksync)"
+
+
+def make_client(
+    base_url: str,
+    *,
+    timeout_s: float = 30.0,
+    verify_tls: bool = True,
+    transport: httpx.BaseTransport | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Client:
+    """An httpx client with our defaults: TLS verified, finite timeouts, our User-Agent."""
+    return httpx.Client(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+        verify=verify_tls,
+        transport=transport,
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+    )
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Parse Retry-After (seconds or HTTP date); None when absent or unparseable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def raise_for_transport(exc: httpx.HTTPError, *, what: str, write: bool = False) -> None:
+    """Map an httpx transport failure to our errors.
+
+    A write whose request may have reached the server (read timeout, connection
+    dropped mid-response) is ``OutcomeUnknownError``: it might have been applied.
+    """
+    if write and isinstance(exc, httpx.ReadTimeout | httpx.RemoteProtocolError | httpx.ReadError):
+        raise OutcomeUnknownError(
+            f"{what}: no answer after sending ({type(exc).__name__})"
+        ) from exc
+    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
+        raise TransientError(f"{what}: {type(exc).__name__}: {mask(str(exc))}") from exc
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        raise PermanentError(f"{what}: {mask(str(exc))}", hint="check the configured URL") from exc
+    raise TransientError(f"{what}: {type(exc).__name__}: {mask(str(exc))}") from exc
+
+
+def raise_for_status(response: httpx.Response, *, what: str, write: bool = False) -> None:
+    """Map HTTP status to our errors (used before any vendor-specific envelope check)."""
+    code = response.status_code
+    if code < 400:
+        return
+    body = mask(response.text[:300])
+    if code == 429 or code == 503:
+        raise TransientError(
+            f"{what}: HTTP {code} (throttled)", retry_after_s=retry_after_seconds(response)
+        )
+    if code >= 500:
+        cls = OutcomeUnknownError if write else TransientError
+        raise cls(f"{what}: HTTP {code}: {body}", retry_after_s=retry_after_seconds(response))
+    if code == 408:
+        raise TransientError(f"{what}: HTTP 408 request timeout")
+    raise PermanentError(f"{what}: HTTP {code}: {body}")
+
+
+class RateLimiter:
+    """Sliding-window limiter: at most ``max_calls`` per ``period_s`` per path.
+
+    Keeping below the CRM's documented limit makes its limit errors rare instead
+    of routine. The clock and sleep are injectable so tests can compress time.
+    """
+
+    def __init__(
+        self,
+        max_calls: int,
+        period_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_calls < 1 or period_s <= 0:
+            raise ValueError("rate limit needs max_calls >= 1 and period_s > 0")
+        self.max_calls = max_calls
+        self.period_s = period_s
+        self._clock = clock
+        self._sleep = sleep
+        self._calls: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, path: str) -> float:
+        """Block until a call on ``path`` is allowed; return the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                calls = self._calls.setdefault(path, deque())
+                while calls and now - calls[0] >= self.period_s:
+                    calls.popleft()
+                if len(calls) < self.max_calls:
+                    calls.append(now)
+                    return waited
+                delay = self.period_s - (now - calls[0]) + 1e-3
+            self._sleep(delay)
+            waited += delay
+
+
+def backoff_wait(
+    *, initial_s: float = 0.5, max_s: float = 60.0, jitter: float = 0.5
+) -> Callable[[RetryCallState], float]:
+    """Exponential backoff with jitter that honours a server's ``retry_after_s`` hint."""
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = getattr(exc, "retry_after_s", None)
+        if hinted is not None:
+            return float(min(max_s, hinted))
+        base = min(max_s, initial_s * (2 ** (state.attempt_number - 1)))
+        return base * (1 - jitter) + random.uniform(0, base * jitter)
+
+    return wait
+
+
+def retrying(
+    *,
+    max_attempts: int,
+    initial_s: float = 0.5,
+    max_s: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    retry_on: tuple[type[BaseException], ...] = (TransientError,),
+) -> Retrying:
+    """A tenacity policy: retry our transient errors, give up after ``max_attempts``."""
+    return Retrying(
+        retry=retry_if_exception_type(retry_on),
+        wait=backoff_wait(initial_s=initial_s, max_s=max_s),
+        stop=stop_after_attempt(max_attempts),
+        sleep=sleep,
+        reraise=True,
+    )
+
+
+def call_with_retries(policy: Retrying, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` under ``policy`` (a small shim so call sites stay one line)."""
+    result: T = policy(fn, *args, **kwargs)
+    return result

@@ -1,0 +1,183 @@
+"""The domain: movements, stock keys and levels. Pure values, no I/O.
+
+Quantities are ``Decimal`` end to end. A movement's ``qty`` is signed in the
+product's base unit: positive adds stock to its warehouse, negative removes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class MovementKind(StrEnum):
+    RECEIPT = "receipt"
+    SUPPLIER_RETURN = "supplier_return"
+    SHIPMENT = "shipment"
+    CUSTOMER_RETURN = "customer_return"
+    TRANSFER_OUT = "transfer_out"
+    TRANSFER_IN = "transfer_in"
+    COUNT_GAIN = "count_gain"
+    COUNT_LOSS = "count_loss"
+    OTHER_IN = "other_in"
+    OTHER_OUT = "other_out"
+    #: a correction written by reconcile so that the ledger agrees with the ERP
+    ADJUSTMENT = "adjustment"
+
+
+#: kinds whose quantity is normally negative (stock leaves the warehouse)
+OUTBOUND_KINDS = frozenset(
+    {
+        MovementKind.SUPPLIER_RETURN,
+        MovementKind.SHIPMENT,
+        MovementKind.TRANSFER_OUT,
+        MovementKind.COUNT_LOSS,
+        MovementKind.OTHER_OUT,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StockKey:
+    """One product in one warehouse, in ERP codes."""
+
+    sku: str
+    warehouse: str
+
+    def __str__(self) -> str:
+        return f"{self.sku}@{self.warehouse}"
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One ERP document line's effect on one warehouse.
+
+    ``key`` is stable across edits of the line (``source:doc_type:doc_id:line_id``,
+    plus ``:out``/``:in`` for the two sides of a transfer); everything else may
+    change between pulls, and the ledger turns each change into a version and a delta.
+    """
+
+    key: str
+    kind: MovementKind
+    sku: str
+    warehouse: str
+    qty: Decimal
+    occurred_at: datetime
+    source_updated_at: datetime
+    doc_no: str = ""
+    active: bool = True
+
+    @property
+    def stock_key(self) -> StockKey:
+        return StockKey(self.sku, self.warehouse)
+
+    @property
+    def effective_qty(self) -> Decimal:
+        """What this line contributes to stock now: nothing once cancelled or deleted."""
+        return self.qty if self.active else Decimal(0)
+
+    def content_hash(self) -> str:
+        """Hash of the fields that matter for stock (DESIGN §3 rule 1).
+
+        ``doc_no`` and ``source_updated_at`` are left out on purpose: re-stamping a
+        document without changing its lines must not create a version.
+        """
+        text = "\x1f".join(
+            (
+                self.kind.value,
+                self.sku,
+                self.warehouse,
+                format(self.qty.normalize(), "f"),
+                self.occurred_at.isoformat(),
+                "1" if self.active else "0",
+            )
+        )
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Cursor:
+    """Position in a stream: the last (source_updated_at, tie-break id) applied."""
+
+    updated_at: datetime
+    tie_break: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """An ERP record that could not become a movement (DESIGN §4: quarantine, continue)."""
+
+    stream: str
+    reason: str
+    raw: Mapping[str, Any] | Sequence[Any]
+    key: str | None = None
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a stream, applied by the ledger in one transaction.
+
+    ``cursor`` is the position *after* this page (None when the page is empty and
+    the stream had no position yet). ``rejects`` ride along so that quarantine and
+    the cursor advance commit together with the good rows.
+    """
+
+    stream: str
+    movements: Sequence[Movement]
+    cursor: Cursor | None
+    rejects: Sequence[RejectedRecord] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class OnHand:
+    """The ERP's own on-hand figure for one stock key, at snapshot time."""
+
+    sku: str
+    warehouse: str
+    qty: Decimal
+
+    @property
+    def stock_key(self) -> StockKey:
+        return StockKey(self.sku, self.warehouse)
+
+
+@dataclass(frozen=True, slots=True)
+class StockLevel:
+    """The ledger's level for one stock key (baseline + Σ effective quantities)."""
+
+    sku: str
+    warehouse: str
+    qty: Decimal
+
+    @property
+    def stock_key(self) -> StockKey:
+        return StockKey(self.sku, self.warehouse)
+
+
+@dataclass(frozen=True, slots=True)
+class LevelValue:
+    """What is written to the CRM for one stock key."""
+
+    real: Decimal
+    available: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CrmLevel:
+    """A stock record as read back from the CRM."""
+
+    sku: str
+    warehouse: str
+    qty: Decimal
+    crm_id: str
+    available: Decimal | None = None
+
+    @property
+    def stock_key(self) -> StockKey:
+        return StockKey(self.sku, self.warehouse)

@@ -1,0 +1,142 @@
+"""The only two things the core knows of connectors.
+
+Connectors are small Protocol implementations: a source yields pages, a sink
+performs single-record operations. The push *engine* (``sync.push``) owns the
+idempotency flow — binding → update, else look up by business key → bind →
+update, else create → bind — so every sink gets it for free and cannot get it wrong.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from sync.model import CrmLevel, Cursor, LevelValue, Movement, OnHand, Page, StockKey
+
+
+@runtime_checkable
+class ErpSource(Protocol):
+    """Reads stock-moving documents and on-hand figures from an ERP."""
+
+    name: str
+
+    def streams(self) -> Sequence[str]:
+        """The document streams this source pulls, in a stable order."""
+        ...
+
+    def pull(self, stream: str, since: Cursor | None, page_size: int) -> Iterator[Page]:
+        """Yield pages of movements changed at or after ``since`` (None: everything).
+
+        Pages are ordered by (source_updated_at, tie-break); each page's cursor is
+        the position of its last record. Every document status is returned:
+        cancelled, un-approved or deleted lines come back with ``active=False``.
+        Re-reading records already seen is expected and harmless (ledger rule 1).
+        Raises TransientError / PermanentError / ConfigError; malformed records go
+        into ``Page.rejects`` instead of raising.
+        """
+        ...
+
+    def keys_in_window(self, stream: str, since: datetime) -> Iterator[str]:
+        """Every movement key the ERP still has whose business date is >= ``since``.
+
+        Used by the window rescan: ledger keys missing from this set were deleted
+        in the ERP (incremental queries never show deletions).
+        """
+        ...
+
+    def on_hand(self) -> Iterator[OnHand]:
+        """The ERP's current on-hand per stock key, in the base unit."""
+        ...
+
+    def check(self) -> str:
+        """Log in and run one cheap query; return a one-line description of success."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class CrmSink(Protocol):
+    """Single-record operations on the CRM's stock objects."""
+
+    name: str
+
+    def find_level(self, key: StockKey) -> str | None:
+        """The CRM id of the stock record for ``key``, or None. Raises UnmappedError."""
+        ...
+
+    def create_level(self, key: StockKey, value: LevelValue) -> str:
+        """Create the stock record; return its CRM id.
+
+        Raises OutcomeUnknownError when the request may have been applied but no
+        answer arrived (the engine then looks up before trying again).
+        """
+        ...
+
+    def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None: ...
+
+    def read_levels(self) -> Iterator[CrmLevel]:
+        """Every stock record in the CRM, for reconcile and for binding in bulk."""
+        ...
+
+    def find_movement(self, movement_key: str) -> str | None: ...
+
+    def create_movement(self, movement: Movement) -> str: ...
+
+    def update_movement(self, crm_id: str, movement: Movement) -> None: ...
+
+    def check(self) -> str:
+        """Authenticate and verify that configured objects/fields exist."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TokenCache(Protocol):
+    """Where connectors keep access tokens across restarts (the state DB in production).
+
+    Fxiaoke allows 10 token requests per minute: a daemon that restarts in a loop
+    must not burn them, so tokens outlive the process.
+    """
+
+    def get_token(self, name: str) -> tuple[str, datetime] | None: ...
+
+    def put_token(self, name: str, value: str, expires_at: datetime) -> None: ...
+
+
+class MemoryTokenCache:
+    """A process-local TokenCache, for tests and one-off commands."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, tuple[str, datetime]] = {}
+
+    def get_token(self, name: str) -> tuple[str, datetime] | None:
+        return self._tokens.get(name)
+
+    def put_token(self, name: str, value: str, expires_at: datetime) -> None:
+        self._tokens[name] = (value, expires_at)
+
+
+def _utcnow() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What the composition root hands a connector factory besides its settings.
+
+    ``http_transport`` lets tests route a connector's HTTP to an in-process
+    emulator (an ``httpx.BaseTransport``); it is typed loosely so the core does
+    not import httpx.
+    """
+
+    pipeline: str = "default"
+    now: Callable[[], datetime] = _utcnow
+    token_cache: TokenCache = field(default_factory=MemoryTokenCache)
+    http_transport: Any = None
+    sleep: Callable[[float], None] = time.sleep

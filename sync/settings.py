@@ -1,0 +1,59 @@
+"""Building blocks for typed settings, shared by the core config and by connectors.
+
+``StrictModel`` is frozen and rejects unknown keys (a typo must never be silently
+ignored). ``Secret`` prints as ``***`` everywhere, and every secret value that
+passes through here is remembered so that ``mask()`` can scrub it from any text
+(log lines, error messages, HTTP bodies echoed in errors).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+MASK = "***"
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value (password, app secret, access token) for masking."""
+    if value and len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def mask(text: str) -> str:
+    """Replace every registered secret value in ``text`` by ``***``."""
+    if not _secrets or not text:
+        return text
+    with _lock:
+        values = sorted(_secrets, key=len, reverse=True)
+    for value in values:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+class Secret(SecretStr):
+    """A string that never shows itself: ``str()``, ``repr()`` and JSON dumps give ``***``."""
+
+    def __init__(self, secret_value: str) -> None:
+        super().__init__(secret_value)
+        register_secret(secret_value)
+
+    def _display(self) -> str:
+        return MASK
+
+
+class StrictModel(BaseModel):
+    """Frozen settings model that rejects unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def masked_dump(self) -> dict[str, Any]:
+        """A dict safe to print: secrets become ``***``."""
+        return self.model_dump(mode="json")

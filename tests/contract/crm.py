@@ -1,0 +1,82 @@
+"""Contract for CrmSink implementations.
+
+Fixtures a subclass provides:
+- ``contract_sink``: a CrmSink over an empty stock object with known products/warehouses.
+- ``mapped_keys``: at least two StockKeys the CRM can resolve.
+- ``unmapped_key``: a StockKey whose SKU the CRM does not know.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from sync.errors import UnmappedError
+from sync.model import LevelValue, Movement, MovementKind, StockKey
+from sync.ports import CrmSink
+
+
+def _movement(key: str, sku: str, warehouse: str, qty: str) -> Movement:
+    at = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    return Movement(
+        key=key,
+        kind=MovementKind.RECEIPT,
+        sku=sku,
+        warehouse=warehouse,
+        qty=Decimal(qty),
+        occurred_at=at,
+        source_updated_at=at,
+        doc_no="DOC-1",
+    )
+
+
+class CrmSinkContract:
+    def test_is_a_crm_sink(self, contract_sink: CrmSink) -> None:
+        assert isinstance(contract_sink, CrmSink)
+
+    def test_create_then_find_then_update(
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey]
+    ) -> None:
+        key = mapped_keys[0]
+        assert contract_sink.find_level(key) is None
+        crm_id = contract_sink.create_level(key, LevelValue(Decimal("10"), Decimal("10")))
+        assert crm_id
+        assert contract_sink.find_level(key) == crm_id
+        contract_sink.update_level(crm_id, key, LevelValue(Decimal("12.5"), Decimal("11")))
+        levels = {lvl.stock_key: lvl for lvl in contract_sink.read_levels()}
+        assert levels[key].qty == Decimal("12.5")
+        assert levels[key].crm_id == crm_id
+
+    def test_read_levels_lists_every_record_once(
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey]
+    ) -> None:
+        ids = {
+            key: contract_sink.create_level(key, LevelValue(Decimal(i), Decimal(i)))
+            for i, key in enumerate(mapped_keys, start=1)
+        }
+        levels = list(contract_sink.read_levels())
+        assert sorted(lvl.stock_key for lvl in levels) == sorted(ids)
+        for lvl in levels:
+            assert lvl.crm_id == ids[lvl.stock_key]
+            assert isinstance(lvl.qty, Decimal)
+
+    def test_unmapped_sku_is_reported_not_created(
+        self, contract_sink: CrmSink, unmapped_key: StockKey
+    ) -> None:
+        with pytest.raises(UnmappedError) as info:
+            contract_sink.create_level(unmapped_key, LevelValue(Decimal(1), Decimal(1)))
+        assert info.value.what in {"sku", "warehouse"}
+        assert all(lvl.stock_key != unmapped_key for lvl in contract_sink.read_levels())
+
+    def test_movement_mirror_round_trip(
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey]
+    ) -> None:
+        key = mapped_keys[0]
+        movement = _movement("test:DOC:1:1", key.sku, key.warehouse, "3")
+        assert contract_sink.find_movement(movement.key) is None
+        crm_id = contract_sink.create_movement(movement)
+        assert contract_sink.find_movement(movement.key) == crm_id
+        contract_sink.update_movement(crm_id, _movement(movement.key, key.sku, key.warehouse, "4"))
+        assert contract_sink.find_movement(movement.key) == crm_id

@@ -1,0 +1,129 @@
+"""Contract for ErpSource implementations.
+
+Fixtures a subclass provides:
+- ``contract_source``: an ErpSource over data with movements in at least one stream,
+  spread over more than one page of ``contract_page_size``.
+- ``contract_page_size``: int (small, so paging is exercised).
+- ``contract_faults``: a list of ``(label, inject, expected_error_type)`` where
+  ``inject()`` returns a context manager under which the next pull must raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from sync.model import Cursor, Movement, MovementKind, OnHand
+from sync.ports import ErpSource
+
+FaultCase = tuple[str, Callable[[], AbstractContextManager[Any]], type[BaseException]]
+
+
+def pull_all(
+    source: ErpSource, page_size: int, since: Cursor | None = None
+) -> dict[str, list[tuple[Cursor | None, list[Movement]]]]:
+    return {
+        stream: [(p.cursor, list(p.movements)) for p in source.pull(stream, since, page_size)]
+        for stream in source.streams()
+    }
+
+
+def flat(pages: dict[str, list[tuple[Cursor | None, list[Movement]]]]) -> list[Movement]:
+    return [m for stream_pages in pages.values() for _, ms in stream_pages for m in ms]
+
+
+class ErpSourceContract:
+    def test_is_an_erp_source(self, contract_source: ErpSource) -> None:
+        assert isinstance(contract_source, ErpSource)
+        assert contract_source.streams(), "a source has at least one stream"
+        assert list(contract_source.streams()) == list(contract_source.streams())
+
+    def test_full_pull_is_repeatable(
+        self, contract_source: ErpSource, contract_page_size: int
+    ) -> None:
+        first = flat(pull_all(contract_source, contract_page_size))
+        second = flat(pull_all(contract_source, contract_page_size))
+        assert first, "the contract data set must produce movements"
+        assert {(m.key, m.content_hash()) for m in first} == {
+            (m.key, m.content_hash()) for m in second
+        }
+
+    def test_keys_are_unique_and_prefixed(
+        self, contract_source: ErpSource, contract_page_size: int
+    ) -> None:
+        movements = flat(pull_all(contract_source, contract_page_size))
+        keys = [m.key for m in movements]
+        assert len(keys) == len(set(keys)), "a static source yields each key once per pull"
+        for m in movements:
+            assert m.key.startswith(f"{contract_source.name}:"), m.key
+            assert isinstance(m.qty, Decimal)
+            assert isinstance(m.kind, MovementKind)
+            assert m.sku and m.warehouse
+
+    def test_cursors_advance_monotonically(
+        self, contract_source: ErpSource, contract_page_size: int
+    ) -> None:
+        pulled = pull_all(contract_source, contract_page_size)
+        assert any(len(pages) > 1 for pages in pulled.values()), "data must span several pages"
+        for stream, pages in pulled.items():
+            cursors = [c for c, _ in pages if c is not None]
+            assert cursors == sorted(cursors), f"{stream}: cursors went backwards"
+            for cursor, movements in pages:
+                for m in movements:
+                    assert cursor is not None
+                    assert m.source_updated_at <= cursor.updated_at, (stream, m.key)
+
+    def test_pull_since_last_cursor_returns_only_newer(
+        self, contract_source: ErpSource, contract_page_size: int
+    ) -> None:
+        for stream in contract_source.streams():
+            pages = list(contract_source.pull(stream, None, contract_page_size))
+            cursors = [p.cursor for p in pages if p.cursor is not None]
+            if not cursors:
+                continue
+            last = cursors[-1]
+            again = [
+                m
+                for p in contract_source.pull(stream, last, contract_page_size)
+                for m in p.movements
+            ]
+            assert all(m.source_updated_at >= last.updated_at for m in again), stream
+            everything = {m.key for p in pages for m in p.movements}
+            assert {m.key for m in again} <= everything
+
+    def test_window_lists_every_recent_key(
+        self, contract_source: ErpSource, contract_page_size: int
+    ) -> None:
+        movements = flat(pull_all(contract_source, contract_page_size))
+        oldest = min(m.occurred_at for m in movements)
+        since = oldest - timedelta(days=1)
+        listed: set[str] = set()
+        for stream in contract_source.streams():
+            listed |= set(contract_source.keys_in_window(stream, since))
+        assert {m.key for m in movements} <= listed
+
+    def test_on_hand_is_typed(self, contract_source: ErpSource) -> None:
+        rows = list(contract_source.on_hand())
+        assert rows, "the contract data set has stock on hand"
+        seen: set[tuple[str, str]] = set()
+        for row in rows:
+            assert isinstance(row, OnHand)
+            assert isinstance(row.qty, Decimal)
+            assert (row.sku, row.warehouse) not in seen, "one row per stock key"
+            seen.add((row.sku, row.warehouse))
+
+    def test_errors_map_to_typed_errors(
+        self, contract_source: ErpSource, contract_page_size: int, contract_faults: list[FaultCase]
+    ) -> None:
+        assert contract_faults, "a connector declares at least one fault case"
+        stream = contract_source.streams()[0]
+        for label, inject, expected in contract_faults:
+            with inject(), pytest.raises(expected):
+                list(contract_source.pull(stream, None, contract_page_size))
+            # and the source recovers once the fault is gone
+            assert list(contract_source.pull(stream, None, contract_page_size)) is not None, label
