@@ -150,7 +150,7 @@ def backoff_wait(
         hinted = getattr(exc, "retry_after_s", None)
         if hinted is not None:
             return float(min(max_s, hinted))
-        base = min(max_s, initial_s * (2 ** (state.attempt_number - 1)))
+        base = min(max_s, initial_s * 2.0 ** (state.attempt_number - 1))
         return base * (1 - jitter) + random.uniform(0, base * jitter)
 
     return wait

@@ -1,0 +1,1 @@
+"""In-memory ErpSource and CrmSink: fakes for tests, benchmarks and experiments."""

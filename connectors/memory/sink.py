@@ -1,0 +1,144 @@
+"""An in-memory CRM with the same single-record operations as a real one.
+
+It knows a set of SKUs and warehouses (others raise UnmappedError), counts
+calls, and can fail on demand — including "applied, but the answer was lost" —
+so the push engine's idempotency can be tested without HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from sync.errors import OutcomeUnknownError, TransientError, UnmappedError
+from sync.model import CrmLevel, LevelValue, Movement, StockKey
+from sync.ports import ConnectorContext
+from sync.settings import StrictModel
+
+
+class MemoryCrmSettings(StrictModel):
+    """Settings of the in-memory CRM (tests and experiments only)."""
+
+    type: Literal["memory-crm"] = "memory-crm"
+    skus: list[str] | None = None
+    warehouses: list[str] | None = None
+
+
+@dataclass
+class _Record:
+    key: StockKey
+    value: LevelValue
+
+
+class MemoryCrm:
+    name = "memory-crm"
+
+    def __init__(self, skus: set[str] | None = None, warehouses: set[str] | None = None) -> None:
+        #: None means "knows every code"
+        self.skus = skus
+        self.warehouses = warehouses
+        self.levels: dict[str, _Record] = {}
+        self.movements: dict[str, tuple[str, Movement]] = {}
+        self.calls: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        #: queue of faults: ("create_level", "lost") applies then raises OutcomeUnknownError,
+        #: ("update_level", "fail") raises TransientError without applying
+        self.faults: list[tuple[str, str]] = []
+
+    def _fault(self, op: str) -> str | None:
+        for i, (target, mode) in enumerate(self.faults):
+            if target in (op, "*"):
+                del self.faults[i]
+                if mode == "fail":
+                    raise TransientError(f"memory CRM: injected failure on {op}")
+                return mode
+        return None
+
+    def _check(self, key: StockKey) -> None:
+        if self.skus is not None and key.sku not in self.skus:
+            raise UnmappedError(f"CRM has no product {key.sku!r}", what="sku", code=key.sku)
+        if self.warehouses is not None and key.warehouse not in self.warehouses:
+            raise UnmappedError(
+                f"CRM has no warehouse {key.warehouse!r}", what="warehouse", code=key.warehouse
+            )
+
+    def find_level(self, key: StockKey) -> str | None:
+        self.calls["find_level"] += 1
+        self._fault("find_level")
+        self._check(key)
+        return next((i for i, r in self.levels.items() if r.key == key), None)
+
+    def create_level(self, key: StockKey, value: LevelValue) -> str:
+        self.calls["create_level"] += 1
+        mode = self._fault("create_level")
+        self._check(key)
+        crm_id = f"L{next(self._ids)}"
+        self.levels[crm_id] = _Record(key, value)
+        if mode == "lost":
+            raise OutcomeUnknownError("memory CRM: answer lost after create")
+        return crm_id
+
+    def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
+        self.calls["update_level"] += 1
+        mode = self._fault("update_level")
+        self.levels[crm_id] = _Record(key, value)
+        if mode == "lost":
+            raise OutcomeUnknownError("memory CRM: answer lost after update")
+
+    def read_levels(self) -> Iterator[CrmLevel]:
+        self.calls["read_levels"] += 1
+        for crm_id, r in sorted(self.levels.items()):
+            yield CrmLevel(r.key.sku, r.key.warehouse, r.value.real, crm_id, r.value.available)
+
+    def find_movement(self, movement_key: str) -> str | None:
+        self.calls["find_movement"] += 1
+        self._fault("find_movement")
+        return next((i for i, (k, _) in self.movements.items() if k == movement_key), None)
+
+    def create_movement(self, movement: Movement) -> str:
+        self.calls["create_movement"] += 1
+        mode = self._fault("create_movement")
+        self._check(movement.stock_key)
+        crm_id = f"M{next(self._ids)}"
+        self.movements[crm_id] = (movement.key, movement)
+        if mode == "lost":
+            raise OutcomeUnknownError("memory CRM: answer lost after create")
+        return crm_id
+
+    def update_movement(self, crm_id: str, movement: Movement) -> None:
+        self.calls["update_movement"] += 1
+        self._fault("update_movement")
+        self.movements[crm_id] = (movement.key, movement)
+
+    def check(self) -> str:
+        return f"memory CRM with {len(self.levels)} stock records"
+
+    def close(self) -> None:
+        return None
+
+    # -- test helpers ---------------------------------------------------------------
+    def values(self) -> dict[StockKey, Decimal]:
+        return {r.key: r.value.real for r in self.levels.values()}
+
+    def set_value(self, key: StockKey, qty: Decimal) -> None:
+        """Someone edits the CRM by hand."""
+        for r in self.levels.values():
+            if r.key == key:
+                r.value = LevelValue(qty, qty)
+
+
+REGISTRY: dict[str, MemoryCrm] = {}
+
+
+def build(settings: MemoryCrmSettings, context: ConnectorContext) -> MemoryCrm:
+    crm = REGISTRY.get(context.pipeline)
+    if crm is None:
+        crm = REGISTRY[context.pipeline] = MemoryCrm(
+            set(settings.skus) if settings.skus is not None else None,
+            set(settings.warehouses) if settings.warehouses is not None else None,
+        )
+    return crm

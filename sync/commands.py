@@ -1,0 +1,145 @@
+"""Operational commands: once, retry, backfill, emulator (registered on the main app)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated
+
+import typer
+
+from sync import config as cfg
+from sync.cli import ConfigOpt, app, err, fail, guarded, open_state, out
+from sync.progress import Progress
+
+
+def _selected(settings: cfg.SettingsBase, name: str | None) -> list[cfg.PipelineBase]:
+    if name:
+        return [settings.pipeline(name)]
+    return [p for p in settings.pipelines if p.enabled]
+
+
+@app.command("once")
+def once(
+    config: ConfigOpt = None,
+    pipeline: Annotated[str | None, typer.Option(help="only this pipeline")] = None,
+) -> None:
+    """One pull → push cycle for every enabled pipeline, then exit.
+
+    Exit 0 when everything was pushed, 1 when some rows are dead or blocked, 2 on failure.
+    """
+    from sync.runtime import build_pipeline, open_store, run_cycle
+
+    def body() -> int:
+        settings = cfg.load(config)
+        store = open_store(settings)
+        findings = 0
+        for p in _selected(settings, pipeline):
+            runtime = build_pipeline(p, store)
+            try:
+                with Progress(f"{p.name}: pull → push") as progress:
+                    result = run_cycle(runtime, on_page=progress.page, on_row=progress.row)
+            finally:
+                runtime.close()
+            out.print(
+                f"{p.name}: pulled {result.pulled}, changed {result.applied}, "
+                f"pushed {result.push.pushed}, unchanged {result.push.skipped}, "
+                f"retrying {result.push.retried}, dead {result.push.dead}, "
+                f"blocked {result.push.blocked}",
+                markup=False,
+            )
+            findings += result.push.failed
+        return 1 if findings else 0
+
+    code = guarded(body)
+    raise typer.Exit(code)
+
+
+@app.command("retry")
+def retry(
+    ids: Annotated[list[int] | None, typer.Argument(help="outbox row ids to requeue")] = None,
+    all_rows: Annotated[bool, typer.Option("--all", help="requeue every dead row")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Requeue dead outbox rows so the next cycle pushes them again."""
+
+    def body() -> None:
+        if not ids and not all_rows:
+            fail("name outbox row ids or pass --all", "see `stocksync status` for dead rows")
+        store = open_state(config)
+        count = store.requeue_dead(None if all_rows else ids, datetime.now(UTC))
+        out.print(f"requeued {count} dead row(s)", markup=False)
+
+    guarded(body)
+
+
+@app.command("backfill")
+def backfill(
+    pipeline: Annotated[str, typer.Option(help="pipeline to re-pull")],
+    since: Annotated[str, typer.Option(help="start date, YYYY-MM-DD")],
+    stream: Annotated[str | None, typer.Option(help="only this stream")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Re-pull a window of ERP history. Idempotent: unchanged lines write nothing."""
+    from sync.model import Cursor
+    from sync.pull import pull_stream
+    from sync.runtime import build_pipeline, ledger_options, open_store, pull_options
+
+    def body() -> None:
+        try:
+            start = datetime.combine(date.fromisoformat(since), time(0), tzinfo=UTC)
+        except ValueError:
+            fail(f"--since {since!r} is not a date", "use YYYY-MM-DD")
+        settings = cfg.load(config)
+        p = settings.pipeline(pipeline)
+        store = open_store(settings)
+        runtime = build_pipeline(p, store)
+        try:
+            streams = [stream] if stream else list(runtime.source.streams())
+            unknown = set(streams) - set(runtime.source.streams())
+            if unknown:
+                fail(
+                    f"unknown stream(s) {', '.join(sorted(unknown))}",
+                    f"known: {', '.join(runtime.source.streams())}",
+                )
+            with Progress(f"{p.name}: backfill since {since}") as progress:
+                for name in streams:
+                    report = pull_stream(
+                        store,
+                        runtime.source,
+                        p.name,
+                        name,
+                        now=runtime.now,
+                        options=pull_options(p),
+                        ledger=ledger_options(p),
+                        since=Cursor(start, ""),
+                        on_page=progress.page,
+                    )
+                    out.print(
+                        f"{name}: {report.received} read, {report.changed} changed", markup=False
+                    )
+        finally:
+            runtime.close()
+
+    guarded(body)
+
+
+@app.command("emulator")
+def emulator(
+    name: Annotated[str, typer.Argument(help="k3cloud or fxiaoke")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: a free one)")] = 0,
+    scenario: Annotated[str | None, typer.Option(help="seed data, e.g. demo")] = None,
+) -> None:
+    """Serve a built-in emulator on loopback; print one JSON line with how to connect."""
+    import connectors
+
+    def body() -> None:
+        spec = connectors.get(name, path="emulator")
+        if spec.emulator is None:
+            with_emulator = [n for n, s in connectors.available().items() if s.emulator]
+            fail(f"{name} has no emulator", f"emulators: {', '.join(with_emulator)}")
+        serve = connectors._load(spec.emulator.rsplit(":", 1)[0] + ":serve")
+        err.print(f"serving the {name} emulator; stop with Ctrl-C or SIGTERM", markup=False)
+        serve(host, port, scenario)
+
+    guarded(body)

@@ -1,0 +1,278 @@
+"""The movement ledger: apply a page of movements in one transaction (DESIGN §3).
+
+``plan_page`` is pure: given what the ledger holds for a page's keys and what
+the ERP now says, it decides which rows are new, which changed (a version and
+a pair of deltas each) and which are no-ops. ``apply_page`` fetches, plans and
+writes: movements, versions, level deltas, outbox rows, quarantined records and
+the cursor advance commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from sync.model import Cursor, Movement, Page, RejectedRecord, StockKey
+from sync.state.schema import from_units, to_units
+from sync.state.store import LEVEL, MOVEMENT, StateStore, StoredMovement, level_ref
+
+log = structlog.get_logger("stocksync.ledger")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerOptions:
+    """How a pipeline's ledger behaves (from config)."""
+
+    precision: int = 4
+    mirror_movements: bool = False
+
+
+@dataclass(slots=True)
+class PagePlan:
+    """What applying a page will write. Quantities in state-store units."""
+
+    inserts: list[Movement] = field(default_factory=list)
+    updates: list[tuple[Movement, StoredMovement]] = field(default_factory=list)
+    deltas: dict[StockKey, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def changed(self) -> int:
+        return len(self.inserts) + len(self.updates)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    received: int
+    inserted: int
+    updated: int
+    unchanged: int
+    rejected: int
+    touched: frozenset[StockKey]
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated
+
+
+def quantize(movement: Movement, precision: int) -> Movement:
+    """Round the quantity to the configured precision (half-even), keeping it Decimal."""
+    exp = Decimal(1).scaleb(-precision)
+    qty = movement.qty.quantize(exp)
+    return movement if qty == movement.qty else replace(movement, qty=qty)
+
+
+def dedupe_page(movements: Iterable[Movement]) -> list[Movement]:
+    """Keep the last occurrence of each key: sources order pages oldest → newest."""
+    by_key: dict[str, Movement] = {}
+    for m in movements:
+        by_key.pop(m.key, None)
+        by_key[m.key] = m
+    return list(by_key.values())
+
+
+def plan_page(incoming: Sequence[Movement], existing: Mapping[str, StoredMovement]) -> PagePlan:
+    """Decide the writes for a page (rules 1 and 2 of DESIGN §3). No I/O.
+
+    A row older than the stored version (by ``source_updated_at``) is stale and
+    ignored, so pages re-delivered out of order can never roll a line back.
+    """
+    plan = PagePlan()
+    for m in incoming:
+        old = existing.get(m.key)
+        if old is None:
+            plan.inserts.append(m)
+            plan.deltas[m.stock_key] += to_units(m.effective_qty)
+            continue
+        if old.content_hash == m.content_hash():
+            continue
+        if m.source_updated_at < old.source_updated_at:
+            # a page from an older read delivered late: the ledger already holds newer data
+            continue
+        plan.updates.append((m, old))
+        plan.deltas[StockKey(old.sku, old.warehouse)] -= to_units(old.effective_qty)
+        plan.deltas[m.stock_key] += to_units(m.effective_qty)
+    return plan
+
+
+def _movement_row(
+    pipeline: str, stream: str, m: Movement, version: int, now: datetime
+) -> dict[str, Any]:
+    return {
+        "pipeline": pipeline,
+        "key": m.key,
+        "stream": stream,
+        "kind": m.kind.value,
+        "sku": m.sku,
+        "warehouse": m.warehouse,
+        "qty": to_units(m.qty),
+        "occurred_at": m.occurred_at,
+        "source_updated_at": m.source_updated_at,
+        "doc_no": m.doc_no[:128],
+        "active": m.active,
+        "content_hash": m.content_hash(),
+        "version": version,
+        "recorded_at": now,
+    }
+
+
+def _version_row(row: Mapping[str, Any], run_id: str | None, reason: str | None) -> dict[str, Any]:
+    keep = (
+        "pipeline",
+        "key",
+        "version",
+        "kind",
+        "sku",
+        "warehouse",
+        "qty",
+        "occurred_at",
+        "source_updated_at",
+        "doc_no",
+        "active",
+    )
+    return {
+        **{k: row[k] for k in keep},
+        "recorded_at": row["recorded_at"],
+        "run_id": run_id,
+        "reason": reason,
+    }
+
+
+def reject_ref(stream: str, reject: RejectedRecord) -> str:
+    """A stable conflict reference for a quarantined record (its key, or a payload hash)."""
+    if reject.key:
+        return reject.key
+    digest = hashlib.blake2b(
+        json.dumps(reject.raw, sort_keys=True, default=str).encode(), digest_size=8
+    ).hexdigest()
+    return f"{stream}:raw:{digest}"
+
+
+def apply_page(
+    store: StateStore,
+    pipeline: str,
+    page: Page,
+    *,
+    now: datetime,
+    options: LedgerOptions = LedgerOptions(),
+    cursor_limit: datetime | None = None,
+    run_id: str | None = None,
+    reason: str | None = None,
+) -> ApplyResult:
+    """Apply one page atomically. Re-applying the same page changes nothing.
+
+    ``cursor_limit`` caps the cursor (DESIGN §4: never past run start − overlap),
+    so that rows committed late by the ERP are still inside the next query.
+    """
+    incoming = dedupe_page(quantize(m, options.precision) for m in page.movements)
+    with store.transaction() as tx:
+        existing = tx.load_movements(pipeline, [m.key for m in incoming])
+        plan = plan_page(incoming, existing)
+        new_rows = [_movement_row(pipeline, page.stream, m, 1, now) for m in plan.inserts]
+        changed_rows = [
+            _movement_row(pipeline, page.stream, m, old.version + 1, now) for m, old in plan.updates
+        ]
+        tx.insert_movements(new_rows)
+        tx.update_movements(changed_rows)
+        tx.insert_versions([_version_row(r, run_id, reason) for r in new_rows + changed_rows])
+        deltas = {k: d for k, d in plan.deltas.items() if d}
+        tx.add_level_deltas(pipeline, deltas, now)
+        tx.enqueue(pipeline, LEVEL, [level_ref(k) for k in deltas], now)
+        if options.mirror_movements:
+            tx.enqueue(pipeline, MOVEMENT, [r["key"] for r in new_rows + changed_rows], now)
+        for reject in page.rejects:
+            tx.record_conflict(
+                kind="record_error",
+                pipeline=pipeline,
+                ref=reject_ref(page.stream, reject),
+                now=now,
+                detail={
+                    "stream": page.stream,
+                    "reason": reject.reason,
+                    "field": reject.field,
+                    "raw": reject.raw,
+                },
+            )
+        if page.cursor is not None:
+            cursor = page.cursor
+            if cursor_limit is not None and cursor.updated_at > cursor_limit:
+                cursor = Cursor(cursor_limit, "")
+            tx.advance_cursor(pipeline, page.stream, cursor, now)
+    for reject in page.rejects:
+        log.warning(
+            "record_quarantined",
+            pipeline=pipeline,
+            stream=page.stream,
+            key=reject.key,
+            field=reject.field,
+            reason=reject.reason,
+        )
+    return ApplyResult(
+        received=len(page.movements),
+        inserted=len(plan.inserts),
+        updated=len(plan.updates),
+        unchanged=len(incoming) - plan.changed,
+        rejected=len(page.rejects),
+        touched=frozenset(deltas),
+    )
+
+
+def set_baseline(
+    store: StateStore,
+    pipeline: str,
+    snapshot: Mapping[StockKey, Decimal],
+    *,
+    now: datetime,
+    note: str = "opening",
+) -> dict[StockKey, Decimal]:
+    """Store ``baseline = snapshot − Σ movements`` so that ledger levels equal the snapshot.
+
+    The ERP's opening stock is not a movement (DESIGN §3 "Baseline"); keys the
+    ledger has but the snapshot lacks get the baseline that brings them to zero.
+    Returns the baselines written (kind OPENING in the log).
+    """
+    levels = store.levels(pipeline)
+    current_baselines = {k: to_units(v) for k, v in store.baselines(pipeline).items()}
+    values: dict[StockKey, int] = {}
+    deltas: dict[StockKey, int] = {}
+    for key in set(snapshot) | set(levels):
+        target = to_units(snapshot.get(key, Decimal(0)))
+        level = to_units(levels.get(key, Decimal(0)))
+        if target == level and key not in current_baselines:
+            continue
+        old_baseline = current_baselines.get(key, 0)
+        new_baseline = old_baseline + (target - level)
+        values[key] = new_baseline
+        deltas[key] = target - level
+    with store.transaction() as tx:
+        tx.set_baselines(pipeline, values, now, note)
+        nonzero = {k: d for k, d in deltas.items() if d}
+        tx.add_level_deltas(pipeline, nonzero, now)
+        tx.enqueue(pipeline, LEVEL, [level_ref(k) for k in nonzero], now)
+        tx.set_meta(pipeline, "baseline_at", now.isoformat())
+    written = {k: from_units(v) for k, v in values.items()}
+    log.info("baseline_set", pipeline=pipeline, kind="opening", keys=len(written), note=note)
+    return written
+
+
+def verify(store: StateStore, pipeline: str) -> dict[StockKey, tuple[Decimal, Decimal]]:
+    """Differences between maintained levels and levels recomputed from scratch.
+
+    Empty means the incremental bookkeeping is exact (``stocksync db verify``).
+    """
+    maintained = store.levels(pipeline)
+    recomputed = store.recomputed_levels(pipeline)
+    diffs: dict[StockKey, tuple[Decimal, Decimal]] = {}
+    for key in set(maintained) | set(recomputed):
+        a = maintained.get(key, Decimal(0))
+        b = recomputed.get(key, Decimal(0))
+        if a != b:
+            diffs[key] = (a, b)
+    return diffs

@@ -1,0 +1,284 @@
+"""Pulling: ERP streams → ledger, page by page, each page one transaction (DESIGN §4).
+
+Also the two pull-shaped jobs that complete the picture: the first-run
+baseline (opening stock is not a movement) and the window rescan that turns
+documents deleted in the ERP into inactive lines.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import structlog
+
+from sync.ledger import ApplyResult, LedgerOptions, apply_page, set_baseline
+from sync.model import Cursor, Movement, MovementKind, Page, StockKey
+from sync.ports import ErpSource
+from sync.state.store import StateStore
+
+log = structlog.get_logger("stocksync.pull")
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class PullOptions:
+    page_size: int = 1000
+    overlap_s: float = 120.0
+    #: where a stream without a cursor starts (None: the ERP's whole history)
+    history_since: datetime | None = None
+
+
+@dataclass(slots=True)
+class PullReport:
+    pages: int = 0
+    received: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+    touched: set[StockKey] = field(default_factory=set)
+    stopped: bool = False
+
+    def add(self, result: ApplyResult) -> None:
+        self.pages += 1
+        self.received += result.received
+        self.inserted += result.inserted
+        self.updated += result.updated
+        self.rejected += result.rejected
+        self.touched |= result.touched
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated
+
+
+def start_cursor(
+    store: StateStore, pipeline: str, stream: str, options: PullOptions
+) -> Cursor | None:
+    """Where the next pull of ``stream`` starts: the stored cursor minus the overlap."""
+    stored = store.cursor(pipeline, stream)
+    if stored is not None:
+        return Cursor(stored.updated_at - timedelta(seconds=options.overlap_s), "")
+    if options.history_since is not None:
+        return Cursor(options.history_since, "")
+    return None
+
+
+def pull_stream(
+    store: StateStore,
+    source: ErpSource,
+    pipeline: str,
+    stream: str,
+    *,
+    now: Clock,
+    options: PullOptions = PullOptions(),
+    ledger: LedgerOptions = LedgerOptions(),
+    run_id: str | None = None,
+    since: Cursor | None = None,
+    stop: threading.Event | None = None,
+    on_page: Callable[[ApplyResult], None] | None = None,
+) -> PullReport:
+    """Pull one stream from its cursor (or ``since``) to the end, one transaction per page.
+
+    ``stop`` is checked between pages: a shutdown finishes the current page and
+    returns, and the next run resumes from the committed cursor.
+    """
+    report = PullReport()
+    started = now()
+    cursor_limit = started - timedelta(seconds=options.overlap_s)
+    begin = since if since is not None else start_cursor(store, pipeline, stream, options)
+    for page in source.pull(stream, begin, options.page_size):
+        result = apply_page(
+            store,
+            pipeline,
+            page,
+            now=now(),
+            options=ledger,
+            cursor_limit=cursor_limit,
+            run_id=run_id,
+        )
+        report.add(result)
+        if on_page is not None:
+            on_page(result)
+        if stop is not None and stop.is_set():
+            report.stopped = True
+            break
+    log.info(
+        "stream_pulled",
+        pipeline=pipeline,
+        stream=stream,
+        run_id=run_id,
+        pages=report.pages,
+        received=report.received,
+        inserted=report.inserted,
+        updated=report.updated,
+        rejected=report.rejected,
+    )
+    return report
+
+
+def pull_all(
+    store: StateStore,
+    source: ErpSource,
+    pipeline: str,
+    *,
+    now: Clock,
+    options: PullOptions = PullOptions(),
+    ledger: LedgerOptions = LedgerOptions(),
+    run_id: str | None = None,
+    stop: threading.Event | None = None,
+    on_page: Callable[[ApplyResult], None] | None = None,
+) -> PullReport:
+    """Pull every stream of the source; stop early (between pages) when asked."""
+    total = PullReport()
+    for stream in source.streams():
+        report = pull_stream(
+            store,
+            source,
+            pipeline,
+            stream,
+            now=now,
+            options=options,
+            ledger=ledger,
+            run_id=run_id,
+            stop=stop,
+            on_page=on_page,
+        )
+        total.pages += report.pages
+        total.received += report.received
+        total.inserted += report.inserted
+        total.updated += report.updated
+        total.rejected += report.rejected
+        total.touched |= report.touched
+        if report.stopped:
+            total.stopped = True
+            break
+    return total
+
+
+def snapshot(source: ErpSource) -> dict[StockKey, Decimal]:
+    return {row.stock_key: row.qty for row in source.on_hand()}
+
+
+def ensure_baseline(
+    store: StateStore,
+    source: ErpSource,
+    pipeline: str,
+    *,
+    now: Clock,
+    options: PullOptions = PullOptions(),
+    ledger: LedgerOptions = LedgerOptions(),
+    run_id: str | None = None,
+    max_rounds: int = 5,
+) -> bool:
+    """On a pipeline's first run, store opening stock so that ledger = ERP on-hand.
+
+    The snapshot is only trusted for keys that did not move while it was taken:
+    catch up, snapshot, catch up again; keys touched by the second catch-up are
+    in flux and the round is repeated. Returns True when a baseline was written.
+    """
+    if store.meta(pipeline, "baseline_at") is not None:
+        return False
+    in_flux: set[StockKey] = set()
+    taken: dict[StockKey, Decimal] = {}
+    for _ in range(max_rounds):
+        pull_all(store, source, pipeline, now=now, options=options, ledger=ledger, run_id=run_id)
+        taken = snapshot(source)
+        catch_up = pull_all(
+            store, source, pipeline, now=now, options=options, ledger=ledger, run_id=run_id
+        )
+        in_flux = catch_up.touched
+        if not in_flux:
+            break
+    if in_flux:
+        log.warning(
+            "baseline_in_flux",
+            pipeline=pipeline,
+            keys=len(in_flux),
+            detail="these keys kept moving; reconcile will settle them",
+        )
+        levels = store.levels(pipeline)
+        for key in in_flux:
+            taken[key] = levels.get(key, Decimal(0))
+    set_baseline(store, pipeline, taken, now=now())
+    return True
+
+
+@dataclass(slots=True)
+class RescanReport:
+    listed: int = 0
+    vanished: list[str] = field(default_factory=list)
+
+
+def rescan(
+    store: StateStore,
+    source: ErpSource,
+    pipeline: str,
+    *,
+    now: Clock,
+    window_days: int = 35,
+    ledger: LedgerOptions = LedgerOptions(),
+    run_id: str | None = None,
+) -> RescanReport:
+    """Deactivate ledger lines whose ERP document is gone (deletions never show in pulls).
+
+    The ERP's keys are listed first and the ledger read second: a line created
+    in between is not in the ledger yet, so it cannot be mistaken for a deletion.
+    """
+    report = RescanReport()
+    at = now()
+    since = at - timedelta(days=window_days)
+    for stream in source.streams():
+        present = set(source.keys_in_window(stream, since))
+        report.listed += len(present)
+        gone = [
+            m for m in store.movements_in_window(pipeline, stream, since) if m.key not in present
+        ]
+        if not gone:
+            continue
+        page = Page(
+            stream,
+            [
+                Movement(
+                    key=m.key,
+                    kind=MovementKind(m.kind),
+                    sku=m.sku,
+                    warehouse=m.warehouse,
+                    qty=m.qty,
+                    occurred_at=m.occurred_at,
+                    # the stored stamp, not ours: if the document comes back, it still applies
+                    source_updated_at=m.source_updated_at,
+                    doc_no=m.doc_no,
+                    active=False,
+                )
+                for m in gone
+            ],
+            None,
+        )
+        apply_page(store, pipeline, page, now=at, options=ledger, run_id=run_id, reason="vanished")
+        with store.transaction() as tx:
+            for m in gone:
+                tx.record_conflict(
+                    kind="vanished_in_erp",
+                    pipeline=pipeline,
+                    ref=m.key,
+                    now=at,
+                    detail={
+                        "stream": stream,
+                        "doc_no": m.doc_no,
+                        "sku": m.sku,
+                        "warehouse": m.warehouse,
+                        "qty": str(m.qty),
+                    },
+                    ledger=m.qty,
+                    resolution="deactivated",
+                )
+        report.vanished.extend(m.key for m in gone)
+        log.warning(
+            "vanished_in_erp", pipeline=pipeline, stream=stream, count=len(gone), run_id=run_id
+        )
+    return report

@@ -1,0 +1,351 @@
+"""Pushing: drain the outbox into the CRM without ever duplicating a record (DESIGN §5).
+
+The flow per row reads like OCA's importer: binding → update by id; no binding
+→ look up by business key → bind → update; nothing found → create → bind.
+A create whose outcome is unknown leaves the row ``uncertain`` and its next
+attempt looks up first. Levels are read at push time, so ten movements on one
+SKU become one CRM write, and a value equal to the last pushed one is no write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import structlog
+
+from sync.errors import OutcomeUnknownError, PermanentError, TransientError, UnmappedError
+from sync.model import LevelValue, Movement, MovementKind, StockKey
+from sync.ports import CrmSink
+from sync.settings import mask
+from sync.state.store import (
+    BLOCKED,
+    DEAD,
+    LEVEL,
+    MOVEMENT,
+    PENDING,
+    UNCERTAIN,
+    OutboxRow,
+    StateStore,
+    level_ref,
+    parse_level_ref,
+)
+
+log = structlog.get_logger("stocksync.push")
+
+
+@dataclass(frozen=True, slots=True)
+class PushOptions:
+    batch_size: int = 200
+    max_attempts: int = 8
+    retry_initial_s: float = 30.0
+    retry_max_s: float = 3600.0
+    #: reserved quantities per "SKU" or "SKU@WAREHOUSE": available = level − reservation
+    reservations: Mapping[str, Decimal] = field(default_factory=dict)
+    #: with at least this many unbound level rows, bind from one bulk read instead of lookups
+    bulk_bind_threshold: int = 20
+
+
+@dataclass(slots=True)
+class PushReport:
+    pushed: int = 0
+    skipped: int = 0
+    created: int = 0
+    updated: int = 0
+    bound: int = 0
+    retried: int = 0
+    dead: int = 0
+    blocked: int = 0
+    stopped: bool = False
+
+    @property
+    def failed(self) -> int:
+        return self.dead + self.blocked
+
+
+def level_value(key: StockKey, level: Decimal, reservations: Mapping[str, Decimal]) -> LevelValue:
+    reserved = reservations.get(str(key), reservations.get(key.sku, Decimal(0)))
+    return LevelValue(real=level, available=level - reserved)
+
+
+def value_hash(*parts: object) -> str:
+    text = "\x1f".join(format(p, "f") if isinstance(p, Decimal) else str(p) for p in parts)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _level_hash(value: LevelValue) -> str:
+    return value_hash(value.real.normalize(), value.available.normalize())
+
+
+def _movement_hash(m: Movement) -> str:
+    return value_hash(m.content_hash(), m.doc_no)
+
+
+class Pusher:
+    """Drains one pipeline's outbox into one CRM sink."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        sink: CrmSink,
+        pipeline: str,
+        *,
+        now: Callable[[], datetime],
+        options: PushOptions = PushOptions(),
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.pipeline = pipeline
+        self.now = now
+        self.options = options
+
+    # -- scheduling of failures ----------------------------------------------------
+    def _backoff(self, attempts: int, hint_s: float | None) -> timedelta:
+        if hint_s is not None:
+            return timedelta(seconds=min(self.options.retry_max_s, hint_s))
+        base = min(self.options.retry_max_s, self.options.retry_initial_s * 2 ** (attempts - 1))
+        return timedelta(seconds=base * random.uniform(0.5, 1.0))
+
+    def _fail(self, row: OutboxRow, exc: Exception, report: PushReport, *, state: str) -> None:
+        now = self.now()
+        attempts = row.attempts + 1
+        hint = getattr(exc, "retry_after_s", None)
+        if state != DEAD and attempts >= self.options.max_attempts:
+            state = DEAD
+        with self.store.transaction() as tx:
+            tx.reschedule_outbox(
+                row,
+                state=state,
+                attempts=attempts,
+                next_attempt_at=now + self._backoff(attempts, hint),
+                error=str(exc),
+                now=now,
+            )
+        if state == DEAD:
+            report.dead += 1
+        else:
+            report.retried += 1
+        log.warning(
+            "push_failed",
+            pipeline=self.pipeline,
+            target=row.target,
+            ref=row.ref.replace("\x1f", "@"),
+            state=state,
+            attempts=attempts,
+            error=mask(str(exc)),
+            error_type=type(exc).__name__,
+        )
+
+    def _block(self, row: OutboxRow, exc: UnmappedError, report: PushReport) -> None:
+        now = self.now()
+        with self.store.transaction() as tx:
+            tx.reschedule_outbox(
+                row,
+                state=BLOCKED,
+                attempts=row.attempts,
+                next_attempt_at=now,
+                error=str(exc),
+                now=now,
+            )
+            tx.record_conflict(
+                kind=f"unmapped_{exc.what}",
+                pipeline=self.pipeline,
+                ref=row.ref,
+                now=now,
+                detail={"code": exc.code, "target": row.target, "message": str(exc)},
+            )
+        report.blocked += 1
+        log.warning("push_blocked", pipeline=self.pipeline, what=exc.what, code=exc.code)
+
+    # -- one row --------------------------------------------------------------------
+    def _push_level(self, row: OutboxRow, report: PushReport, bulk_bound: bool) -> None:
+        key = parse_level_ref(row.ref)
+        value = level_value(key, self.store.level(self.pipeline, key), self.options.reservations)
+        digest = _level_hash(value)
+        binding = self.store.binding(self.pipeline, LEVEL, row.ref)
+        if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
+            self._done(row, report, LEVEL, binding.crm_id, digest, value.real, skipped=True)
+            return
+        crm_id = binding.crm_id if binding is not None else None
+        if crm_id is None and (row.state == UNCERTAIN or not bulk_bound):
+            crm_id = self.sink.find_level(key)
+            if crm_id is not None:
+                report.bound += 1
+        if crm_id is None:
+            crm_id = self.sink.create_level(key, value)
+            report.created += 1
+        else:
+            self.sink.update_level(crm_id, key, value)
+            report.updated += 1
+        self._done(row, report, LEVEL, crm_id, digest, value.real)
+
+    def _push_movement(self, row: OutboxRow, report: PushReport) -> None:
+        stored = self.store.movement(self.pipeline, row.ref)
+        if stored is None:
+            self._done(row, report, MOVEMENT, None, None, None, skipped=True)
+            return
+        movement = Movement(
+            key=stored.key,
+            kind=MovementKind(stored.kind),
+            sku=stored.sku,
+            warehouse=stored.warehouse,
+            qty=stored.qty,
+            occurred_at=stored.occurred_at,
+            source_updated_at=stored.source_updated_at,
+            doc_no=stored.doc_no,
+            active=stored.active,
+        )
+        digest = _movement_hash(movement)
+        binding = self.store.binding(self.pipeline, MOVEMENT, row.ref)
+        if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
+            self._done(row, report, MOVEMENT, binding.crm_id, digest, None, skipped=True)
+            return
+        crm_id = binding.crm_id if binding is not None else self.sink.find_movement(movement.key)
+        if crm_id is None:
+            crm_id = self.sink.create_movement(movement)
+            report.created += 1
+        else:
+            self.sink.update_movement(crm_id, movement)
+            report.updated += 1
+        self._done(row, report, MOVEMENT, crm_id, digest, None)
+
+    def _done(
+        self,
+        row: OutboxRow,
+        report: PushReport,
+        target: str,
+        crm_id: str | None,
+        digest: str | None,
+        qty: Decimal | None,
+        *,
+        skipped: bool = False,
+    ) -> None:
+        with self.store.transaction() as tx:
+            if crm_id is not None:
+                tx.bind(
+                    self.pipeline,
+                    target,
+                    row.ref,
+                    crm_id,
+                    pushed_hash=digest,
+                    pushed_qty=qty,
+                    now=self.now(),
+                )
+            if not tx.finish_outbox(row):
+                # re-enqueued while we pushed: the row stays for the newer value, but
+                # whatever we learnt (uncertain → bound) is kept
+                tx.reschedule_outbox(
+                    row,
+                    state=PENDING,
+                    attempts=0,
+                    next_attempt_at=self.now(),
+                    error=None,
+                    now=self.now(),
+                )
+            if target == LEVEL and row.state == BLOCKED:
+                tx.resolve_conflicts(
+                    self.pipeline,
+                    "unmapped_sku",
+                    row.ref,
+                    self.now(),
+                    "mapped",
+                    "now known to the CRM",
+                )
+                tx.resolve_conflicts(
+                    self.pipeline,
+                    "unmapped_warehouse",
+                    row.ref,
+                    self.now(),
+                    "mapped",
+                    "now known to the CRM",
+                )
+        if skipped:
+            report.skipped += 1
+        else:
+            report.pushed += 1
+
+    def push_row(self, row: OutboxRow, report: PushReport, *, bulk_bound: bool = False) -> None:
+        try:
+            if row.target == LEVEL:
+                self._push_level(row, report, bulk_bound)
+            else:
+                self._push_movement(row, report)
+        except UnmappedError as exc:
+            self._block(row, exc, report)
+        except OutcomeUnknownError as exc:
+            # the write may have landed: the next attempt must look up before creating
+            self._fail(row, exc, report, state=UNCERTAIN)
+        except TransientError as exc:
+            self._fail(row, exc, report, state=row.state if row.state == UNCERTAIN else PENDING)
+        except PermanentError as exc:
+            self._fail(row, exc, report, state=DEAD)
+
+    # -- bulk binding -----------------------------------------------------------------
+    def bind_from_crm(self) -> int:
+        """Bind every existing CRM stock record in one paged read (first push of a big ledger).
+
+        The CRM's current value becomes the "last pushed" value: equal levels then
+        cost no write at all, different ones one update.
+        """
+        bound = 0
+        with self.store.transaction() as tx:
+            for lvl in self.sink.read_levels():
+                value = LevelValue(lvl.qty, lvl.available if lvl.available is not None else lvl.qty)
+                tx.bind(
+                    self.pipeline,
+                    LEVEL,
+                    level_ref(lvl.stock_key),
+                    lvl.crm_id,
+                    pushed_hash=_level_hash(value),
+                    pushed_qty=lvl.qty,
+                    now=None,
+                )
+                bound += 1
+        return bound
+
+    # -- a whole run -----------------------------------------------------------------
+    def run(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        on_row: Callable[[PushReport], None] | None = None,
+    ) -> PushReport:
+        """Push every due row once. Rows that fail are rescheduled, not retried in this run."""
+        report = PushReport()
+        bulk_bound = False
+        if self.store.unbound_count(self.pipeline, LEVEL) >= self.options.bulk_bind_threshold:
+            report.bound += self.bind_from_crm()
+            bulk_bound = True
+        after_id = 0
+        started = self.now()
+        while True:
+            rows = self.store.outbox_due(
+                self.pipeline, started, self.options.batch_size, after_id=after_id
+            )
+            if not rows:
+                break
+            for row in rows:
+                self.push_row(row, report, bulk_bound=bulk_bound)
+                if on_row is not None:
+                    on_row(report)
+            after_id = rows[-1].id
+            if stop is not None and stop.is_set():
+                report.stopped = True
+                break
+        log.info(
+            "push_done",
+            pipeline=self.pipeline,
+            pushed=report.pushed,
+            skipped=report.skipped,
+            created=report.created,
+            updated=report.updated,
+            retried=report.retried,
+            dead=report.dead,
+            blocked=report.blocked,
+        )
+        return report

@@ -1,0 +1,199 @@
+"""The composition root: config → state store, connectors and options for each pipeline.
+
+This is the one place in ``sync/`` that instantiates connectors, and it does so
+only through the registry, so the core never imports a connector module.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+import connectors
+from sync.config import PipelineBase, SettingsBase
+from sync.ledger import LedgerOptions
+from sync.ports import ConnectorContext, CrmSink, ErpSource
+from sync.pull import PullOptions, ensure_baseline, pull_all
+from sync.push import Pusher, PushOptions, PushReport
+from sync.state import StateStore
+
+log = structlog.get_logger("stocksync.runtime")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def pull_options(p: PipelineBase) -> PullOptions:
+    return PullOptions(
+        page_size=p.pull.page_size,
+        overlap_s=p.pull.overlap_s,
+        history_since=p.pull.history_start(),
+    )
+
+
+def ledger_options(p: PipelineBase) -> LedgerOptions:
+    return LedgerOptions(precision=p.precision, mirror_movements=p.push.mirror_movements)
+
+
+def push_options(p: PipelineBase) -> PushOptions:
+    return PushOptions(
+        batch_size=p.push.batch_size,
+        max_attempts=p.push.max_attempts,
+        retry_initial_s=p.push.retry_initial_s,
+        retry_max_s=p.push.retry_max_s,
+        reservations=dict(p.push.reservations),
+    )
+
+
+@dataclass
+class Pipeline:
+    """One configured pipeline with its live connectors."""
+
+    settings: PipelineBase
+    source: ErpSource
+    sink: CrmSink
+    store: StateStore
+    now: Callable[[], datetime] = utcnow
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def close(self) -> None:
+        for closeable in (self.source, self.sink):
+            try:
+                closeable.close()
+            except Exception as exc:  # closing must not mask the real outcome
+                log.warning("close_failed", pipeline=self.name, error=str(exc))
+
+
+def build_connector(kind: str, section: Any, context: ConnectorContext) -> Any:
+    spec = connectors.get(section.type, kind)  # type: ignore[arg-type]
+    return spec.build(section, context)
+
+
+def build_pipeline(
+    settings: PipelineBase,
+    store: StateStore,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    http_transport: Any = None,
+) -> Pipeline:
+    context = ConnectorContext(
+        pipeline=settings.name, now=now, token_cache=store, http_transport=http_transport
+    )
+    source = build_connector("erp", settings.erp, context)
+    sink = build_connector("crm", settings.crm, context)
+    return Pipeline(settings, source, sink, store, now)
+
+
+def open_store(settings: SettingsBase, *, upgrade: bool = True) -> StateStore:
+    store = StateStore(settings.state.url)
+    if upgrade:
+        store.upgrade()
+    return store
+
+
+@dataclass
+class CycleResult:
+    run_id: str
+    pulled: int = 0
+    applied: int = 0
+    rejected: int = 0
+    push: PushReport = field(default_factory=PushReport)
+    stopped: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run_cycle(
+    pipeline: Pipeline,
+    *,
+    stop: threading.Event | None = None,
+    on_page: Callable[[Any], None] | None = None,
+    on_row: Callable[[PushReport], None] | None = None,
+) -> CycleResult:
+    """One pull → push cycle, recorded as a ``runs`` row. Errors are recorded, then raised."""
+    run_id = str(uuid.uuid4())
+    store, s = pipeline.store, pipeline.settings
+    row = store.start_run(run_id, pipeline.name, "cycle", pipeline.now())
+    result = CycleResult(run_id)
+    structlog.contextvars.bind_contextvars(run_id=run_id, pipeline=pipeline.name)
+    try:
+        ensure_baseline(
+            store,
+            pipeline.source,
+            pipeline.name,
+            now=pipeline.now,
+            options=pull_options(s),
+            ledger=ledger_options(s),
+            run_id=run_id,
+        )
+        report = pull_all(
+            store,
+            pipeline.source,
+            pipeline.name,
+            now=pipeline.now,
+            options=pull_options(s),
+            ledger=ledger_options(s),
+            run_id=run_id,
+            stop=stop,
+            on_page=on_page,
+        )
+        result.pulled, result.applied, result.rejected = (
+            report.received,
+            report.changed,
+            report.rejected,
+        )
+        result.stopped = report.stopped
+        if not report.stopped:
+            pusher = Pusher(
+                store, pipeline.sink, pipeline.name, now=pipeline.now, options=push_options(s)
+            )
+            result.push = pusher.run(stop=stop, on_row=on_row)
+            result.stopped = result.push.stopped
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        store.finish_run(
+            row,
+            pipeline.now(),
+            status="error",
+            pulled=result.pulled,
+            applied=result.applied,
+            pushed=result.push.pushed,
+            failed=result.push.failed,
+            error=result.error,
+        )
+        log.error("cycle_failed", error=result.error)
+        raise
+    finally:
+        structlog.contextvars.unbind_contextvars("run_id", "pipeline")
+    store.finish_run(
+        row,
+        pipeline.now(),
+        status="ok",
+        pulled=result.pulled,
+        applied=result.applied,
+        pushed=result.push.pushed,
+        failed=result.push.failed,
+    )
+    log.info(
+        "cycle_done",
+        pipeline=pipeline.name,
+        run_id=run_id,
+        pulled=result.pulled,
+        applied=result.applied,
+        pushed=result.push.pushed,
+        failed=result.push.failed,
+    )
+    return result

@@ -1,0 +1,253 @@
+"""The state database schema (SQLAlchemy Core).
+
+Quantities are stored as integers in micro-units (``QTY_SCALE``): exact on every
+backend (SQLite has no decimal type), fast to sum, and convertible to Decimal
+without loss. Timestamps are stored as naive UTC and handed out timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+QTY_SCALE = 10**6
+_QTY_EXP = Decimal(1).scaleb(-6)
+
+
+def to_units(qty: Decimal) -> int:
+    """Decimal → integer micro-units (quantities beyond 6 dp are rounded half-even)."""
+    return int(qty.quantize(_QTY_EXP).scaleb(6))
+
+
+def from_units(units: int | None) -> Decimal:
+    """Integer micro-units → Decimal, normalised (``12`` not ``12.000000``)."""
+    if units is None:
+        return Decimal(0)
+    value = Decimal(units).scaleb(-6)
+    return value.quantize(Decimal(1)) if value == value.to_integral() else value.normalize()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the state store; use UTC-aware values")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite raw strings in some aggregate queries
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+NAME = 64
+CODE = 128
+KEY = 255
+REF = 300
+
+movements = Table(
+    "movements",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("key", String(KEY), primary_key=True),
+    Column("stream", String(NAME), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("sku", String(CODE), nullable=False),
+    Column("warehouse", String(CODE), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("source_updated_at", UtcDateTime, nullable=False),
+    Column("doc_no", String(CODE), nullable=False, default=""),
+    Column("active", Boolean, nullable=False),
+    Column("content_hash", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_movements_stock_key", "pipeline", "sku", "warehouse"),
+    Index("ix_movements_window", "pipeline", "stream", "occurred_at"),
+    Index("ix_movements_kind_date", "pipeline", "kind", "occurred_at"),
+)
+
+movement_versions = Table(
+    "movement_versions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("pipeline", String(NAME), nullable=False),
+    Column("key", String(KEY), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("sku", String(CODE), nullable=False),
+    Column("warehouse", String(CODE), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("source_updated_at", UtcDateTime, nullable=False),
+    Column("doc_no", String(CODE), nullable=False, default=""),
+    Column("active", Boolean, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("run_id", String(36), nullable=True),
+    Column("reason", String(32), nullable=True),
+    Index("ix_versions_key", "pipeline", "key", "version"),
+)
+
+stock_levels = Table(
+    "stock_levels",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("sku", String(CODE), primary_key=True),
+    Column("warehouse", String(CODE), primary_key=True),
+    Column("qty", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+baselines = Table(
+    "baselines",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("sku", String(CODE), primary_key=True),
+    Column("warehouse", String(CODE), primary_key=True),
+    Column("qty", BigInteger, nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
+    Column("note", String(200), nullable=False, default=""),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("stream", String(NAME), primary_key=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("tie_break", String(CODE), nullable=False, default=""),
+    Column("advanced_at", UtcDateTime, nullable=False),
+)
+
+pipeline_meta = Table(
+    "pipeline_meta",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("name", String(NAME), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("pipeline", String(NAME), nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("ref", String(REF), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("generation", Integer, nullable=False, default=1),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("pipeline", "target", "ref", name="uq_outbox_ref"),
+    Index("ix_outbox_due", "pipeline", "state", "next_attempt_at"),
+)
+
+bindings = Table(
+    "bindings",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("target", String(16), primary_key=True),
+    Column("ref", String(REF), primary_key=True),
+    Column("crm_id", String(CODE), nullable=False),
+    Column("pushed_hash", String(32), nullable=True),
+    Column("pushed_qty", BigInteger, nullable=True),
+    Column("pushed_at", UtcDateTime, nullable=True),
+)
+
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("kind", String(32), nullable=False),
+    Column("pipeline", String(NAME), nullable=False),
+    Column("ref", String(REF), nullable=False),
+    Column("erp_qty", BigInteger, nullable=True),
+    Column("ledger_qty", BigInteger, nullable=True),
+    Column("crm_qty", BigInteger, nullable=True),
+    Column("pushed_qty", BigInteger, nullable=True),
+    Column("detail", Text, nullable=False, default="{}"),
+    Column("detected_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("occurrences", Integer, nullable=False, default=1),
+    Column("resolution", String(32), nullable=True),
+    Column("resolved_at", UtcDateTime, nullable=True),
+    Column("note", Text, nullable=True),
+    Index("ix_conflicts_open", "pipeline", "kind", "ref", "resolved_at"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", String(36), nullable=False),
+    Column("pipeline", String(NAME), nullable=False),
+    Column("job", String(32), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("pulled", Integer, nullable=False, default=0),
+    Column("applied", Integer, nullable=False, default=0),
+    Column("pushed", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    Index("ix_runs_pipeline", "pipeline", "job", "started_at"),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("name", String(CODE), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("sku", String(CODE), primary_key=True),
+    Column("warehouse", String(CODE), primary_key=True),
+    Column("low", Boolean, nullable=False),
+    Column("threshold", BigInteger, nullable=True),
+    Column("qty", BigInteger, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+)

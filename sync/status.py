@@ -1,0 +1,106 @@
+"""What `stocksync status` shows: cursors, outbox depth by state, open conflicts, last runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sync.state.store import OUTBOX_STATES, StateStore
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def collect(store: StateStore) -> dict[str, Any]:
+    """A JSON-ready snapshot of the state database."""
+    outbox: dict[str, dict[str, int]] = {}
+    for (pipeline, state), count in store.outbox_counts().items():
+        outbox.setdefault(pipeline, dict.fromkeys(OUTBOX_STATES, 0))[state] = count
+    conflicts: dict[str, dict[str, int]] = {}
+    for (pipeline, kind), count in store.open_conflict_counts().items():
+        conflicts.setdefault(pipeline, {})[kind] = count
+    return {
+        "database": store.dialect,
+        "revision": store.revision(),
+        "pipelines": store.pipelines(),
+        "cursors": [
+            {
+                "pipeline": c.pipeline,
+                "stream": c.stream,
+                "position": _ts(c.cursor.updated_at),
+                "tie_break": c.cursor.tie_break,
+                "advanced_at": _ts(c.advanced_at),
+            }
+            for c in store.cursors()
+        ],
+        "outbox": outbox,
+        "open_conflicts": conflicts,
+        "runs": [
+            {
+                "pipeline": r.pipeline,
+                "job": r.job,
+                "started_at": _ts(r.started_at),
+                "finished_at": _ts(r.finished_at),
+                "status": r.status,
+                "pulled": r.pulled,
+                "applied": r.applied,
+                "pushed": r.pushed,
+                "failed": r.failed,
+                "error": r.error,
+            }
+            for r in store.runs(limit=10)
+        ],
+    }
+
+
+def render(data: dict[str, Any], console: Console) -> None:
+    console.print(f"state database: {data['database']} (schema {data['revision']})", markup=False)
+    if not data["pipelines"]:
+        console.print(
+            "no pipeline has run yet: nothing pulled, nothing pending, no conflicts", markup=False
+        )
+        return
+    cursors = Table(title="cursors")
+    for col in ("pipeline", "stream", "position", "advanced at"):
+        cursors.add_column(col)
+    for c in data["cursors"]:
+        cursors.add_row(c["pipeline"], c["stream"], c["position"], c["advanced_at"])
+    console.print(cursors)
+    outbox = Table(title="outbox")
+    outbox.add_column("pipeline")
+    for state in OUTBOX_STATES:
+        outbox.add_column(state, justify="right")
+    for pipeline in data["pipelines"]:
+        counts = data["outbox"].get(pipeline, {})
+        outbox.add_row(pipeline, *(str(counts.get(s, 0)) for s in OUTBOX_STATES))
+    console.print(outbox)
+    conflicts = data["open_conflicts"]
+    if conflicts:
+        table = Table(title="open conflicts")
+        for col in ("pipeline", "kind", "count"):
+            table.add_column(col)
+        for pipeline, kinds in conflicts.items():
+            for kind, count in sorted(kinds.items()):
+                table.add_row(pipeline, kind, str(count))
+        console.print(table)
+    else:
+        console.print("open conflicts: none", markup=False)
+    runs = Table(title="last runs")
+    for col in ("pipeline", "job", "started", "status", "pulled", "applied", "pushed", "failed"):
+        runs.add_column(col)
+    for r in data["runs"]:
+        runs.add_row(
+            r["pipeline"],
+            r["job"],
+            r["started_at"],
+            r["status"],
+            str(r["pulled"]),
+            str(r["applied"]),
+            str(r["pushed"]),
+            str(r["failed"]),
+        )
+    console.print(runs)

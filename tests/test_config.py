@@ -1,0 +1,194 @@
+"""Config validation: every problem at once, each with its YAML path, line and a clear message."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from sync.config import parse
+from sync.errors import ConfigError
+
+BASE = """\
+pipelines:
+  - name: main
+    erp: {type: memory}
+    crm: {type: memory-crm}
+"""
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[tuple[str, str, int | None]]:
+    with pytest.raises(ConfigError) as info:
+        parse(textwrap.dedent(text), env=env or {})
+    return [(p.path, p.message, p.line) for p in info.value.problems]
+
+
+INVALID = [
+    # (yaml, expected path, expected message)
+    ("pipelines: []\n", "pipelines", "list should have at least 1 item after validation, not 0"),
+    ("{}\n", "pipelines", "required key is missing"),
+    ("- a\n- b\n", "(top level)", "must be a mapping of keys"),
+    (
+        "pipelines: [\n",
+        "(yaml)",
+        "not valid YAML: expected the node content, but found '<stream end>'",
+    ),
+    ("version: 2\n" + BASE, "version", "input should be 1"),
+    ("colour: blue\n" + BASE, "colour", "unknown key"),
+    ("state: {url: 5}\n" + BASE, "state.url", "input should be a valid string"),
+    ("state: {uri: x}\n" + BASE, "state.uri", "unknown key"),
+    (
+        "log: {level: loud}\n" + BASE,
+        "log.level",
+        "input should be 'debug', 'info', 'warning' or 'error'",
+    ),
+    ("log: {format: xml}\n" + BASE, "log.format", "input should be 'auto', 'json' or 'console'"),
+    (
+        "metrics: {port: 70000}\n" + BASE,
+        "metrics.port",
+        "input should be less than or equal to 65535",
+    ),
+    ("shutdown_grace_s: 0\n" + BASE, "shutdown_grace_s", "input should be greater than 0"),
+    (
+        "pipelines:\n  - erp: {type: memory}\n    crm: {type: memory-crm}\n",
+        "pipelines[0].name",
+        "required key is missing",
+    ),
+    (
+        "pipelines:\n  - name: Main!\n    erp: {type: memory}\n    crm: {type: memory-crm}\n",
+        "pipelines[0].name",
+        "must be 1-48 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+    ),
+    (
+        "pipelines:\n  - name: a\n    crm: {type: memory-crm}\n",
+        "pipelines[0].erp",
+        "required key is missing",
+    ),
+    (
+        "pipelines:\n  - name: a\n    erp: {type: sap}\n    crm: {type: memory-crm}\n",
+        "pipelines[0].erp.type",
+        "unknown erp connector 'sap'; known: ",
+    ),
+    (
+        "pipelines:\n  - name: a\n    erp: {type: memory, colour: red}\n"
+        "    crm: {type: memory-crm}\n",
+        "pipelines[0].erp.colour",
+        "unknown key",
+    ),
+    (
+        BASE + "    schedule: {interval_s: 0}\n",
+        "pipelines[0].schedule.interval_s",
+        "input should be greater than or equal to 1",
+    ),
+    (
+        BASE + "    schedule: {reconcile_cron: 'every night'}\n",
+        "pipelines[0].schedule.reconcile_cron",
+        "not a valid cron expression (Wrong number of fields; got 2, expected 5)",
+    ),
+    (
+        BASE + "    schedule: {rescan_cron: '99 * * * *'}\n",
+        "pipelines[0].schedule.rescan_cron",
+        "not a valid cron expression (Error validating expression '99': the last value (99) is "
+        "higher than the maximum value (59))",
+    ),
+    (
+        BASE + "    pull: {page_size: 0}\n",
+        "pipelines[0].pull.page_size",
+        "input should be greater than or equal to 1",
+    ),
+    (
+        BASE + "    pull: {history_since: yesterday}\n",
+        "pipelines[0].pull.history_since",
+        "input should be a valid date or datetime, input is too short",
+    ),
+    (
+        BASE + "    push: {max_attempts: 0}\n",
+        "pipelines[0].push.max_attempts",
+        "input should be greater than or equal to 1",
+    ),
+    (
+        BASE + "    push: {reservations: {A: lots}}\n",
+        "pipelines[0].push.reservations.A",
+        "input should be a valid decimal",
+    ),
+    (
+        BASE + "    reconcile: {crm_modified: crm_wins}\n",
+        "pipelines[0].reconcile.crm_modified",
+        "input should be 'erp_wins' or 'report_only'",
+    ),
+    (
+        BASE + "    alerts: {webhook: {timeout_s: 3}}\n",
+        "pipelines[0].alerts.webhook.url",
+        "required key is missing",
+    ),
+    (
+        BASE + "    precision: 9\n",
+        "pipelines[0].precision",
+        "input should be less than or equal to 6",
+    ),
+    (
+        BASE + "  - name: main\n    erp: {type: memory}\n    crm: {type: memory-crm}\n",
+        "(top level)",
+        "pipeline names must be unique; repeated: main",
+    ),
+    (
+        "state: {url: '${STATE_DB}'}\n" + BASE,
+        "state.url",
+        "environment variable STATE_DB is not set",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "path", "message"), INVALID)
+def test_invalid_config_names_path_and_message(text: str, path: str, message: str) -> None:
+    found = problems(text)
+    assert any(
+        p == path and (m == message or (message.endswith(": ") and m.startswith(message)))
+        for p, m, _ in found
+    ), found
+
+
+def test_at_least_twenty_invalid_cases() -> None:
+    assert len(INVALID) >= 20
+
+
+def test_every_problem_is_reported_at_once_with_lines() -> None:
+    found = problems(
+        """\
+        colour: blue
+        pipelines:
+          - name: a
+            erp: {type: memory, colour: red}
+            crm: {type: memory-crm}
+            pull: {page_size: 0}
+        """
+    )
+    assert [(p, line) for p, _, line in found] == [
+        ("colour", 1),
+        ("pipelines[0].erp.colour", 4),
+        ("pipelines[0].pull.page_size", 6),
+    ]
+
+
+def test_env_interpolation_and_defaults() -> None:
+    text = "state: {url: '${DB:-sqlite:///x.db}'}\n" + BASE
+    assert parse(text, env={}).state.url == "sqlite:///x.db"
+    assert parse(text, env={"DB": "sqlite:///y.db"}).state.url == "sqlite:///y.db"
+
+
+def test_state_url_env_overrides_config() -> None:
+    settings = parse(BASE, env={"STOCKSYNC_STATE_URL": "sqlite:///env.db"})
+    assert settings.state.url == "sqlite:///env.db"
+
+
+def test_valid_config_is_frozen_with_defaults() -> None:
+    settings = parse(BASE, env={})
+    p = settings.pipelines[0]
+    assert (p.schedule.interval_s, p.pull.overlap_s, p.push.max_attempts, p.pull.rescan_days) == (
+        60.0,
+        120.0,
+        8,
+        35,
+    )
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type is internal
+        p.name = "other"  # type: ignore[misc]

@@ -1,0 +1,188 @@
+"""The push engine against the in-memory CRM: idempotency, coalescing, failures, blocking."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectors.memory.sink import MemoryCrm
+from connectors.memory.source import MemoryErp
+from sync.model import Movement, MovementKind, StockKey
+from sync.pull import PullOptions, pull_all
+from sync.push import Pusher, PushOptions
+from sync.state import StateStore
+from sync.state.store import BLOCKED, DEAD, LEVEL
+from tests.conftest import Clock
+
+OPTIONS = PullOptions(page_size=50, overlap_s=0)
+
+
+def receipt(clock: Clock, n: int, sku: str = "A", wh: str = "W1", qty: str = "1") -> Movement:
+    return Movement(
+        f"memory:d:{n}:1", MovementKind.RECEIPT, sku, wh, Decimal(qty), clock.now, clock.now
+    )
+
+
+def sync(
+    store: StateStore,
+    erp: MemoryErp,
+    crm: MemoryCrm,
+    clock: Clock,
+    pipeline: str = "p",
+    **options: object,
+) -> None:
+    pull_all(store, erp, pipeline, now=clock, options=OPTIONS)
+    Pusher(store, crm, pipeline, now=clock, options=PushOptions(**options)).run()  # type: ignore[arg-type]
+
+
+def test_ten_movements_on_one_key_become_one_write(store: StateStore, clock: Clock) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    for n in range(10):
+        erp.put(receipt(clock, n))
+    sync(store, erp, crm, clock)
+    assert crm.values() == {StockKey("A", "W1"): Decimal(10)}
+    assert crm.calls["create_level"] == 1 and crm.calls["update_level"] == 0
+
+
+def test_pushing_again_changes_nothing(store: StateStore, clock: Clock) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    erp.put(receipt(clock, 1))
+    sync(store, erp, crm, clock)
+    calls = sum(crm.calls.values())
+    clock.advance(5)
+    sync(store, erp, crm, clock)
+    assert sum(crm.calls.values()) == calls
+
+
+def test_equal_to_last_pushed_value_is_not_pushed(store: StateStore, clock: Clock) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    m = erp.put(receipt(clock, 1, qty="5"))
+    sync(store, erp, crm, clock)
+    clock.advance(5)
+    erp.set_active(m.key, False)  # 5 → 0
+    clock.advance(5)
+    erp.set_active(m.key, True)  # 0 → 5 again before the next push
+    calls = sum(crm.calls.values())
+    sync(store, erp, crm, clock)
+    assert sum(crm.calls.values()) == calls
+
+
+def test_steady_state_costs_one_update_per_changed_level(store: StateStore, clock: Clock) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    for n in range(30):
+        erp.put(receipt(clock, n, sku=f"S{n}"))
+    sync(store, erp, crm, clock)
+    crm.calls.clear()
+    clock.advance(5)
+    for n in range(7):
+        erp.put(receipt(clock, 100 + n, sku=f"S{n}", qty="2"))
+    sync(store, erp, crm, clock)
+    assert dict(crm.calls) == {"update_level": 7}
+
+
+def test_bulk_binding_reuses_existing_crm_records(store: StateStore, clock: Clock) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    existing = {f"S{n}": crm.create_level(StockKey(f"S{n}", "W1"), _lv(1)) for n in range(25)}
+    crm.calls.clear()
+    for n in range(25):
+        erp.put(receipt(clock, n, sku=f"S{n}", qty="1" if n % 2 else "3"))
+    sync(store, erp, crm, clock)
+    assert crm.calls["create_level"] == 0 and crm.calls["find_level"] == 0
+    assert crm.calls["update_level"] == 13  # the even ones differ (3 ≠ 1)
+    assert {r.key.sku: i for i, r in crm.levels.items()} == {s: i for s, i in existing.items()}
+
+
+def _lv(q: int) -> object:
+    from sync.model import LevelValue
+
+    return LevelValue(Decimal(q), Decimal(q))
+
+
+def test_unknown_sku_is_blocked_with_a_conflict_and_retried(
+    store: StateStore, clock: Clock
+) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryCrm(skus={"A"})
+    erp.put(receipt(clock, 1, sku="NEW"))
+    sync(store, erp, crm, clock)
+    [row] = store.outbox_rows("p")
+    assert row.state == BLOCKED
+    [conflict] = store.conflicts(pipeline="p", open_only=True)
+    assert conflict.kind == "unmapped_sku" and conflict.detail["code"] == "NEW"
+    crm.skus = {"A", "NEW"}  # someone creates the product in the CRM
+    clock.advance(60)
+    Pusher(store, crm, "p", now=clock).run()
+    assert crm.values() == {StockKey("NEW", "W1"): Decimal(1)}
+    assert store.outbox_rows("p") == []
+    assert store.conflicts(pipeline="p", open_only=True) == []
+
+
+def test_row_goes_dead_after_max_attempts_and_retry_requeues(
+    store: StateStore, clock: Clock
+) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    erp.put(receipt(clock, 1))
+    pull_all(store, erp, "p", now=clock, options=OPTIONS)
+    pusher = Pusher(store, crm, "p", now=clock, options=PushOptions(max_attempts=3))
+    for _ in range(3):
+        crm.faults = [("*", "fail")] * 5
+        pusher.run()
+        clock.advance(7200)
+    [row] = store.outbox_rows("p")
+    assert row.state == DEAD and row.attempts == 3
+    assert store.requeue_dead(None, clock.now) == 1
+    crm.faults = []
+    pusher.run()
+    assert crm.values() == {StockKey("A", "W1"): Decimal(1)}
+
+
+@given(
+    faults=st.lists(
+        st.tuples(
+            st.sampled_from(["create_level", "update_level", "find_level", "*"]),
+            st.sampled_from(["lost", "fail"]),
+        ),
+        max_size=12,
+    ),
+    qtys=st.lists(st.integers(1, 9), min_size=1, max_size=12),
+)
+def test_no_duplicates_whatever_fails(
+    shared_sqlite: StateStore, faults: list[tuple[str, str]], qtys: list[int]
+) -> None:
+    clock = Clock()
+    pipeline = f"p{uuid.uuid4().hex[:10]}"
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    crm.faults = list(faults)
+    for n, q in enumerate(qtys):
+        erp.put(receipt(clock, n, sku=f"S{n % 4}", qty=str(q)))
+        clock.advance(1)
+        if n % 3 == 0:
+            sync(shared_sqlite, erp, crm, clock, pipeline, bulk_bind_threshold=3, retry_initial_s=1)
+    for _ in range(20):
+        clock.advance(3600)
+        sync(shared_sqlite, erp, crm, clock, pipeline, bulk_bind_threshold=3, retry_initial_s=1)
+        if not shared_sqlite.outbox_rows(pipeline):
+            break
+    keys = [r.key for r in crm.levels.values()]
+    assert len(keys) == len(set(keys)), "a CRM record was duplicated"
+    expected = {k: v for k, v in shared_sqlite.levels(pipeline).items()}
+    assert crm.values() == expected
+    assert all(b.crm_id in crm.levels for b in shared_sqlite.bindings(pipeline, LEVEL).values())
+
+
+def test_retry_backoff_is_scheduled(store: StateStore, clock: Clock) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    erp.put(receipt(clock, 1))
+    pull_all(store, erp, "p", now=clock, options=OPTIONS)
+    crm.faults = [("*", "fail")]
+    Pusher(store, crm, "p", now=clock, options=PushOptions(retry_initial_s=30)).run()
+    [row] = store.outbox_rows("p")
+    assert row.attempts == 1
+    assert (
+        clock.now + timedelta(seconds=14)
+        <= row.next_attempt_at
+        <= clock.now + timedelta(seconds=31)
+    )
