@@ -1,0 +1,407 @@
+"""The emulator's in-memory object store: seeded describes, records, query evaluation.
+
+Kept apart from the HTTP layer (``emulator.py``) so the query semantics can be
+read and tested on their own. Everything here raises ``ApiError`` carrying the
+Fxiaoke errorCode the real gateway would answer with (or our best inference
+where the reference marks the code as unknown).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+#: parameter errors (bad value format, missing required field)
+ERR_PARAM = 15002
+#: business/parameter errors whose real code is undocumented (duplicates, routing, not found)
+ERR_BUSINESS = 32000
+#: paging out of range (offset > 10000, limit > 100, offset not a multiple of limit)
+ERR_PAGING = 10013
+
+NUMBER_TYPES = frozenset({"number", "currency", "percentile"})
+MS_TYPES = frozenset({"date", "date_time"})
+SYSTEM_FIELDS = (
+    "_id",
+    "name",
+    "owner",
+    "record_type",
+    "life_status",
+    "create_time",
+    "last_modified_time",
+    "is_deleted",
+    "object_describe_api_name",
+)
+
+
+class ApiError(Exception):
+    """A non-zero errorCode answer (the gateway still says HTTP 200)."""
+
+    def __init__(self, code: int, message: str, description: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.description = description or message
+
+
+@dataclass(frozen=True)
+class FieldDescribe:
+    api_name: str
+    type: str = "text"
+    label: str = ""
+    required: bool = False
+    unique: bool = False
+    target: str | None = None  # object_reference target apiName
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "api_name": self.api_name,
+            "type": self.type,
+            "label": self.label or self.api_name,
+            "is_required": self.required,
+            "is_unique": self.unique,
+            "is_active": True,
+        }
+        if self.target:
+            out["target_api_name"] = self.target
+        return out
+
+
+@dataclass
+class ObjectDescribe:
+    api_name: str
+    label: str
+    fields: dict[str, FieldDescribe]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "api_name": self.api_name,
+            "display_name": self.label,
+            "define_type": "custom" if self.api_name.endswith("__c") else "package",
+            "fields": {name: f.as_json() for name, f in self.fields.items()},
+        }
+
+
+def _describe(api_name: str, label: str, *fields: FieldDescribe) -> ObjectDescribe:
+    system = [FieldDescribe(n, "system") for n in SYSTEM_FIELDS if n != "name"]
+    by_name = {f.api_name: f for f in (*system, *fields)}
+    by_name.setdefault("name", FieldDescribe("name", "text", "name"))
+    return ObjectDescribe(api_name, label, by_name)
+
+
+def seeded_describes() -> dict[str, ObjectDescribe]:
+    """The §7 inventory objects of the reference plus the default movement mirror."""
+    f = FieldDescribe
+    objects = [
+        _describe(
+            "ProductObj",
+            "产品",
+            f("name", "text", "产品名称", required=True),
+            f("product_code", "text", "产品编码", unique=True),
+            f("product_status", "select_one", "上下架"),
+            f("unit", "select_one", "单位"),
+            f("price", "currency", "价格"),
+        ),
+        _describe(
+            "WarehouseObj",
+            "仓库",
+            f("name", "text", "仓库名称", required=True, unique=True),
+            f("number", "text", "仓库编号"),
+            f("is_enable", "select_one", "启用状态"),
+            f("is_default", "true_or_false", "是否默认仓"),
+        ),
+        _describe(
+            "StockObj",
+            "库存",
+            f("name", "auto_number", "库存编号"),
+            f("product_id", "object_reference", "产品", required=True, target="ProductObj"),
+            f("warehouse_id", "object_reference", "仓库", required=True, target="WarehouseObj"),
+            f("real_stock", "number", "实际库存"),
+            f("available_stock", "number", "可用库存"),
+            f("blocked_stock", "number", "冻结库存"),
+            f("safety_stock", "number", "安全库存"),
+        ),
+        _describe(
+            "stock_movement__c",
+            "库存流水",
+            f("erp_key__c", "text", "ERP key", unique=True),
+            f("kind__c", "text", "kind"),
+            f("sku__c", "text", "sku"),
+            f("warehouse__c", "text", "warehouse"),
+            f("qty__c", "number", "qty"),
+            f("occurred_at__c", "date_time", "occurred at"),
+            f("doc_no__c", "text", "document no"),
+            f("active__c", "true_or_false", "active"),
+        ),
+    ]
+    return {o.api_name: o for o in objects}
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _as_decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _key(value: Any, numeric: bool) -> Any:
+    """Comparable form of a stored value or a filter value."""
+    if numeric:
+        num = _as_decimal(value)
+        return num if num is not None else Decimal(0)
+    return "" if value is None else str(value)
+
+
+def _match_one(op: str, value: Any, wanted: list[Any], numeric: bool) -> bool:  # noqa: C901
+    k = _key(value, numeric)
+    w = [_key(x, numeric) for x in wanted]
+    if op == "EQ":
+        return not _empty(value) and bool(w) and k == w[0]
+    if op == "N":
+        return not w or k != w[0]
+    if op in {"GT", "GTE", "LT", "LTE"}:
+        if _empty(value) or not w:
+            return False
+        return {"GT": k > w[0], "GTE": k >= w[0], "LT": k < w[0], "LTE": k <= w[0]}[op]
+    if op in {"IN", "HASANYOF"}:
+        values = value if isinstance(value, list) else [value]
+        return any(_key(v, numeric) in w for v in values)
+    if op in {"NIN", "NHASANYOF"}:
+        values = value if isinstance(value, list) else [value]
+        return not any(_key(v, numeric) in w for v in values)
+    if op in {"BETWEEN", "NBETWEEN"}:
+        inside = len(w) == 2 and not _empty(value) and w[0] <= k <= w[1]
+        return inside if op == "BETWEEN" else not inside
+    text, needle = str(k), str(w[0]) if w else ""
+    if op in {"LIKE", "CONTAINS"}:
+        return needle in text
+    if op == "NLIKE":
+        return needle not in text
+    if op == "STARTWITH":
+        return text.startswith(needle)
+    if op == "ENDWITH":
+        return text.endswith(needle)
+    if op == "IS":
+        return _empty(value)
+    if op == "ISN":
+        return not _empty(value)
+    raise ApiError(ERR_PARAM, f"unsupported operator {op}", "参数错误")
+
+
+@dataclass
+class ObjectTable:
+    """Records of one object plus lazily built equality indexes."""
+
+    describe: ObjectDescribe
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    indexes: dict[str, dict[Any, set[str]]] = field(default_factory=dict)
+
+    def index(self, name: str) -> dict[Any, set[str]]:
+        if name not in self.indexes:
+            built: dict[Any, set[str]] = {}
+            for rid, rec in self.records.items():
+                built.setdefault(self._ikey(rec.get(name)), set()).add(rid)
+            self.indexes[name] = built
+        return self.indexes[name]
+
+    @staticmethod
+    def _ikey(value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    def put(self, rec: dict[str, Any], old: dict[str, Any] | None) -> None:
+        rid = rec["_id"]
+        for name, idx in self.indexes.items():
+            if old is not None:
+                idx.get(self._ikey(old.get(name)), set()).discard(rid)
+            idx.setdefault(self._ikey(rec.get(name)), set()).add(rid)
+        self.records[rid] = rec
+
+    def remove(self, rid: str) -> None:
+        old = self.records.pop(rid)
+        for name, idx in self.indexes.items():
+            idx.get(self._ikey(old.get(name)), set()).discard(rid)
+
+
+class Store:
+    """All objects of one emulated tenant."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.tables = {name: ObjectTable(d) for name, d in seeded_describes().items()}
+        self._seq = itertools.count(1)
+        self._machine = os.urandom(5).hex()
+
+    def table(self, api_name: str) -> ObjectTable:
+        try:
+            return self.tables[api_name]
+        except KeyError:
+            raise ApiError(ERR_BUSINESS, f"object {api_name} does not exist", "对象不存在") from None
+
+    def new_id(self) -> str:
+        """A 24-hex id shaped like a Mongo ObjectId (time, machine, counter), ascending."""
+        return f"{int(self.clock()) & 0xFFFFFFFF:08x}{self._machine}{next(self._seq) & 0xFFFFFF:06x}"
+
+    # ------------------------------------------------------------------ writes
+    def _validate(self, table: ObjectTable, rec: dict[str, Any], rid: str) -> None:
+        for name, fd in table.describe.fields.items():
+            value = rec.get(name)
+            if fd.required and _empty(value):
+                raise ApiError(ERR_PARAM, f"field {name} is required", f"{fd.label}为必填项")
+            if _empty(value):
+                continue
+            if fd.type in NUMBER_TYPES and (
+                not isinstance(value, str) or _as_decimal(value) is None
+            ):
+                raise ApiError(
+                    ERR_PARAM, f"field {name} must be a number sent as a string", "参数错误"
+                )
+            if fd.type in MS_TYPES and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ApiError(ERR_PARAM, f"field {name} must be epoch milliseconds", "参数错误")
+            if fd.target and (
+                not isinstance(value, str) or value not in self.table(fd.target).records
+            ):
+                raise ApiError(ERR_BUSINESS, f"field {name}: {fd.target} {value} not found")
+            if fd.unique and (table.index(name).get(value, set()) - {rid}):
+                raise ApiError(
+                    ERR_BUSINESS,
+                    f"duplicate value for unique field {name}",
+                    f"{fd.label}重复 duplicate",
+                )
+
+    def create(self, api_name: str, data: dict[str, Any]) -> dict[str, Any]:
+        table = self.table(api_name)
+        now_ms = int(self.clock() * 1000)
+        rid = self.new_id()
+        rec = {k: v for k, v in data.items() if k != "dataObjectApiName" and k != "_id"}
+        rec.update(
+            _id=rid,
+            create_time=now_ms,
+            last_modified_time=now_ms,
+            life_status="normal",
+            is_deleted=False,
+            object_describe_api_name=api_name,
+        )
+        rec.setdefault("record_type", "default__c")
+        if table.describe.fields["name"].type == "auto_number" and _empty(rec.get("name")):
+            day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+            rec["name"] = f"SK{day}_{len(table.records) + 1:04d}"
+        self._validate(table, rec, rid)
+        table.put(rec, None)
+        return rec
+
+    def get(self, api_name: str, rid: Any) -> dict[str, Any]:
+        rec = self.table(api_name).records.get(str(rid))
+        if rec is None:
+            raise ApiError(ERR_BUSINESS, f"{api_name} {rid} does not exist", "数据不存在")
+        return rec
+
+    def update(self, api_name: str, data: dict[str, Any]) -> dict[str, Any]:
+        table = self.table(api_name)
+        rid = data.get("_id")
+        if not rid:
+            raise ApiError(ERR_PARAM, "object_data._id is required", "参数错误")
+        old = self.get(api_name, rid)
+        changes = {k: v for k, v in data.items() if k not in {"dataObjectApiName", "_id"}}
+        rec = {**old, **changes, "last_modified_time": int(self.clock() * 1000)}
+        self._validate(table, rec, rid)
+        table.put(rec, old)
+        return rec
+
+    def set_status(self, api_name: str, ids: Iterable[Any], status: str) -> None:
+        table = self.table(api_name)
+        for rid in ids:
+            old = self.get(api_name, rid)
+            table.put({**old, "life_status": status, "is_deleted": status == "invalid"}, old)
+
+    def delete(self, api_name: str, ids: Iterable[Any]) -> None:
+        table = self.table(api_name)
+        for rid in ids:
+            if self.get(api_name, rid).get("life_status") != "invalid":
+                raise ApiError(ERR_BUSINESS, f"{rid} must be invalidated before delete")
+        for rid in ids:
+            table.remove(str(rid))
+
+    # ------------------------------------------------------------------ query
+    def query(self, api_name: str, info: dict[str, Any]) -> dict[str, Any]:
+        table = self.table(api_name)
+        limit, offset = _paging(info)
+        filters = info.get("filters") or []
+        if not isinstance(filters, list):
+            raise ApiError(ERR_PARAM, "filters must be a list", "参数错误")
+        matched = self._filter(table, filters)
+        for order in reversed(info.get("orders") or []):
+            name = str(order.get("fieldName", "_id"))
+            numeric = _is_numeric(table, name)
+            matched.sort(
+                key=lambda r, n=name, num=numeric: _key(r.get(n), num),
+                reverse=not order.get("isAsc", True),
+            )
+        page = matched[offset : offset + limit]
+        projection = info.get("fieldProjection") or []
+        if projection:
+            keep = {"_id", *projection}
+            page = [{k: v for k, v in r.items() if k in keep} for r in page]
+        else:
+            page = [dict(r) for r in page]
+        return {"dataList": page, "offset": offset, "limit": limit, "total": len(matched)}
+
+    def _filter(self, table: ObjectTable, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        candidates: Iterable[dict[str, Any]] | None = None
+        for flt in filters:
+            values = flt.get("field_values")
+            if flt.get("operator") == "EQ" and isinstance(values, list) and len(values) == 1:
+                ids = table.index(str(flt.get("field_name"))).get(values[0], set())
+                candidates = [table.records[i] for i in sorted(ids)]
+                break
+        if candidates is None:
+            candidates = table.records.values()
+        mentions_status = any(f.get("field_name") == "life_status" for f in filters)
+        out = []
+        for rec in candidates:
+            if not mentions_status and rec.get("life_status") == "invalid":
+                continue
+            if all(self._matches(table, rec, flt) for flt in filters):
+                out.append(rec)
+        return out
+
+    @staticmethod
+    def _matches(table: ObjectTable, rec: dict[str, Any], flt: dict[str, Any]) -> bool:
+        name = str(flt.get("field_name", ""))
+        values = flt.get("field_values")
+        if not isinstance(values, list):
+            raise ApiError(ERR_PARAM, "field_values must be a list", "参数错误")
+        op = str(flt.get("operator", "EQ")).upper()
+        return _match_one(op, rec.get(name), values, _is_numeric(table, name))
+
+
+def _is_numeric(table: ObjectTable, name: str) -> bool:
+    fd = table.describe.fields.get(name)
+    return fd is not None and (
+        fd.type in NUMBER_TYPES or fd.type in MS_TYPES or name in {"create_time", "last_modified_time"}
+    )
+
+
+def _paging(info: dict[str, Any]) -> tuple[int, int]:
+    """Enforce the documented paging limits (reference §5.1)."""
+    try:
+        limit = int(info.get("limit", 20))
+        offset = int(info.get("offset", 0))
+    except (TypeError, ValueError):
+        raise ApiError(ERR_PARAM, "limit and offset must be integers", "参数错误") from None
+    if limit < 1 or limit > 100:
+        raise ApiError(ERR_PAGING, "limit out of range 100", "limit 不能超过100")
+    if offset < 0 or offset % limit:
+        raise ApiError(ERR_PAGING, "offset must be a multiple of limit", "offset 必须是limit的整数倍")
+    if offset > 10000:
+        raise ApiError(ERR_PAGING, "offset out of range 10000", "offset 不能超过10000")
+    return limit, offset
