@@ -12,6 +12,7 @@ Tests steer it with an injectable clock, ``expire_tokens()``, ``fail_next()``
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import signal
@@ -170,7 +171,8 @@ class FxiaokeEmulator(Emulator):
         raw = environ["wsgi.input"].read(length) if length else b""
         with self._lock:
             self.calls[path] += 1
-            self.trace_ids.append((query.get("thirdTraceId") or [None])[0])
+            trace = query.get("thirdTraceId")
+            self.trace_ids.append(trace[0] if trace else None)
             status, body = self._handle(path, raw, environ)
             self.errors[int(body.get("errorCode", 0))] += 1
         payload = json.dumps(body, ensure_ascii=False).encode()
@@ -183,7 +185,9 @@ class FxiaokeEmulator(Emulator):
             if not isinstance(body, dict):
                 raise ValueError("body is not an object")
         except ValueError:
-            return "200 OK", self._error(ApiError(ERR_PARAM, "request body is not JSON", "参数错误"))
+            return "200 OK", self._error(
+                ApiError(ERR_PARAM, "request body is not JSON", "参数错误")
+            )
         try:
             if path == TOKEN_PATH:
                 return "200 OK", self._ok(self._issue(body, "corp"))
@@ -248,7 +252,9 @@ class FxiaokeEmulator(Emulator):
         if not self._token_window.admit(now):
             raise ApiError(30004, "token endpoint frequency exceeded", "获取token过于频繁")
         if body.get("appId") != self.app_id or body.get("appSecret") != self.app_secret:
-            raise ApiError(10006, "the parameter appSecret is missing or illegal", "缺少参数或参数不合法")
+            raise ApiError(
+                10006, "the parameter appSecret is missing or illegal", "缺少参数或参数不合法"
+            )
         if body.get("permanentCode") != self.permanent_code:
             raise ApiError(20015, "permanentCode is wrong", "永久授权码错误")
         current = self._current.get(flow)
@@ -308,11 +314,12 @@ class FxiaokeEmulator(Emulator):
         for prefix, custom in ((PRESET_DATA, False), (CUSTOM_DATA, True)):
             action = path[len(prefix) :] if path.startswith(prefix) else ""
             if action in DATA_ACTIONS and (custom or action != "findOne"):
-                return lambda body, a=action, c=custom: self._data(a, c, body)
+                return functools.partial(self._data, action, custom)
         raise ApiError(10006, f"the request uri=[{path}] is not exists", "请求的接口不存在")
 
     def _describe(self, body: Json) -> Json:
-        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        data = body.get("data")
+        data = data if isinstance(data, dict) else {}
         api_name = body.get("apiName") or data.get("apiName")
         describe = self.store.table(str(api_name)).describe
         return {"data": {"describe": describe.as_json()}}

@@ -8,6 +8,7 @@ where the reference marks the code as unknown).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import time
@@ -172,7 +173,8 @@ def _match_one(op: str, value: Any, wanted: list[Any], numeric: bool) -> bool:  
     if op in {"GT", "GTE", "LT", "LTE"}:
         if _empty(value) or not w:
             return False
-        return {"GT": k > w[0], "GTE": k >= w[0], "LT": k < w[0], "LTE": k <= w[0]}[op]
+        results = {"GT": k > w[0], "GTE": k >= w[0], "LT": k < w[0], "LTE": k <= w[0]}
+        return bool(results[op])
     if op in {"IN", "HASANYOF"}:
         values = value if isinstance(value, list) else [value]
         return any(_key(v, numeric) in w for v in values)
@@ -245,11 +247,15 @@ class Store:
         try:
             return self.tables[api_name]
         except KeyError:
-            raise ApiError(ERR_BUSINESS, f"object {api_name} does not exist", "对象不存在") from None
+            raise ApiError(
+                ERR_BUSINESS, f"object {api_name} does not exist", "对象不存在"
+            ) from None
 
     def new_id(self) -> str:
         """A 24-hex id shaped like a Mongo ObjectId (time, machine, counter), ascending."""
-        return f"{int(self.clock()) & 0xFFFFFFFF:08x}{self._machine}{next(self._seq) & 0xFFFFFF:06x}"
+        return (
+            f"{int(self.clock()) & 0xFFFFFFFF:08x}{self._machine}{next(self._seq) & 0xFFFFFF:06x}"
+        )
 
     # ------------------------------------------------------------------ writes
     def _validate(self, table: ObjectTable, rec: dict[str, Any], rid: str) -> None:
@@ -343,7 +349,7 @@ class Store:
             name = str(order.get("fieldName", "_id"))
             numeric = _is_numeric(table, name)
             matched.sort(
-                key=lambda r, n=name, num=numeric: _key(r.get(n), num),
+                key=functools.partial(_sort_key, name, numeric),
                 reverse=not order.get("isAsc", True),
             )
         page = matched[offset : offset + limit]
@@ -384,10 +390,16 @@ class Store:
         return _match_one(op, rec.get(name), values, _is_numeric(table, name))
 
 
+def _sort_key(name: str, numeric: bool, rec: dict[str, Any]) -> Any:
+    return _key(rec.get(name), numeric)
+
+
 def _is_numeric(table: ObjectTable, name: str) -> bool:
     fd = table.describe.fields.get(name)
     return fd is not None and (
-        fd.type in NUMBER_TYPES or fd.type in MS_TYPES or name in {"create_time", "last_modified_time"}
+        fd.type in NUMBER_TYPES
+        or fd.type in MS_TYPES
+        or name in {"create_time", "last_modified_time"}
     )
 
 
@@ -401,7 +413,9 @@ def _paging(info: dict[str, Any]) -> tuple[int, int]:
     if limit < 1 or limit > 100:
         raise ApiError(ERR_PAGING, "limit out of range 100", "limit 不能超过100")
     if offset < 0 or offset % limit:
-        raise ApiError(ERR_PAGING, "offset must be a multiple of limit", "offset 必须是limit的整数倍")
+        raise ApiError(
+            ERR_PAGING, "offset must be a multiple of limit", "offset 必须是limit的整数倍"
+        )
     if offset > 10000:
         raise ApiError(ERR_PAGING, "offset out of range 10000", "offset 不能超过10000")
     return limit, offset
