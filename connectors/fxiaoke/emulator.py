@@ -344,7 +344,10 @@ class FxiaokeEmulator(Emulator):
             raise ApiError(ERR_BUSINESS, f"{api_name} is not served by the {where} object API")
         store = self.store
         if action == "query":
-            return {"data": store.query(api_name, _search_info(data))}
+            flags = ("find_explicit_total_num", "returnTotalNum", "need_return_count_num")
+            sources = (data, body, _search_info(data))
+            want_total = any(src.get(flag) for src in sources for flag in flags)
+            return {"data": store.query(api_name, _search_info(data), want_total=want_total)}
         if action == "findOne":
             found = store.query(api_name, {**_search_info(data), "limit": 1, "offset": 0})
             return {"data": {"objectData": (found["dataList"] or [None])[0]}}

@@ -8,11 +8,12 @@ where the reference marks the code as unknown).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -24,6 +25,10 @@ ERR_BUSINESS = 32000
 #: paging out of range (offset > 10000, limit > 100, offset not a multiple of limit)
 ERR_PAGING = 10013
 
+OPERATORS = frozenset(
+    {"EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN"}
+    | {"BETWEEN", "NBETWEEN", "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF"}
+)
 NUMBER_TYPES = frozenset({"number", "currency", "percentile"})
 MS_TYPES = frozenset({"date", "date_time"})
 SYSTEM_FIELDS = (
@@ -163,9 +168,9 @@ def _key(value: Any, numeric: bool) -> Any:
     return "" if value is None else str(value)
 
 
-def _match_one(op: str, value: Any, wanted: list[Any], numeric: bool) -> bool:  # noqa: C901
+def _match_one(op: str, value: Any, w: list[Any], numeric: bool) -> bool:  # noqa: C901
+    """Does a stored ``value`` pass operator ``op`` against the prepared filter keys ``w``?"""
     k = _key(value, numeric)
-    w = [_key(x, numeric) for x in wanted]
     if op == "EQ":
         return not _empty(value) and bool(w) and k == w[0]
     if op == "N":
@@ -207,6 +212,8 @@ class ObjectTable:
     describe: ObjectDescribe
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     indexes: dict[str, dict[Any, set[str]]] = field(default_factory=dict)
+    #: every _id, ascending (ids are minted ascending, so this is nearly always an append)
+    order: list[str] = field(default_factory=list)
 
     def index(self, name: str) -> dict[Any, set[str]]:
         if name not in self.indexes:
@@ -226,10 +233,16 @@ class ObjectTable:
             if old is not None:
                 idx.get(self._ikey(old.get(name)), set()).discard(rid)
             idx.setdefault(self._ikey(rec.get(name)), set()).add(rid)
+        if old is None:
+            if not self.order or rid > self.order[-1]:
+                self.order.append(rid)
+            else:
+                bisect.insort(self.order, rid)
         self.records[rid] = rec
 
     def remove(self, rid: str) -> None:
         old = self.records.pop(rid)
+        self.order.remove(rid)
         for name, idx in self.indexes.items():
             idx.get(self._ikey(old.get(name)), set()).discard(rid)
 
@@ -338,56 +351,80 @@ class Store:
             table.remove(str(rid))
 
     # ------------------------------------------------------------------ query
-    def query(self, api_name: str, info: dict[str, Any]) -> dict[str, Any]:
+    def query(
+        self, api_name: str, info: dict[str, Any], *, want_total: bool = False
+    ) -> dict[str, Any]:
+        """One page. ``total`` is only counted when asked for (the docs: it may be 0
+        otherwise); that lets pages in ``_id`` order stop scanning early."""
         table = self.table(api_name)
         limit, offset = _paging(info)
         filters = info.get("filters") or []
         if not isinstance(filters, list):
             raise ApiError(ERR_PARAM, "filters must be a list", "参数错误")
-        matched = self._filter(table, filters)
-        for order in reversed(info.get("orders") or []):
-            name = str(order.get("fieldName", "_id"))
-            numeric = _is_numeric(table, name)
-            matched.sort(
-                key=functools.partial(_sort_key, name, numeric),
-                reverse=not order.get("isAsc", True),
-            )
-        page = matched[offset : offset + limit]
-        projection = info.get("fieldProjection") or []
-        if projection:
-            keep = {"_id", *projection}
-            page = [{k: v for k, v in r.items() if k in keep} for r in page]
+        orders = info.get("orders") or []
+        rows = self._filter(table, filters)
+        natural = all(o.get("fieldName", "_id") == "_id" and o.get("isAsc", True) for o in orders)
+        if natural and not want_total:
+            page, total = list(itertools.islice(rows, offset, offset + limit)), 0
         else:
-            page = [dict(r) for r in page]
-        return {"dataList": page, "offset": offset, "limit": limit, "total": len(matched)}
+            matched = list(rows)
+            for order in reversed(orders):
+                name = str(order.get("fieldName", "_id"))
+                matched.sort(
+                    key=functools.partial(_sort_key, name, _is_numeric(table, name)),
+                    reverse=not order.get("isAsc", True),
+                )
+            page, total = matched[offset : offset + limit], len(matched)
+        projection = info.get("fieldProjection") or []
+        keep = {"_id", *projection}
+        page = [{k: v for k, v in r.items() if not projection or k in keep} for r in page]
+        return {"dataList": page, "offset": offset, "limit": limit, "total": total}
 
-    def _filter(self, table: ObjectTable, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        candidates: Iterable[dict[str, Any]] | None = None
+    def _filter(
+        self, table: ObjectTable, filters: list[dict[str, Any]]
+    ) -> Iterator[dict[str, Any]]:
+        """Matching records in ``_id`` order; EQ filters and ``_id`` lower bounds use indexes."""
+        preds = [_compile(table, f) for f in filters]
+        ids: set[str] | None = None
+        lower: tuple[str, bool] | None = None  # (_id bound, inclusive)
         for flt in filters:
-            values = flt.get("field_values")
-            if flt.get("operator") == "EQ" and isinstance(values, list) and len(values) == 1:
-                ids = table.index(str(flt.get("field_name"))).get(values[0], set())
-                candidates = [table.records[i] for i in sorted(ids)]
-                break
-        if candidates is None:
-            candidates = table.records.values()
-        mentions_status = any(f.get("field_name") == "life_status" for f in filters)
-        out = []
-        for rec in candidates:
-            if not mentions_status and rec.get("life_status") == "invalid":
+            name, op, values = flt.get("field_name"), flt.get("operator"), flt.get("field_values")
+            if op == "EQ" and isinstance(values, list) and len(values) == 1:
+                found = table.index(str(name)).get(values[0], set())
+                ids = found if ids is None else ids & found
+            elif name == "_id" and op in {"GT", "GTE"} and isinstance(values, list) and values:
+                lower = (str(values[0]), op == "GTE")
+        order = table.order
+        if lower is not None:
+            cut = (bisect.bisect_left if lower[1] else bisect.bisect_right)(order, lower[0])
+            order = order[cut:]
+        candidates: Iterable[str] = order
+        if ids is not None:
+            low = lower
+            candidates = sorted(
+                i for i in ids if low is None or (i >= low[0] if low[1] else i > low[0])
+            )
+        skip_invalid = not any(f.get("field_name") == "life_status" for f in filters)
+        for rid in candidates:
+            rec = table.records[rid]
+            if skip_invalid and rec.get("life_status") == "invalid":
                 continue
-            if all(self._matches(table, rec, flt) for flt in filters):
-                out.append(rec)
-        return out
+            if all(pred(rec) for pred in preds):
+                yield rec
 
-    @staticmethod
-    def _matches(table: ObjectTable, rec: dict[str, Any], flt: dict[str, Any]) -> bool:
-        name = str(flt.get("field_name", ""))
-        values = flt.get("field_values")
-        if not isinstance(values, list):
-            raise ApiError(ERR_PARAM, "field_values must be a list", "参数错误")
-        op = str(flt.get("operator", "EQ")).upper()
-        return _match_one(op, rec.get(name), values, _is_numeric(table, name))
+
+def _compile(table: ObjectTable, flt: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """A filter as a record predicate, with its values converted once."""
+    name = str(flt.get("field_name", ""))
+    values = flt.get("field_values")
+    if not isinstance(values, list):
+        raise ApiError(ERR_PARAM, "field_values must be a list", "参数错误")
+    op = str(flt.get("operator", "EQ")).upper()
+    if op not in OPERATORS:
+        raise ApiError(ERR_PARAM, f"unsupported operator {op}", "参数错误")
+    numeric = _is_numeric(table, name)
+    wanted = [_key(v, numeric) for v in values]
+    return lambda rec: _match_one(op, rec.get(name), wanted, numeric)
 
 
 def _sort_key(name: str, numeric: bool, rec: dict[str, Any]) -> Any:
