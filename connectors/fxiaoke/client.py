@@ -1,0 +1,378 @@
+"""HTTP client of the Fxiaoke OpenAPI: corpAccessToken lifecycle, envelope, errors, paging.
+
+Fxiaoke answers HTTP 200 for every error; only ``errorCode`` in the body counts,
+and ``raise_for_error`` is the one place that turns codes into our error classes.
+Retries (tenacity) live here and nowhere else; creates are never retried blindly
+because Fxiaoke has no idempotency key — the engine looks up first instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+from tenacity import retry_if_exception
+
+from connectors._http import (
+    RateLimiter,
+    call_with_retries,
+    make_client,
+    raise_for_status,
+    raise_for_transport,
+    retrying,
+)
+from connectors.fxiaoke.settings import FxiaokeSettings
+from sync.errors import (
+    AuthError,
+    ConfigError,
+    ConfigProblem,
+    OutcomeUnknownError,
+    PermanentError,
+    TransientError,
+)
+from sync.ports import ConnectorContext
+from sync.settings import mask, register_secret
+
+TOKEN_PATH = "/cgi/corpAccessToken/get/V2"
+DESCRIBE_PATH = "/cgi/crm/v2/object/describe"
+MAX_LIMIT = 100
+MAX_OFFSET = 10000
+#: documented: 10 token calls per minute per app
+TOKEN_CALLS_PER_MIN = 10
+#: a server hint longer than this (the daily quota) is left to the engine, not slept on here
+MAX_CLIENT_WAIT_S = 60.0
+_SHANGHAI = timezone(timedelta(hours=8))  # China has no DST: a fixed offset is exact
+
+TRANSIENT_CODES = {
+    -1: "system busy",
+    -2: "system error",
+    50009: "service timeout",
+    14001: "call limit exceeded",
+    30004: "per-path call frequency exceeded",
+}
+AUTH_CODES = {
+    20016: "corpAccessToken missing or expired",
+    20005: "appAccessToken missing or expired",
+}
+#: code → (settings field to fix, meaning)
+CONFIG_CODES = {
+    10006: ("app_secret", "appSecret missing or illegal (or the app lacks the scope)"),
+    20006: ("app_secret", "appId or appSecret is wrong"),
+    20015: ("permanent_code", "permanentCode is wrong"),
+    20017: ("app_id", "no credentials sent or corpId not found"),
+    20021: ("app_id", "the app is disabled"),
+    20022: ("app_id", "the enterprise has not authorised the app"),
+    30003: ("app_id", "the tenant has bought no OpenAPI call quota"),
+}
+QUOTA_CODE = 30002
+
+Json = dict[str, Any]
+
+
+def seconds_until_quota_reset(now: datetime) -> float:
+    """Seconds until the next midnight in Asia/Shanghai, when the daily quota resets."""
+    local = now.astimezone(_SHANGHAI)
+    midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - local).total_seconds()
+
+
+def raise_for_error(body: Mapping[str, Any], *, what: str, now: datetime) -> None:
+    """Map a Fxiaoke envelope to our errors; return quietly when ``errorCode`` is 0.
+
+    Never branch on ``errorMessage`` (the docs warn it changes); it is only carried.
+    """
+    try:
+        code = int(body.get("errorCode", -2))
+    except (TypeError, ValueError):
+        code = -2
+    if code == 0:
+        return
+    message = mask(str(body.get("errorMessage", "")))
+    ctx: dict[str, Any] = {
+        "error_code": code,
+        "error_message": message,
+        "trace_id": body.get("traceId"),
+    }
+    if code in TRANSIENT_CODES:
+        raise TransientError(f"{what}: Fxiaoke {code} ({TRANSIENT_CODES[code]})", **ctx)
+    if code == QUOTA_CODE:
+        raise TransientError(
+            f"{what}: Fxiaoke 30002 (daily call quota exhausted; resets at 00:00 Asia/Shanghai)",
+            retry_after_s=seconds_until_quota_reset(now),
+            **ctx,
+        )
+    if code in AUTH_CODES:
+        raise AuthError(f"{what}: Fxiaoke {code} ({AUTH_CODES[code]})", **ctx)
+    if code in CONFIG_CODES:
+        field, meaning = CONFIG_CODES[code]
+        exc = ConfigError([ConfigProblem(field, f"Fxiaoke {code}: {meaning}")])
+        exc.context.update(ctx)
+        raise exc
+    raise PermanentError(f"{what}: Fxiaoke {code}: {message}", **ctx)
+
+
+def _retriable(exc: BaseException) -> bool:
+    """Retry transient errors here, except: unknown write outcomes (the engine looks up
+    first), auth errors (refreshed once in place, never in a loop that burns the token
+    limit) and hints longer than a minute (the daily quota)."""
+    if not isinstance(exc, TransientError) or isinstance(exc, OutcomeUnknownError | AuthError):
+        return False
+    return exc.retry_after_s is None or exc.retry_after_s <= MAX_CLIENT_WAIT_S
+
+
+def data_path(api_name: str, action: str) -> str:
+    """Preset objects live under /cgi/crm/v2/data, ``__c`` objects under /cgi/crm/custom/v2/data."""
+    prefix = "/cgi/crm/custom/v2/data/" if api_name.endswith("__c") else "/cgi/crm/v2/data/"
+    return prefix + action
+
+
+def flt(field: str, operator: str, *values: Any) -> Json:
+    """One query filter (snake_case keys, values always a list)."""
+    return {"field_name": field, "operator": operator, "field_values": list(values)}
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    corp_id: str
+    expires_at: datetime
+
+
+class FxiaokeClient:
+    """Thread-safe client for one app in one tenant (legacy body-token style)."""
+
+    def __init__(self, settings: FxiaokeSettings, context: ConnectorContext) -> None:
+        self.settings = settings
+        self._context = context
+        self._http = make_client(
+            settings.base_url,
+            timeout_s=settings.timeout_s,
+            verify_tls=settings.verify_tls,
+            transport=context.http_transport,
+        )
+        clock = self._clock
+        self._limiter = RateLimiter(
+            settings.rate_limit_calls,
+            settings.rate_limit_period_s,
+            clock=clock,
+            sleep=context.sleep,
+        )
+        self._token_limiter = RateLimiter(
+            TOKEN_CALLS_PER_MIN, 60.0, clock=clock, sleep=context.sleep
+        )
+        self._retry = retrying(max_attempts=settings.max_attempts, sleep=context.sleep).copy(
+            retry=retry_if_exception(_retriable)
+        )
+        self._token_lock = threading.Lock()
+        self._token: _Token | None = None
+        self._rejected: str | None = None
+        self._cache_name = f"fxiaoke:{settings.app_id}"
+        #: token requests this instance sent (for tests and metrics)
+        self.token_requests = 0
+
+    def _clock(self) -> float:
+        return self._context.now().timestamp()
+
+    # ------------------------------------------------------------ token
+    def token(self) -> str:
+        """A valid corpAccessToken, from memory, the shared cache, or a new request."""
+        return self._ensure_token().value
+
+    @property
+    def corp_id(self) -> str:
+        return self._ensure_token().corp_id
+
+    def _ensure_token(self) -> _Token:
+        margin = timedelta(seconds=self.settings.token_refresh_margin_s)
+        with self._token_lock:
+            now = self._context.now()
+            if self._token and now < self._token.expires_at - margin:
+                return self._token
+            cached = self._load_cached()
+            if cached and cached.value != self._rejected and now < cached.expires_at - margin:
+                self._token = cached
+                return cached
+            self._token = call_with_retries(self._retry, self._fetch_token)
+            cache = self._context.token_cache
+            cache.put_token(self._cache_name, self._token.value, self._token.expires_at)
+            cache.put_token(
+                self._cache_name + ":corp_id", self._token.corp_id, self._token.expires_at
+            )
+            return self._token
+
+    def _load_cached(self) -> _Token | None:
+        cache = self._context.token_cache
+        token, corp = (
+            cache.get_token(self._cache_name),
+            cache.get_token(self._cache_name + ":corp_id"),
+        )
+        if not token or not corp:
+            return None
+        register_secret(token[0])
+        return _Token(token[0], corp[0], token[1])
+
+    def _fetch_token(self) -> _Token:
+        self._token_limiter.acquire(TOKEN_PATH)
+        self.token_requests += 1
+        body = {
+            "appId": self.settings.app_id,
+            "appSecret": self.settings.app_secret.get_secret_value(),
+            "permanentCode": self.settings.permanent_code.get_secret_value(),
+        }
+        payload = self._send(TOKEN_PATH, body, what="corpAccessToken", create=False)
+        value, corp_id = payload.get("corpAccessToken"), payload.get("corpId")
+        if not isinstance(value, str) or not value or not isinstance(corp_id, str):
+            raise PermanentError("corpAccessToken: answer without corpAccessToken/corpId")
+        register_secret(value)
+        expires_in = float(payload.get("expiresIn") or 7200)
+        return _Token(value, corp_id, self._context.now() + timedelta(seconds=expires_in))
+
+    def _invalidate(self, rejected: str) -> None:
+        with self._token_lock:
+            self._rejected = rejected
+            if self._token and self._token.value == rejected:
+                self._token = None
+
+    # ------------------------------------------------------------ calls
+    def call(
+        self, path: str, data: Json | None, *, extra: Json | None = None, create: bool = False
+    ) -> Json:
+        """POST one API call with the token envelope; retried on transient errors.
+
+        ``create=True`` makes a lost answer an OutcomeUnknownError that is not retried.
+        """
+        return call_with_retries(self._retry, self._call_authenticated, path, data, extra, create)
+
+    def _call_authenticated(
+        self, path: str, data: Json | None, extra: Json | None, create: bool
+    ) -> Json:
+        token = self._ensure_token()
+        try:
+            return self._send(path, self._envelope(token, data, extra), what=path, create=create)
+        except AuthError:
+            # 20016: the token expired or was replaced; a rejected call was not applied,
+            # so one refresh and one retry are safe even for creates.
+            self._invalidate(token.value)
+            token = self._ensure_token()
+            return self._send(path, self._envelope(token, data, extra), what=path, create=create)
+
+    def _envelope(self, token: _Token, data: Json | None, extra: Json | None) -> Json:
+        body: Json = {
+            "corpAccessToken": token.value,
+            "corpId": token.corp_id,
+            "currentOpenUserId": self.settings.open_user_id,
+            **(extra or {}),
+        }
+        if data is not None:
+            body["data"] = data
+        return body
+
+    def _send(self, path: str, body: Json, *, what: str, create: bool) -> Json:
+        if path != TOKEN_PATH:
+            self._limiter.acquire(path)
+        try:
+            response = self._http.post(path, params={"thirdTraceId": str(uuid.uuid4())}, json=body)
+        except httpx.HTTPError as exc:
+            raise_for_transport(exc, what=what, write=create)
+            raise  # pragma: no cover - raise_for_transport always raises
+        raise_for_status(response, what=what, write=create)
+        try:
+            payload = response.json()
+        except ValueError:
+            cls = OutcomeUnknownError if create else TransientError
+            raise cls(f"{what}: answer is not JSON") from None
+        if not isinstance(payload, dict):
+            raise TransientError(f"{what}: answer is not a JSON object")
+        raise_for_error(payload, what=what, now=self._context.now())
+        return payload
+
+    # ------------------------------------------------------------ objects
+    def describe(self, api_name: str) -> Json:
+        """The object's describe (``fields`` keyed by api name)."""
+        body = self.call(
+            DESCRIBE_PATH,
+            {"apiName": api_name},
+            extra={"apiName": api_name, "includeDetail": False},
+        )
+        data = body.get("data") or {}
+        describe = data.get("describe", data)
+        return describe if isinstance(describe, dict) else {}
+
+    def query_page(self, api_name: str, info: Json) -> list[Json]:
+        path = data_path(api_name, "query")
+        body = self.call(path, {"dataObjectApiName": api_name, "search_query_info": info})
+        rows = (body.get("data") or {}).get("dataList") or []
+        return [r for r in rows if isinstance(r, dict)]
+
+    def iter_query(
+        self,
+        api_name: str,
+        filters: Sequence[Json] = (),
+        *,
+        fields: Sequence[str] = (),
+        page_size: int = MAX_LIMIT,
+        keyset: bool = False,
+    ) -> Iterator[Json]:
+        """Every record matching ``filters``, ordered by ``_id``.
+
+        Offset paging while the offset stays within 10000 (the documented cap), then
+        ``_id GT last`` keyset paging; ``keyset=True`` uses keyset paging from the start
+        (stable while records are being created).
+        """
+        if not 1 <= page_size <= MAX_LIMIT:
+            raise ValueError(f"page_size must be within 1..{MAX_LIMIT}")
+        offset, last_id = 0, None
+        while True:
+            page_filters = list(filters)
+            if last_id is not None:
+                page_filters.append(flt("_id", "GT", last_id))
+            info: Json = {
+                "limit": page_size,
+                "offset": offset,
+                "filters": page_filters,
+                "orders": [{"fieldName": "_id", "isAsc": True}],
+            }
+            if fields:
+                info["fieldProjection"] = list(dict.fromkeys(["_id", *fields]))
+            rows = self.query_page(api_name, info)
+            yield from rows
+            if len(rows) < page_size:
+                return
+            if keyset or last_id is not None or offset + page_size > MAX_OFFSET:
+                last_id, offset = rows[-1]["_id"], 0
+            else:
+                offset += page_size
+
+    def find_ids(self, api_name: str, filters: Sequence[Json], limit: int = 2) -> list[str]:
+        info = {"limit": limit, "offset": 0, "filters": list(filters), "fieldProjection": ["_id"]}
+        info["orders"] = [{"fieldName": "_id", "isAsc": True}]
+        return [str(r["_id"]) for r in self.query_page(api_name, info) if r.get("_id")]
+
+    def create(self, api_name: str, object_data: Json) -> str | None:
+        """Create one record; its id, or None when the answer carries none (custom objects)."""
+        body = self.call(
+            data_path(api_name, "create"),
+            {"object_data": {"dataObjectApiName": api_name, **object_data}},
+            extra={"triggerApprovalFlow": False, "triggerWorkFlow": False},
+            create=True,
+        )
+        data = body.get("data")
+        data = data if isinstance(data, dict) else {}
+        found = body.get("dataId") or data.get("_id") or data.get("dataId")
+        return str(found) if found else None
+
+    def update(self, api_name: str, record_id: str, fields: Json) -> None:
+        """Merge ``fields`` into the record (idempotent, so retried like a read)."""
+        self.call(
+            data_path(api_name, "update"),
+            {"object_data": {"dataObjectApiName": api_name, "_id": record_id, **fields}},
+            extra={"triggerApprovalFlow": False, "triggerWorkFlow": False},
+        )
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,356 @@
+"""The emulator's in-memory object store: seeded describes, records, query evaluation.
+
+Kept apart from the HTTP layer (``emulator.py``) so the query semantics can be
+read and tested on their own. Everything here raises ``ApiError`` carrying the
+Fxiaoke errorCode the real gateway would answer with (or our best inference
+where the reference marks the code as unknown).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connectors.fxiaoke.emulator_describes import ObjectDescribe, seeded_describes
+
+#: parameter errors (bad value format, missing required field)
+ERR_PARAM = 15002
+#: business/parameter errors whose real code is undocumented (duplicates, routing, not found)
+ERR_BUSINESS = 32000
+#: paging out of range (offset > 10000, limit > 100, offset not a multiple of limit)
+ERR_PAGING = 10013
+
+OPERATORS = frozenset(
+    {"EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN"}
+    | {"BETWEEN", "NBETWEEN", "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF"}
+)
+NUMBER_TYPES = frozenset({"number", "currency", "percentile"})
+MS_TYPES = frozenset({"date", "date_time"})
+
+
+class ApiError(Exception):
+    """A non-zero errorCode answer (the gateway still says HTTP 200)."""
+
+    def __init__(self, code: int, message: str, description: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.description = description or message
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _as_decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _key(value: Any, numeric: bool) -> Any:
+    """Comparable form of a stored value or a filter value."""
+    if numeric:
+        num = _as_decimal(value)
+        return num if num is not None else Decimal(0)
+    return "" if value is None else str(value)
+
+
+def _match_one(op: str, value: Any, w: list[Any], numeric: bool) -> bool:  # noqa: C901
+    """Does a stored ``value`` pass operator ``op`` against the prepared filter keys ``w``?"""
+    k = _key(value, numeric)
+    if op == "EQ":
+        return not _empty(value) and bool(w) and k == w[0]
+    if op == "N":
+        return not w or k != w[0]
+    if op in {"GT", "GTE", "LT", "LTE"}:
+        if _empty(value) or not w:
+            return False
+        results = {"GT": k > w[0], "GTE": k >= w[0], "LT": k < w[0], "LTE": k <= w[0]}
+        return bool(results[op])
+    if op in {"IN", "HASANYOF"}:
+        values = value if isinstance(value, list) else [value]
+        return any(_key(v, numeric) in w for v in values)
+    if op in {"NIN", "NHASANYOF"}:
+        values = value if isinstance(value, list) else [value]
+        return not any(_key(v, numeric) in w for v in values)
+    if op in {"BETWEEN", "NBETWEEN"}:
+        inside = len(w) == 2 and not _empty(value) and w[0] <= k <= w[1]
+        return inside if op == "BETWEEN" else not inside
+    text, needle = str(k), str(w[0]) if w else ""
+    if op in {"LIKE", "CONTAINS"}:
+        return needle in text
+    if op == "NLIKE":
+        return needle not in text
+    if op == "STARTWITH":
+        return text.startswith(needle)
+    if op == "ENDWITH":
+        return text.endswith(needle)
+    if op == "IS":
+        return _empty(value)
+    if op == "ISN":
+        return not _empty(value)
+    raise ApiError(ERR_PARAM, f"unsupported operator {op}", "参数错误")
+
+
+@dataclass
+class ObjectTable:
+    """Records of one object plus lazily built equality indexes."""
+
+    describe: ObjectDescribe
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    indexes: dict[str, dict[Any, set[str]]] = field(default_factory=dict)
+    #: every _id, ascending (ids are minted ascending, so this is nearly always an append)
+    order: list[str] = field(default_factory=list)
+
+    def index(self, name: str) -> dict[Any, set[str]]:
+        if name not in self.indexes:
+            built: dict[Any, set[str]] = {}
+            for rid, rec in self.records.items():
+                built.setdefault(self._ikey(rec.get(name)), set()).add(rid)
+            self.indexes[name] = built
+        return self.indexes[name]
+
+    @staticmethod
+    def _ikey(value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    def put(self, rec: dict[str, Any], old: dict[str, Any] | None) -> None:
+        rid = rec["_id"]
+        for name, idx in self.indexes.items():
+            if old is not None:
+                idx.get(self._ikey(old.get(name)), set()).discard(rid)
+            idx.setdefault(self._ikey(rec.get(name)), set()).add(rid)
+        if old is None:
+            if not self.order or rid > self.order[-1]:
+                self.order.append(rid)
+            else:
+                bisect.insort(self.order, rid)
+        self.records[rid] = rec
+
+    def remove(self, rid: str) -> None:
+        old = self.records.pop(rid)
+        self.order.remove(rid)
+        for name, idx in self.indexes.items():
+            idx.get(self._ikey(old.get(name)), set()).discard(rid)
+
+
+class Store:
+    """All objects of one emulated tenant."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.tables = {name: ObjectTable(d) for name, d in seeded_describes().items()}
+        self._seq = itertools.count(1)
+        self._machine = os.urandom(5).hex()
+
+    def table(self, api_name: str) -> ObjectTable:
+        try:
+            return self.tables[api_name]
+        except KeyError:
+            raise ApiError(
+                ERR_BUSINESS, f"object {api_name} does not exist", "对象不存在"
+            ) from None
+
+    def new_id(self) -> str:
+        """A 24-hex id shaped like a Mongo ObjectId (time, machine, counter), ascending."""
+        return (
+            f"{int(self.clock()) & 0xFFFFFFFF:08x}{self._machine}{next(self._seq) & 0xFFFFFF:06x}"
+        )
+
+    # ------------------------------------------------------------------ writes
+    def _validate(self, table: ObjectTable, rec: dict[str, Any], rid: str) -> None:
+        for name, fd in table.describe.fields.items():
+            value = rec.get(name)
+            if fd.required and _empty(value):
+                raise ApiError(ERR_PARAM, f"field {name} is required", f"{fd.label}为必填项")
+            if _empty(value):
+                continue
+            if fd.type in NUMBER_TYPES and (
+                not isinstance(value, str) or _as_decimal(value) is None
+            ):
+                raise ApiError(
+                    ERR_PARAM, f"field {name} must be a number sent as a string", "参数错误"
+                )
+            if fd.type in MS_TYPES and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ApiError(ERR_PARAM, f"field {name} must be epoch milliseconds", "参数错误")
+            if fd.target and (
+                not isinstance(value, str) or value not in self.table(fd.target).records
+            ):
+                raise ApiError(ERR_BUSINESS, f"field {name}: {fd.target} {value} not found")
+            if fd.unique and (table.index(name).get(value, set()) - {rid}):
+                raise ApiError(
+                    ERR_BUSINESS,
+                    f"duplicate value for unique field {name}",
+                    f"{fd.label}重复 duplicate",
+                )
+
+    def create(self, api_name: str, data: dict[str, Any]) -> dict[str, Any]:
+        table = self.table(api_name)
+        now_ms = int(self.clock() * 1000)
+        rid = self.new_id()
+        rec = {k: v for k, v in data.items() if k != "dataObjectApiName" and k != "_id"}
+        rec.update(
+            _id=rid,
+            create_time=now_ms,
+            last_modified_time=now_ms,
+            life_status="normal",
+            is_deleted=False,
+            object_describe_api_name=api_name,
+        )
+        rec.setdefault("record_type", "default__c")
+        if table.describe.fields["name"].type == "auto_number" and _empty(rec.get("name")):
+            day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+            rec["name"] = f"SK{day}_{len(table.records) + 1:04d}"
+        self._validate(table, rec, rid)
+        table.put(rec, None)
+        return rec
+
+    def get(self, api_name: str, rid: Any) -> dict[str, Any]:
+        rec = self.table(api_name).records.get(str(rid))
+        if rec is None:
+            raise ApiError(ERR_BUSINESS, f"{api_name} {rid} does not exist", "数据不存在")
+        return rec
+
+    def update(self, api_name: str, data: dict[str, Any]) -> dict[str, Any]:
+        table = self.table(api_name)
+        rid = data.get("_id")
+        if not rid:
+            raise ApiError(ERR_PARAM, "object_data._id is required", "参数错误")
+        old = self.get(api_name, rid)
+        changes = {k: v for k, v in data.items() if k not in {"dataObjectApiName", "_id"}}
+        rec = {**old, **changes, "last_modified_time": int(self.clock() * 1000)}
+        self._validate(table, rec, rid)
+        table.put(rec, old)
+        return rec
+
+    def set_status(self, api_name: str, ids: Iterable[Any], status: str) -> None:
+        table = self.table(api_name)
+        for rid in ids:
+            old = self.get(api_name, rid)
+            table.put({**old, "life_status": status, "is_deleted": status == "invalid"}, old)
+
+    def delete(self, api_name: str, ids: Iterable[Any]) -> None:
+        table = self.table(api_name)
+        for rid in ids:
+            if self.get(api_name, rid).get("life_status") != "invalid":
+                raise ApiError(ERR_BUSINESS, f"{rid} must be invalidated before delete")
+        for rid in ids:
+            table.remove(str(rid))
+
+    # ------------------------------------------------------------------ query
+    def query(
+        self, api_name: str, info: dict[str, Any], *, want_total: bool = False
+    ) -> dict[str, Any]:
+        """One page. ``total`` is only counted when asked for (the docs: it may be 0
+        otherwise); that lets pages in ``_id`` order stop scanning early."""
+        table = self.table(api_name)
+        limit, offset = _paging(info)
+        filters = info.get("filters") or []
+        if not isinstance(filters, list):
+            raise ApiError(ERR_PARAM, "filters must be a list", "参数错误")
+        orders = info.get("orders") or []
+        rows = self._filter(table, filters)
+        natural = all(o.get("fieldName", "_id") == "_id" and o.get("isAsc", True) for o in orders)
+        if natural and not want_total:
+            page, total = list(itertools.islice(rows, offset, offset + limit)), 0
+        else:
+            matched = list(rows)
+            for order in reversed(orders):
+                name = str(order.get("fieldName", "_id"))
+                matched.sort(
+                    key=functools.partial(_sort_key, name, _is_numeric(table, name)),
+                    reverse=not order.get("isAsc", True),
+                )
+            page, total = matched[offset : offset + limit], len(matched)
+        projection = info.get("fieldProjection") or []
+        keep = {"_id", *projection}
+        page = [{k: v for k, v in r.items() if not projection or k in keep} for r in page]
+        return {"dataList": page, "offset": offset, "limit": limit, "total": total}
+
+    def _filter(
+        self, table: ObjectTable, filters: list[dict[str, Any]]
+    ) -> Iterator[dict[str, Any]]:
+        """Matching records in ``_id`` order; EQ filters and ``_id`` lower bounds use indexes."""
+        preds = [_compile(table, f) for f in filters]
+        ids: set[str] | None = None
+        lower: tuple[str, bool] | None = None  # (_id bound, inclusive)
+        for flt in filters:
+            name, op, values = flt.get("field_name"), flt.get("operator"), flt.get("field_values")
+            if op == "EQ" and isinstance(values, list) and len(values) == 1:
+                found = table.index(str(name)).get(values[0], set())
+                ids = found if ids is None else ids & found
+            elif name == "_id" and op in {"GT", "GTE"} and isinstance(values, list) and values:
+                lower = (str(values[0]), op == "GTE")
+        order = table.order
+        if lower is not None:
+            cut = (bisect.bisect_left if lower[1] else bisect.bisect_right)(order, lower[0])
+            order = order[cut:]
+        candidates: Iterable[str] = order
+        if ids is not None:
+            low = lower
+            candidates = sorted(
+                i for i in ids if low is None or (i >= low[0] if low[1] else i > low[0])
+            )
+        skip_invalid = not any(f.get("field_name") == "life_status" for f in filters)
+        for rid in candidates:
+            rec = table.records[rid]
+            if skip_invalid and rec.get("life_status") == "invalid":
+                continue
+            if all(pred(rec) for pred in preds):
+                yield rec
+
+
+def _compile(table: ObjectTable, flt: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """A filter as a record predicate, with its values converted once."""
+    name = str(flt.get("field_name", ""))
+    values = flt.get("field_values")
+    if not isinstance(values, list):
+        raise ApiError(ERR_PARAM, "field_values must be a list", "参数错误")
+    op = str(flt.get("operator", "EQ")).upper()
+    if op not in OPERATORS:
+        raise ApiError(ERR_PARAM, f"unsupported operator {op}", "参数错误")
+    numeric = _is_numeric(table, name)
+    wanted = [_key(v, numeric) for v in values]
+    return lambda rec: _match_one(op, rec.get(name), wanted, numeric)
+
+
+def _sort_key(name: str, numeric: bool, rec: dict[str, Any]) -> Any:
+    return _key(rec.get(name), numeric)
+
+
+def _is_numeric(table: ObjectTable, name: str) -> bool:
+    fd = table.describe.fields.get(name)
+    return fd is not None and (
+        fd.type in NUMBER_TYPES
+        or fd.type in MS_TYPES
+        or name in {"create_time", "last_modified_time"}
+    )
+
+
+def _paging(info: dict[str, Any]) -> tuple[int, int]:
+    """Enforce the documented paging limits (reference §5.1)."""
+    try:
+        limit = int(info.get("limit", 20))
+        offset = int(info.get("offset", 0))
+    except (TypeError, ValueError):
+        raise ApiError(ERR_PARAM, "limit and offset must be integers", "参数错误") from None
+    if limit < 1 or limit > 100:
+        raise ApiError(ERR_PAGING, "limit out of range 100", "limit 不能超过100")
+    if offset < 0 or offset % limit:
+        raise ApiError(
+            ERR_PAGING, "offset must be a multiple of limit", "offset 必须是limit的整数倍"
+        )
+    if offset > 10000:
+        raise ApiError(ERR_PAGING, "offset out of range 10000", "offset 不能超过10000")
+    return limit, offset

@@ -1,0 +1,66 @@
+"""Pure payload ↔ model functions for the Fxiaoke target (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connectors.fxiaoke.settings import FxiaokeSettings
+from sync.errors import PermanentError
+from sync.model import LevelValue, Movement
+
+#: prefix of a code that could not be mapped back from a CRM id (reconcile reports orphans)
+UNMAPPED_PREFIX = "crm:"
+
+
+def decimal_str(value: Decimal) -> str:
+    """Fxiaoke wants numbers as strings: normalised, no exponent, no negative zero."""
+    if not value.is_finite():
+        raise PermanentError(f"cannot send non-finite quantity {value}")
+    text = format(value.normalize(), "f")
+    return "0" if text == "-0" else text
+
+
+def parse_decimal(value: Any) -> Decimal | None:
+    """A CRM number (string, int or float in JSON) as Decimal; None when empty or garbage."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def level_fields(s: FxiaokeSettings, value: LevelValue) -> dict[str, str]:
+    return {
+        s.stock_real_field: decimal_str(value.real),
+        s.stock_available_field: decimal_str(value.available),
+    }
+
+
+def movement_fields(s: FxiaokeSettings, movement: Movement) -> dict[str, Any]:
+    return {
+        s.movement_key_field: movement.key,
+        s.movement_kind_field: movement.kind.value,
+        s.movement_sku_field: movement.sku,
+        s.movement_warehouse_field: movement.warehouse,
+        s.movement_qty_field: decimal_str(movement.qty),
+        s.movement_date_field: int(movement.occurred_at.timestamp() * 1000),
+        s.movement_doc_no_field: movement.doc_no,
+        s.movement_active_field: movement.active,
+    }
+
+
+def reference_id(value: Any) -> str | None:
+    """An object_reference as read back: an id string (sometimes a one-element list)."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return str(value) if value else None
+
+
+def code_or_orphan(codes: Mapping[str, str], crm_id: str | None) -> str:
+    if crm_id is None:
+        return UNMAPPED_PREFIX
+    return codes.get(crm_id) or f"{UNMAPPED_PREFIX}{crm_id}"

@@ -1,0 +1,79 @@
+"""Typed settings of the Fxiaoke CRM target (re-exported by ``sink.py`` for the registry)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from sync.settings import Secret, StrictModel
+
+
+class FxiaokeSettings(StrictModel):
+    """Where the Fxiaoke tenant is, how to authenticate, and which objects/fields hold stock."""
+
+    type: Literal["fxiaoke"] = "fxiaoke"
+    base_url: str = Field(
+        "https://open.fxiaoke.com",
+        description="OpenAPI host; other clouds use their own (e.g. https://open-na.sharecrm.com)",
+    )
+    app_id: str = Field(description="appId (FSAID_…) of the custom app authorised by the tenant")
+    app_secret: Secret = Field(description="appSecret of the app")
+    permanent_code: Secret = Field(description="permanentCode granted when the tenant authorised")
+    open_user_id: str = Field(
+        description="currentOpenUserId (FSUID_…) of a CRM admin: the acting user of every write"
+    )
+    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout per request")
+    verify_tls: bool = Field(True, description="verify the server's TLS certificate")
+    rate_limit_calls: int = Field(
+        100, ge=1, description="client-side limit: calls per path per period (Fxiaoke: 100/20 s)"
+    )
+    rate_limit_period_s: float = Field(20.0, gt=0, description="period of the client-side limit")
+    max_attempts: int = Field(5, ge=1, description="attempts per call on transient errors")
+    token_refresh_margin_s: float = Field(
+        300.0, ge=0, description="refresh the corpAccessToken this long before it expires"
+    )
+    lookup_ttl_s: float = Field(
+        300.0,
+        ge=0,
+        description="an unknown SKU/warehouse is looked up again at most once per this period",
+    )
+    stock_object: str = Field("StockObj", description="apiName of the stock balance object")
+    stock_product_field: str = Field("product_id", description="StockObj → product reference")
+    stock_warehouse_field: str = Field("warehouse_id", description="StockObj → warehouse reference")
+    stock_real_field: str = Field("real_stock", description="field receiving the ledger level")
+    stock_available_field: str = Field(
+        "available_stock", description="field receiving the level minus reservations"
+    )
+    product_object: str = Field("ProductObj", description="apiName of the product object")
+    product_code_field: str = Field("product_code", description="product field holding the ERP SKU")
+    warehouse_object: str = Field("WarehouseObj", description="apiName of the warehouse object")
+    warehouse_code_field: str = Field(
+        "number", description="warehouse field holding the ERP warehouse code"
+    )
+    warehouse_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="ERP warehouse code → CRM WarehouseObj _id; overrides the lookup by code",
+    )
+    product_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="ERP SKU → CRM ProductObj _id; overrides the lookup by code",
+    )
+    mirror_movements: bool = Field(
+        True, description="whether movements are mirrored (check() verifies the object then)"
+    )
+    movement_object: str = Field(
+        "stock_movement__c", description="apiName of the movement mirror object"
+    )
+    movement_key_field: str = Field(
+        "erp_key__c", description="unique text field holding the movement key"
+    )
+    movement_kind_field: str = Field("kind__c", description="movement kind (text)")
+    movement_sku_field: str = Field("sku__c", description="ERP SKU (text)")
+    movement_warehouse_field: str = Field("warehouse__c", description="ERP warehouse code (text)")
+    movement_qty_field: str = Field("qty__c", description="signed quantity (number)")
+    movement_date_field: str = Field("occurred_at__c", description="business date (date_time)")
+    movement_doc_no_field: str = Field("doc_no__c", description="ERP document number (text)")
+    movement_active_field: str = Field(
+        "active__c", description="false once the ERP line is cancelled (true_or_false)"
+    )

@@ -1,0 +1,265 @@
+"""The emulator behaves like the reference's §10 checklist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors._emulator import LoopbackServer, transport_for
+from connectors.fxiaoke.emulator import FxiaokeEmulator, build_emulator
+from tests.fxiaoke.conftest import FakeClock
+
+TOKEN = "/cgi/corpAccessToken/get/V2"
+PRESET = "/cgi/crm/v2/data/"
+CUSTOM = "/cgi/crm/custom/v2/data/"
+
+
+class Api:
+    def __init__(self, emulator: FxiaokeEmulator) -> None:
+        self.emulator = emulator
+        self.http = httpx.Client(transport=transport_for(emulator), base_url="http://emu")
+        self.env: dict[str, Any] = {}
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(path, json=body)
+        assert response.status_code == 200
+        result: dict[str, Any] = response.json()
+        assert {"errorCode", "errorMessage", "traceId"} <= set(result)
+        return result
+
+    def token(self, **override: str) -> dict[str, Any]:
+        e = self.emulator
+        creds = {"appId": e.app_id, "appSecret": e.app_secret, "permanentCode": e.permanent_code}
+        return self.post(TOKEN, {**creds, **override})
+
+    def login(self) -> None:
+        answer = self.token()
+        self.env = {
+            "corpAccessToken": answer["corpAccessToken"],
+            "corpId": answer["corpId"],
+            "currentOpenUserId": self.emulator.open_user_id,
+        }
+
+    def data(self, action: str, data: dict[str, Any], prefix: str = PRESET) -> dict[str, Any]:
+        return self.post(prefix + action, {**self.env, "data": data})
+
+    def query(self, api: str, **info: Any) -> dict[str, Any]:
+        info.setdefault("limit", 100)
+        info.setdefault("offset", 0)
+        prefix = CUSTOM if api.endswith("__c") else PRESET
+        return self.data("query", {"dataObjectApiName": api, "search_query_info": info}, prefix)
+
+    def create(self, api: str, **fields: Any) -> dict[str, Any]:
+        prefix = CUSTOM if api.endswith("__c") else PRESET
+        return self.data("create", {"object_data": {"dataObjectApiName": api, **fields}}, prefix)
+
+
+@pytest.fixture
+def api(emulator: FxiaokeEmulator) -> Api:
+    client = Api(emulator)
+    client.login()
+    return client
+
+
+def test_token_reuse_window_and_expiry(emulator: FxiaokeEmulator, clock: FakeClock) -> None:
+    api = Api(emulator)
+    first = api.token()
+    assert first["expiresIn"] == 7200
+    clock.advance(6000)
+    assert api.token()["corpAccessToken"] == first["corpAccessToken"]
+    clock.advance(700)  # 6700 s: a new token, the old one still valid until 7200 s
+    second = api.token()["corpAccessToken"]
+    assert second != first["corpAccessToken"]
+    api.env = {"corpAccessToken": first["corpAccessToken"], "corpId": emulator.corp_id}
+    assert api.query("ProductObj")["errorCode"] == 0
+    clock.advance(600)
+    assert api.query("ProductObj")["errorCode"] == 20016
+
+
+def test_token_endpoint_allows_ten_per_minute(emulator: FxiaokeEmulator) -> None:
+    api = Api(emulator)
+    codes = [api.token()["errorCode"] for _ in range(11)]
+    assert codes == [0] * 10 + [30004]
+
+
+@pytest.mark.parametrize(
+    ("override", "code"),
+    [({"appSecret": "x"}, 10006), ({"appId": "x"}, 10006), ({"permanentCode": "x"}, 20015)],
+)
+def test_bad_credentials(emulator: FxiaokeEmulator, override: dict[str, str], code: int) -> None:
+    assert Api(emulator).token(**override)["errorCode"] == code
+
+
+def test_oauth_flow_and_header_auth(emulator: FxiaokeEmulator) -> None:
+    api = Api(emulator)
+    body = {
+        "appId": emulator.app_id,
+        "appSecret": emulator.app_secret,
+        "permanentCode": emulator.permanent_code,
+        "grantType": "app_secret",
+    }
+    answer = api.post("/oauth2.0/token", body)
+    headers = {
+        "authorization": f"Bearer {answer['accessToken']}",
+        "x-fs-ea": answer["ea"],
+        "x-fs-userid": "1000",
+    }
+    data = {"dataObjectApiName": "ProductObj", "search_query_info": {"limit": 5, "offset": 0}}
+    result = api.http.post(PRESET + "query", json={"data": data}, headers=headers).json()
+    assert result["errorCode"] == 0 and len(result["data"]["dataList"]) == 5
+
+
+def test_missing_and_unknown_credentials(emulator: FxiaokeEmulator) -> None:
+    api = Api(emulator)
+    assert api.query("ProductObj")["errorCode"] == 20017
+    api.env = {"corpAccessToken": "nope", "corpId": emulator.corp_id}
+    assert api.query("ProductObj")["errorCode"] == 20016
+
+
+def test_unknown_path_is_10006_with_http_200(api: Api) -> None:
+    answer = api.post("/cgi/crm/v2/data/frobnicate", api.env)
+    assert answer["errorCode"] == 10006 and "is not exists" in answer["errorMessage"]
+
+
+def test_create_stamps_and_validates(api: Api, emulator: FxiaokeEmulator) -> None:
+    pid = emulator.add_product("P-1")
+    wid = emulator.add_warehouse("W-1")
+    created = api.create("StockObj", product_id=pid, warehouse_id=wid, real_stock="3.5")
+    assert created["errorCode"] == 0
+    rec = api.data("get", {"dataObjectApiName": "StockObj", "objectDataId": created["dataId"]})
+    rec = rec["data"]
+    assert len(rec["_id"]) == 24 and int(rec["_id"], 16) >= 0
+    assert rec["life_status"] == "normal" and rec["create_time"] == rec["last_modified_time"]
+    assert rec["name"].startswith("SK")
+    assert (
+        api.create("StockObj", product_id=pid, warehouse_id=wid, real_stock=3)["errorCode"] == 15002
+    )
+    assert api.create("StockObj", product_id=pid)["errorCode"] == 15002  # warehouse_id required
+    assert api.create("StockObj", product_id="x" * 24, warehouse_id=wid)["errorCode"] != 0
+    assert api.create("ProductObj", name="dup", product_code="P-1")["errorCode"] == 32000
+
+
+def test_update_merges_and_invalid_delete_recover(api: Api, emulator: FxiaokeEmulator) -> None:
+    pid = emulator.add_product("P-1")
+    upd = {"object_data": {"dataObjectApiName": "ProductObj", "_id": pid, "price": "9.90"}}
+    assert api.data("update", upd)["errorCode"] == 0
+    (rec,) = [r for r in emulator.records("ProductObj") if r["_id"] == pid]
+    assert rec["price"] == "9.90" and rec["product_code"] == "P-1"
+    ids = {"dataObjectApiName": "ProductObj", "idList": [pid]}
+    assert api.data("delete", ids)["errorCode"] != 0  # only invalid records can be deleted
+    api.data("invalid", {"dataObjectApiName": "ProductObj", "object_data_id": pid})
+    flt = [{"field_name": "product_code", "operator": "EQ", "field_values": ["P-1"]}]
+    assert api.query("ProductObj", filters=flt)["data"]["dataList"] == []
+    api.data("recover", ids)
+    assert len(api.query("ProductObj", filters=flt)["data"]["dataList"]) == 1
+    api.data("invalid", {"dataObjectApiName": "ProductObj", "object_data_id": pid})
+    assert api.data("delete", ids)["errorCode"] == 0
+    assert pid not in emulator.store.tables["ProductObj"].records
+
+
+@pytest.mark.parametrize(
+    ("operator", "values", "expected"),
+    [
+        ("EQ", ["SKU-0003"], ["SKU-0003"]),
+        ("IN", ["SKU-0003", "SKU-0005"], ["SKU-0003", "SKU-0005"]),
+        ("STARTWITH", ["SKU-001"], [f"SKU-{i:04d}" for i in range(10, 20)]),
+        ("LIKE", ["-002"], ["SKU-0020"]),
+        ("GT", ["SKU-0018"], ["SKU-0019", "SKU-0020"]),
+        ("LTE", ["SKU-0002"], ["SKU-0001", "SKU-0002"]),
+        ("BETWEEN", ["SKU-0004", "SKU-0006"], ["SKU-0004", "SKU-0005", "SKU-0006"]),
+    ],
+)
+def test_filter_operators(api: Api, operator: str, values: list[str], expected: list[str]) -> None:
+    flt = [{"field_name": "product_code", "operator": operator, "field_values": values}]
+    rows = api.query("ProductObj", filters=flt, fieldProjection=["product_code"])["data"]
+    assert sorted(r["product_code"] for r in rows["dataList"]) == expected
+    assert all(set(r) == {"_id", "product_code"} for r in rows["dataList"])
+
+
+def test_numeric_filters_orders_and_total(api: Api, emulator: FxiaokeEmulator) -> None:
+    wid = emulator.add_warehouse("W-1")
+    for i, qty in enumerate(["5", "12.5", "100", "7"]):
+        pid = emulator.add_product(f"N-{i}")
+        api.create("StockObj", product_id=pid, warehouse_id=wid, real_stock=qty)
+    flt = [{"field_name": "real_stock", "operator": "GTE", "field_values": ["7"]}]
+    orders = [{"fieldName": "real_stock", "isAsc": False}]
+    data = api.query("StockObj", filters=flt, orders=orders, find_explicit_total_num=True)["data"]
+    assert [r["real_stock"] for r in data["dataList"]] == ["100", "12.5", "7"]
+    result = api.data(
+        "query",
+        {
+            "dataObjectApiName": "StockObj",
+            "find_explicit_total_num": True,
+            "search_query_info": {"limit": 2, "offset": 0, "filters": flt},
+        },
+    )
+    assert result["data"]["total"] == 3 and len(result["data"]["dataList"]) == 2
+
+
+def test_preset_and_custom_routing(api: Api) -> None:
+    wrong = api.data(
+        "query",
+        {"dataObjectApiName": "stock_movement__c", "search_query_info": {"limit": 10, "offset": 0}},
+    )
+    assert wrong["errorCode"] != 0
+    wrong = api.data(
+        "query",
+        {"dataObjectApiName": "StockObj", "search_query_info": {"limit": 10, "offset": 0}},
+        CUSTOM,
+    )
+    assert wrong["errorCode"] != 0
+    assert api.create("stock_movement__c", erp_key__c="k1", qty__c="1")["errorCode"] == 0
+    assert api.create("stock_movement__c", erp_key__c="k1", qty__c="1")["errorCode"] == 32000
+
+
+def test_describe_serves_seeded_objects(api: Api) -> None:
+    body = {**api.env, "apiName": "StockObj", "includeDetail": False}
+    fields = api.post("/cgi/crm/v2/object/describe", body)["data"]["describe"]["fields"]
+    assert fields["product_id"]["is_required"] and "safety_stock" in fields
+    assert (
+        api.post("/cgi/crm/v2/object/describe", {**api.env, "apiName": "NopeObj"})["errorCode"] != 0
+    )
+
+
+def test_rate_limit_daily_quota_and_faults(
+    api: Api, emulator: FxiaokeEmulator, clock: FakeClock
+) -> None:
+    emulator.rate_limit_calls = 3
+    codes = [api.query("ProductObj")["errorCode"] for _ in range(4)]
+    assert codes == [0, 0, 0, 30004]
+    clock.advance(20)
+    assert api.query("ProductObj")["errorCode"] == 0
+    emulator.fail_next(PRESET + "query", "busy")
+    emulator.fail_next(PRESET + "query", "rate")
+    assert [api.query("ProductObj")["errorCode"] for _ in range(2)] == [-1, 30004]
+    emulator.fail_next("*", "http_500")
+    assert api.http.post(PRESET + "query", json={**api.env, "data": {}}).status_code == 500
+    emulator.daily_quota = 0
+    clock.advance(20)
+    assert api.query("ProductObj")["errorCode"] == 30002
+    assert emulator.calls[PRESET + "query"] == 9
+    emulator.reset_counters()
+    assert not emulator.calls and not emulator.errors
+    with pytest.raises(ValueError):
+        emulator.fail_next("*", "bogus")
+
+
+def test_demo_scenario_and_loopback_serving() -> None:
+    emulator = build_emulator("demo")
+    assert len(emulator.records("ProductObj")) == 20
+    with LoopbackServer(emulator) as server:
+        info = emulator.connection_info(server.url)
+        assert set(info) == {"url", "app_id", "app_secret", "permanent_code", "open_user_id"}
+        answer = httpx.post(
+            server.url + TOKEN,
+            json={
+                "appId": info["app_id"],
+                "appSecret": info["app_secret"],
+                "permanentCode": info["permanent_code"],
+            },
+        ).json()
+        assert answer["errorCode"] == 0
+    with pytest.raises(ValueError):
+        build_emulator("nope")
