@@ -89,8 +89,9 @@ def encode(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ",".join(encode(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{encode(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
+        items = (f"{json.dumps(str(k), ensure_ascii=False)}:{encode(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _local_now(tz: ZoneInfo) -> Callable[[], datetime]:

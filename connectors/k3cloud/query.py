@@ -120,14 +120,10 @@ class _Parser:
     def peek(self) -> Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
 
-    def take(self, kind: str | None = None, word: str | None = None) -> Token:
+    def take(self, kind: str, label: str) -> Token:
         token = self.peek()
-        if token is None or (kind and token[0] != kind):
-            raise QueryError(
-                8, f"FilterString 语法错误: expected {word or kind} at token {self.pos}"
-            )
-        if word and token[1].upper() != word:
-            raise QueryError(8, f"FilterString 语法错误: expected {word} at token {self.pos}")
+        if token is None or token[0] != kind:
+            raise QueryError(8, f"FilterString 语法错误: expected {label} at token {self.pos}")
         self.pos += 1
         return token
 
