@@ -38,7 +38,9 @@ class Follower:
             alive |= set(self.source.keys_in_window(stream, since))
         return {key for key in self.latest if key not in alive}
 
-    def levels(self, vanished: set[str], opening: dict[tuple[str, str], Decimal]) -> dict:
+    def levels(
+        self, vanished: set[str], opening: dict[tuple[str, str], Decimal]
+    ) -> dict[tuple[str, str], Decimal]:
         totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal, opening)
         for key, movement in self.latest.items():
             if key not in vanished:
