@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import signal
 import sys
 import threading
@@ -45,13 +46,8 @@ DEMO_CREDENTIALS = {
 JSON_TYPE = "application/json; charset=utf-8"
 
 
-class _Reply(Exception):
-    """Raised inside a handler to answer immediately (used for error envelopes)."""
-
-    def __init__(self, payload: Any, status: int = 200) -> None:
-        super().__init__("reply")
-        self.payload = payload
-        self.status = status
+class RawJson(str):
+    """A handler answer that is already JSON text (the fast path for query rows)."""
 
 
 def envelope(msg_code: int, message: str, field: str | None = None) -> dict[str, Any]:
@@ -92,6 +88,38 @@ def encode(value: Any) -> str:
         items = (f"{json.dumps(str(k), ensure_ascii=False)}:{encode(v)}" for k, v in value.items())
         return "{" + ",".join(items) + "}"
     return json.dumps(value, ensure_ascii=False)
+
+
+_NUMBER = "\x00N"
+_NUMBER_TOKEN = re.compile(r'"\\u0000N([^"\\]*)"')
+
+
+def _json_number(value: Any) -> Any:
+    """Decimals are marked and spliced back as bare numbers after one fast json.dumps."""
+    return _NUMBER + format(value, "f") if isinstance(value, Decimal) else value
+
+
+def _json_date(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def encode_rows(rows: list[list[Any]]) -> str:
+    """Row arrays as JSON text with exact Decimal numbers, ~10x faster than ``encode``."""
+    text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    return _NUMBER_TOKEN.sub(r"\1", text)
+
+
+def project(
+    rows: Sequence[q.Row], keys: Sequence[str], fields: Mapping[str, q.FieldType]
+) -> list[list[Any]]:
+    """Rows as lists in FieldKeys order, values converted per field type for ``encode_rows``."""
+    plan: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for key in keys:
+        kind = fields[key.lower()]
+        plan.append(
+            (key.lower(), _json_number if kind == "num" else _json_date if kind == "date" else None)
+        )
+    return [[conv(row.get(k)) if conv else row.get(k) for k, conv in plan] for row in rows]
 
 
 def _local_now(tz: ZoneInfo) -> Callable[[], datetime]:
@@ -300,7 +328,7 @@ class K3CloudEmulator(Emulator):
                 payload = [[payload]] if wrap else payload
             else:
                 payload, sid = self._dispatch(name, raw, wrap, sid)
-        body = encode(payload).encode()
+        body = (payload if isinstance(payload, RawJson) else encode(payload)).encode()
         if fault == "truncated":
             body = body[: max(1, len(body) // 2)]
         return 200, body, sid or uuid.uuid4().hex
@@ -441,9 +469,9 @@ def _data(body: Mapping[str, Any], position: int = 0) -> Any:
 
 
 def _execute_bill_query(emu: K3CloudEmulator, body: Mapping[str, Any]) -> tuple[Any, None]:
-    keys, rows = emu.run_query(_data(body))
-    lowered = [k.lower() for k in keys]
-    return [[row.get(k) for k in lowered] for row in rows], None
+    params = _data(body)
+    keys, rows = emu.run_query(params)
+    return RawJson(encode_rows(project(rows, keys, lookup(str(params["FormId"]))))), None
 
 
 def _bill_query(emu: K3CloudEmulator, body: Mapping[str, Any]) -> tuple[Any, None]:

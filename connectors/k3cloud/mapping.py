@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -200,6 +201,12 @@ def parse_erp_datetime(value: Any, tz: ZoneInfo) -> datetime:
     """K/3 Cloud dates are naive local times (``yyyy-MM-ddTHH:mm:ss``); attach the ERP's zone."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"not a date: {value!r}")
+    return _parse_local(value, tz)
+
+
+@lru_cache(maxsize=8192)
+def _parse_local(value: str, tz: ZoneInfo) -> datetime:
+    """Cached: every line of a document repeats the same header dates."""
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=tz)
@@ -241,32 +248,32 @@ def decode_row(
     A side whose warehouse is out of scope (``in_scope`` says False) is kept but
     inactive: an edit that moves a line out of scope must withdraw its earlier effect.
     """
-    keys = field_keys(defn)
-    raw = row_as_dict(defn, row)
-    if len(row) != len(keys):
-        raise RecordError(f"expected {len(keys)} fields, got {len(row)}", raw=raw)
+    if len(row) != len(HEADER_KEYS) + 3 + len(defn.sides):
+        raise RecordError(
+            f"expected {len(field_keys(defn))} fields, got {len(row)}", raw=row_as_dict(defn, row)
+        )
     fid, bill_no, date, status, cancel, modified, entry_id, material = row[:8]
     warehouses = row[8 : 8 + len(defn.sides)]
     base_key = f"{SOURCE}:{defn.form_id}:{fid}:{entry_id}"
     if fid in (None, "") or entry_id in (None, ""):
-        raise RecordError("missing FID or entry id", key=base_key, field="FID", raw=raw)
+        raise _reject(defn, row, "missing FID or entry id", base_key, "FID")
     if not material:
-        raise RecordError("missing material", key=base_key, field=MATERIAL_KEY, raw=raw)
+        raise _reject(defn, row, "missing material", base_key, MATERIAL_KEY)
     try:
         qty = parse_qty(row[-1])
     except ValueError as exc:
-        raise RecordError(str(exc), key=base_key, field=defn.qty_field, raw=raw) from exc
+        raise _reject(defn, row, str(exc), base_key, defn.qty_field) from exc
     try:
         occurred_at = parse_erp_datetime(date, tz)
         updated_at = parse_erp_datetime(modified, tz)
     except ValueError as exc:
-        raise RecordError(str(exc), key=base_key, field="FDate", raw=raw) from exc
+        raise _reject(defn, row, str(exc), base_key, "FDate") from exc
     active = is_active(status, cancel)
     movements = []
     for side, warehouse in zip(defn.sides, warehouses, strict=True):
         if not warehouse:
             field = f"{side.warehouse_field}.FNumber"
-            raise RecordError("missing warehouse", key=base_key, field=field, raw=raw)
+            raise _reject(defn, row, "missing warehouse", base_key, field)
         movements.append(
             Movement(
                 key=movement_key(defn, fid, entry_id, side),
@@ -281,3 +288,7 @@ def decode_row(
             )
         )
     return movements
+
+
+def _reject(defn: StreamDef, row: Sequence[Any], reason: str, key: str, field: str) -> RecordError:
+    return RecordError(reason, key=key, field=field, raw=row_as_dict(defn, row))

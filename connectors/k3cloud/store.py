@@ -116,8 +116,12 @@ class Store:
 
     # -- mutations -------------------------------------------------------------------
 
+    def _now(self) -> datetime:
+        """ERP stamps have whole seconds (rows serialise them as ``yyyy-MM-ddTHH:mm:ss``)."""
+        return self.now().replace(microsecond=0)
+
     def _touch(self, doc: Document) -> None:
-        doc.modified = self.now()
+        doc.modified = self._now()
         self.version += 1
 
     def create(
@@ -131,7 +135,7 @@ class Store:
         status: str = "A",
     ) -> int:
         defn = FORMS[form_id]
-        now = self.now()
+        now = self._now()
         fid = next(self._ids)
         doc = Document(
             form_id=form_id,
@@ -172,7 +176,7 @@ class Store:
     def set_status(self, form_id: str, fid: int, status: str) -> None:
         doc = self.get(form_id, fid)
         doc.status = status
-        doc.approved = self.now() if status == "C" else None
+        doc.approved = self._now() if status == "C" else None
         self._touch(doc)
 
     def cancel(self, form_id: str, fid: int) -> None:
