@@ -1,0 +1,217 @@
+"""HTTP client for the K/3 Cloud WebAPI: signing, session cookie, envelope decoding, retries.
+
+Every request carries the signed headers Kingdee's Python SDK sends, so no login
+call is needed; the ``kdservice-sessionid`` the server hands back is replayed
+like the SDK does. All failures leave ``_decode`` as typed errors, and only this
+layer retries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from connectors._http import call_with_retries, make_client, raise_for_status, raise_for_transport
+from connectors._http import retrying as retry_policy
+from connectors.k3cloud.signing import signed_headers
+from sync.errors import AuthError, ConfigError, ConfigProblem, PermanentError, TransientError
+from sync.settings import mask
+
+SERVICE_PREFIX = "Kingdee.BOS.WebApi.ServicesStub.DynamicFormService."
+EXECUTE_BILL_QUERY = SERVICE_PREFIX + "ExecuteBillQuery"
+QUERY_BUSINESS_INFO = SERVICE_PREFIX + "QueryBusinessInfo"
+SESSION_COOKIE = "kdservice-sessionid"
+MAX_LIMIT = 10_000
+AUTH_HINT = (
+    "check acct_id (数据中心ID), username, app_id and app_secret "
+    "(第三方系统登录授权 in K/3 Cloud) and that the app is enabled for this user"
+)
+_MISSING_FIELD = re.compile(r"元数据中标识为(.+?)的字段不存在")
+_CONFIG_CODES = {4, 5, 8, 9}
+_TRANSIENT_CODES = {6, 14}
+
+
+class K3CloudClient:
+    """One WebAPI endpoint with one identity. Not thread-safe (one session, like the SDK)."""
+
+    def __init__(
+        self,
+        *,
+        server_url: str,
+        acct_id: str,
+        username: str,
+        app_id: str,
+        app_secret: str,
+        lcid: int = 2052,
+        org_num: int = 0,
+        timeout_s: float = 60.0,
+        verify_tls: bool = True,
+        max_attempts: int = 5,
+        transport: httpx.BaseTransport | None = None,
+        now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.server_url = server_url if server_url.endswith("/") else server_url + "/"
+        self._base_path = urlsplit(self.server_url).path or "/"
+        self._identity = {
+            "acct_id": acct_id,
+            "username": username,
+            "app_id": app_id,
+            "app_secret": app_secret,
+        }
+        self._lcid = lcid
+        self._org_num = org_num
+        self._max_attempts = max_attempts
+        self._now = now or datetime.now
+        self._sleep = sleep
+        self._session_id: str | None = None
+        self._http = make_client(
+            self.server_url, timeout_s=timeout_s, verify_tls=verify_tls, transport=transport
+        )
+
+    # -- public calls -----------------------------------------------------------------
+
+    def execute_bill_query(self, query: dict[str, Any], *, where: str) -> list[list[Any]]:
+        """Rows (lists in FieldKeys order). ``where`` is the config path errors point at."""
+        result = self.call(EXECUTE_BILL_QUERY, {"data": query}, where=where)
+        if not isinstance(result, list) or not all(isinstance(r, list) for r in result):
+            raise TransientError(f"ExecuteBillQuery {query.get('FormId')}: unexpected answer shape")
+        return result
+
+    def iter_bill_query(
+        self, query: dict[str, Any], *, page_size: int, where: str
+    ) -> Iterator[list[list[Any]]]:
+        """Page through a query with StartRow/Limit until a short page; stable only with an
+        OrderString that ends in unique ids."""
+        limit = max(1, min(page_size, MAX_LIMIT))
+        start = 0
+        while True:
+            rows = self.execute_bill_query(
+                {**query, "StartRow": start, "Limit": limit, "TopRowCount": 0}, where=where
+            )
+            if rows:
+                yield rows
+            if len(rows) < limit:
+                return
+            start += len(rows)
+
+    def query_business_info(self, form_id: str, *, where: str) -> Any:
+        return self.call(QUERY_BUSINESS_INFO, {"data": {"FormId": form_id}}, where=where)
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def call(self, service: str, body: dict[str, Any], *, where: str) -> Any:
+        """POST one service call with retries on transient failures (backoff, injected sleep)."""
+        kwargs: dict[str, Any] = {"max_attempts": self._max_attempts}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        policy = retry_policy(**kwargs)
+        return call_with_retries(policy, self._call_with_reauth, service, body, where)
+
+    def _call_with_reauth(self, service: str, body: dict[str, Any], where: str) -> Any:
+        """A lost session or refused signature: drop the session and re-sign once, then stop."""
+        try:
+            return self._post(service, body, where)
+        except AuthError:
+            self._drop_session()
+        try:
+            return self._post(service, body, where)
+        except AuthError as exc:
+            self._drop_session()
+            raise PermanentError(
+                f"K/3 Cloud refused the credentials: {exc.message}", hint=AUTH_HINT
+            ) from exc
+
+    def _drop_session(self) -> None:
+        self._session_id = None
+        self._http.cookies.clear()
+
+    def _post(self, service: str, body: dict[str, Any], where: str) -> Any:
+        relative = service + ".common.kdsvc"
+        path = self._base_path + relative
+        headers = signed_headers(
+            path=path,
+            lcid=self._lcid,
+            org_num=self._org_num,
+            timestamp=int(self._now().timestamp()),
+            **self._identity,
+        )
+        headers["Accept-Charset"] = "utf-8"
+        headers["Content-Type"] = "application/json"
+        if self._session_id:
+            headers[SESSION_COOKIE] = self._session_id
+        what = f"K/3 Cloud {service.rsplit('.', 1)[-1]}"
+        try:
+            response = self._http.post(relative, content=json.dumps(body), headers=headers)
+        except httpx.HTTPError as exc:
+            raise_for_transport(exc, what=what)
+            raise  # pragma: no cover - raise_for_transport always raises
+        sid = response.cookies.get(SESSION_COOKIE)
+        if sid:
+            self._session_id = sid
+        return _decode(response, what=what, where=where)
+
+
+def _response_status(payload: Any) -> dict[str, Any] | None:
+    """The ResponseStatus of an error envelope (bare or wrapped in ``[[…]]``), else None."""
+    node = payload
+    while isinstance(node, list) and len(node) == 1:
+        node = node[0]
+    if not isinstance(node, dict):
+        return None
+    result = node.get("Result")
+    status = result.get("ResponseStatus") if isinstance(result, dict) else None
+    if isinstance(status, dict) and status.get("IsSuccess") is False:
+        return status
+    return None
+
+
+def _decode(response: httpx.Response, *, what: str, where: str) -> Any:
+    """THE error mapping for K/3 Cloud: HTTP status, text errors, bad JSON and MsgCodes.
+
+    K/3 Cloud answers business errors with HTTP 200 and an envelope whose MsgCode
+    says what happened; the SDKs never look at it, so we must.
+    """
+    if response.status_code == 404:
+        raise PermanentError(
+            f"{what}: HTTP 404 at {response.request.url}",
+            hint="check server_url: it is the K/3 Cloud site root, e.g. http://host/k3cloud/",
+        )
+    raise_for_status(response, what=what)
+    text = response.text
+    if text.startswith("response_error:"):
+        raise TransientError(f"{what}: {mask(text[:300])}")
+    try:
+        payload = json.loads(text, parse_float=Decimal)
+    except ValueError as exc:
+        raise TransientError(f"{what}: malformed or truncated JSON ({len(text)} bytes)") from exc
+    status = _response_status(payload)
+    if status is None:
+        return payload
+    code = status.get("MsgCode")
+    errors = status.get("Errors") or []
+    message = "; ".join(str(e.get("Message")) for e in errors if isinstance(e, dict)) or "error"
+    message = mask(message)
+    if code == 1:
+        raise AuthError(f"{what}: {message} (MsgCode 1)")
+    if code in _TRANSIENT_CODES:
+        raise TransientError(f"{what}: {message} (MsgCode {code})")
+    if code in _CONFIG_CODES:
+        missing = _MISSING_FIELD.search(message)
+        detail = f"field {missing.group(1)} does not exist: " if missing else ""
+        raise ConfigError([ConfigProblem(where, f"{what}: {detail}{message} (MsgCode {code})")])
+    if code == 2:
+        raise PermanentError(
+            f"{what}: {message} (MsgCode 2)", hint="grant the API user query rights on the form"
+        )
+    raise PermanentError(f"{what}: {message} (MsgCode {code})")

@@ -1,0 +1,397 @@
+"""A faithful in-memory K/3 Cloud WebAPI (reference §7), as a WSGI app.
+
+Kingdee's own Python SDK, our connector (in-process through httpx) and the demo
+all talk to the same object. Auth accepts the SDK's signed headers or a known
+session id; errors are the HTTP-200 envelopes with MsgCodes a real server sends.
+Faults (HTTP 500, ``response_error:`` bodies, truncated JSON, lost sessions,
+throttling) can be injected on demand.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from connectors._emulator import Emulator, LoopbackServer
+from connectors.k3cloud import query as q
+from connectors.k3cloud.scenarios import seed
+from connectors.k3cloud.services import ANONYMOUS, HANDLERS, RawJson, encode, envelope
+from connectors.k3cloud.signing import api_signature, decode_app_secret, kd_signature
+from connectors.k3cloud.store import FORMS, INVENTORY, Store, line_ids, lookup
+
+SESSION_COOKIE = "kdservice-sessionid"
+MSG_SESSION_LOST = "会话信息已丢失，请重新登录"
+MSG_THROTTLED = "调用频率超过限制，请稍后再试"
+FAULT_KINDS = ("http500", "response_error", "truncated", "auth", "throttle")
+DEMO_CREDENTIALS = {
+    "acct_id": "65f0000000000a",
+    "username": "apiuser",
+    "app_id": "123456_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX",
+    "app_secret": "0123456789abcdef0123456789abcdef",
+    "password": "888888",
+}
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def _local_now(tz: ZoneInfo) -> Callable[[], datetime]:
+    return lambda: datetime.now(tz).replace(tzinfo=None, microsecond=0)
+
+
+class K3CloudEmulator(Emulator):
+    """In-memory K/3 Cloud. Mutate with ``create_document``/``audit``/… ; inspect ``calls``."""
+
+    def __init__(
+        self,
+        *,
+        base_path: str = "/k3cloud/",
+        now: Callable[[], datetime] | None = None,
+        timezone: str = "Asia/Shanghai",
+        max_limit: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
+        **credentials: str,
+    ) -> None:
+        self.base_path = "/" + base_path.strip("/") + "/"
+        self.credentials = {**DEMO_CREDENTIALS, **credentials}
+        self.lcid = 2052
+        self.store = Store(now or _local_now(ZoneInfo(timezone)))
+        self.max_limit = max_limit
+        self.calls: Counter[str] = Counter()
+        self._sessions: set[str] = set()
+        self._faults: deque[str] = deque()
+        self._rate: float | None = None
+        self._recent: deque[float] = deque()
+        self._monotonic = monotonic
+        self._lock = threading.RLock()
+        self._query_cache: dict[tuple[Any, ...], list[q.Row]] = {}
+        self._cache_version = -1
+
+    # -- document API (what tests and scenarios drive) -------------------------------
+
+    def create_document(
+        self,
+        form_id: str,
+        lines: Iterable[Mapping[str, Any]],
+        *,
+        bill_no: str | None = None,
+        date: datetime | None = None,
+        stock_org: str = "100",
+        status: str = "A",
+    ) -> int:
+        """A new bill (status A = created, or Z draft / C approved); returns its FID.
+
+        Each line is ``{"material", "qty", "stock"}`` (transfers: ``src_stock`` and
+        ``dest_stock``), optional ``lot``.
+        """
+        with self._lock:
+            return self.store.create(
+                form_id, lines, bill_no=bill_no, date=date, stock_org=stock_org, status=status
+            )
+
+    def line_ids(self, form_id: str, fid: int) -> Sequence[int]:
+        return line_ids(self.store.get(form_id, fid))
+
+    def audit(self, form_id: str, fid: int) -> None:
+        """Approve (C): the lines now move stock."""
+        with self._lock:
+            self.store.set_status(form_id, fid, "C")
+
+    def unaudit(self, form_id: str, fid: int) -> None:
+        """Back to re-review (D): the lines stop moving stock until approved again."""
+        with self._lock:
+            self.store.set_status(form_id, fid, "D")
+
+    def cancel(self, form_id: str, fid: int) -> None:
+        """FCancelStatus B: never moves stock again."""
+        with self._lock:
+            self.store.cancel(form_id, fid)
+
+    def delete(self, form_id: str, fid: int) -> None:
+        """Gone without trace: incremental queries cannot see it, only the window rescan."""
+        with self._lock:
+            self.store.delete(form_id, fid)
+
+    def edit_line(self, form_id: str, fid: int, entry_id: int, **changes: Any) -> None:
+        """Change ``qty``/``material``/``stock`` (or ``src_stock``/``dest_stock``) of one line."""
+        with self._lock:
+            self.store.edit_line(form_id, fid, entry_id, changes)
+
+    def set_opening(
+        self, material: str, stock: str, qty: Any, *, org: str = "100", lot: str = ""
+    ) -> None:
+        """Opening stock: part of STK_Inventory, but no document (the ledger's baseline)."""
+        with self._lock:
+            self.store.set_opening(material, stock, qty, org=org, lot=lot)
+
+    # -- faults and throttling -------------------------------------------------------
+
+    def inject(self, kind: str, times: int = 1) -> None:
+        """The next ``times`` calls fail with ``kind`` (one of FAULT_KINDS)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        with self._lock:
+            self._faults.extend([kind] * times)
+
+    @contextmanager
+    def faults(self, kind: str, times: int = 1_000_000) -> Iterator[None]:
+        """Inject ``kind`` for the duration of a ``with`` block, then clear every fault."""
+        self.inject(kind, times)
+        try:
+            yield
+        finally:
+            self.clear_faults()
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._rate = None
+
+    def throttle(self, calls_per_second: float | None) -> None:
+        """Answer MsgCode 14 above this rate (None lifts the limit)."""
+        with self._lock:
+            self._rate = calls_per_second
+            self._recent.clear()
+
+    def expire_sessions(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+    def rotate_secret(self, app_secret: str) -> None:
+        """The admin regenerated the app secret: old signatures and sessions stop working."""
+        with self._lock:
+            self.credentials["app_secret"] = app_secret
+            self._sessions.clear()
+
+    def _throttled(self) -> bool:
+        if self._rate is None:
+            return False
+        now = self._monotonic()
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
+        if len(self._recent) >= self._rate:
+            return True
+        self._recent.append(now)
+        return False
+
+    # -- WSGI ------------------------------------------------------------------------
+
+    def connection_info(self, base_url: str) -> dict[str, Any]:
+        c = self.credentials
+        return {
+            "url": base_url.rstrip("/") + self.base_path,
+            "acct_id": c["acct_id"],
+            "username": c["username"],
+            "app_id": c["app_id"],
+            "app_secret": c["app_secret"],
+            "lcid": self.lcid,
+        }
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        status, body, sid = self._respond(environ)
+        headers = [
+            (
+                "Content-Type",
+                JSON_TYPE
+                if not body.startswith(b"response_error:")
+                else "text/plain; charset=utf-8",
+            ),
+            ("Content-Length", str(len(body))),
+            ("Set-Cookie", f"{SESSION_COOKIE}={sid}; path=/"),
+        ]
+        reasons = {
+            200: "OK",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            500: "Internal Server Error",
+        }
+        start_response(f"{status} {reasons.get(status, 'Error')}", headers)
+        return [body]
+
+    def _respond(self, environ: dict[str, Any]) -> tuple[int, bytes, str]:
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if not path.lower().startswith(self.base_path.lower()) or not path.endswith(
+            ".common.kdsvc"
+        ):
+            return 404, b'{"Message":"Not Found"}', uuid.uuid4().hex
+        service = path[len(self.base_path) : -len(".common.kdsvc")]
+        if environ.get("REQUEST_METHOD") != "POST":
+            return 405, b'{"Message":"POST only"}', uuid.uuid4().hex
+        name = service.rsplit(".", 1)[-1]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        with self._lock:
+            self.calls[name] += 1
+            fault = self._faults.popleft() if self._faults else None
+            if fault == "http500":
+                return 500, b'{"Message":"Internal Server Error"}', uuid.uuid4().hex
+            if fault == "response_error":
+                return 200, b"response_error:emulated server failure", uuid.uuid4().hex
+            if fault == "auth":
+                self._sessions.clear()
+            sid = self._authenticate(environ, path, name)
+            wrap = name in ("ExecuteBillQuery", "BillQuery")
+            if fault == "throttle" or (name != "GetDataCenterList" and self._throttled()):
+                payload: Any = envelope(14, MSG_THROTTLED)
+                payload = [[payload]] if wrap else payload
+            elif fault == "auth" or (sid is None and name not in ANONYMOUS):
+                payload = envelope(1, MSG_SESSION_LOST)
+                payload = [[payload]] if wrap else payload
+            else:
+                payload, sid = self._dispatch(name, raw, wrap, sid)
+        body = (payload if isinstance(payload, RawJson) else encode(payload)).encode()
+        if fault == "truncated":
+            body = body[: max(1, len(body) // 2)]
+        return 200, body, sid or uuid.uuid4().hex
+
+    def _dispatch(
+        self, name: str, raw: bytes, wrap: bool, sid: str | None
+    ) -> tuple[Any, str | None]:
+        handler = HANDLERS.get(name)
+        if handler is None:
+            return envelope(4, f"服务{name}不存在"), sid
+        try:
+            body = json.loads(raw or b"{}", parse_float=Decimal)
+            if not isinstance(body, dict):
+                raise q.QueryError(8, "请求参数格式错误")
+            if name in ("ValidateUser", "LoginByAppSecret"):
+                result, sid = handler(self, body)
+                return result, sid
+            return handler(self, body)[0], sid
+        except ValueError:
+            payload: Any = envelope(8, "请求参数不是合法的 JSON")
+        except q.QueryError as exc:
+            payload = envelope(exc.msg_code, exc.message, exc.field)
+        return ([[payload]] if wrap else payload), sid
+
+    def _authenticate(self, environ: Mapping[str, Any], path: str, name: str) -> str | None:
+        """A valid session id, or a new one when the signed headers check out; else None."""
+        for candidate in _session_candidates(environ):
+            if candidate in self._sessions:
+                return candidate
+        if not self._signature_ok(environ, path):
+            return None
+        return self.open_session()
+
+    def open_session(self) -> str:
+        sid = uuid.uuid4().hex
+        self._sessions.add(sid)
+        return sid
+
+    def _signature_ok(self, environ: Mapping[str, Any], path: str) -> bool:
+        c = self.credentials
+        app_key = environ.get("HTTP_X_KD_APPKEY", "")
+        try:
+            plain = base64.b64decode(environ.get("HTTP_X_KD_APPDATA", "")).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        parts = plain.split(",")
+        if app_key != c["app_id"] or len(parts) < 2:
+            return False
+        if parts[0] != c["acct_id"] or parts[1] != c["username"]:
+            return False
+        if environ.get("HTTP_X_KD_SIGNATURE") != kd_signature(app_key, plain, c["app_secret"]):
+            return False
+        api_sig = environ.get("HTTP_X_API_SIGNATURE")
+        if not api_sig:
+            return True
+        # Timestamps may be seconds or milliseconds and the nonce is free-form: no freshness check.
+        client_sec = decode_app_secret(app_key.partition("_")[2])
+        nonce = environ.get("HTTP_X_API_NONCE", "")
+        stamp = environ.get("HTTP_X_API_TIMESTAMP", "")
+        return bool(api_sig == api_signature(path, nonce, stamp, client_sec))
+
+    # -- queries ---------------------------------------------------------------------
+
+    def run_query(self, params: Mapping[str, Any]) -> tuple[list[str], list[q.Row]]:
+        """Validate and evaluate one ExecuteBillQuery parameter object → (keys, page rows)."""
+        form_id = str(params.get("FormId") or "")
+        keys = [k.strip() for k in str(params.get("FieldKeys") or "").split(",") if k.strip()]
+        if not form_id or not keys:
+            raise q.QueryError(8, "参数错误：FormId 和 FieldKeys 不能为空")
+        if form_id not in FORMS and form_id != INVENTORY:
+            raise q.QueryError(4, f"业务对象 {form_id} 不存在")
+        fields = lookup(form_id)
+        for key in keys:
+            if key.lower() not in fields:
+                raise q.missing_field(key)
+        try:
+            start = int(params.get("StartRow") or 0)
+            limit = int(params.get("Limit") or 0)
+            top = int(params.get("TopRowCount") or 0)
+        except (TypeError, ValueError) as exc:
+            raise q.QueryError(8, "参数错误：StartRow/Limit/TopRowCount 必须是整数") from exc
+        rows = self._matching(
+            form_id, params.get("FilterString"), params.get("OrderString"), fields
+        )
+        window = q.page_bounds(len(rows), start, limit, top, self.max_limit)
+        return keys, rows[window.start : window.stop]
+
+    def _matching(
+        self, form_id: str, spec: Any, order_spec: Any, fields: dict[str, q.FieldType]
+    ) -> list[q.Row]:
+        """Filtered, sorted rows; cached until the next change so paging stays O(page)."""
+        if self._cache_version != self.store.version:
+            self._query_cache.clear()
+            self._cache_version = self.store.version
+        cache_key = (form_id, json.dumps(spec, default=str), json.dumps(order_spec, default=str))
+        cached = self._query_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        predicate = q.compile_filter(spec, fields)
+        order = q.parse_order(order_spec, fields)
+        rows = self.store.rows(form_id)
+        matched = rows if predicate is None else [r for r in rows if predicate(r)]
+        result = q.sort_rows(matched, order) if order else list(matched)
+        if len(self._query_cache) > 32:
+            self._query_cache.clear()
+        self._query_cache[cache_key] = result
+        return result
+
+
+def _session_candidates(environ: Mapping[str, Any]) -> list[str]:
+    found = [environ.get("HTTP_KDSERVICE_SESSIONID", ""), environ.get("HTTP_SID", "")]
+    for part in str(environ.get("HTTP_COOKIE", "")).replace(",", ";").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.strip() == SESSION_COOKIE:
+            found.append(value.strip())
+    return [f for f in found if f]
+
+
+def build_emulator(scenario: str | None = None) -> K3CloudEmulator:
+    """Registry entry: an emulator, seeded by ``scenario`` ("demo", "bench" or "bench:N")."""
+    emulator = K3CloudEmulator()
+    if scenario:
+        seed(emulator, scenario)
+    return emulator
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, scenario: str | None = "demo") -> None:
+    """Serve on loopback, print the connection info as one JSON line, block until SIGTERM/SIGINT."""
+    emulator = build_emulator(scenario)
+    server = LoopbackServer(emulator, host=host, port=port).start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(json.dumps(emulator.connection_info(server.url)), flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    serve(scenario=sys.argv[1] if len(sys.argv) > 1 else "demo")

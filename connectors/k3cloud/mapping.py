@@ -1,0 +1,294 @@
+"""K/3 Cloud rows → movements: pure functions, no I/O.
+
+Each stream is one stock form. ExecuteBillQuery returns one row per entry line
+(header fields repeated) as a list in FieldKeys order, so the field list and the
+row decoder are built from the same ``StreamDef`` and cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sync.errors import RecordError
+from sync.model import Cursor, Movement, MovementKind
+
+SOURCE = "k3cloud"
+
+#: header keys selected for every stream, in this order, before the entry keys
+HEADER_KEYS = ("FID", "FBillNo", "FDate", "FDocumentStatus", "FCancelStatus", "FModifyDate")
+MATERIAL_KEY = "FMaterialId.FNumber"
+ERP_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: width of each number in a cursor tie-break, so string order == numeric order
+TIE_BREAK_WIDTH = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One stock effect of a line: which warehouse field, which kind, which sign."""
+
+    warehouse_field: str
+    kind: MovementKind
+    sign: int
+    key_suffix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDef:
+    """A stock form as the connector reads it (reference §4 table)."""
+
+    name: str
+    form_id: str
+    entry_entity: str
+    qty_field: str
+    sides: tuple[Side, ...]
+
+    @property
+    def entry_id_key(self) -> str:
+        return f"{self.entry_entity}_FEntryID"
+
+    @property
+    def warehouse_fields(self) -> tuple[str, ...]:
+        return tuple(side.warehouse_field for side in self.sides)
+
+
+def _one(name: str, form: str, entity: str, qty: str, wh: str, kind: MovementKind) -> StreamDef:
+    sign = -1 if kind in _OUT else 1
+    return StreamDef(name, form, entity, qty, (Side(wh, kind, sign),))
+
+
+_OUT = {
+    MovementKind.SUPPLIER_RETURN,
+    MovementKind.SHIPMENT,
+    MovementKind.OTHER_OUT,
+    MovementKind.COUNT_LOSS,
+}
+
+STREAMS: dict[str, StreamDef] = {
+    d.name: d
+    for d in (
+        _one(
+            "purchase_receipt",
+            "STK_InStock",
+            "FInStockEntry",
+            "FRealQty",
+            "FStockId",
+            MovementKind.RECEIPT,
+        ),
+        _one(
+            "purchase_return",
+            "PUR_MRB",
+            "FPURMRBENTRY",
+            "FRMREALQTY",
+            "FSTOCKID",
+            MovementKind.SUPPLIER_RETURN,
+        ),
+        _one(
+            "sales_outbound",
+            "SAL_OUTSTOCK",
+            "FEntity",
+            "FRealQty",
+            "FStockID",
+            MovementKind.SHIPMENT,
+        ),
+        _one(
+            "sales_return",
+            "SAL_RETURNSTOCK",
+            "FEntity",
+            "FRealQty",
+            "FStockId",
+            MovementKind.CUSTOMER_RETURN,
+        ),
+        StreamDef(
+            "transfer",
+            "STK_TransferDirect",
+            "FBillEntry",
+            "FQty",
+            (
+                Side("FSrcStockId", MovementKind.TRANSFER_OUT, -1, ":out"),
+                Side("FDestStockId", MovementKind.TRANSFER_IN, 1, ":in"),
+            ),
+        ),
+        _one("misc_in", "STK_MISCELLANEOUS", "FEntity", "FQty", "FStockId", MovementKind.OTHER_IN),
+        _one("misc_out", "STK_MisDelivery", "FEntity", "FQty", "FStockId", MovementKind.OTHER_OUT),
+        _one(
+            "count_gain",
+            "STK_StockCountGain",
+            "FBillEntry",
+            "FGainQty",
+            "FStockId",
+            MovementKind.COUNT_GAIN,
+        ),
+        _one(
+            "count_loss",
+            "STK_StockCountLoss",
+            "FBillEntry",
+            "FLossQty",
+            "FStockId",
+            MovementKind.COUNT_LOSS,
+        ),
+    )
+}
+
+STREAM_NAMES: tuple[str, ...] = tuple(STREAMS)
+
+
+def with_qty_field(defn: StreamDef, qty_field: str | None) -> StreamDef:
+    """The same stream reading another quantity field (a per-stream config override)."""
+    if not qty_field or qty_field == defn.qty_field:
+        return defn
+    return StreamDef(defn.name, defn.form_id, defn.entry_entity, qty_field, defn.sides)
+
+
+def field_keys(defn: StreamDef) -> list[str]:
+    """FieldKeys for a full pull; ``decode_row`` reads rows in exactly this order."""
+    return [
+        *HEADER_KEYS,
+        defn.entry_id_key,
+        MATERIAL_KEY,
+        *(f"{wh}.FNumber" for wh in defn.warehouse_fields),
+        defn.qty_field,
+    ]
+
+
+def key_field_keys(defn: StreamDef) -> list[str]:
+    """FieldKeys for the window rescan: ids only, so the answer stays small."""
+    return ["FID", defn.entry_id_key]
+
+
+def movement_key(defn: StreamDef, fid: Any, entry_id: Any, side: Side) -> str:
+    return f"{SOURCE}:{defn.form_id}:{fid}:{entry_id}{side.key_suffix}"
+
+
+def keys_for(defn: StreamDef, fid: Any, entry_id: Any) -> list[str]:
+    """Every movement key one entry line produces (two for a transfer)."""
+    return [movement_key(defn, fid, entry_id, side) for side in defn.sides]
+
+
+def is_active(document_status: Any, cancel_status: Any) -> bool:
+    """Only approved (C), not cancelled (B) lines move stock; drafts and re-reviews do not."""
+    return bool(document_status == "C" and cancel_status != "B")
+
+
+def parse_qty(value: Any) -> Decimal:
+    """A quantity as an exact Decimal; never goes through float arithmetic.
+
+    The client parses JSON numbers with ``parse_float=Decimal``; a float that does
+    slip in is converted through ``str`` (its shortest round-trip repr).
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a quantity: {value!r}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int | float | str):
+        try:
+            result = Decimal(str(value).strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"not a quantity: {value!r}") from exc
+    else:
+        raise ValueError(f"not a quantity: {value!r}")
+    if not result.is_finite():
+        raise ValueError(f"not a quantity: {value!r}")
+    return result
+
+
+def parse_erp_datetime(value: Any, tz: ZoneInfo) -> datetime:
+    """K/3 Cloud dates are naive local times (``yyyy-MM-ddTHH:mm:ss``); attach the ERP's zone."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"not a date: {value!r}")
+    return _parse_local(value, tz)
+
+
+@lru_cache(maxsize=8192)
+def _parse_local(value: str, tz: ZoneInfo) -> datetime:
+    """Cached: every line of a document repeats the same header dates."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=tz)
+    return parsed.astimezone(tz)
+
+
+def format_erp_datetime(moment: datetime, tz: ZoneInfo) -> str:
+    """An aware datetime as the ERP's local time in a FilterString literal (seconds floor)."""
+    local = moment.astimezone(tz) if moment.tzinfo else moment
+    return local.strftime(ERP_DATETIME_FORMAT)
+
+
+def tie_break(fid: Any, entry_id: Any) -> str:
+    """``FID:EntryID`` zero-padded so that string order equals (FID, EntryID) order."""
+    return f"{int(fid):0{TIE_BREAK_WIDTH}d}:{int(entry_id):0{TIE_BREAK_WIDTH}d}"
+
+
+def row_as_dict(defn: StreamDef, row: Sequence[Any]) -> dict[str, Any]:
+    """The raw row keyed by field, for quarantine payloads."""
+    return dict(zip(field_keys(defn), row, strict=False))
+
+
+def row_cursor(row: Sequence[Any], tz: ZoneInfo) -> Cursor | None:
+    """The position of one full-pull row, or None when its ids or date are unreadable."""
+    try:
+        return Cursor(parse_erp_datetime(row[5], tz), tie_break(row[0], row[6]))
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
+def decode_row(
+    defn: StreamDef,
+    row: Sequence[Any],
+    tz: ZoneInfo,
+    in_scope: Callable[[str], bool] | None = None,
+) -> list[Movement]:
+    """One row in ``field_keys(defn)`` order → its movement(s); RecordError if malformed.
+
+    A side whose warehouse is out of scope (``in_scope`` says False) is kept but
+    inactive: an edit that moves a line out of scope must withdraw its earlier effect.
+    """
+    if len(row) != len(HEADER_KEYS) + 3 + len(defn.sides):
+        raise RecordError(
+            f"expected {len(field_keys(defn))} fields, got {len(row)}", raw=row_as_dict(defn, row)
+        )
+    fid, bill_no, date, status, cancel, modified, entry_id, material = row[:8]
+    warehouses = row[8 : 8 + len(defn.sides)]
+    base_key = f"{SOURCE}:{defn.form_id}:{fid}:{entry_id}"
+    if fid in (None, "") or entry_id in (None, ""):
+        raise _reject(defn, row, "missing FID or entry id", base_key, "FID")
+    if not material:
+        raise _reject(defn, row, "missing material", base_key, MATERIAL_KEY)
+    try:
+        qty = parse_qty(row[-1])
+    except ValueError as exc:
+        raise _reject(defn, row, str(exc), base_key, defn.qty_field) from exc
+    try:
+        occurred_at = parse_erp_datetime(date, tz)
+        updated_at = parse_erp_datetime(modified, tz)
+    except ValueError as exc:
+        raise _reject(defn, row, str(exc), base_key, "FDate") from exc
+    active = is_active(status, cancel)
+    movements = []
+    for side, warehouse in zip(defn.sides, warehouses, strict=True):
+        if not warehouse:
+            field = f"{side.warehouse_field}.FNumber"
+            raise _reject(defn, row, "missing warehouse", base_key, field)
+        movements.append(
+            Movement(
+                key=movement_key(defn, fid, entry_id, side),
+                kind=side.kind,
+                sku=str(material),
+                warehouse=str(warehouse),
+                qty=qty * side.sign,
+                occurred_at=occurred_at,
+                source_updated_at=updated_at,
+                doc_no=str(bill_no or ""),
+                active=active and (in_scope is None or in_scope(str(warehouse))),
+            )
+        )
+    return movements
+
+
+def _reject(defn: StreamDef, row: Sequence[Any], reason: str, key: str, field: str) -> RecordError:
+    return RecordError(reason, key=key, field=field, raw=row_as_dict(defn, row))
