@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from sync.model import Movement, MovementKind, RejectedRecord
 
@@ -161,14 +160,14 @@ class LocationTree:
         return loc_id in self._places
 
 
-def aware(value: dt.datetime | dt.date, tz: ZoneInfo) -> dt.datetime:
+def aware(value: dt.datetime | dt.date, tz: dt.tzinfo) -> dt.datetime:
     """A server-local naive timestamp (or a date, at midnight) as an aware UTC datetime."""
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
     return value.replace(tzinfo=tz).astimezone(dt.UTC)
 
 
-def naive(value: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+def naive(value: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
     """An aware datetime as the server-local naive timestamp Tryton stores and compares."""
     if value.tzinfo is None:
         return value
@@ -221,7 +220,7 @@ def _legs_for(
 def move_to_movements(
     row: Mapping[str, Any],
     tree: LocationTree,
-    tz: ZoneInfo,
+    tz: dt.tzinfo,
     policies: Mapping[str, OtherPolicy] | None = None,
     warehouses: Sequence[str] | None = None,
 ) -> tuple[list[Movement], list[RejectedRecord]]:

@@ -173,6 +173,7 @@ def test_malformed_moves_are_rejected_not_raised(overrides: dict[str, Any], fiel
     (reject,) = rejects
     assert reject.field == field
     assert reject.stream == "moves"
+    assert isinstance(reject.raw, dict)
     assert reject.raw["id"] == 42
 
 
