@@ -128,7 +128,8 @@ class TrytonSource:
             raise ValueError("page_size must be >= 1")
         start: tuple[dt.datetime, int] | None = None
         if since is not None:
-            start = (naive(since.updated_at, self._tz), int(since.tie_break or 0))
+            last_id = int(since.tie_break) if since.tie_break.isdigit() else 0
+            start = (naive(since.updated_at, self._tz), last_id)
         written = self._keyset(start, page_size, written=True)
         fresh = self._keyset(start, page_size, written=False)
         batch: list[Row] = []
