@@ -1,0 +1,1 @@
+"""Tryton ERP source connector: JSON-RPC client, move classification and the ErpSource."""
