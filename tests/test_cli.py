@@ -1,4 +1,4 @@
-"""The `stocksync` command as a user runs it: a subprocess, exit codes, no tracebacks, no secrets."""
+"""`stocksync` as a user runs it: a subprocess, exit codes, no tracebacks, no secrets."""
 
 from __future__ import annotations
 
