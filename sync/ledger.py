@@ -16,13 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import structlog
 
-from sync.model import Cursor, Movement, Page, RejectedRecord, StockKey
+from sync.model import Cursor, Movement, Page, RejectedRecord, StockKey, epoch_micros
 from sync.state.schema import from_units, to_units
-from sync.state.store import LEVEL, MOVEMENT, StateStore, StoredMovement, level_ref
+from sync.state.store import LEVEL, MOVEMENT, LedgerLine, StateStore, level_ref
 
 log = structlog.get_logger("stocksync.ledger")
 
@@ -39,8 +38,10 @@ class LedgerOptions:
 class PagePlan:
     """What applying a page will write. Quantities in state-store units."""
 
-    inserts: list[Movement] = field(default_factory=list)
-    updates: list[tuple[Movement, StoredMovement]] = field(default_factory=list)
+    #: new lines with their content hash
+    inserts: list[tuple[Movement, str]] = field(default_factory=list)
+    #: changed lines: the new movement, its content hash, the stored line it replaces
+    updates: list[tuple[Movement, str, LedgerLine]] = field(default_factory=list)
     deltas: dict[StockKey, int] = field(default_factory=lambda: defaultdict(int))
 
     @property
@@ -78,7 +79,7 @@ def dedupe_page(movements: Iterable[Movement]) -> list[Movement]:
     return list(by_key.values())
 
 
-def plan_page(incoming: Sequence[Movement], existing: Mapping[str, StoredMovement]) -> PagePlan:
+def plan_page(incoming: Sequence[Movement], existing: Mapping[str, LedgerLine]) -> PagePlan:
     """Decide the writes for a page (rules 1 and 2 of DESIGN §3). No I/O.
 
     A row older than the stored version (by ``source_updated_at``) is stale and
@@ -86,63 +87,23 @@ def plan_page(incoming: Sequence[Movement], existing: Mapping[str, StoredMovemen
     """
     plan = PagePlan()
     for m in incoming:
+        digest = m.content_hash()
         old = existing.get(m.key)
         if old is None:
-            plan.inserts.append(m)
-            plan.deltas[m.stock_key] += to_units(m.effective_qty)
+            plan.inserts.append((m, digest))
+            if m.active:
+                plan.deltas[m.stock_key] += to_units(m.qty)
             continue
-        if old.content_hash == m.content_hash():
+        if old.content_hash == digest:
             continue
-        if m.source_updated_at < old.source_updated_at:
+        if epoch_micros(m.source_updated_at) < old.updated_us:
             # a page from an older read delivered late: the ledger already holds newer data
             continue
-        plan.updates.append((m, old))
-        plan.deltas[StockKey(old.sku, old.warehouse)] -= to_units(old.effective_qty)
-        plan.deltas[m.stock_key] += to_units(m.effective_qty)
+        plan.updates.append((m, digest, old))
+        plan.deltas[StockKey(old.sku, old.warehouse)] -= old.effective_units
+        if m.active:
+            plan.deltas[m.stock_key] += to_units(m.qty)
     return plan
-
-
-def _movement_row(
-    pipeline: str, stream: str, m: Movement, version: int, now: datetime
-) -> dict[str, Any]:
-    return {
-        "pipeline": pipeline,
-        "key": m.key,
-        "stream": stream,
-        "kind": m.kind.value,
-        "sku": m.sku,
-        "warehouse": m.warehouse,
-        "qty": to_units(m.qty),
-        "occurred_at": m.occurred_at,
-        "source_updated_at": m.source_updated_at,
-        "doc_no": m.doc_no[:128],
-        "active": m.active,
-        "content_hash": m.content_hash(),
-        "version": version,
-        "recorded_at": now,
-    }
-
-
-def _version_row(row: Mapping[str, Any], run_id: str | None, reason: str | None) -> dict[str, Any]:
-    keep = (
-        "pipeline",
-        "key",
-        "version",
-        "kind",
-        "sku",
-        "warehouse",
-        "qty",
-        "occurred_at",
-        "source_updated_at",
-        "doc_no",
-        "active",
-    )
-    return {
-        **{k: row[k] for k in keep},
-        "recorded_at": row["recorded_at"],
-        "run_id": run_id,
-        "reason": reason,
-    }
 
 
 def reject_ref(stream: str, reject: RejectedRecord) -> str:
@@ -175,18 +136,14 @@ def apply_page(
     with store.transaction() as tx:
         existing = tx.load_movements(pipeline, [m.key for m in incoming])
         plan = plan_page(incoming, existing)
-        new_rows = [_movement_row(pipeline, page.stream, m, 1, now) for m in plan.inserts]
-        changed_rows = [
-            _movement_row(pipeline, page.stream, m, old.version + 1, now) for m, old in plan.updates
-        ]
-        tx.insert_movements(new_rows)
-        tx.update_movements(changed_rows)
-        tx.insert_versions([_version_row(r, run_id, reason) for r in new_rows + changed_rows])
+        tx.insert_movements(pipeline, page.stream, plan.inserts, now)
+        tx.update_movements(pipeline, page.stream, plan.updates, now, run_id=run_id, reason=reason)
         deltas = {k: d for k, d in plan.deltas.items() if d}
         tx.add_level_deltas(pipeline, deltas, now)
         tx.enqueue(pipeline, LEVEL, [level_ref(k) for k in deltas], now)
         if options.mirror_movements:
-            tx.enqueue(pipeline, MOVEMENT, [r["key"] for r in new_rows + changed_rows], now)
+            changed_keys = [m.key for m, _ in plan.inserts] + [m.key for m, _, _ in plan.updates]
+            tx.enqueue(pipeline, MOVEMENT, changed_keys, now)
         for reject in page.rejects:
             tx.record_conflict(
                 kind="record_error",

@@ -9,10 +9,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_micros(value: datetime) -> int:
+    """Aware datetime → integer microseconds since the Unix epoch (exact, no float)."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: stocksync needs aware datetimes")
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 class MovementKind(StrEnum):
@@ -93,7 +103,7 @@ class Movement:
                 self.sku,
                 self.warehouse,
                 format(self.qty.normalize(), "f"),
-                self.occurred_at.isoformat(),
+                str(epoch_micros(self.occurred_at)),
                 "1" if self.active else "0",
             )
         )

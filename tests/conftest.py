@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, settings
+from sqlalchemy.engine import make_url
 
 from sync.state import StateStore
 
@@ -23,14 +25,58 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 IN_CI = bool(os.environ.get("CI"))
 
 
+def _isolated(url: str) -> str:
+    """A fresh schema (PostgreSQL) or database (MySQL/MariaDB) on the server, dropped at exit.
+
+    Servers outlive test runs (CI reuses the machine's): every run gets its own
+    namespace, so an old schema can never leak into a new run.
+    """
+    from sqlalchemy import text
+
+    from sync.state.store import create_state_engine
+
+    name = f"stocksync_test_{uuid.uuid4().hex[:10]}"
+    engine = create_state_engine(url)
+    is_pg = engine.dialect.name == "postgresql"
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE {'SCHEMA' if is_pg else 'DATABASE'} {name}"))
+
+    def drop() -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"DROP {'SCHEMA' if is_pg else 'DATABASE'} {name}{' CASCADE' if is_pg else ''}"
+                )
+            )
+        engine.dispose()
+
+    atexit.register(drop)
+    parsed = make_url(url)
+    if is_pg:
+        return parsed.update_query_dict({"options": f"-csearch_path={name}"}).render_as_string(
+            hide_password=False
+        )
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+_ISOLATED: dict[str, str] = {}
+
+
 def server_url(env: str, what: str) -> str:
-    """The URL of a real database server for tests, or skip (fail under CI) with the reason."""
+    """A private namespace on a real database server for this test run.
+
+    Skips with the reason when the server is not configured or unreachable;
+    under CI (``CI`` set) it fails instead, so those tests cannot silently vanish.
+    """
     url = os.environ.get(env)
     if not url:
         if IN_CI:
             pytest.fail(f"{env} is not set: CI must run the {what} tests")
         pytest.skip(f"{env} not set: {what} tests need a running server")
     try:
+        if env not in _ISOLATED:
+            _ISOLATED[env] = _isolated(url)
+        url = _ISOLATED[env]
         store = StateStore(url)
         store.upgrade()
     except Exception as exc:  # the reason is the point of the message

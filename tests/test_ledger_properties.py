@@ -271,7 +271,10 @@ def test_edit_moves_stock_between_warehouses_and_keeps_history(
     pull_all(store, erp, "p", now=clock, options=OPTIONS)
     assert store.levels("p") == {StockKey("A", "W1"): Decimal(0), StockKey("A", "W2"): Decimal(7)}
     versions = store.movement_versions("p", m.key)
-    assert [v["version"] for v in versions] == [1, 2]
+    assert [(v.version, v.warehouse, v.qty) for v in versions] == [
+        (1, "W1", Decimal(5)),
+        (2, "W2", Decimal(7)),
+    ]
     clock.advance(10)
     erp.set_active(m.key, False)
     pull_all(store, erp, "p", now=clock, options=OPTIONS)

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -36,11 +37,12 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from sync.errors import ConfigError, ConfigProblem, TransientError
-from sync.model import Cursor, StockKey
+from sync.model import Cursor, Movement, StockKey
 from sync.settings import mask
 from sync.state import schema as s
-from sync.state.schema import from_units, to_units
-from sync.state.upsert import upsert
+from sync.state.fastpath import executemany
+from sync.state.schema import from_units, to_micros, to_units
+from sync.state.upsert import upsert, upsert_statement
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -210,129 +212,247 @@ def create_state_engine(url: str) -> Engine:
     return engine
 
 
+_LINE_COLUMNS = (
+    "key",
+    "stream",
+    "kind",
+    "sku",
+    "warehouse",
+    "qty",
+    "occurred_at",
+    "source_updated_at",
+    "doc_no",
+    "active",
+    "content_hash",
+    "version",
+)
+_MOVEMENT_COLUMNS = ("pipeline", *_LINE_COLUMNS, "recorded_at")
+_UPDATE_COLUMNS = (*_MOVEMENT_COLUMNS[2:], "b_pipeline", "b_key")
+_VERSION_COLUMNS = (
+    "pipeline",
+    "key",
+    "version",
+    "kind",
+    "sku",
+    "warehouse",
+    "qty",
+    "occurred_at",
+    "source_updated_at",
+    "doc_no",
+    "active",
+    "recorded_at",
+    "run_id",
+    "reason",
+)
+
+
+class LedgerLine(NamedTuple):
+    """A stored movement as the ledger's hot path sees it: raw units and microseconds."""
+
+    key: str
+    stream: str
+    kind: str
+    sku: str
+    warehouse: str
+    qty_units: int
+    occurred_us: int
+    updated_us: int
+    doc_no: str
+    active: bool
+    content_hash: str
+    version: int
+
+    @property
+    def effective_units(self) -> int:
+        return self.qty_units if self.active else 0
+
+
+def _select_sql(conn: Connection, n: int) -> str:
+    """SELECT … WHERE pipeline = ? AND key IN (?, …) for ``n`` keys, compiled once per size."""
+    cache_key = (conn.dialect.name, n)
+    sql = _SELECT_CACHE.get(cache_key)
+    if sql is None:
+        t = s.movements
+        stmt = select(*(t.c[name] for name in _LINE_COLUMNS)).where(
+            t.c.pipeline == bindparam("pipeline"),
+            t.c.key.in_([bindparam(f"k{i}") for i in range(n)]),
+        )
+        sql = _SELECT_CACHE[cache_key] = stmt.compile(dialect=conn.dialect).string
+    return sql
+
+
+_SELECT_CACHE: dict[tuple[str, int], str] = {}
+
+
+def _line_values(m: Movement, stream: str, digest: str, version: int) -> tuple[Any, ...]:
+    """A movement as a tuple in ``_LINE_COLUMNS`` order."""
+    return (
+        m.key,
+        stream,
+        m.kind.value,
+        m.sku,
+        m.warehouse,
+        to_units(m.qty),
+        to_micros(m.occurred_at),
+        to_micros(m.source_updated_at),
+        m.doc_no[:128],
+        m.active,
+        digest,
+        version,
+    )
+
+
+def _update_movements_stmt() -> Any:
+    t = s.movements
+    return (
+        update(t)
+        .where(t.c.pipeline == bindparam("b_pipeline"), t.c.key == bindparam("b_key"))
+        .values({c: bindparam(c) for c in _MOVEMENT_COLUMNS[2:]})
+    )
+
+
 class Tx:
     """Writes that commit together; one instance per ``StateStore.transaction()``."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    # -- ledger -------------------------------------------------------------
-    def load_movements(self, pipeline: str, keys: Sequence[str]) -> dict[str, StoredMovement]:
-        found: dict[str, StoredMovement] = {}
-        t = s.movements
-        for start in range(0, len(keys), 900):
-            chunk = keys[start : start + 900]
-            rows = self.conn.execute(
-                select(t).where(t.c.pipeline == pipeline, t.c.key.in_(chunk))
-            ).mappings()
-            for r in rows:
-                found[r["key"]] = _stored(r)
+    # -- ledger (hot path: see sync/state/fastpath.py) ----------------------------
+    def load_movements(self, pipeline: str, keys: Sequence[str]) -> dict[str, LedgerLine]:
+        """The stored lines for ``keys`` (chunked to stay under every driver's bind limit)."""
+        found: dict[str, LedgerLine] = {}
+        raw = self.conn.connection.cursor()
+        try:
+            for start in range(0, len(keys), 900):
+                chunk = list(keys[start : start + 900])
+                sql = _select_sql(self.conn, len(chunk))
+                params: Any = (
+                    (pipeline, *chunk)
+                    if self.conn.dialect.positional
+                    else {"pipeline": pipeline, **{f"k{i}": k for i, k in enumerate(chunk)}}
+                )
+                raw.execute(sql, params)
+                for row in raw.fetchall():
+                    line = LedgerLine._make(row)
+                    found[line.key] = line
+        finally:
+            raw.close()
         return found
 
-    def insert_movements(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(s.movements), list(rows))
-
-    def update_movements(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        from sqlalchemy import bindparam
-
-        t = s.movements
-        stmt = (
-            update(t)
-            .where(t.c.pipeline == bindparam("b_pipeline"), t.c.key == bindparam("b_key"))
-            .values(
-                {
-                    c: bindparam(c)
-                    for c in (
-                        "stream",
-                        "kind",
-                        "sku",
-                        "warehouse",
-                        "qty",
-                        "occurred_at",
-                        "source_updated_at",
-                        "doc_no",
-                        "active",
-                        "content_hash",
-                        "version",
-                        "recorded_at",
-                    )
-                }
-            )
+    def insert_movements(
+        self, pipeline: str, stream: str, items: Sequence[tuple[Movement, str]], now: datetime
+    ) -> None:
+        """Insert new lines (``items`` = movement and its content hash) as version 1."""
+        stamp = to_micros(now)
+        rows = [(pipeline, *_line_values(m, stream, digest, 1), stamp) for m, digest in items]
+        executemany(
+            self.conn, "insert_movements", lambda: insert(s.movements), _MOVEMENT_COLUMNS, rows
         )
-        params = [{**r, "b_pipeline": r["pipeline"], "b_key": r["key"]} for r in rows]
-        for p in params:
-            p.pop("pipeline", None)
-            p.pop("key", None)
-        self.conn.execute(stmt, params)
 
-    def insert_versions(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(s.movement_versions), list(rows))
+    def update_movements(
+        self,
+        pipeline: str,
+        stream: str,
+        changes: Sequence[tuple[Movement, str, LedgerLine]],
+        now: datetime,
+        *,
+        run_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Replace lines by their new version, archiving the superseded one (history kept)."""
+        if not changes:
+            return
+        stamp = to_micros(now)
+        archive = [
+            (
+                pipeline,
+                old.key,
+                old.version,
+                old.kind,
+                old.sku,
+                old.warehouse,
+                old.qty_units,
+                old.occurred_us,
+                old.updated_us,
+                old.doc_no,
+                old.active,
+                stamp,
+                run_id,
+                reason,
+            )
+            for _, _, old in changes
+        ]
+        executemany(
+            self.conn,
+            "insert_versions",
+            lambda: insert(s.movement_versions),
+            _VERSION_COLUMNS,
+            archive,
+        )
+        rows = [
+            (*_line_values(m, stream, digest, old.version + 1)[1:], stamp, pipeline, m.key)
+            for m, digest, old in changes
+        ]
+        executemany(self.conn, "update_movements", _update_movements_stmt, _UPDATE_COLUMNS, rows)
 
     def add_level_deltas(
         self, pipeline: str, deltas: Mapping[StockKey, int], now: datetime
     ) -> None:
         """Add unit deltas to stock levels (rows created at 0 when new)."""
-        rows = [
-            {
-                "pipeline": pipeline,
-                "sku": k.sku,
-                "warehouse": k.warehouse,
-                "qty": d,
-                "updated_at": now,
-            }
-            for k, d in deltas.items()
-            if d
-        ]
-        if rows:
-            t = s.stock_levels
-            upsert(
+        stamp = to_micros(now)
+        rows = [(pipeline, k.sku, k.warehouse, d, stamp) for k, d in deltas.items() if d]
+        t = s.stock_levels
+        executemany(
+            self.conn,
+            "add_level_deltas",
+            lambda: upsert_statement(
                 self.conn,
                 t,
-                rows,
                 ("pipeline", "sku", "warehouse"),
                 lambda new: {"qty": t.c.qty + new.qty, "updated_at": new.updated_at},
-            )
+            ),
+            ("pipeline", "sku", "warehouse", "qty", "updated_at"),
+            rows,
+        )
 
     def enqueue(self, pipeline: str, target: str, refs: Sequence[str], now: datetime) -> None:
         """Mark refs as needing a push. An ``uncertain`` row stays uncertain (look up first)."""
-        if not refs:
-            return
+        stamp = to_micros(now)
+        rows = [(pipeline, target, ref, PENDING, 1, 0, stamp, stamp, stamp, None) for ref in refs]
         t = s.outbox
-        rows = [
-            {
-                "pipeline": pipeline,
-                "target": target,
-                "ref": ref,
-                "state": PENDING,
-                "generation": 1,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-                "last_error": None,
-            }
-            for ref in refs
-        ]
-        upsert(
+        executemany(
             self.conn,
-            t,
+            "enqueue",
+            lambda: upsert_statement(
+                self.conn,
+                t,
+                ("pipeline", "target", "ref"),
+                # no bound literals: every value comes from the row (one executemany)
+                lambda new: {
+                    "state": case(
+                        (t.c.state == literal_column(f"'{UNCERTAIN}'"), t.c.state),
+                        else_=new.state,
+                    ),
+                    "generation": t.c.generation + literal_column("1"),
+                    "attempts": new.attempts,
+                    "next_attempt_at": new.next_attempt_at,
+                    "updated_at": new.updated_at,
+                    "last_error": new.last_error,
+                },
+            ),
+            (
+                "pipeline",
+                "target",
+                "ref",
+                "state",
+                "generation",
+                "attempts",
+                "next_attempt_at",
+                "created_at",
+                "updated_at",
+                "last_error",
+            ),
             rows,
-            ("pipeline", "target", "ref"),
-            # no bound literals here: PyMySQL's executemany cannot mix them with row values
-            lambda new: {
-                "state": case(
-                    (t.c.state == literal_column(f"'{UNCERTAIN}'"), t.c.state), else_=new.state
-                ),
-                "generation": t.c.generation + literal_column("1"),
-                "attempts": new.attempts,
-                "next_attempt_at": new.next_attempt_at,
-                "updated_at": new.updated_at,
-                "last_error": new.last_error,
-            },
         )
 
     def advance_cursor(self, pipeline: str, stream: str, cursor: Cursor, now: datetime) -> None:
@@ -769,15 +889,31 @@ class StateStore:
             )
         return _stored(r) if r else None
 
-    def movement_versions(self, pipeline: str, key: str) -> list[dict[str, Any]]:
+    def movement_versions(self, pipeline: str, key: str) -> list[StoredMovement]:
+        """Every version of a line, oldest first: the archived ones, then the current one."""
         t = s.movement_versions
         with self.engine.connect() as conn:
-            return [
-                dict(r)
+            archived = [
+                StoredMovement(
+                    key=r["key"],
+                    stream="",
+                    kind=r["kind"],
+                    sku=r["sku"],
+                    warehouse=r["warehouse"],
+                    qty=from_units(r["qty"]),
+                    occurred_at=r["occurred_at"],
+                    source_updated_at=r["source_updated_at"],
+                    doc_no=r["doc_no"],
+                    active=bool(r["active"]),
+                    content_hash="",
+                    version=r["version"],
+                )
                 for r in conn.execute(
                     select(t).where(t.c.pipeline == pipeline, t.c.key == key).order_by(t.c.version)
                 ).mappings()
             ]
+        current = self.movement(pipeline, key)
+        return archived + ([current] if current else [])
 
     def outbound_totals(
         self, pipeline: str, since: datetime, kinds: Sequence[str]

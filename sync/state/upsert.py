@@ -9,6 +9,26 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 
+def upsert_statement(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    assignments: Callable[[Any], Mapping[str, Any]],
+) -> Any:
+    """The dialect's "insert … on conflict update" statement for ``table``."""
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        module: Any = sqlite if name == "sqlite" else postgresql
+        stmt = module.insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys), set_=assignments(stmt.excluded)
+        )
+    if name in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        return stmt.on_duplicate_key_update(dict(assignments(stmt.inserted)))
+    raise NotImplementedError(f"upsert on {name}")  # pragma: no cover - refused at engine creation
+
+
 def upsert(
     conn: Connection,
     table: Table,
@@ -22,18 +42,5 @@ def upsert(
     (``excluded`` / ``inserted``) so callers write one expression for all backends,
     e.g. ``lambda new: {"qty": table.c.qty + new.qty}``. Executed as one executemany.
     """
-    if not rows:
-        return
-    name = conn.dialect.name
-    if name in ("sqlite", "postgresql"):
-        module: Any = sqlite if name == "sqlite" else postgresql
-        stmt = module.insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys), set_=assignments(stmt.excluded)
-        )
-    elif name in ("mysql", "mariadb"):
-        stmt = mysql.insert(table)
-        stmt = stmt.on_duplicate_key_update(dict(assignments(stmt.inserted)))
-    else:  # pragma: no cover - create_state_engine refuses other backends
-        raise NotImplementedError(f"upsert on {name}")
-    conn.execute(stmt, list(rows))
+    if rows:
+        conn.execute(upsert_statement(conn, table, keys, assignments), list(rows))

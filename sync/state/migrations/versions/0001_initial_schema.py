@@ -1,5 +1,8 @@
 """Initial schema: ledger, levels, cursors, outbox, bindings, conflicts, runs.
 
+Timestamps are integer microseconds since the Unix epoch (UTC), quantities integer
+micro-units: see sync/state/schema.py.
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-27 20:57:25.935866
@@ -11,8 +14,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-import sync.state.schema
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -29,7 +30,7 @@ def upgrade() -> None:
         sa.Column("low", sa.Boolean(), nullable=False),
         sa.Column("threshold", sa.BigInteger(), nullable=True),
         sa.Column("qty", sa.BigInteger(), nullable=False),
-        sa.Column("changed_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("changed_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("pipeline", "sku", "warehouse"),
     )
     op.create_table(
@@ -38,7 +39,7 @@ def upgrade() -> None:
         sa.Column("sku", sa.String(length=128), nullable=False),
         sa.Column("warehouse", sa.String(length=128), nullable=False),
         sa.Column("qty", sa.BigInteger(), nullable=False),
-        sa.Column("set_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("set_at", sa.BigInteger(), nullable=False),
         sa.Column("note", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("pipeline", "sku", "warehouse"),
     )
@@ -50,7 +51,7 @@ def upgrade() -> None:
         sa.Column("crm_id", sa.String(length=128), nullable=False),
         sa.Column("pushed_hash", sa.String(length=32), nullable=True),
         sa.Column("pushed_qty", sa.BigInteger(), nullable=True),
-        sa.Column("pushed_at", sync.state.schema.UtcDateTime(), nullable=True),
+        sa.Column("pushed_at", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("pipeline", "target", "ref"),
     )
     op.create_table(
@@ -69,11 +70,11 @@ def upgrade() -> None:
         sa.Column("crm_qty", sa.BigInteger(), nullable=True),
         sa.Column("pushed_qty", sa.BigInteger(), nullable=True),
         sa.Column("detail", sa.Text(), nullable=False),
-        sa.Column("detected_at", sync.state.schema.UtcDateTime(), nullable=False),
-        sa.Column("last_seen_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("detected_at", sa.BigInteger(), nullable=False),
+        sa.Column("last_seen_at", sa.BigInteger(), nullable=False),
         sa.Column("occurrences", sa.Integer(), nullable=False),
         sa.Column("resolution", sa.String(length=32), nullable=True),
-        sa.Column("resolved_at", sync.state.schema.UtcDateTime(), nullable=True),
+        sa.Column("resolved_at", sa.BigInteger(), nullable=True),
         sa.Column("note", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -86,9 +87,9 @@ def upgrade() -> None:
         "cursors",
         sa.Column("pipeline", sa.String(length=64), nullable=False),
         sa.Column("stream", sa.String(length=64), nullable=False),
-        sa.Column("updated_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.Column("tie_break", sa.String(length=128), nullable=False),
-        sa.Column("advanced_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("advanced_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("pipeline", "stream"),
     )
     op.create_table(
@@ -106,11 +107,11 @@ def upgrade() -> None:
         sa.Column("sku", sa.String(length=128), nullable=False),
         sa.Column("warehouse", sa.String(length=128), nullable=False),
         sa.Column("qty", sa.BigInteger(), nullable=False),
-        sa.Column("occurred_at", sync.state.schema.UtcDateTime(), nullable=False),
-        sa.Column("source_updated_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("occurred_at", sa.BigInteger(), nullable=False),
+        sa.Column("source_updated_at", sa.BigInteger(), nullable=False),
         sa.Column("doc_no", sa.String(length=128), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("recorded_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("recorded_at", sa.BigInteger(), nullable=False),
         sa.Column("run_id", sa.String(length=36), nullable=True),
         sa.Column("reason", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id"),
@@ -127,25 +128,17 @@ def upgrade() -> None:
         sa.Column("sku", sa.String(length=128), nullable=False),
         sa.Column("warehouse", sa.String(length=128), nullable=False),
         sa.Column("qty", sa.BigInteger(), nullable=False),
-        sa.Column("occurred_at", sync.state.schema.UtcDateTime(), nullable=False),
-        sa.Column("source_updated_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("occurred_at", sa.BigInteger(), nullable=False),
+        sa.Column("source_updated_at", sa.BigInteger(), nullable=False),
         sa.Column("doc_no", sa.String(length=128), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("content_hash", sa.String(length=32), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("recorded_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("recorded_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("pipeline", "key"),
     )
     with op.batch_alter_table("movements", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_movements_kind_date", ["pipeline", "kind", "occurred_at"], unique=False
-        )
-        batch_op.create_index(
-            "ix_movements_stock_key", ["pipeline", "sku", "warehouse"], unique=False
-        )
-        batch_op.create_index(
-            "ix_movements_window", ["pipeline", "stream", "occurred_at"], unique=False
-        )
+        batch_op.create_index("ix_movements_date", ["pipeline", "occurred_at"], unique=False)
 
     op.create_table(
         "outbox",
@@ -161,10 +154,10 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("next_attempt_at", sa.BigInteger(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_at", sync.state.schema.UtcDateTime(), nullable=False),
-        sa.Column("updated_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("pipeline", "target", "ref", name="uq_outbox_ref"),
     )
@@ -191,8 +184,8 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=36), nullable=False),
         sa.Column("pipeline", sa.String(length=64), nullable=False),
         sa.Column("job", sa.String(length=32), nullable=False),
-        sa.Column("started_at", sync.state.schema.UtcDateTime(), nullable=False),
-        sa.Column("finished_at", sync.state.schema.UtcDateTime(), nullable=True),
+        sa.Column("started_at", sa.BigInteger(), nullable=False),
+        sa.Column("finished_at", sa.BigInteger(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("pulled", sa.Integer(), nullable=False),
         sa.Column("applied", sa.Integer(), nullable=False),
@@ -210,14 +203,14 @@ def upgrade() -> None:
         sa.Column("sku", sa.String(length=128), nullable=False),
         sa.Column("warehouse", sa.String(length=128), nullable=False),
         sa.Column("qty", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("pipeline", "sku", "warehouse"),
     )
     op.create_table(
         "tokens",
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
-        sa.Column("expires_at", sync.state.schema.UtcDateTime(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
 
@@ -235,9 +228,7 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     with op.batch_alter_table("movements", schema=None) as batch_op:
-        batch_op.drop_index("ix_movements_window")
-        batch_op.drop_index("ix_movements_stock_key")
-        batch_op.drop_index("ix_movements_kind_date")
+        batch_op.drop_index("ix_movements_date")
 
     op.drop_table("movements")
     with op.batch_alter_table("movement_versions", schema=None) as batch_op:
