@@ -42,15 +42,22 @@ class Systems:
                     "name": "main",
                     "push": {"retry_initial_s": 1},
                     "erp": {
-                        "type": "k3cloud", "server_url": erp["url"], "acct_id": erp["acct_id"],
-                        "username": erp["username"], "app_id": erp["app_id"],
-                        "app_secret": erp["app_secret"], "max_attempts": 2,
+                        "type": "k3cloud",
+                        "server_url": erp["url"],
+                        "acct_id": erp["acct_id"],
+                        "username": erp["username"],
+                        "app_id": erp["app_id"],
+                        "app_secret": erp["app_secret"],
+                        "max_attempts": 2,
                     },
                     "crm": {
-                        "type": "fxiaoke", "base_url": crm["url"], "app_id": crm["app_id"],
+                        "type": "fxiaoke",
+                        "base_url": crm["url"],
+                        "app_id": crm["app_id"],
                         "app_secret": crm["app_secret"],
                         "permanent_code": crm["permanent_code"],
-                        "open_user_id": crm["open_user_id"], "max_attempts": 2,
+                        "open_user_id": crm["open_user_id"],
+                        "max_attempts": 2,
                     },
                     **pipeline,
                 }
@@ -65,24 +72,10 @@ class Systems:
         return build_pipeline(settings.pipelines[0], open_store(settings))
 
     def erp_stock(self) -> dict[StockKey, Decimal]:
-        _, rows = self.erp.run_query(
-            {"FormId": "STK_Inventory", "FieldKeys": "FMaterialId.FNumber,FStockId.FNumber,FBaseQty"}
-        )
-        totals: dict[StockKey, Decimal] = {}
-        for row in rows:
-            key = StockKey(str(row["fmaterialid.fnumber"]), str(row["fstockid.fnumber"]))
-            totals[key] = totals.get(key, Decimal(0)) + Decimal(str(row["fbaseqty"]))
-        return {k: v for k, v in totals.items() if v}
+        return {StockKey(*k): v for k, v in self.erp.inventory().items()}
 
     def crm_stock(self) -> dict[StockKey, Decimal]:
-        products = {r["_id"]: r["product_code"] for r in self.crm.records("ProductObj")}
-        warehouses = {r["_id"]: r["number"] for r in self.crm.records("WarehouseObj")}
-        out: dict[StockKey, Decimal] = {}
-        for r in self.crm.stock_records():
-            key = StockKey(products[r["product_id"]], warehouses[r["warehouse_id"]])
-            assert key not in out, f"duplicate StockObj for {key}"
-            out[key] = Decimal(str(r["real_stock"]))
-        return out
+        return {StockKey(*k): v for k, v in self.crm.stock_by_code().items()}
 
 
 @pytest.fixture

@@ -47,8 +47,11 @@ def test_crm_follows_the_erp_through_every_kind_of_document(systems: Systems) ->
     approved(systems, "SAL_RETURNSTOCK", line("A-100", "5"))
     cycle_and_compare()
     assert systems.crm_stock()[next(k for k in systems.crm_stock() if k.sku == "A-100")] == 115
-    approved(systems, "STK_TransferDirect",
-             {"material": "PHONE-X", "qty": "40", "src_stock": "WH-MAIN", "dest_stock": "WH-EAST"})
+    approved(
+        systems,
+        "STK_TransferDirect",
+        {"material": "PHONE-X", "qty": "40", "src_stock": "WH-MAIN", "dest_stock": "WH-EAST"},
+    )
     approved(systems, "STK_StockCountLoss", line("TABLET-S", "3"))
     approved(systems, "PUR_MRB", line("TABLET-S", "2"))
     cycle_and_compare()
@@ -56,8 +59,9 @@ def test_crm_follows_the_erp_through_every_kind_of_document(systems: Systems) ->
     edited = approved(systems, "STK_MISCELLANEOUS", line("A-100", "7"))
     cycle_and_compare()
     erp.unaudit("STK_MISCELLANEOUS", edited)
-    erp.edit_line("STK_MISCELLANEOUS", edited, erp.line_ids("STK_MISCELLANEOUS", edited)[0],
-                  qty="9")
+    erp.edit_line(
+        "STK_MISCELLANEOUS", edited, erp.line_ids("STK_MISCELLANEOUS", edited)[0], qty="9"
+    )
     cycle_and_compare()
     # a cancellation
     cancelled = approved(systems, "STK_MisDelivery", line("PHONE-X", "4", "WH-EAST"))
@@ -88,8 +92,13 @@ def test_a_malformed_erp_row_is_quarantined_and_the_rest_lands(systems: Systems)
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sync", *args], capture_output=True, text=True, cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120, check=False,
+        [sys.executable, "-m", "sync", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=False,
     )
 
 
