@@ -111,6 +111,13 @@ def _ordered(
         yield key, value
 
 
+def _tagged(
+    items: Iterable[tuple[StockKey, object]], index: int, side: str
+) -> Iterator[tuple[StockKey, int, object]]:
+    for key, value in _ordered(items, side):
+        yield key, index, value
+
+
 def merge(
     erp: Iterable[tuple[StockKey, Decimal]],
     ledger: Iterable[tuple[StockKey, Decimal]],
@@ -118,14 +125,16 @@ def merge(
     pushed: Iterable[tuple[StockKey, Decimal | None]],
 ) -> Iterator[_Row]:
     """Full outer merge-join of four key-sorted streams, one row per key."""
-    sides = ("erp", "ledger", "crm", "pushed")
     streams = [
-        ((key, index, value) for key, value in _ordered(source, sides[index]))
-        for index, source in enumerate((erp, ledger, crm, pushed))
+        _tagged(source, index, side)
+        for index, (side, source) in enumerate(
+            (("erp", erp), ("ledger", ledger), ("crm", crm), ("pushed", pushed))
+        )
     ]
     current: StockKey | None = None
     values: list[object] = [None, None, None, None]
-    for key, index, value in heapq.merge(*streams, key=lambda t: (t[0], t[1])):
+    # (key, side) pairs are unique, so tuples never compare the values
+    for key, index, value in heapq.merge(*streams):
         if key != current:
             if current is not None:
                 yield _Row(current, *values)  # type: ignore[arg-type]

@@ -250,6 +250,15 @@ def record(pipeline: Pipeline, result: ReconcileResult) -> None:
     store, now = pipeline.store, pipeline.now()
     done = {(f.kind, f.key) for f in result.done}
     seen: set[tuple[str, str]] = set()
+    flux = {level_ref(f.key) for f in result.findings if not f.is_conflict}
+    # read before the transaction: a second connection must not run inside it
+    settled = [
+        (row.kind, row.ref)
+        for kind in CONFLICT_KINDS
+        for row in store.conflicts(
+            pipeline=pipeline.name, kind=kind.value, open_only=True, limit=1_000_000
+        )
+    ]
     with store.transaction() as tx:
         for f in result.conflicts:
             ref = level_ref(f.key)
@@ -280,15 +289,11 @@ def record(pipeline: Pipeline, result: ReconcileResult) -> None:
                 applied=resolution is not None,
                 run_id=result.run_id,
             )
-        flux = {level_ref(f.key) for f in result.findings if not f.is_conflict}
-        for kind in CONFLICT_KINDS:
-            for row in store.conflicts(
-                pipeline=pipeline.name, kind=kind.value, open_only=True, limit=1_000_000
-            ):
-                if (row.kind, row.ref) not in seen and row.ref not in flux:
-                    tx.resolve_conflicts(
-                        pipeline.name, row.kind, row.ref, now, "in_sync", "in sync at reconcile"
-                    )
+        for kind, ref in settled:
+            if (kind, ref) not in seen and ref not in flux:
+                tx.resolve_conflicts(
+                    pipeline.name, kind, ref, now, "in_sync", "in sync at reconcile"
+                )
 
 
 def _s(value: Decimal | None) -> str | None:
