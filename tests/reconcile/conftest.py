@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import structlog
+from typer.testing import CliRunner
 
 from connectors.memory import sink as memory_sink
 from connectors.memory import source as memory_source
@@ -124,6 +126,21 @@ def webhook() -> Iterator[WebhookReceiver]:
     yield receiver
     receiver.server.shutdown()
     receiver.server.server_close()
+
+
+_runner = CliRunner()
+
+
+def cli(*args: str) -> tuple[int, str]:
+    """Run ``stocksync ARGS`` in-process; returns (exit code, stdout)."""
+    import sync.cli_reconcile  # noqa: F401  (registers the commands)
+    from sync import commands  # noqa: F401
+    from sync.cli import app
+
+    result = _runner.invoke(app, list(args))
+    # the command pointed structlog at the runner's stderr, which is closed now
+    structlog.reset_defaults()
+    return result.exit_code, result.stdout
 
 
 def utc(*args: int) -> datetime:

@@ -107,7 +107,9 @@ def test_direct_check_retries_with_injected_sleep(
 ) -> None:
     webhook.status = 503
     mp = make_pipeline(
-        f"    alerts: {{default_threshold: 5, webhook: {{url: '{webhook.url}', max_attempts: 4}}}}\n"
+        "    alerts:\n"
+        "      default_threshold: 5\n"
+        f"      webhook: {{url: '{webhook.url}', max_attempts: 4}}\n"
     )
     mp.erp.set_opening("A", "W1", 1)
     ensure_baseline(mp.store, mp.erp, mp.name, now=mp.clock)  # a level, no cycle (no alerts)

@@ -14,23 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-import sync.cli_reconcile  # noqa: F401  (registers the commands)
 from connectors._emulator import LoopbackServer
 from connectors.fxiaoke.emulator import FxiaokeEmulator
 from connectors.fxiaoke.emulator import build_emulator as build_fxiaoke
 from connectors.k3cloud.emulator import K3CloudEmulator
 from connectors.k3cloud.emulator import build_emulator as build_k3cloud
-from sync import commands  # noqa: F401
-from sync.cli import app
-
-runner = CliRunner()
-
-
-def cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout
+from tests.reconcile.conftest import cli
 
 
 def stock_by_sku(fx: FxiaokeEmulator) -> dict[str, tuple[str, Decimal]]:
