@@ -99,23 +99,20 @@ class _Row:
     pushed: Decimal | None = None
 
 
-def _ordered(
-    items: Iterable[tuple[StockKey, object]], side: str
-) -> Iterator[tuple[StockKey, object]]:
-    """Pass items through, failing loudly if a side is not strictly ascending by key."""
-    last: StockKey | None = None
-    for key, value in items:
-        if last is not None and key <= last:
-            raise ValueError(f"reconcile input {side!r} is not sorted by (sku, warehouse) at {key}")
-        last = key
-        yield key, value
-
-
 def _tagged(
     items: Iterable[tuple[StockKey, object]], index: int, side: str
-) -> Iterator[tuple[StockKey, int, object]]:
-    for key, value in _ordered(items, side):
-        yield key, index, value
+) -> Iterator[tuple[tuple[str, str], int, StockKey, object]]:
+    """Items as ((sku, warehouse), side index, key, value); fails if not strictly ascending.
+
+    Plain string tuples keep the merge's comparisons in C (dataclass ``__lt__`` is slow).
+    """
+    last: tuple[str, str] | None = None
+    for key, value in items:
+        order = (key.sku, key.warehouse)
+        if last is not None and order <= last:
+            raise ValueError(f"reconcile input {side!r} is not sorted by (sku, warehouse) at {key}")
+        last = order
+        yield order, index, key, value
 
 
 def merge(
@@ -131,17 +128,18 @@ def merge(
             (("erp", erp), ("ledger", ledger), ("crm", crm), ("pushed", pushed))
         )
     ]
-    current: StockKey | None = None
+    current: tuple[str, str] | None = None
+    current_key: StockKey | None = None
     values: list[object] = [None, None, None, None]
-    # (key, side) pairs are unique, so tuples never compare the values
-    for key, index, value in heapq.merge(*streams):
-        if key != current:
-            if current is not None:
-                yield _Row(current, *values)  # type: ignore[arg-type]
-            current, values = key, [None, None, None, None]
+    # (order, side) pairs are unique, so tuples never compare keys or values
+    for order, index, key, value in heapq.merge(*streams):
+        if order != current:
+            if current_key is not None:
+                yield _Row(current_key, *values)  # type: ignore[arg-type]
+            current, current_key, values = order, key, [None, None, None, None]
         values[index] = value
-    if current is not None:
-        yield _Row(current, *values)  # type: ignore[arg-type]
+    if current_key is not None:
+        yield _Row(current_key, *values)  # type: ignore[arg-type]
 
 
 def _decide(row: _Row, policies: Policies) -> Iterator[Finding]:

@@ -99,12 +99,16 @@ def _catch_up(pipeline: Pipeline, run_id: str) -> set[StockKey]:
     return set(report.touched)
 
 
+def _order(item: tuple[StockKey, object]) -> tuple[str, str]:
+    return item[0].sku, item[0].warehouse
+
+
 def _erp_sorted(pipeline: Pipeline) -> list[tuple[StockKey, Decimal]]:
     totals: dict[StockKey, Decimal] = {}
     for row in pipeline.source.on_hand():
         key = row.stock_key
         totals[key] = totals.get(key, Decimal(0)) + row.qty
-    return sorted(totals.items())
+    return sorted(totals.items(), key=_order)
 
 
 def _crm_sorted(pipeline: Pipeline) -> list[tuple[StockKey, CrmValue]]:
@@ -112,7 +116,7 @@ def _crm_sorted(pipeline: Pipeline) -> list[tuple[StockKey, CrmValue]]:
     for lvl in pipeline.sink.read_levels():
         # two CRM records for one key: the first wins, the second is reported by the sink's owner
         found.setdefault(lvl.stock_key, CrmValue(lvl.qty, lvl.crm_id))
-    return sorted(found.items())
+    return sorted(found.items(), key=_order)
 
 
 def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[Finding], int]:

@@ -574,6 +574,38 @@ class Tx:
             },
         )
 
+    def bind_many(
+        self,
+        pipeline: str,
+        target: str,
+        rows: Sequence[tuple[str, str, str | None, Decimal | None]],
+        now: datetime | None,
+    ) -> None:
+        """``bind`` for many (ref, crm_id, pushed_hash, pushed_qty) rows in one executemany."""
+        upsert(
+            self.conn,
+            s.bindings,
+            [
+                {
+                    "pipeline": pipeline,
+                    "target": target,
+                    "ref": ref,
+                    "crm_id": crm_id,
+                    "pushed_hash": digest,
+                    "pushed_qty": _opt_units(qty),
+                    "pushed_at": now,
+                }
+                for ref, crm_id, digest, qty in rows
+            ],
+            ("pipeline", "target", "ref"),
+            lambda new: {
+                "crm_id": new.crm_id,
+                "pushed_hash": new.pushed_hash,
+                "pushed_qty": new.pushed_qty,
+                "pushed_at": new.pushed_at,
+            },
+        )
+
     def unbind(self, pipeline: str, target: str, ref: str) -> None:
         t = s.bindings
         self.conn.execute(
