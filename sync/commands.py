@@ -143,3 +143,24 @@ def emulator(
         serve(host, port, scenario)
 
     guarded(body)
+
+
+@app.command("demo")
+def demo(
+    duration: Annotated[float, typer.Option(help="seconds the story takes")] = 30.0,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="keep syncing after the story ends (Ctrl-C)")
+    ] = False,
+) -> None:
+    """Run the built-in K/3 Cloud and Fxiaoke emulators and the real engine between them.
+
+    No config and no credentials: a product gets received, sold and returned, an order of
+    phones and tablets ships, stock moves between warehouses; the table shows ERP and CRM
+    stock converge. Exit 0 when both sides end equal.
+    """
+    from connectors.demo import run_demo
+
+    def body() -> bool:
+        return run_demo(duration_s=duration, keep_running=keep_running, console=out)
+
+    raise typer.Exit(0 if guarded(body) else 1)

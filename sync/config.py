@@ -307,7 +307,9 @@ def _message(error: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "union_tag_invalid":
-        role: connectors.Role | None = loc[-1] if loc and loc[-1] in ("erp", "crm") else None
+        role: connectors.Role | None = next(
+            (part for part in reversed(loc[-2:]) if part in ("erp", "crm")), None
+        )
         known = ", ".join(connectors.available(role))
         tag = error.get("ctx", {}).get("tag")
         return f"unknown {role or 'connector'} connector {tag!r}; known: {known}"

@@ -59,8 +59,10 @@ class FxiaokeSettings(StrictModel):
         default_factory=dict,
         description="ERP SKU → CRM ProductObj _id; overrides the lookup by code",
     )
-    mirror_movements: bool = Field(
-        True, description="whether movements are mirrored (check() verifies the object then)"
+    verify_movement_object: bool = Field(
+        False,
+        description="check-config --connect also verifies the movement mirror object and its "
+        "fields (turn on together with the pipeline's push.mirror_movements)",
     )
     movement_object: str = Field(
         "stock_movement__c", description="apiName of the movement mirror object"

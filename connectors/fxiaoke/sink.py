@@ -162,7 +162,7 @@ class FxiaokeSink:
                 ("warehouse_code_field", s.warehouse_code_field)
             ],
         }
-        if s.mirror_movements:
+        if s.verify_movement_object:
             expected[("movement_object", s.movement_object)] = [
                 (name, getattr(s, name))
                 for name in type(s).model_fields

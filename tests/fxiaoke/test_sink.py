@@ -94,13 +94,19 @@ def test_movement_fields_are_written(sink: FxiaokeSink, emulator: FxiaokeEmulato
     assert rec["kind__c"] == "shipment" and rec["doc_no__c"] == "SO-1"
 
 
-def test_check_describes_every_object(sink: FxiaokeSink) -> None:
-    line = sink.check()
+def test_check_describes_every_object(make_sink: SinkFactory) -> None:
+    line = make_sink(verify_movement_object=True).check()
     assert "StockObj" in line and "stock_movement__c" in line and "\n" not in line
 
 
+def test_check_leaves_the_movement_object_alone_unless_asked(sink: FxiaokeSink) -> None:
+    assert "stock_movement__c" not in sink.check()
+
+
 def test_check_lists_every_missing_object_and_field(make_sink: SinkFactory) -> None:
-    sink = make_sink(stock_real_field="nope_stock", movement_object="missing__c")
+    sink = make_sink(
+        stock_real_field="nope_stock", movement_object="missing__c", verify_movement_object=True
+    )
     with pytest.raises(ConfigError) as info:
         sink.check()
     paths = {p.path for p in info.value.problems}

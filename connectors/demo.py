@@ -1,0 +1,241 @@
+"""`stocksync demo`: both emulators on loopback, a story arriving over time, the real engine.
+
+Nothing here is faked beyond the two external systems: the K/3 Cloud and
+Fxiaoke emulators are served over HTTP on free loopback ports, the pipeline is
+built from a config through the registry like any other, and every cycle is
+the daemon's own pull → push cycle against a SQLite state database.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from connectors._emulator import LoopbackServer
+from connectors.fxiaoke.emulator import FxiaokeEmulator
+from connectors.fxiaoke.emulator import build_emulator as build_crm
+from connectors.k3cloud.emulator import K3CloudEmulator
+from connectors.k3cloud.emulator import build_emulator as build_erp
+
+PRODUCTS = {"A-100": "Product A", "PHONE-X": "Phone X", "TABLET-S": "Tablet S"}
+WAREHOUSES = {"WH-MAIN": "Main warehouse", "WH-EAST": "East warehouse"}
+SAFETY = {"TABLET-S": Decimal(40), "PHONE-X": Decimal(20)}
+
+
+@dataclass(frozen=True)
+class Step:
+    say: str
+    act: Callable[[K3CloudEmulator], None]
+
+
+def _approved(form: str, lines: list[dict[str, Any]]) -> Callable[[K3CloudEmulator], None]:
+    def act(erp: K3CloudEmulator) -> None:
+        erp.audit(form, erp.create_document(form, lines))
+
+    return act
+
+
+def _line(material: str, qty: int, stock: str = "WH-MAIN") -> dict[str, Any]:
+    return {"material": material, "qty": str(qty), "stock": stock}
+
+
+STORY = [
+    Step("20 of product A received", _approved("STK_InStock", [_line("A-100", 20)])),
+    Step("10 of product A sold", _approved("SAL_OUTSTOCK", [_line("A-100", 10)])),
+    Step(
+        "5 of product A returned by a customer", _approved("SAL_RETURNSTOCK", [_line("A-100", 5)])
+    ),
+    Step(
+        "an order of 100 phones and 50 tablets shipped",
+        _approved("SAL_OUTSTOCK", [_line("PHONE-X", 100), _line("TABLET-S", 50)]),
+    ),
+    Step(
+        "40 phones transferred from WH-MAIN to WH-EAST",
+        _approved(
+            "STK_TransferDirect",
+            [{"material": "PHONE-X", "qty": "40", "src_stock": "WH-MAIN", "dest_stock": "WH-EAST"}],
+        ),
+    ),
+    Step("30 phones returned", _approved("SAL_RETURNSTOCK", [_line("PHONE-X", 30)])),
+]
+
+
+def seed(erp: K3CloudEmulator, crm: FxiaokeEmulator) -> None:
+    """Opening stock in the ERP; products and warehouses known to the CRM (no stock yet)."""
+    erp.set_opening("A-100", "WH-MAIN", 100)
+    erp.set_opening("PHONE-X", "WH-MAIN", 200)
+    erp.set_opening("TABLET-S", "WH-MAIN", 80)
+    for code, name in PRODUCTS.items():
+        crm.add_product(code, name)
+    for number, name in WAREHOUSES.items():
+        crm.add_warehouse(number, name)
+
+
+def demo_config(
+    erp_info: dict[str, Any], crm_info: dict[str, Any], state_url: str, interval_s: float
+) -> dict[str, Any]:
+    """The config a user would write for these two systems (as a dict)."""
+    return {
+        "state": {"url": state_url},
+        "metrics": None,
+        "pipelines": [
+            {
+                "name": "demo",
+                "schedule": {"interval_s": max(1.0, interval_s)},
+                "pull": {"page_size": 500},
+                "push": {"retry_initial_s": 1},
+                "alerts": {"thresholds": {k: str(v) for k, v in SAFETY.items()}},
+                "erp": {
+                    "type": "k3cloud",
+                    "server_url": erp_info["url"],
+                    "acct_id": erp_info["acct_id"],
+                    "username": erp_info["username"],
+                    "app_id": erp_info["app_id"],
+                    "app_secret": erp_info["app_secret"],
+                    "lcid": erp_info["lcid"],
+                },
+                "crm": {
+                    "type": "fxiaoke",
+                    "base_url": crm_info["url"],
+                    "app_id": crm_info["app_id"],
+                    "app_secret": crm_info["app_secret"],
+                    "permanent_code": crm_info["permanent_code"],
+                    "open_user_id": crm_info["open_user_id"],
+                },
+            }
+        ],
+    }
+
+
+def erp_levels(erp: K3CloudEmulator) -> dict[tuple[str, str], Decimal]:
+    _, rows = erp.run_query(
+        {
+            "FormId": "STK_Inventory",
+            "FieldKeys": "FMaterialId.FNumber,FStockId.FNumber,FBaseQty",
+        }
+    )
+    totals: dict[tuple[str, str], Decimal] = {}
+    for row in rows:
+        key = (str(row["fmaterialid.fnumber"]), str(row["fstockid.fnumber"]))
+        totals[key] = totals.get(key, Decimal(0)) + Decimal(str(row["fbaseqty"]))
+    return {k: v for k, v in totals.items() if v}
+
+
+def crm_levels(crm: FxiaokeEmulator) -> dict[tuple[str, str], Decimal]:
+    products = {r["_id"]: r["product_code"] for r in crm.records("ProductObj")}
+    warehouses = {r["_id"]: r["number"] for r in crm.records("WarehouseObj")}
+    out: dict[tuple[str, str], Decimal] = {}
+    for r in crm.stock_records():
+        key = (products.get(r["product_id"], "?"), warehouses.get(r["warehouse_id"], "?"))
+        out[key] = Decimal(str(r["real_stock"]))
+    return out
+
+
+def render(
+    erp: dict[tuple[str, str], Decimal],
+    crm: dict[tuple[str, str], Decimal],
+    events: list[str],
+    cycles: int,
+) -> Group:
+    table = Table(title=f"ERP (K/3 Cloud) vs CRM (Fxiaoke) — {cycles} cycle(s)")
+    for column in ("product", "warehouse", "ERP on hand", "CRM real_stock", ""):
+        table.add_column(
+            column, justify="right" if "stock" in column or "hand" in column else "left"
+        )
+    for key in sorted(set(erp) | set(crm)):
+        e, c = erp.get(key, Decimal(0)), crm.get(key)
+        same = c is not None and c == e
+        low = key[0] in SAFETY and e < SAFETY[key[0]]
+        mark = ("in sync" if same else "syncing…") + (" · LOW" if low else "")
+        table.add_row(key[0], key[1], str(e), "—" if c is None else str(c), mark)
+    return Group(table, Text("\n".join(events[-6:]), style="dim"))
+
+
+def run_demo(
+    *,
+    duration_s: float = 30.0,
+    keep_running: bool = False,
+    console: Console | None = None,
+    state_dir: Path | None = None,
+    run_cycle_once: Callable[[Any], Any] | None = None,
+) -> bool:
+    """Play the story against the real engine; True when ERP and CRM end equal."""
+    from sync.config import settings_model
+    from sync.logging import configure
+    from sync.runtime import build_pipeline, open_store, run_cycle
+
+    console = console or Console()
+    configure("warning", "console" if console.is_terminal else "json")
+    erp_emu, crm_emu = build_erp(None), build_crm(None)
+    seed(erp_emu, crm_emu)
+    tmp = tempfile.TemporaryDirectory(prefix="stocksync-demo-") if state_dir is None else None
+    folder = Path(tmp.name) if tmp else Path(state_dir or ".")
+    steps = len(STORY) + 2
+    interval = max(1.0, duration_s / steps)
+    events: list[str] = []
+    try:
+        with LoopbackServer(erp_emu) as erp_srv, LoopbackServer(crm_emu) as crm_srv:
+            raw = demo_config(
+                erp_emu.connection_info(erp_srv.url),
+                crm_emu.connection_info(crm_srv.url),
+                f"sqlite:///{folder / 'demo.db'}",
+                interval,
+            )
+            settings = settings_model().model_validate(raw)
+            store = open_store(settings)
+            pipeline = build_pipeline(settings.pipelines[0], store)
+            cycle = run_cycle_once or run_cycle
+            cycles = 0
+            started = time.monotonic()
+            with Live(render({}, {}, events, 0), console=console, refresh_per_second=4) as live:
+
+                def tick(note: str | None) -> None:
+                    nonlocal cycles
+                    if note:
+                        events.append(f"{datetime.now(UTC):%H:%M:%S} ERP: {note}")
+                    cycle(pipeline)
+                    cycles += 1
+                    live.update(render(erp_levels(erp_emu), crm_levels(crm_emu), events, cycles))
+
+                tick("opening stock: A-100 100, PHONE-X 200, TABLET-S 80 at WH-MAIN")
+                for step in STORY:
+                    time.sleep(interval)
+                    step.act(erp_emu)
+                    tick(step.say)
+                tick(None)
+                stop = threading.Event()
+                while keep_running and not stop.wait(interval):
+                    tick(None)
+            pipeline.close()
+            console.print()
+            erp_final, crm_final = erp_levels(erp_emu), crm_levels(crm_emu)
+            equal = erp_final == {k: v for k, v in crm_final.items() if v or k in erp_final}
+            low = sorted(
+                f"{s}@{w} ({q} < {SAFETY[s]})"
+                for (s, w), q in erp_final.items()
+                if s in SAFETY and q < SAFETY[s]
+            )
+            console.print(
+                f"{'ERP and CRM are equal' if equal else 'ERP and CRM DIFFER'}: "
+                f"{len(erp_final)} product × warehouse keys after {cycles} cycles "
+                f"in {time.monotonic() - started:.0f}s; product A at WH-MAIN = "
+                f"{erp_final.get(('A-100', 'WH-MAIN'))}; low stock: {', '.join(low) or 'none'}",
+                markup=False,
+            )
+            store.close()
+            return equal
+    finally:
+        if tmp is not None:
+            tmp.cleanup()

@@ -1,0 +1,169 @@
+"""`stocksync` as a user runs it: a subprocess, exit codes, no tracebacks, no secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sync import config as cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "S3cr3t-VALUE-never-shown-1234"
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKSYNC_")}
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sync", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_help_and_version() -> None:
+    help_ = run("--help")
+    assert help_.returncode == 0 and "check-config" in help_.stdout and "Exit codes" in help_.stdout
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("stocksync ")
+
+
+def test_example_config_validates() -> None:
+    result = run("check-config", "config.example.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "pipeline main (enabled): k3cloud → fxiaoke" in result.stdout
+
+
+def _keys(node: object, prefix: str = "") -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.add(f"{prefix}{key}")
+            found |= _keys(value, f"{prefix}{key}.")
+    elif isinstance(node, list) and node and isinstance(node[0], dict):
+        found |= _keys(node[0], prefix)
+    return found
+
+
+def _fields(model: type, prefix: str = "") -> set[str]:
+    from pydantic import BaseModel
+
+    out: set[str] = set()
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        out.add(f"{prefix}{name}")
+        annotation = field.annotation
+        for candidate in getattr(annotation, "__args__", (annotation,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                out |= _fields(candidate, f"{prefix}{name}.")
+    return out
+
+
+def test_example_config_documents_every_option() -> None:
+    from connectors.fxiaoke.sink import FxiaokeSettings
+    from connectors.k3cloud.source import K3CloudSettings
+
+    example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    present = _keys(example)
+    expected = {f for f in _fields(cfg.SettingsBase) if not f.startswith("pipelines")}
+    expected |= {f"pipelines.{f}" for f in _fields(cfg.PipelineBase)}
+    expected |= {f"pipelines.erp.{f}" for f in _fields(K3CloudSettings)}
+    expected |= {f"pipelines.crm.{f}" for f in _fields(FxiaokeSettings)}
+    # webhook is null in the example; its fields are described in the comment next to it
+    expected = {f for f in expected if not f.startswith("pipelines.alerts.webhook.")}
+    assert sorted(expected - present) == []
+
+
+def test_status_on_an_empty_state_db_needs_only_the_env(tmp_path: Path) -> None:
+    env = {"STOCKSYNC_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+    result = run("status", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no pipeline has run yet" in result.stdout
+    as_json = run("status", "--format", "json", env=env, cwd=tmp_path)
+    data = json.loads(as_json.stdout)
+    assert data["pipelines"] == [] and data["revision"] == "0001" and data["outbox"] == {}
+
+
+def test_missing_config_is_one_sentence_not_a_traceback(tmp_path: Path) -> None:
+    result = run("once", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_secrets_never_reach_errors_or_logs(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        textwrap_config(f"""
+        state: {{url: "sqlite:///{tmp_path / "s.db"}"}}
+        pipelines:
+          - name: main
+            erp: {{type: k3cloud, server_url: "http://127.0.0.1:9/k3cloud/", acct_id: a,
+                   username: u, app_id: "1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX",
+                   app_secret: "${{K3_SECRET}}", max_attempts: 1}}
+            crm: {{type: fxiaoke, base_url: "http://127.0.0.1:9", app_id: x,
+                   app_secret: "${{K3_SECRET}}", permanent_code: "{SECRET}",
+                   open_user_id: FSUID_1, max_attempts: 1}}
+            schedule: {{interval_s: 0}}
+        """)
+    )
+    env = {"K3_SECRET": SECRET}
+    invalid = run("check-config", str(config), env=env)
+    assert invalid.returncode == 2 and "interval_s" in invalid.stderr + invalid.stdout
+    config.write_text(config.read_text().replace("schedule: {interval_s: 0}", ""))
+    connect = run("check-config", str(config), "--connect", env=env)
+    failed_cycle = run("--debug", "once", "-c", str(config), env=env)
+    for result in (invalid, connect, failed_cycle):
+        assert SECRET not in result.stdout + result.stderr
+    assert connect.returncode == 1 and "FAILED" in connect.stdout
+    assert failed_cycle.returncode != 0
+
+
+def textwrap_config(text: str) -> str:
+    import textwrap
+
+    return textwrap.dedent(text).lstrip()
+
+
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("db", "verify")])
+def test_db_commands_on_a_fresh_file(tmp_path: Path, args: tuple[str, ...]) -> None:
+    env = {"STOCKSYNC_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+    result = run(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_db_verify_reports_a_tampered_level(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from sync.ledger import apply_page
+    from sync.model import Movement, MovementKind, Page
+    from sync.state import StateStore
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = StateStore(url)
+    store.upgrade()
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    apply_page(
+        store,
+        "main",
+        Page("s", [Movement("m:1", MovementKind.RECEIPT, "A", "W", Decimal(3), at, at)], None),
+        now=at,
+    )
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE stock_levels SET qty = qty + 1")
+    store.close()
+    result = run("db", "verify", env={"STOCKSYNC_STATE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "level differences" in result.stdout and "3.000001" in result.stdout
