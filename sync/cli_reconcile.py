@@ -51,9 +51,9 @@ def reconcile_cmd(
 ) -> None:
     """Three-way reconcile: ERP on-hand vs ledger vs CRM.
 
-    Without --apply it prints the plan and changes neither the CRM nor the ledger's
-    corrections (it does catch the ledger up with the ERP first). Exit 0 in sync,
-    1 differences found (with --apply: differences that remain), 2 error.
+    Without --apply it prints the plan: no adjustment, no CRM write (it does pull
+    the ERP into the ledger first). Exit 0 in sync, 1 differences found (with
+    --apply: differences that remain), 2 error.
     """
     from sync.reconcile_run import reconcile
     from sync.runtime import build_pipeline, open_store
