@@ -269,6 +269,7 @@ def status(config: ConfigOpt = None, format: FormatOpt = "table") -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    import sync.cli_reconcile  # noqa: F401  (reconcile, conflicts, alerts, report)
     from sync import commands  # noqa: F401  (registers the operational commands)
 
     app()

@@ -27,6 +27,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
@@ -132,6 +133,16 @@ class ConflictRow:
     resolution: str | None
     resolved_at: datetime | None
     note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """Whether a stock key was below its safety stock when last checked (alert de-duplication)."""
+
+    low: bool
+    threshold: Decimal | None
+    qty: Decimal
+    changed_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -587,6 +598,35 @@ class Tx:
             .values(resolution=resolution, resolved_at=now, note=note)
         )
 
+    # -- alerts -------------------------------------------------------------
+    def put_alert_states(self, pipeline: str, states: Mapping[StockKey, AlertState]) -> None:
+        rows = [
+            {
+                "pipeline": pipeline,
+                "sku": k.sku,
+                "warehouse": k.warehouse,
+                "low": v.low,
+                "threshold": _opt_units(v.threshold),
+                "qty": to_units(v.qty),
+                "changed_at": v.changed_at,
+            }
+            for k, v in states.items()
+        ]
+        if rows:
+            t = s.alert_states
+            upsert(
+                self.conn,
+                t,
+                rows,
+                ("pipeline", "sku", "warehouse"),
+                lambda new: {
+                    "low": new.low,
+                    "threshold": new.threshold,
+                    "qty": new.qty,
+                    "changed_at": new.changed_at,
+                },
+            )
+
     # -- outbox / bindings --------------------------------------------------
     def finish_outbox(self, row: OutboxRow) -> bool:
         """Delete a pushed row unless it was re-enqueued meanwhile (latest value wins)."""
@@ -644,6 +684,38 @@ class Tx:
                     "pushed_qty": _opt_units(pushed_qty),
                     "pushed_at": now,
                 }
+            ],
+            ("pipeline", "target", "ref"),
+            lambda new: {
+                "crm_id": new.crm_id,
+                "pushed_hash": new.pushed_hash,
+                "pushed_qty": new.pushed_qty,
+                "pushed_at": new.pushed_at,
+            },
+        )
+
+    def bind_many(
+        self,
+        pipeline: str,
+        target: str,
+        rows: Sequence[tuple[str, str, str | None, Decimal | None]],
+        now: datetime | None,
+    ) -> None:
+        """``bind`` for many (ref, crm_id, pushed_hash, pushed_qty) rows in one executemany."""
+        upsert(
+            self.conn,
+            s.bindings,
+            [
+                {
+                    "pipeline": pipeline,
+                    "target": target,
+                    "ref": ref,
+                    "crm_id": crm_id,
+                    "pushed_hash": digest,
+                    "pushed_qty": _opt_units(qty),
+                    "pushed_at": now,
+                }
+                for ref, crm_id, digest, qty in rows
             ],
             ("pipeline", "target", "ref"),
             lambda new: {
@@ -823,6 +895,53 @@ class StateStore:
             )
             for r in result:
                 yield StockKey(r[0], r[1]), from_units(r[2])
+
+    def _codepoint_order(self, column: Any) -> Any:
+        """ORDER BY ``column`` in code-point order (Python's ``sorted``) on any backend."""
+        if self.dialect == "postgresql":
+            return column.collate("C")
+        if self.dialect in ("mysql", "mariadb"):
+            return column.collate("utf8mb4_bin")
+        return column
+
+    def iter_level_bindings(
+        self, pipeline: str, batch: int = 5000
+    ) -> Iterator[tuple[StockKey, Decimal, Decimal | None]]:
+        """(key, ledger level, last pushed qty or None) in code-point key order, streamed.
+
+        Reconcile merge-joins this with sorted ERP and CRM snapshots, so the order
+        must match Python's string order whatever the database collation is.
+        """
+        t, b = s.stock_levels, s.bindings
+        ref = t.c.sku + literal(_SEP) + t.c.warehouse
+        q = (
+            select(t.c.sku, t.c.warehouse, t.c.qty, b.c.pushed_qty)
+            .select_from(
+                t.outerjoin(
+                    b,
+                    and_(b.c.pipeline == t.c.pipeline, b.c.target == LEVEL, b.c.ref == ref),
+                )
+            )
+            .where(t.c.pipeline == pipeline)
+            .order_by(self._codepoint_order(t.c.sku), self._codepoint_order(t.c.warehouse))
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
+            for r in result:
+                yield StockKey(r[0], r[1]), from_units(r[2]), _opt_qty(r[3])
+
+    def alert_states(self, pipeline: str) -> dict[StockKey, AlertState]:
+        t = s.alert_states
+        with self.engine.connect() as conn:
+            return {
+                StockKey(r["sku"], r["warehouse"]): AlertState(
+                    low=bool(r["low"]),
+                    threshold=_opt_qty(r["threshold"]),
+                    qty=from_units(r["qty"]),
+                    changed_at=r["changed_at"],
+                )
+                for r in conn.execute(select(t).where(t.c.pipeline == pipeline)).mappings()
+            }
 
     def baselines(self, pipeline: str) -> dict[StockKey, Decimal]:
         t = s.baselines
