@@ -89,6 +89,9 @@ class StoredMovement:
     active: bool
     content_hash: str
     version: int
+    #: why this version was written (e.g. "reconcile", "vanished"); None for plain pulls
+    reason: str | None = None
+    run_id: str | None = None
 
     @property
     def effective_qty(self) -> Decimal:
@@ -236,6 +239,8 @@ _LINE_COLUMNS = (
     "active",
     "content_hash",
     "version",
+    "run_id",
+    "reason",
 )
 _MOVEMENT_COLUMNS = ("pipeline", *_LINE_COLUMNS, "recorded_at")
 _UPDATE_COLUMNS = (*_MOVEMENT_COLUMNS[2:], "b_pipeline", "b_key")
@@ -272,6 +277,8 @@ class LedgerLine(NamedTuple):
     active: bool
     content_hash: str
     version: int
+    run_id: str | None
+    reason: str | None
 
     @property
     def effective_units(self) -> int:
@@ -295,7 +302,9 @@ def _select_sql(conn: Connection, n: int) -> str:
 _SELECT_CACHE: dict[tuple[str, int], str] = {}
 
 
-def _line_values(m: Movement, stream: str, digest: str, version: int) -> tuple[Any, ...]:
+def _line_values(
+    m: Movement, stream: str, digest: str, version: int, run_id: str | None, reason: str | None
+) -> tuple[Any, ...]:
     """A movement as a tuple in ``_LINE_COLUMNS`` order."""
     return (
         m.key,
@@ -310,6 +319,8 @@ def _line_values(m: Movement, stream: str, digest: str, version: int) -> tuple[A
         m.active,
         digest,
         version,
+        run_id,
+        reason,
     )
 
 
@@ -351,11 +362,21 @@ class Tx:
         return found
 
     def insert_movements(
-        self, pipeline: str, stream: str, items: Sequence[tuple[Movement, str]], now: datetime
+        self,
+        pipeline: str,
+        stream: str,
+        items: Sequence[tuple[Movement, str]],
+        now: datetime,
+        *,
+        run_id: str | None = None,
+        reason: str | None = None,
     ) -> None:
         """Insert new lines (``items`` = movement and its content hash) as version 1."""
         stamp = to_micros(now)
-        rows = [(pipeline, *_line_values(m, stream, digest, 1), stamp) for m, digest in items]
+        rows = [
+            (pipeline, *_line_values(m, stream, digest, 1, run_id, reason), stamp)
+            for m, digest in items
+        ]
         executemany(
             self.conn, "insert_movements", lambda: insert(s.movements), _MOVEMENT_COLUMNS, rows
         )
@@ -388,8 +409,8 @@ class Tx:
                 old.doc_no,
                 old.active,
                 stamp,
-                run_id,
-                reason,
+                old.run_id,
+                old.reason,
             )
             for _, _, old in changes
         ]
@@ -401,7 +422,12 @@ class Tx:
             archive,
         )
         rows = [
-            (*_line_values(m, stream, digest, old.version + 1)[1:], stamp, pipeline, m.key)
+            (
+                *_line_values(m, stream, digest, old.version + 1, run_id, reason)[1:],
+                stamp,
+                pipeline,
+                m.key,
+            )
             for m, digest, old in changes
         ]
         executemany(self.conn, "update_movements", _update_movements_stmt, _UPDATE_COLUMNS, rows)
@@ -747,6 +773,8 @@ def _stored(r: RowMapping) -> StoredMovement:
         active=bool(r["active"]),
         content_hash=r["content_hash"],
         version=r["version"],
+        reason=r["reason"],
+        run_id=r["run_id"],
     )
 
 
@@ -1026,6 +1054,8 @@ class StateStore:
                     active=bool(r["active"]),
                     content_hash="",
                     version=r["version"],
+                    reason=r["reason"],
+                    run_id=r["run_id"],
                 )
                 for r in conn.execute(
                     select(t).where(t.c.pipeline == pipeline, t.c.key == key).order_by(t.c.version)

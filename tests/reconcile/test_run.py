@@ -83,7 +83,7 @@ def test_apply_fixes_everything_and_a_second_run_is_clean(make_pipeline: MakePip
     assert adjustment.startswith(f"reconcile:{mp.name}:A:W1:")
     stored = mp.store.movement(mp.name, adjustment)
     assert stored is not None and stored.kind == "adjustment" and stored.qty == Decimal(4)
-    assert mp.store.movement_versions(mp.name, adjustment)[0]["reason"] == "reconcile"
+    assert mp.store.movement_versions(mp.name, adjustment)[0].reason == "reconcile"
     resolved = {r.kind: r.resolution for r in mp.store.conflicts(pipeline=mp.name)}
     assert resolved == {
         "erp_ledger_drift": "adjusted",
