@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def test_invalid_edit_is_rejected_and_a_valid_one_applies_live(
         starts = wait_until(
             lambda: len(later_main_cycles()) >= 3 and later_main_cycles(), 20, "3 cycles"
         )
-        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
         assert all(g > 1.5 for g in gaps), gaps
         assert not [r for r in store.runs("aux", limit=50) if r.started_at > at]
         receipt(systems, "2.01.001", "CK002", "4")
