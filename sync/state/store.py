@@ -1301,9 +1301,8 @@ class StateStore:
                     t.c.pipeline == pipeline, t.c.job == job, t.c.status == "ok"
                 )
             ).scalar()
-        if value is None:
-            return None
-        return s.UtcDateTime().process_result_value(value, self.engine.dialect)
+        # max() keeps the column's type, so SQLAlchemy has already made it a datetime
+        return value if value is None or isinstance(value, datetime) else s.from_micros(value)
 
     # -- tokens (TokenCache) ------------------------------------------------------
     def get_token(self, name: str) -> tuple[str, datetime] | None:

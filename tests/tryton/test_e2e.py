@@ -74,10 +74,11 @@ def test_crm_equals_trytons_own_quantities_cycle_after_cycle(
     assert crm_stock(crm) == truth
     assert verify(pipeline.store, "tryton") == {}
 
-    # more documents: one shipment whose three moves are done in one transaction
+    # more documents (in WH2: test_live owns SKU-003 at WH in the shared server):
+    # one shipment whose three moves are done in one transaction
     # (they share one write_date: the (write_date, id) cursor must not skip any),
     # a shipment out of the second warehouse and a transfer back
-    tryton.receive(tryton_proteus, "WH", {"SKU-001": 3, "SKU-002": 4, "SKU-003": 5})
+    tryton.receive(tryton_proteus, "WH2", {"SKU-001": 3, "SKU-002": 4, "SKU-003": 5})
     tryton.ship(tryton_proteus, "WH2", {"SKU-001": 6})
     tryton.transfer(tryton_proteus, "WH2", "WH", {"SKU-002": 1})
     result = run_cycle(pipeline)
