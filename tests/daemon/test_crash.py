@@ -97,7 +97,11 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     try:
         for i in range(KILLS):
             with DaemonProcess(config, tmp_path / f"run{i}.log") as daemon:
-                if rng.random() < 0.8:  # during or between cycles
+                moment = rng.random()
+                if moment < 0.5:  # inside a cycle: right after a stream's pages committed
+                    daemon.wait_event("stream_pulled")
+                    time.sleep(rng.uniform(0.0, 0.03))
+                elif moment < 0.8:  # anywhere during or between cycles
                     daemon.wait_event("daemon_started")
                     time.sleep(rng.uniform(0.0, 0.9))
                 else:  # while starting (config, lock file, migrations, first login)
