@@ -157,7 +157,8 @@ def run_demo(
     erp_emu, crm_emu = build_erp(None), build_crm(None)
     seed(erp_emu, crm_emu)
     tmp = tempfile.TemporaryDirectory(prefix="stocksync-demo-") if state_dir is None else None
-    folder = Path(tmp.name) if tmp else Path(state_dir or ".")
+    folder = Path(tmp.name) if tmp else Path(state_dir or ".").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     steps = len(STORY) + 2
     interval = max(1.0, duration_s / steps)
     events: list[str] = []
@@ -170,6 +171,10 @@ def run_demo(
                 interval,
             )
             settings = settings_model().model_validate(raw)
+            if tmp is None:  # kept: write the config so report/status/conflicts work after
+                import yaml
+
+                (folder / "stocksync.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
             store = open_store(settings)
             pipeline = build_pipeline(settings.pipelines[0], store)
             cycle = run_cycle_once or run_cycle
@@ -213,6 +218,12 @@ def run_demo(
                 markup=False,
             )
             store.close()
+            if tmp is None:
+                console.print(
+                    f"state kept in {folder}: try `stocksync report -c {folder / 'stocksync.yaml'}`"
+                    f" or `stocksync alerts list -c {folder / 'stocksync.yaml'}`",
+                    markup=False,
+                )
             return equal
     finally:
         if tmp is not None:
