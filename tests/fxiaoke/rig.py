@@ -56,7 +56,7 @@ class Rig:
             http_transport=self.transport,
         )
         self.sink: FxiaokeSink = build(
-            settings_for(self.emulator, mirror_movements=self.mirror), context
+            settings_for(self.emulator, verify_movement_object=self.mirror), context
         )
         self.pusher = Pusher(
             self.store, self.sink, self.pipeline, now=self.clock.now, options=self.push_options
