@@ -162,8 +162,10 @@ def _decide(row: _Row, policies: Policies) -> Iterator[Finding]:
             yield finding(FindingKind.MISSING_IN_CRM, Action.CREATE if wins else Action.NONE)
         return
     if not known:
-        zero = policies.orphan_in_crm == "zero" and c.qty != 0
-        yield finding(FindingKind.ORPHAN_IN_CRM, Action.ZERO if zero else Action.NONE)
+        # a CRM record at zero with no stock anywhere agrees with the ERP (e.g. one we zeroed)
+        if c.qty != 0:
+            zero = policies.orphan_in_crm == "zero"
+            yield finding(FindingKind.ORPHAN_IN_CRM, Action.ZERO if zero else Action.NONE)
         return
     # C is compared with what we last wrote; never written: with the ledger. A CRM
     # already showing the ledger's value needs nothing, whatever the binding says.

@@ -71,6 +71,11 @@ MakePipeline = Callable[..., MemoryPipeline]
 
 @pytest.fixture
 def make_pipeline(store: StateStore, clock: Clock) -> Iterator[MakePipeline]:
+    yield from pipelines_on(store, clock)
+
+
+def pipelines_on(store: StateStore, clock: Clock) -> Iterator[MakePipeline]:
+    """A factory of memory pipelines on ``store``; registries are cleaned up afterwards."""
     names: list[str] = []
 
     def factory(extra: str = "") -> MemoryPipeline:

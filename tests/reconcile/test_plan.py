@@ -66,10 +66,8 @@ def test_crm_record_without_erp_or_ledger_is_orphan() -> None:
     assert kinds(plan([], [], [(C, CrmValue(d(2), "c9"))], [], policies=zero)) == [
         (FindingKind.ORPHAN_IN_CRM, C, Action.ZERO)
     ]
-    # already zero: reported, nothing to write
-    assert kinds(plan([], [], [(C, CrmValue(d(0), "c9"))], [], policies=zero)) == [
-        (FindingKind.ORPHAN_IN_CRM, C, Action.NONE)
-    ]
+    # already zero: it agrees with the ERP (no stock anywhere), nothing to report
+    assert kinds(plan([], [], [(C, CrmValue(d(0), "c9"))], [], policies=zero)) == []
 
 
 def test_key_moving_during_reconcile_is_in_flux_not_a_conflict() -> None:

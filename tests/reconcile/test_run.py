@@ -92,9 +92,8 @@ def test_apply_fixes_everything_and_a_second_run_is_clean(make_pipeline: MakePip
         "orphan_in_crm": "zeroed",
     }
     again = reconcile(mp.pipeline)
-    # the zeroed orphan stays an orphan (report only: nothing more to do)
-    assert kinds(again) == {("orphan_in_crm", ORPHAN)}
-    assert all(f.action.value == "none" for f in again.findings)
+    # the zeroed orphan now agrees with the ERP (no stock anywhere): a clean run
+    assert again.findings == [] and again.remaining == 0
 
 
 def test_report_only_policies_leave_differences(make_pipeline: MakePipeline) -> None:

@@ -92,3 +92,26 @@ def test_crm_equals_trytons_own_quantities_cycle_after_cycle(
     run_cycle(pipeline)
     token_and_queries = sum(crm.calls.values()) - calls_before
     assert token_and_queries == 0
+
+
+def test_reconcile_against_tryton_finds_and_fixes_a_crm_edit(
+    synced: tuple[Pipeline, FxiaokeEmulator], tryton_proteus: Any
+) -> None:
+    from sync.reconcile_run import reconcile
+
+    pipeline, crm = synced
+    run_cycle(pipeline)
+    clean = reconcile(pipeline)
+    assert clean.remaining == 0, [f.kind for f in clean.conflicts]
+
+    # someone edits a StockObj by hand in the CRM
+    record = crm.stock_records()[0]
+    crm.store.update("StockObj", {"_id": record["_id"], "real_stock": "12345"})
+    found = reconcile(pipeline)
+    assert [f.kind for f in found.conflicts] == ["crm_modified"]
+    assert found.conflicts[0].crm == Decimal(12345)
+
+    fixed = reconcile(pipeline, apply_changes=True)
+    assert fixed.remaining == 0
+    assert crm_stock(crm) == tryton.warehouse_quantities(tryton_proteus)
+    assert reconcile(pipeline).remaining == 0
