@@ -293,20 +293,22 @@ class Pusher:
         cost no write at all, different ones one update.
         """
         bound = 0
-        with self.store.transaction() as tx:
-            for lvl in self.sink.read_levels():
-                value = LevelValue(lvl.qty, lvl.available if lvl.available is not None else lvl.qty)
-                tx.bind(
-                    self.pipeline,
-                    LEVEL,
-                    level_ref(lvl.stock_key),
-                    lvl.crm_id,
-                    pushed_hash=_level_hash(value),
-                    pushed_qty=lvl.qty,
-                    now=None,
-                )
-                bound += 1
-        return bound
+        chunk: list[tuple[str, str, str | None, Decimal | None]] = []
+        # HTTP paging happens outside any transaction; each chunk is bound in one statement
+        for lvl in self.sink.read_levels():
+            value = LevelValue(lvl.qty, lvl.available if lvl.available is not None else lvl.qty)
+            chunk.append((level_ref(lvl.stock_key), lvl.crm_id, _level_hash(value), lvl.qty))
+            if len(chunk) >= 1000:
+                bound += self._bind_chunk(chunk)
+        return bound + self._bind_chunk(chunk)
+
+    def _bind_chunk(self, chunk: list[tuple[str, str, str | None, Decimal | None]]) -> int:
+        if chunk:
+            with self.store.transaction() as tx:
+                tx.bind_many(self.pipeline, LEVEL, chunk, None)
+        count = len(chunk)
+        chunk.clear()
+        return count
 
     # -- a whole run -----------------------------------------------------------------
     def run(

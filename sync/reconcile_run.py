@@ -23,8 +23,7 @@ import structlog
 
 from sync.ledger import apply_page
 from sync.model import LevelValue, Movement, MovementKind, Page, StockKey
-from sync.pull import ensure_baseline, pull_all, rescan
-from sync.push import Pusher, PushReport
+from sync.push import PushReport
 from sync.reconcile import (
     CONFLICT_KINDS,
     Action,
@@ -34,7 +33,7 @@ from sync.reconcile import (
     Policies,
     plan,
 )
-from sync.runtime import Pipeline, ledger_options, pull_options, push_options
+from sync.runtime import Pipeline, ledger_options
 from sync.state.store import LEVEL, StateStore, level_ref
 
 log = structlog.get_logger("stocksync.reconcile")
@@ -86,17 +85,7 @@ def policies_of(pipeline: Pipeline) -> Policies:
 
 
 def _catch_up(pipeline: Pipeline, run_id: str) -> set[StockKey]:
-    s = pipeline.settings
-    report = pull_all(
-        pipeline.store,
-        pipeline.source,
-        pipeline.name,
-        now=pipeline.now,
-        options=pull_options(s),
-        ledger=ledger_options(s),
-        run_id=run_id,
-    )
-    return set(report.touched)
+    return set(pipeline.pull(run_id).touched)
 
 
 def _order(item: tuple[StockKey, object]) -> tuple[str, str]:
@@ -121,16 +110,8 @@ def _crm_sorted(pipeline: Pipeline) -> list[tuple[StockKey, CrmValue]]:
 
 def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[Finding], int]:
     """Fetch the four sides (DESIGN §6.1) and plan; returns the findings and keys compared."""
-    s, store = pipeline.settings, pipeline.store
-    ensure_baseline(
-        store,
-        pipeline.source,
-        pipeline.name,
-        now=pipeline.now,
-        options=pull_options(s),
-        ledger=ledger_options(s),
-        run_id=run_id,
-    )
+    store = pipeline.store
+    pipeline.ensure_baseline(run_id)
     _catch_up(pipeline, run_id)
     erp = _erp_sorted(pipeline)
     in_flux = _catch_up(pipeline, run_id)
@@ -157,15 +138,7 @@ def _chunks(items: Sequence[Finding]) -> Iterator[Sequence[Finding]]:
 def _settle_drift(pipeline: Pipeline, drift: list[Finding], result: ReconcileResult) -> None:
     """Rescan for deletions, then write ADJUSTMENT movements for what is still off."""
     store, now = pipeline.store, pipeline.now()
-    report = rescan(
-        store,
-        pipeline.source,
-        pipeline.name,
-        now=pipeline.now,
-        window_days=pipeline.settings.pull.rescan_days,
-        ledger=ledger_options(pipeline.settings),
-        run_id=result.run_id,
-    )
+    report = pipeline.rescan(result.run_id)
     levels = store.levels(pipeline.name) if report.vanished else {}
     seq = int(store.meta(pipeline.name, "reconcile_seq") or 0) + 1
     store.set_meta(pipeline.name, "reconcile_seq", str(seq))
@@ -239,14 +212,7 @@ def apply(pipeline: Pipeline, result: ReconcileResult) -> None:
         _force_push(pipeline.store, pipeline.name, repush, pipeline.now())
         result.done += repush
     result.done += _zero_orphans(pipeline, by_action[Action.ZERO])
-    pusher = Pusher(
-        pipeline.store,
-        pipeline.sink,
-        pipeline.name,
-        now=pipeline.now,
-        options=push_options(pipeline.settings),
-    )
-    result.push = pusher.run()
+    result.push = pipeline.pusher().run()
 
 
 def record(pipeline: Pipeline, result: ReconcileResult) -> None:

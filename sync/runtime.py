@@ -19,7 +19,7 @@ import connectors
 from sync.config import PipelineBase, SettingsBase
 from sync.ledger import LedgerOptions
 from sync.ports import ConnectorContext, CrmSink, ErpSource
-from sync.pull import PullOptions, ensure_baseline, pull_all
+from sync.pull import PullOptions, PullReport, RescanReport, ensure_baseline, pull_all, rescan
 from sync.push import Pusher, PushOptions, PushReport
 from sync.state import StateStore
 
@@ -65,6 +65,53 @@ class Pipeline:
     @property
     def name(self) -> str:
         return self.settings.name
+
+    # the engines, wired with this pipeline's settings (one place for every caller)
+    def ensure_baseline(self, run_id: str | None = None) -> bool:
+        return ensure_baseline(
+            self.store,
+            self.source,
+            self.name,
+            now=self.now,
+            options=pull_options(self.settings),
+            ledger=ledger_options(self.settings),
+            run_id=run_id,
+        )
+
+    def pull(
+        self,
+        run_id: str | None = None,
+        *,
+        stop: threading.Event | None = None,
+        on_page: Callable[[Any], None] | None = None,
+    ) -> PullReport:
+        return pull_all(
+            self.store,
+            self.source,
+            self.name,
+            now=self.now,
+            options=pull_options(self.settings),
+            ledger=ledger_options(self.settings),
+            run_id=run_id,
+            stop=stop,
+            on_page=on_page,
+        )
+
+    def rescan(self, run_id: str | None = None) -> RescanReport:
+        return rescan(
+            self.store,
+            self.source,
+            self.name,
+            now=self.now,
+            window_days=self.settings.pull.rescan_days,
+            ledger=ledger_options(self.settings),
+            run_id=run_id,
+        )
+
+    def pusher(self) -> Pusher:
+        return Pusher(
+            self.store, self.sink, self.name, now=self.now, options=push_options(self.settings)
+        )
 
     def close(self) -> None:
         for closeable in (self.source, self.sink):
@@ -125,31 +172,13 @@ def run_cycle(
 ) -> CycleResult:
     """One pull → push cycle, recorded as a ``runs`` row. Errors are recorded, then raised."""
     run_id = str(uuid.uuid4())
-    store, s = pipeline.store, pipeline.settings
+    store = pipeline.store
     row = store.start_run(run_id, pipeline.name, "cycle", pipeline.now())
     result = CycleResult(run_id)
     structlog.contextvars.bind_contextvars(run_id=run_id, pipeline=pipeline.name)
     try:
-        ensure_baseline(
-            store,
-            pipeline.source,
-            pipeline.name,
-            now=pipeline.now,
-            options=pull_options(s),
-            ledger=ledger_options(s),
-            run_id=run_id,
-        )
-        report = pull_all(
-            store,
-            pipeline.source,
-            pipeline.name,
-            now=pipeline.now,
-            options=pull_options(s),
-            ledger=ledger_options(s),
-            run_id=run_id,
-            stop=stop,
-            on_page=on_page,
-        )
+        pipeline.ensure_baseline(run_id)
+        report = pipeline.pull(run_id, stop=stop, on_page=on_page)
         result.pulled, result.applied, result.rejected = (
             report.received,
             report.changed,
@@ -157,39 +186,27 @@ def run_cycle(
         )
         result.stopped = report.stopped
         if not report.stopped:
-            pusher = Pusher(
-                store, pipeline.sink, pipeline.name, now=pipeline.now, options=push_options(s)
-            )
-            result.push = pusher.run(stop=stop, on_row=on_row)
+            result.push = pipeline.pusher().run(stop=stop, on_row=on_row)
             result.stopped = result.push.stopped
             from sync.alerts import check_alerts
 
             check_alerts(pipeline)  # never raises: an alert problem must not fail the cycle
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
+        log.error("cycle_failed", error=result.error)
+        raise
+    finally:
+        structlog.contextvars.unbind_contextvars("run_id", "pipeline")
         store.finish_run(
             row,
             pipeline.now(),
-            status="error",
+            status="error" if result.error else "ok",
             pulled=result.pulled,
             applied=result.applied,
             pushed=result.push.pushed,
             failed=result.push.failed,
             error=result.error,
         )
-        log.error("cycle_failed", error=result.error)
-        raise
-    finally:
-        structlog.contextvars.unbind_contextvars("run_id", "pipeline")
-    store.finish_run(
-        row,
-        pipeline.now(),
-        status="ok",
-        pulled=result.pulled,
-        applied=result.applied,
-        pushed=result.push.pushed,
-        failed=result.push.failed,
-    )
     log.info(
         "cycle_done",
         pipeline=pipeline.name,

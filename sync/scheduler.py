@@ -29,8 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sync.config import PipelineBase
 from sync.health import Metrics
 from sync.locks import Locks
-from sync.pull import rescan
-from sync.runtime import CycleResult, Pipeline, ledger_options, run_cycle
+from sync.runtime import CycleResult, Pipeline, run_cycle
 
 log = structlog.get_logger("stocksync.scheduler")
 
@@ -123,19 +122,7 @@ class JobRunner:
             mark_degraded(p, result, problem)
 
     def _rescan(self, p: Pipeline) -> None:
-        self._recorded(
-            p,
-            "rescan",
-            lambda run_id: rescan(
-                p.store,
-                p.source,
-                p.name,
-                now=p.now,
-                window_days=p.settings.pull.rescan_days,
-                ledger=ledger_options(p.settings),
-                run_id=run_id,
-            ),
-        )
+        self._recorded(p, "rescan", lambda run_id: p.rescan(run_id))
 
     def _reconcile(self, p: Pipeline) -> None:
         entry = reconcile_entry()

@@ -486,28 +486,7 @@ class Tx:
         pushed_qty: Decimal | None,
         now: datetime | None,
     ) -> None:
-        upsert(
-            self.conn,
-            s.bindings,
-            [
-                {
-                    "pipeline": pipeline,
-                    "target": target,
-                    "ref": ref,
-                    "crm_id": crm_id,
-                    "pushed_hash": pushed_hash,
-                    "pushed_qty": opt_units(pushed_qty),
-                    "pushed_at": now,
-                }
-            ],
-            ("pipeline", "target", "ref"),
-            lambda new: {
-                "crm_id": new.crm_id,
-                "pushed_hash": new.pushed_hash,
-                "pushed_qty": new.pushed_qty,
-                "pushed_at": new.pushed_at,
-            },
-        )
+        self.bind_many(pipeline, target, [(ref, crm_id, pushed_hash, pushed_qty)], now)
 
     def bind_many(
         self,
