@@ -66,41 +66,54 @@ def _key(value: Any, numeric: bool) -> Any:
     return "" if value is None else str(value)
 
 
-def _match_one(op: str, value: Any, w: list[Any], numeric: bool) -> bool:  # noqa: C901
+def _any_in(value: Any, w: list[Any], numeric: bool) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return any(_key(v, numeric) in w for v in values)
+
+
+def _between(value: Any, k: Any, w: list[Any]) -> bool:
+    return len(w) == 2 and not _empty(value) and w[0] <= k <= w[1]
+
+
+def _ordered(compare: Callable[[Any, Any], bool]) -> Matcher:
+    return lambda value, k, w, _n: not _empty(value) and bool(w) and compare(k, w[0])
+
+
+def _text(test: Callable[[str, str], bool]) -> Matcher:
+    return lambda _v, k, w, _n: test(str(k), str(w[0]) if w else "")
+
+
+#: (stored value, its comparable key, prepared filter keys, numeric?) → passes?
+Matcher = Callable[[Any, Any, list[Any], bool], bool]
+_OPERATORS: dict[str, Matcher] = {
+    "EQ": lambda value, k, w, _n: not _empty(value) and bool(w) and k == w[0],
+    "N": lambda _v, k, w, _n: not w or k != w[0],
+    "GT": _ordered(lambda a, b: a > b),
+    "GTE": _ordered(lambda a, b: a >= b),
+    "LT": _ordered(lambda a, b: a < b),
+    "LTE": _ordered(lambda a, b: a <= b),
+    "IN": lambda value, _k, w, n: _any_in(value, w, n),
+    "HASANYOF": lambda value, _k, w, n: _any_in(value, w, n),
+    "NIN": lambda value, _k, w, n: not _any_in(value, w, n),
+    "NHASANYOF": lambda value, _k, w, n: not _any_in(value, w, n),
+    "BETWEEN": lambda value, k, w, _n: _between(value, k, w),
+    "NBETWEEN": lambda value, k, w, _n: not _between(value, k, w),
+    "LIKE": _text(lambda text, needle: needle in text),
+    "CONTAINS": _text(lambda text, needle: needle in text),
+    "NLIKE": _text(lambda text, needle: needle not in text),
+    "STARTWITH": _text(lambda text, needle: text.startswith(needle)),
+    "ENDWITH": _text(lambda text, needle: text.endswith(needle)),
+    "IS": lambda value, _k, _w, _n: _empty(value),
+    "ISN": lambda value, _k, _w, _n: not _empty(value),
+}
+
+
+def _match_one(op: str, value: Any, w: list[Any], numeric: bool) -> bool:
     """Does a stored ``value`` pass operator ``op`` against the prepared filter keys ``w``?"""
-    k = _key(value, numeric)
-    if op == "EQ":
-        return not _empty(value) and bool(w) and k == w[0]
-    if op == "N":
-        return not w or k != w[0]
-    if op in {"GT", "GTE", "LT", "LTE"}:
-        if _empty(value) or not w:
-            return False
-        results = {"GT": k > w[0], "GTE": k >= w[0], "LT": k < w[0], "LTE": k <= w[0]}
-        return bool(results[op])
-    if op in {"IN", "HASANYOF"}:
-        values = value if isinstance(value, list) else [value]
-        return any(_key(v, numeric) in w for v in values)
-    if op in {"NIN", "NHASANYOF"}:
-        values = value if isinstance(value, list) else [value]
-        return not any(_key(v, numeric) in w for v in values)
-    if op in {"BETWEEN", "NBETWEEN"}:
-        inside = len(w) == 2 and not _empty(value) and w[0] <= k <= w[1]
-        return inside if op == "BETWEEN" else not inside
-    text, needle = str(k), str(w[0]) if w else ""
-    if op in {"LIKE", "CONTAINS"}:
-        return needle in text
-    if op == "NLIKE":
-        return needle not in text
-    if op == "STARTWITH":
-        return text.startswith(needle)
-    if op == "ENDWITH":
-        return text.endswith(needle)
-    if op == "IS":
-        return _empty(value)
-    if op == "ISN":
-        return not _empty(value)
-    raise ApiError(ERR_PARAM, f"unsupported operator {op}", "参数错误")
+    matcher = _OPERATORS.get(op)
+    if matcher is None:
+        raise ApiError(ERR_PARAM, f"unsupported operator {op}", "参数错误")
+    return matcher(value, _key(value, numeric), w, numeric)
 
 
 @dataclass
