@@ -16,9 +16,9 @@ from decimal import Decimal
 import structlog
 
 from sync.ledger import ApplyResult, LedgerOptions, apply_page, set_baseline
-from sync.model import Cursor, Movement, MovementKind, Page, StockKey
+from sync.model import Cursor, Page, StockKey
 from sync.ports import ErpSource
-from sync.state.store import StateStore
+from sync.state.store import StateStore, StoredMovement
 
 log = structlog.get_logger("stocksync.pull")
 
@@ -240,45 +240,45 @@ def rescan(
         ]
         if not gone:
             continue
-        page = Page(
-            stream,
-            [
-                Movement(
-                    key=m.key,
-                    kind=MovementKind(m.kind),
-                    sku=m.sku,
-                    warehouse=m.warehouse,
-                    qty=m.qty,
-                    occurred_at=m.occurred_at,
-                    # the stored stamp, not ours: if the document comes back, it still applies
-                    source_updated_at=m.source_updated_at,
-                    doc_no=m.doc_no,
-                    active=False,
-                )
-                for m in gone
-            ],
-            None,
-        )
-        apply_page(store, pipeline, page, now=at, options=ledger, run_id=run_id, reason="vanished")
-        with store.transaction() as tx:
-            for m in gone:
-                tx.record_conflict(
-                    kind="vanished_in_erp",
-                    pipeline=pipeline,
-                    ref=m.key,
-                    now=at,
-                    detail={
-                        "stream": stream,
-                        "doc_no": m.doc_no,
-                        "sku": m.sku,
-                        "warehouse": m.warehouse,
-                        "qty": str(m.qty),
-                    },
-                    ledger=m.qty,
-                    resolution="deactivated",
-                )
+        _deactivate(store, pipeline, stream, gone, now=at, ledger=ledger, run_id=run_id)
         report.vanished.extend(m.key for m in gone)
         log.warning(
             "vanished_in_erp", pipeline=pipeline, stream=stream, count=len(gone), run_id=run_id
         )
     return report
+
+
+def _deactivate(
+    store: StateStore,
+    pipeline: str,
+    stream: str,
+    gone: list[StoredMovement],
+    *,
+    now: datetime,
+    ledger: LedgerOptions,
+    run_id: str | None,
+) -> None:
+    """Turn vanished lines inactive and log each as a ``vanished_in_erp`` conflict.
+
+    The stored stamp is kept, not ours: if the document comes back, the ERP's
+    newer stamp still applies (ledger rule 1).
+    """
+    page = Page(stream, [m.as_movement(active=False) for m in gone], None)
+    apply_page(store, pipeline, page, now=now, options=ledger, run_id=run_id, reason="vanished")
+    with store.transaction() as tx:
+        for m in gone:
+            tx.record_conflict(
+                kind="vanished_in_erp",
+                pipeline=pipeline,
+                ref=m.key,
+                now=now,
+                detail={
+                    "stream": stream,
+                    "doc_no": m.doc_no,
+                    "sku": m.sku,
+                    "warehouse": m.warehouse,
+                    "qty": str(m.qty),
+                },
+                ledger=m.qty,
+                resolution="deactivated",
+            )

@@ -20,7 +20,7 @@ from decimal import Decimal
 import structlog
 
 from sync.errors import OutcomeUnknownError, PermanentError, TransientError, UnmappedError
-from sync.model import LevelValue, Movement, MovementKind, StockKey
+from sync.model import LevelValue, Movement, StockKey
 from sync.ports import CrmSink
 from sync.settings import mask
 from sync.state.store import (
@@ -189,17 +189,7 @@ class Pusher:
         if stored is None:
             self._done(row, report, MOVEMENT, None, None, None, skipped=True)
             return
-        movement = Movement(
-            key=stored.key,
-            kind=MovementKind(stored.kind),
-            sku=stored.sku,
-            warehouse=stored.warehouse,
-            qty=stored.qty,
-            occurred_at=stored.occurred_at,
-            source_updated_at=stored.source_updated_at,
-            doc_no=stored.doc_no,
-            active=stored.active,
-        )
+        movement = stored.as_movement()
         digest = _movement_hash(movement)
         binding = self.store.binding(self.pipeline, MOVEMENT, row.ref)
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.engine import RowMapping
 
-from sync.model import Cursor, StockKey
+from sync.model import Cursor, Movement, MovementKind, StockKey
 from sync.state.schema import from_units, to_units
 
 LEVEL = "level"
@@ -65,6 +65,20 @@ class StoredMovement:
     @property
     def effective_qty(self) -> Decimal:
         return self.qty if self.active else Decimal(0)
+
+    def as_movement(self, *, active: bool | None = None) -> Movement:
+        """The domain value of this line (optionally with another ``active`` flag)."""
+        return Movement(
+            key=self.key,
+            kind=MovementKind(self.kind),
+            sku=self.sku,
+            warehouse=self.warehouse,
+            qty=self.qty,
+            occurred_at=self.occurred_at,
+            source_updated_at=self.source_updated_at,
+            doc_no=self.doc_no,
+            active=self.active if active is None else active,
+        )
 
 
 @dataclass(frozen=True, slots=True)
