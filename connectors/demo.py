@@ -9,7 +9,6 @@ the daemon's own pull → push cycle against a SQLite state database.
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -123,9 +123,9 @@ def render(
     erp: dict[tuple[str, str], Decimal],
     crm: dict[tuple[str, str], Decimal],
     events: list[str],
-    cycles: int,
+    elapsed_s: float,
 ) -> Group:
-    table = Table(title=f"ERP (K/3 Cloud) vs CRM (Fxiaoke) — {cycles} cycle(s)")
+    table = Table(title=f"ERP (K/3 Cloud) vs CRM (Fxiaoke) — {elapsed_s:.0f}s")
     for column in ("product", "warehouse", "ERP on hand", "CRM real_stock", ""):
         table.add_column(
             column, justify="right" if "stock" in column or "hand" in column else "left"
@@ -139,92 +139,116 @@ def render(
     return Group(table, Text("\n".join(events[-6:]), style="dim"))
 
 
+class DemoRun:
+    """One demo: emulators on loopback, the real daemon between them, a live table."""
+
+    def __init__(
+        self, *, duration_s: float, keep_running: bool, console: Console, folder: Path
+    ) -> None:
+        self.console = console
+        self.keep_running = keep_running
+        self.folder = folder
+        self.interval = max(1.0, duration_s / (len(STORY) + 2))
+        self.erp, self.crm = build_erp(None), build_crm(None)
+        seed(self.erp, self.crm)
+        self.events: list[str] = []
+        self.started = time.monotonic()
+
+    def config_file(self, erp_url: str, crm_url: str) -> Path:
+        raw = demo_config(
+            self.erp.connection_info(erp_url),
+            self.crm.connection_info(crm_url),
+            f"sqlite:///{self.folder / 'demo.db'}",
+            self.interval,
+        )
+        raw["log"] = {"level": "warning"}
+        path = self.folder / "stocksync.yaml"
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return path
+
+    def table(self) -> Group:
+        elapsed = time.monotonic() - self.started
+        return render(self.erp.inventory(), self.crm.stock_by_code(), self.events, elapsed)
+
+    def equal(self) -> bool:
+        erp, crm = self.erp.inventory(), self.crm.stock_by_code()
+        return erp == {k: v for k, v in crm.items() if v or k in erp}
+
+    def play(self, live: Live) -> None:
+        """The story, one step per interval, while the daemon syncs on its own schedule."""
+        self.events.append(
+            f"{datetime.now(UTC):%H:%M:%S} ERP: opening stock: A-100 100, "
+            "PHONE-X 200, TABLET-S 80 at WH-MAIN"
+        )
+        for step in STORY:
+            self._wait(live, self.interval)
+            step.act(self.erp)
+            self.events.append(f"{datetime.now(UTC):%H:%M:%S} ERP: {step.say}")
+        deadline = time.monotonic() + 6 * self.interval + 5
+        while not self.equal() and time.monotonic() < deadline:
+            self._wait(live, 0.25)
+        while self.keep_running:
+            self._wait(live, self.interval)
+
+    def _wait(self, live: Live, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.25, left))
+            live.update(self.table())
+
+    def summary(self, equal: bool) -> None:
+        erp = self.erp.inventory()
+        low = sorted(
+            f"{s}@{w} ({q} < {SAFETY[s]})"
+            for (s, w), q in erp.items()
+            if s in SAFETY and q < SAFETY[s]
+        )
+        self.console.print()
+        self.console.print(
+            f"{'ERP and CRM are equal' if equal else 'ERP and CRM DIFFER'}: "
+            f"{len(erp)} product × warehouse keys in {time.monotonic() - self.started:.0f}s; "
+            f"product A at WH-MAIN = {erp.get(('A-100', 'WH-MAIN'))}; "
+            f"low stock: {', '.join(low) or 'none'}",
+            markup=False,
+        )
+
+
 def run_demo(
     *,
     duration_s: float = 30.0,
     keep_running: bool = False,
     console: Console | None = None,
     state_dir: Path | None = None,
-    run_cycle_once: Callable[[Any], Any] | None = None,
 ) -> bool:
-    """Play the story against the real engine; True when ERP and CRM end equal."""
-    from sync.config import settings_model
-    from sync.logging import configure
-    from sync.runtime import build_pipeline, open_store, run_cycle
+    """Play the story against the real daemon; True when ERP and CRM end equal."""
+    from sync.daemon import Daemon
 
     console = console or Console()
-    configure("warning", "console" if console.is_terminal else "json")
-    erp_emu, crm_emu = build_erp(None), build_crm(None)
-    seed(erp_emu, crm_emu)
     tmp = tempfile.TemporaryDirectory(prefix="stocksync-demo-") if state_dir is None else None
     folder = Path(tmp.name) if tmp else Path(state_dir or ".").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    steps = len(STORY) + 2
-    interval = max(1.0, duration_s / steps)
-    events: list[str] = []
+    demo = DemoRun(duration_s=duration_s, keep_running=keep_running, console=console, folder=folder)
     try:
-        with LoopbackServer(erp_emu) as erp_srv, LoopbackServer(crm_emu) as crm_srv:
-            raw = demo_config(
-                erp_emu.connection_info(erp_srv.url),
-                crm_emu.connection_info(crm_srv.url),
-                f"sqlite:///{folder / 'demo.db'}",
-                interval,
-            )
-            settings = settings_model().model_validate(raw)
-            if tmp is None:  # kept: write the config so report/status/conflicts work after
-                import yaml
-
-                (folder / "stocksync.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-            store = open_store(settings)
-            pipeline = build_pipeline(settings.pipelines[0], store)
-            cycle = run_cycle_once or run_cycle
-            cycles = 0
-            started = time.monotonic()
-            with Live(render({}, {}, events, 0), console=console, refresh_per_second=4) as live:
-
-                def tick(note: str | None) -> None:
-                    nonlocal cycles
-                    if note:
-                        events.append(f"{datetime.now(UTC):%H:%M:%S} ERP: {note}")
-                    cycle(pipeline)
-                    cycles += 1
-                    live.update(
-                        render(erp_emu.inventory(), crm_emu.stock_by_code(), events, cycles)
-                    )
-
-                tick("opening stock: A-100 100, PHONE-X 200, TABLET-S 80 at WH-MAIN")
-                for step in STORY:
-                    time.sleep(interval)
-                    step.act(erp_emu)
-                    tick(step.say)
-                tick(None)
-                stop = threading.Event()
-                while keep_running and not stop.wait(interval):
-                    tick(None)
-            pipeline.close()
-            console.print()
-            erp_final, crm_final = erp_emu.inventory(), crm_emu.stock_by_code()
-            equal = erp_final == {k: v for k, v in crm_final.items() if v or k in erp_final}
-            low = sorted(
-                f"{s}@{w} ({q} < {SAFETY[s]})"
-                for (s, w), q in erp_final.items()
-                if s in SAFETY and q < SAFETY[s]
-            )
+        with LoopbackServer(demo.erp) as erp_srv, LoopbackServer(demo.crm) as crm_srv:
+            daemon = Daemon(demo.config_file(erp_srv.url, crm_srv.url))
+            daemon.start()
+            try:
+                with Live(demo.table(), console=console, refresh_per_second=4) as live:
+                    demo.play(live)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                daemon.shutdown()
+            equal = demo.equal()
+            demo.summary(equal)
+        if tmp is None:
+            config = folder / "stocksync.yaml"
             console.print(
-                f"{'ERP and CRM are equal' if equal else 'ERP and CRM DIFFER'}: "
-                f"{len(erp_final)} product × warehouse keys after {cycles} cycles "
-                f"in {time.monotonic() - started:.0f}s; product A at WH-MAIN = "
-                f"{erp_final.get(('A-100', 'WH-MAIN'))}; low stock: {', '.join(low) or 'none'}",
+                f"state kept in {folder}: try `stocksync report -c {config}` "
+                f"or `stocksync alerts list -c {config}`",
                 markup=False,
             )
-            store.close()
-            if tmp is None:
-                console.print(
-                    f"state kept in {folder}: try `stocksync report -c {folder / 'stocksync.yaml'}`"
-                    f" or `stocksync alerts list -c {folder / 'stocksync.yaml'}`",
-                    markup=False,
-                )
-            return equal
+        return equal
     finally:
         if tmp is not None:
             tmp.cleanup()
