@@ -6,17 +6,14 @@ The ledger's per-page statements take the driver-level fast path
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     bindparam,
     case,
-    delete,
     insert,
     literal_column,
     select,
@@ -24,18 +21,15 @@ from sqlalchemy import (
 )
 
 from sync.model import Cursor, Movement, StockKey
-from sync.settings import mask
 from sync.state import schema as s
 from sync.state.fastpath import executemany
 from sync.state.rows import (
     PENDING,
     UNCERTAIN,
-    AlertState,
     LedgerLine,
-    OutboxRow,
-    opt_units,
 )
 from sync.state.schema import to_micros, to_units
+from sync.state.tx_ops import OperationsWrites
 from sync.state.upsert import upsert, upsert_statement
 
 _LINE_COLUMNS = (
@@ -122,7 +116,7 @@ def _update_movements_stmt() -> Any:
     )
 
 
-class Tx:
+class Tx(OperationsWrites):
     """Writes that commit together; one instance per ``StateStore.transaction()``."""
 
     def __init__(self, conn: Connection) -> None:
@@ -342,186 +336,4 @@ class Tx:
             [{"pipeline": pipeline, "name": name, "value": value}],
             ("pipeline", "name"),
             lambda new: {"value": new.value},
-        )
-
-    # -- conflicts ----------------------------------------------------------
-    def record_conflict(
-        self,
-        *,
-        kind: str,
-        pipeline: str,
-        ref: str,
-        now: datetime,
-        detail: Mapping[str, Any] | None = None,
-        erp: Decimal | None = None,
-        ledger: Decimal | None = None,
-        crm: Decimal | None = None,
-        pushed: Decimal | None = None,
-        resolution: str | None = None,
-    ) -> int:
-        """Insert a conflict, or refresh the open one with the same (kind, pipeline, ref)."""
-        t = s.conflicts
-        values = {
-            "erp_qty": opt_units(erp),
-            "ledger_qty": opt_units(ledger),
-            "crm_qty": opt_units(crm),
-            "pushed_qty": opt_units(pushed),
-            "detail": json.dumps(dict(detail or {}), default=str, ensure_ascii=False),
-            "last_seen_at": now,
-        }
-        existing = self.conn.execute(
-            select(t.c.id).where(
-                t.c.pipeline == pipeline,
-                t.c.kind == kind,
-                t.c.ref == ref,
-                t.c.resolved_at.is_(None),
-            )
-        ).first()
-        resolved = {"resolution": resolution, "resolved_at": now} if resolution else {}
-        if existing is not None:
-            self.conn.execute(
-                update(t)
-                .where(t.c.id == existing[0])
-                .values(**values, **resolved, occurrences=t.c.occurrences + 1)
-            )
-            return int(existing[0])
-        result = self.conn.execute(
-            insert(t).values(
-                kind=kind,
-                pipeline=pipeline,
-                ref=ref,
-                detected_at=now,
-                occurrences=1,
-                **values,
-                **resolved,
-            )
-        )
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-    def resolve_conflicts(
-        self, pipeline: str, kind: str, ref: str, now: datetime, resolution: str, note: str
-    ) -> None:
-        t = s.conflicts
-        self.conn.execute(
-            update(t)
-            .where(
-                t.c.pipeline == pipeline,
-                t.c.kind == kind,
-                t.c.ref == ref,
-                t.c.resolved_at.is_(None),
-            )
-            .values(resolution=resolution, resolved_at=now, note=note)
-        )
-
-    # -- alerts -------------------------------------------------------------
-    def put_alert_states(self, pipeline: str, states: Mapping[StockKey, AlertState]) -> None:
-        rows = [
-            {
-                "pipeline": pipeline,
-                "sku": k.sku,
-                "warehouse": k.warehouse,
-                "low": v.low,
-                "threshold": opt_units(v.threshold),
-                "qty": to_units(v.qty),
-                "changed_at": v.changed_at,
-            }
-            for k, v in states.items()
-        ]
-        if rows:
-            t = s.alert_states
-            upsert(
-                self.conn,
-                t,
-                rows,
-                ("pipeline", "sku", "warehouse"),
-                lambda new: {
-                    "low": new.low,
-                    "threshold": new.threshold,
-                    "qty": new.qty,
-                    "changed_at": new.changed_at,
-                },
-            )
-
-    # -- outbox / bindings --------------------------------------------------
-    def finish_outbox(self, row: OutboxRow) -> bool:
-        """Delete a pushed row unless it was re-enqueued meanwhile (latest value wins)."""
-        t = s.outbox
-        result = self.conn.execute(
-            delete(t).where(t.c.id == row.id, t.c.generation == row.generation)
-        )
-        return bool(result.rowcount)
-
-    def reschedule_outbox(
-        self,
-        row: OutboxRow,
-        *,
-        state: str,
-        attempts: int,
-        next_attempt_at: datetime,
-        error: str | None,
-        now: datetime,
-    ) -> None:
-        t = s.outbox
-        # A row re-enqueued meanwhile keeps 'uncertain' if we learnt the outcome is unknown.
-        self.conn.execute(
-            update(t)
-            .where(t.c.id == row.id)
-            .values(
-                state=state,
-                attempts=attempts,
-                next_attempt_at=next_attempt_at,
-                last_error=mask(error) if error else None,
-                updated_at=now,
-            )
-        )
-
-    def bind(
-        self,
-        pipeline: str,
-        target: str,
-        ref: str,
-        crm_id: str,
-        *,
-        pushed_hash: str | None,
-        pushed_qty: Decimal | None,
-        now: datetime | None,
-    ) -> None:
-        self.bind_many(pipeline, target, [(ref, crm_id, pushed_hash, pushed_qty)], now)
-
-    def bind_many(
-        self,
-        pipeline: str,
-        target: str,
-        rows: Sequence[tuple[str, str, str | None, Decimal | None]],
-        now: datetime | None,
-    ) -> None:
-        """``bind`` for many (ref, crm_id, pushed_hash, pushed_qty) rows in one executemany."""
-        upsert(
-            self.conn,
-            s.bindings,
-            [
-                {
-                    "pipeline": pipeline,
-                    "target": target,
-                    "ref": ref,
-                    "crm_id": crm_id,
-                    "pushed_hash": digest,
-                    "pushed_qty": opt_units(qty),
-                    "pushed_at": now,
-                }
-                for ref, crm_id, digest, qty in rows
-            ],
-            ("pipeline", "target", "ref"),
-            lambda new: {
-                "crm_id": new.crm_id,
-                "pushed_hash": new.pushed_hash,
-                "pushed_qty": new.pushed_qty,
-                "pushed_at": new.pushed_at,
-            },
-        )
-
-    def unbind(self, pipeline: str, target: str, ref: str) -> None:
-        t = s.bindings
-        self.conn.execute(
-            delete(t).where(t.c.pipeline == pipeline, t.c.target == target, t.c.ref == ref)
         )
