@@ -119,30 +119,6 @@ def demo_config(
     }
 
 
-def erp_levels(erp: K3CloudEmulator) -> dict[tuple[str, str], Decimal]:
-    _, rows = erp.run_query(
-        {
-            "FormId": "STK_Inventory",
-            "FieldKeys": "FMaterialId.FNumber,FStockId.FNumber,FBaseQty",
-        }
-    )
-    totals: dict[tuple[str, str], Decimal] = {}
-    for row in rows:
-        key = (str(row["fmaterialid.fnumber"]), str(row["fstockid.fnumber"]))
-        totals[key] = totals.get(key, Decimal(0)) + Decimal(str(row["fbaseqty"]))
-    return {k: v for k, v in totals.items() if v}
-
-
-def crm_levels(crm: FxiaokeEmulator) -> dict[tuple[str, str], Decimal]:
-    products = {r["_id"]: r["product_code"] for r in crm.records("ProductObj")}
-    warehouses = {r["_id"]: r["number"] for r in crm.records("WarehouseObj")}
-    out: dict[tuple[str, str], Decimal] = {}
-    for r in crm.stock_records():
-        key = (products.get(r["product_id"], "?"), warehouses.get(r["warehouse_id"], "?"))
-        out[key] = Decimal(str(r["real_stock"]))
-    return out
-
-
 def render(
     erp: dict[tuple[str, str], Decimal],
     crm: dict[tuple[str, str], Decimal],
@@ -181,7 +157,8 @@ def run_demo(
     erp_emu, crm_emu = build_erp(None), build_crm(None)
     seed(erp_emu, crm_emu)
     tmp = tempfile.TemporaryDirectory(prefix="stocksync-demo-") if state_dir is None else None
-    folder = Path(tmp.name) if tmp else Path(state_dir or ".")
+    folder = Path(tmp.name) if tmp else Path(state_dir or ".").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     steps = len(STORY) + 2
     interval = max(1.0, duration_s / steps)
     events: list[str] = []
@@ -194,6 +171,10 @@ def run_demo(
                 interval,
             )
             settings = settings_model().model_validate(raw)
+            if tmp is None:  # kept: write the config so report/status/conflicts work after
+                import yaml
+
+                (folder / "stocksync.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
             store = open_store(settings)
             pipeline = build_pipeline(settings.pipelines[0], store)
             cycle = run_cycle_once or run_cycle
@@ -207,7 +188,9 @@ def run_demo(
                         events.append(f"{datetime.now(UTC):%H:%M:%S} ERP: {note}")
                     cycle(pipeline)
                     cycles += 1
-                    live.update(render(erp_levels(erp_emu), crm_levels(crm_emu), events, cycles))
+                    live.update(
+                        render(erp_emu.inventory(), crm_emu.stock_by_code(), events, cycles)
+                    )
 
                 tick("opening stock: A-100 100, PHONE-X 200, TABLET-S 80 at WH-MAIN")
                 for step in STORY:
@@ -220,7 +203,7 @@ def run_demo(
                     tick(None)
             pipeline.close()
             console.print()
-            erp_final, crm_final = erp_levels(erp_emu), crm_levels(crm_emu)
+            erp_final, crm_final = erp_emu.inventory(), crm_emu.stock_by_code()
             equal = erp_final == {k: v for k, v in crm_final.items() if v or k in erp_final}
             low = sorted(
                 f"{s}@{w} ({q} < {SAFETY[s]})"
@@ -235,6 +218,12 @@ def run_demo(
                 markup=False,
             )
             store.close()
+            if tmp is None:
+                console.print(
+                    f"state kept in {folder}: try `stocksync report -c {folder / 'stocksync.yaml'}`"
+                    f" or `stocksync alerts list -c {folder / 'stocksync.yaml'}`",
+                    markup=False,
+                )
             return equal
     finally:
         if tmp is not None:

@@ -269,6 +269,8 @@ def status(config: ConfigOpt = None, format: FormatOpt = "table") -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    import sync.cli_reconcile
+    import sync.cli_run  # noqa: F401  (registers `run`, the daemon)
     from sync import commands  # noqa: F401  (registers the operational commands)
 
     app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -151,6 +152,10 @@ def demo(
     keep_running: Annotated[
         bool, typer.Option("--keep-running", help="keep syncing after the story ends (Ctrl-C)")
     ] = False,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="keep the state DB and a config here (default: a temporary folder)"),
+    ] = None,
 ) -> None:
     """Run the built-in K/3 Cloud and Fxiaoke emulators and the real engine between them.
 
@@ -161,6 +166,8 @@ def demo(
     from connectors.demo import run_demo
 
     def body() -> bool:
-        return run_demo(duration_s=duration, keep_running=keep_running, console=out)
+        return run_demo(
+            duration_s=duration, keep_running=keep_running, console=out, state_dir=state_dir
+        )
 
     raise typer.Exit(0 if guarded(body) else 1)

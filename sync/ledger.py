@@ -140,7 +140,7 @@ def apply_page(
     with store.transaction() as tx:
         existing = tx.load_movements(pipeline, [m.key for m in incoming])
         plan = plan_page(incoming, existing)
-        tx.insert_movements(pipeline, page.stream, plan.inserts, now)
+        tx.insert_movements(pipeline, page.stream, plan.inserts, now, run_id=run_id, reason=reason)
         tx.update_movements(pipeline, page.stream, plan.updates, now, run_id=run_id, reason=reason)
         deltas = {k: d for k, d in plan.deltas.items() if d}
         tx.add_level_deltas(pipeline, deltas, now)

@@ -319,8 +319,12 @@ class Pusher:
         report = PushReport()
         bulk_bound = False
         if self.store.unbound_count(self.pipeline, LEVEL) >= self.options.bulk_bind_threshold:
-            report.bound += self.bind_from_crm()
-            bulk_bound = True
+            try:
+                report.bound += self.bind_from_crm()
+                bulk_bound = True
+            except TransientError as exc:
+                # not fatal: every unbound row then looks itself up before creating
+                log.warning("bulk_bind_failed", pipeline=self.pipeline, error=mask(str(exc)))
         after_id = 0
         started = self.now()
         while True:

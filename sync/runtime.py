@@ -162,6 +162,9 @@ def run_cycle(
             )
             result.push = pusher.run(stop=stop, on_row=on_row)
             result.stopped = result.push.stopped
+            from sync.alerts import check_alerts
+
+            check_alerts(pipeline)  # never raises: an alert problem must not fail the cycle
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         store.finish_run(

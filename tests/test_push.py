@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from connectors.memory.sink import MemoryCrm
 from connectors.memory.source import MemoryErp
+from sync.errors import TransientError
 from sync.model import Movement, MovementKind, StockKey
 from sync.pull import PullOptions, pull_all
 from sync.push import Pusher, PushOptions
@@ -186,3 +187,21 @@ def test_retry_backoff_is_scheduled(store: StateStore, clock: Clock) -> None:
         <= row.next_attempt_at
         <= clock.now + timedelta(seconds=31)
     )
+
+
+def test_a_failed_bulk_read_falls_back_to_lookups(store: StateStore, clock: Clock) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    existing = crm.create_level(StockKey("S0", "W1"), _lv(1))
+    for n in range(25):
+        erp.put(receipt(clock, n, sku=f"S{n}"))
+    pull_all(store, erp, "p", now=clock, options=OPTIONS)
+    original = crm.read_levels
+
+    def broken() -> object:
+        raise TransientError("CRM busy")
+
+    crm.read_levels = broken  # type: ignore[method-assign]
+    report = Pusher(store, crm, "p", now=clock).run()
+    crm.read_levels = original  # type: ignore[method-assign]
+    assert report.pushed == 25 and crm.calls["find_level"] == 25
+    assert [i for i, r in crm.levels.items() if r.key.sku == "S0"] == [existing]

@@ -21,6 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -151,6 +152,25 @@ class FxiaokeEmulator(Emulator):
             self.calls.clear()
             self.errors.clear()
             self.trace_ids.clear()
+
+    def stock_by_code(self) -> dict[tuple[str, str], Decimal]:
+        """StockObj real_stock per (product_code, warehouse number).
+
+        Raises AssertionError on two records for one pair: a duplicate is the one
+        thing a sync must never create, so every reader of this view checks it.
+        """
+        products = {r["_id"]: r["product_code"] for r in self.records("ProductObj")}
+        warehouses = {r["_id"]: r["number"] for r in self.records("WarehouseObj")}
+        out: dict[tuple[str, str], Decimal] = {}
+        for r in self.stock_records():
+            key = (
+                str(products.get(r["product_id"], r["product_id"])),
+                str(warehouses.get(r["warehouse_id"], r["warehouse_id"])),
+            )
+            if key in out:
+                raise AssertionError(f"duplicate StockObj for {key}")
+            out[key] = Decimal(str(r["real_stock"]))
+        return out
 
     def connection_info(self, base_url: str) -> dict[str, Any]:
         return {

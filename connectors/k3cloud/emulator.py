@@ -187,6 +187,17 @@ class K3CloudEmulator(Emulator):
 
     # -- WSGI ------------------------------------------------------------------------
 
+    def inventory(self) -> dict[tuple[str, str], Decimal]:
+        """STK_Inventory summed per (material, stock) over lots, non-zero only: the truth."""
+        _, rows = self.run_query(
+            {"FormId": INVENTORY, "FieldKeys": "FMaterialId.FNumber,FStockId.FNumber,FBaseQty"}
+        )
+        totals: dict[tuple[str, str], Decimal] = {}
+        for row in rows:
+            key = (str(row["fmaterialid.fnumber"]), str(row["fstockid.fnumber"]))
+            totals[key] = totals.get(key, Decimal(0)) + Decimal(str(row["fbaseqty"]))
+        return {k: v for k, v in totals.items() if v}
+
     def connection_info(self, base_url: str) -> dict[str, Any]:
         c = self.credentials
         return {

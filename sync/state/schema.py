@@ -94,6 +94,8 @@ movements = Table(
     Column("content_hash", String(32), nullable=False),
     Column("version", Integer, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
+    Column("run_id", String(36), nullable=True),
+    Column("reason", String(32), nullable=True),
     # one secondary index: every insert pays for each (rescan and report filter by date)
     Index("ix_movements_date", "pipeline", "occurred_at"),
 )

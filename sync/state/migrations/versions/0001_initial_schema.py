@@ -135,6 +135,8 @@ def upgrade() -> None:
         sa.Column("content_hash", sa.String(length=32), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("recorded_at", sa.BigInteger(), nullable=False),
+        sa.Column("run_id", sa.String(length=36), nullable=True),
+        sa.Column("reason", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("pipeline", "key"),
     )
     with op.batch_alter_table("movements", schema=None) as batch_op:

@@ -1,0 +1,216 @@
+"""Safety-stock alerts (DESIGN §7): fire once when a level crosses below, once when it recovers.
+
+``thresholds_for`` and ``detect`` are pure; ``check_alerts`` reads levels and
+the persisted ``alert_states``, detects crossings, persists the new states and
+notifies: a structured log event always, a webhook (JSON POST, bounded
+retries) when configured. A failing webhook is retried, then logged and left:
+alerts never fail or block the sync.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+import structlog
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from sync.config import AlertSettings, WebhookSettings
+from sync.model import StockKey
+from sync.state.store import AlertState
+
+if TYPE_CHECKING:
+    from sync.runtime import Pipeline
+
+log = structlog.get_logger("stocksync.alerts")
+
+Transition = Literal["low", "recovered"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A crossing: ``low`` when qty went below threshold, ``recovered`` when back at/above it."""
+
+    pipeline: str
+    key: StockKey
+    transition: Transition
+    qty: Decimal
+    threshold: Decimal
+    at: datetime
+
+    def payload(self) -> dict[str, Any]:
+        """The webhook body (documented in the README)."""
+        return {
+            "event": "stock_low" if self.transition == "low" else "stock_recovered",
+            "pipeline": self.pipeline,
+            "sku": self.key.sku,
+            "warehouse": self.key.warehouse,
+            "qty": str(self.qty),
+            "threshold": str(self.threshold),
+            "at": self.at.isoformat(),
+        }
+
+
+def threshold_of(
+    key: StockKey, settings: AlertSettings, crm: Mapping[StockKey, Decimal] | None = None
+) -> Decimal | None:
+    """Safety stock for ``key``: SKU@WH, then SKU, then the CRM's value, then the default."""
+    for name in (str(key), key.sku):
+        if name in settings.thresholds:
+            return settings.thresholds[name]
+    if crm is not None and key in crm:
+        return crm[key]
+    return settings.default_threshold
+
+
+def crm_thresholds(sink: object) -> dict[StockKey, Decimal] | None:
+    """The CRM's ``safety_stock`` per key, if the sink offers ``safety_stocks()``; else None."""
+    reader = getattr(sink, "safety_stocks", None)
+    if not callable(reader):
+        return None
+    return dict(reader())
+
+
+def detect(
+    pipeline: str,
+    levels: Iterable[tuple[StockKey, Decimal]],
+    threshold: Callable[[StockKey], Decimal | None],
+    states: Mapping[StockKey, AlertState],
+    now: datetime,
+) -> tuple[list[AlertEvent], dict[StockKey, AlertState]]:
+    """Crossings since the last check and the states to persist. Pure.
+
+    A key seen for the first time fires only if it is already low. Staying on
+    the same side fires nothing; a key whose threshold was removed recovers.
+    """
+    events: list[AlertEvent] = []
+    changed: dict[StockKey, AlertState] = {}
+    for key, qty in levels:
+        limit = threshold(key)
+        previous = states.get(key)
+        if limit is None:
+            if previous is not None and previous.low:
+                changed[key] = AlertState(False, None, qty, now)
+                events.append(
+                    AlertEvent(pipeline, key, "recovered", qty, previous.threshold or qty, now)
+                )
+            continue
+        low = qty < limit
+        was_low = previous.low if previous is not None else False
+        crossed = previous is None or low != was_low
+        if crossed or (previous is not None and previous.threshold != limit):
+            since = now if crossed or previous is None else previous.changed_at
+            changed[key] = AlertState(low, limit, qty, since)
+        if low != was_low:
+            events.append(AlertEvent(pipeline, key, "low" if low else "recovered", qty, limit, now))
+    return events, changed
+
+
+def send_webhook(
+    event: AlertEvent,
+    settings: WebhookSettings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """POST the event; retry failures (network, non-2xx) up to ``max_attempts``; never raise."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(httpx.HTTPError),
+        stop=stop_after_attempt(settings.max_attempts),
+        wait=wait_exponential(multiplier=0.2, max=5.0),
+        sleep=sleep,
+        reraise=False,
+    )
+    try:
+        with httpx.Client(timeout=settings.timeout_s, transport=transport) as client:
+            for attempt in retrying:
+                with attempt:
+                    response = client.post(settings.url, json=event.payload())
+                    response.raise_for_status()
+        return True
+    except RetryError as exc:
+        log.error(
+            "alert_webhook_failed",
+            pipeline=event.pipeline,
+            sku=event.key.sku,
+            warehouse=event.key.warehouse,
+            transition=event.transition,
+            attempts=settings.max_attempts,
+            error=str(exc.last_attempt.exception()),
+        )
+        return False
+
+
+def check_alerts(
+    pipeline: Pipeline,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[AlertEvent]:
+    """Detect safety-stock crossings for ``pipeline`` and notify. Call after each push.
+
+    Never raises: an alert problem is logged and the sync goes on.
+    """
+    try:
+        return _check(pipeline, transport, sleep)
+    except Exception as exc:
+        log.error("alerts_failed", pipeline=pipeline.name, error=f"{type(exc).__name__}: {exc}")
+        return []
+
+
+def _check(
+    pipeline: Pipeline, transport: httpx.BaseTransport | None, sleep: Callable[[float], None]
+) -> list[AlertEvent]:
+    settings = pipeline.settings.alerts
+    crm = crm_thresholds(pipeline.sink) if settings.from_crm else None
+    if settings.default_threshold is None and not settings.thresholds and not crm:
+        return []
+    store, now = pipeline.store, pipeline.now()
+    events, changed = detect(
+        pipeline.name,
+        store.iter_levels(pipeline.name),
+        lambda key: threshold_of(key, settings, crm),
+        store.alert_states(pipeline.name),
+        now,
+    )
+    with store.transaction() as tx:
+        tx.put_alert_states(pipeline.name, changed)
+    for event in events:
+        log.warning(
+            "stock_low" if event.transition == "low" else "stock_recovered",
+            pipeline=event.pipeline,
+            sku=event.key.sku,
+            warehouse=event.key.warehouse,
+            qty=str(event.qty),
+            threshold=str(event.threshold),
+        )
+        if settings.webhook is not None:
+            send_webhook(event, settings.webhook, transport=transport, sleep=sleep)
+    return events
+
+
+def low_keys(pipeline: str, states: Mapping[StockKey, AlertState]) -> list[dict[str, Any]]:
+    """Rows for ``stocksync alerts list``: keys currently below their safety stock."""
+    return [
+        {
+            "pipeline": pipeline,
+            "sku": key.sku,
+            "warehouse": key.warehouse,
+            "qty": str(state.qty),
+            "threshold": str(state.threshold) if state.threshold is not None else None,
+            "since": state.changed_at.isoformat(timespec="seconds"),
+        }
+        for key, state in sorted(states.items())
+        if state.low
+    ]

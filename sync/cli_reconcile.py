@@ -1,0 +1,236 @@
+"""Reconcile, conflicts, alerts and report commands (registered on the main app).
+
+Exit codes: 0 in sync / ok, 1 differences found (after ``--apply``: differences
+that remain), 2 error.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+
+from sync import config as cfg
+from sync.cli import ConfigOpt, FormatOpt, app, emit, fail, guarded, open_state, out
+from sync.state.store import display_ref
+
+conflicts_app = typer.Typer(help="The conflicts log: list, show, resolve.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Safety-stock alerts.", no_args_is_help=True)
+app.add_typer(conflicts_app, name="conflicts")
+app.add_typer(alerts_app, name="alerts")
+
+PipelineOpt = Annotated[str | None, typer.Option("--pipeline", help="only this pipeline")]
+KINDS = ("erp_ledger_drift", "crm_modified", "missing_in_crm", "orphan_in_crm", "in_flux")
+
+
+def _q(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _selected(settings: cfg.SettingsBase, name: str | None) -> list[cfg.PipelineBase]:
+    if name:
+        return [settings.pipeline(name)]
+    return [p for p in settings.pipelines if p.enabled]
+
+
+# ------------------------------------------------------------------------ reconcile
+@app.command("reconcile")
+def reconcile_cmd(
+    config: ConfigOpt = None,
+    pipeline: PipelineOpt = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="correct the differences (default: only report)")
+    ] = False,
+    format: FormatOpt = "table",
+    only: Annotated[
+        str | None, typer.Option("--only", help=f"one kind: {', '.join(KINDS)}")
+    ] = None,
+) -> None:
+    """Three-way reconcile: ERP on-hand vs ledger vs CRM.
+
+    Without --apply it prints the plan: no adjustment, no CRM write (it does pull
+    the ERP into the ledger first). Exit 0 in sync, 1 differences found (with
+    --apply: differences that remain), 2 error.
+    """
+    from sync.reconcile_run import reconcile
+    from sync.runtime import build_pipeline, open_store
+
+    def body() -> int:
+        if only is not None and only not in KINDS:
+            fail(f"unknown kind {only!r}", f"use one of {', '.join(KINDS)}")
+        settings = cfg.load(config)
+        store = open_store(settings)
+        rows: list[dict[str, Any]] = []
+        remaining = 0
+        for p in _selected(settings, pipeline):
+            runtime = build_pipeline(p, store)
+            try:
+                result = reconcile(runtime, apply_changes=apply)
+            finally:
+                runtime.close()
+            remaining += result.remaining
+            done = {(f.kind, f.key) for f in result.done}
+            for f in result.findings:
+                if only is not None and f.kind.value != only:
+                    continue
+                row: dict[str, Any] = {
+                    "pipeline": p.name,
+                    "kind": f.kind.value,
+                    "sku": f.key.sku,
+                    "warehouse": f.key.warehouse,
+                    "erp": _q(f.erp),
+                    "ledger": _q(f.ledger),
+                    "crm": _q(f.crm),
+                    "pushed": _q(f.pushed),
+                    "action": f.action.value,
+                }
+                if apply:
+                    row["applied"] = (f.kind, f.key) in done
+                rows.append(row)
+            if format == "table":
+                verb = "applied" if apply else "dry run"
+                out.print(
+                    f"{p.name} ({verb}): {result.keys} keys, {len(result.conflicts)} "
+                    f"difference(s), {len(result.findings) - len(result.conflicts)} in flux, "
+                    f"{result.remaining} remaining",
+                    markup=False,
+                )
+        emit(rows, format, "differences")
+        return 1 if remaining else 0
+
+    raise typer.Exit(guarded(body))
+
+
+# ------------------------------------------------------------------------ conflicts
+def _conflict_row(c: Any) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "kind": c.kind,
+        "pipeline": c.pipeline,
+        "ref": display_ref(c.ref),
+        "erp": _q(c.erp_qty),
+        "ledger": _q(c.ledger_qty),
+        "crm": _q(c.crm_qty),
+        "pushed": _q(c.pushed_qty),
+        "detected_at": c.detected_at.isoformat(timespec="seconds"),
+        "last_seen_at": c.last_seen_at.isoformat(timespec="seconds"),
+        "occurrences": c.occurrences,
+        "resolution": c.resolution,
+    }
+
+
+@conflicts_app.command("list")
+def conflicts_list(
+    config: ConfigOpt = None,
+    open_only: Annotated[bool, typer.Option("--open", help="only unresolved conflicts")] = False,
+    kind: Annotated[str | None, typer.Option("--kind", help="only this kind")] = None,
+    pipeline: PipelineOpt = None,
+    format: FormatOpt = "table",
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 1000,
+) -> None:
+    """List conflicts, newest first."""
+
+    def body() -> None:
+        store = open_state(config)
+        found = store.conflicts(pipeline=pipeline, kind=kind, open_only=open_only, limit=limit)
+        emit([_conflict_row(c) for c in found], format, "conflicts")
+
+    guarded(body)
+
+
+@conflicts_app.command("show")
+def conflicts_show(
+    conflict_id: Annotated[int, typer.Argument(metavar="ID", help="conflict id")],
+    config: ConfigOpt = None,
+    format: FormatOpt = "table",
+) -> None:
+    """Every value of one conflict, with its detail payload (JSON)."""
+
+    def body() -> None:
+        store = open_state(config)
+        c = store.conflict(conflict_id)
+        if c is None:
+            fail(f"no conflict with id {conflict_id}", "see `stocksync conflicts list`")
+        row = {
+            **_conflict_row(c),
+            "resolved_at": c.resolved_at.isoformat(timespec="seconds") if c.resolved_at else None,
+            "note": c.note,
+            "detail": c.detail,
+        }
+        if format == "json":
+            out.print_json(json.dumps(row, default=str, ensure_ascii=False))
+            return
+        if format == "csv":
+            emit([{**row, "detail": json.dumps(c.detail, default=str)}], "csv")
+            return
+        for name, value in row.items():
+            if name == "detail":
+                value = json.dumps(value, default=str, ensure_ascii=False, indent=2)
+            out.print(f"{name}: {'' if value is None else value}", markup=False)
+
+    guarded(body)
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve(
+    conflict_id: Annotated[int, typer.Argument(metavar="ID", help="conflict id")],
+    note: Annotated[str, typer.Option("--note", help="why it is settled")],
+    config: ConfigOpt = None,
+) -> None:
+    """Mark an open conflict resolved by hand, with a note."""
+
+    def body() -> None:
+        store = open_state(config)
+        if not store.resolve_conflict(conflict_id, note, datetime.now(UTC)):
+            fail(f"no open conflict with id {conflict_id}", "see `stocksync conflicts list --open`")
+        out.print(f"conflict {conflict_id} resolved", markup=False)
+
+    guarded(body)
+
+
+# ------------------------------------------------------------------------ alerts
+@alerts_app.command("list")
+def alerts_list(
+    config: ConfigOpt = None, pipeline: PipelineOpt = None, format: FormatOpt = "table"
+) -> None:
+    """Stock keys currently below their safety stock (as of the last alert check)."""
+    from sync.alerts import low_keys
+
+    def body() -> None:
+        store = open_state(config)
+        names = [pipeline] if pipeline else store.pipelines()
+        rows = [row for name in names for row in low_keys(name, store.alert_states(name))]
+        emit(rows, format, "low stock")
+
+    guarded(body)
+
+
+# ------------------------------------------------------------------------ report
+@app.command("report")
+def report_cmd(
+    config: ConfigOpt = None,
+    days: Annotated[
+        int | None, typer.Option("--days", min=1, help="outbound window (default: cover_days)")
+    ] = None,
+    pipeline: PipelineOpt = None,
+    format: FormatOpt = "table",
+) -> None:
+    """Stock cover per SKU × warehouse: on hand, daily outbound, days of cover, reorder qty."""
+    from sync.report import stock_cover
+    from sync.runtime import open_store
+
+    def body() -> None:
+        settings = cfg.load(config)
+        store = open_store(settings)
+        now = datetime.now(UTC)
+        rows = []
+        for p in _selected(settings, pipeline):
+            window = days or p.alerts.cover_days
+            for r in stock_cover(store, p.name, p.alerts, days=window, now=now):
+                rows.append({**r.as_dict(p.name), "days": window})
+        emit(rows, format, "stock cover")
+
+    guarded(body)

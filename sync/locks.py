@@ -1,0 +1,151 @@
+"""Who may run a pipeline job: one daemon per SQLite file, one replica per job on a server DB.
+
+- PostgreSQL: each (pipeline, job) runs under ``pg_try_advisory_lock`` taken on a
+  dedicated connection and released when the job ends. Replicas sharing one
+  database therefore never run the same job at once; the loser skips its tick.
+- MySQL/MariaDB: the same with ``GET_LOCK(name, 0)`` / ``RELEASE_LOCK``.
+- SQLite: a lock file next to the database, ``flock``-ed for the daemon's whole
+  life. A second daemon on the same file refuses to start; inside one daemon the
+  scheduler's ``max_instances=1`` already serialises each job.
+
+Session-level locks die with their connection, so a replica that crashes or
+loses its network never leaves a job locked.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from sync.errors import StockSyncError
+
+log = structlog.get_logger("stocksync.locks")
+
+
+class DaemonAlreadyRunning(StockSyncError):
+    """Another daemon holds the SQLite state file."""
+
+
+def lock_key(pipeline: str, job: str) -> int:
+    """A stable signed 64-bit key for ``pg_try_advisory_lock`` (same on every replica)."""
+    digest = hashlib.blake2b(f"stocksync:{pipeline}:{job}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_name(pipeline: str, job: str) -> str:
+    """A MySQL lock name (at most 64 characters, unique per database server)."""
+    digest = hashlib.blake2b(f"{pipeline}:{job}".encode(), digest_size=16).hexdigest()
+    return f"stocksync:{digest}"
+
+
+def sqlite_lock_path(engine: Engine) -> Path | None:
+    """``<database>.lock`` for a file database; None for an in-memory one."""
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return None
+    return Path(database).with_name(Path(database).name + ".lock")
+
+
+class Locks:
+    """Job locks for one state database (see the module docstring for each backend)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backend = engine.dialect.name
+        self._file: IO[str] | None = None
+        self._local: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # -- daemon-wide ---------------------------------------------------------------
+    def acquire_daemon(self) -> None:
+        """With SQLite, take the lock file for the daemon's lifetime or refuse to start."""
+        if self.backend != "sqlite":
+            return
+        path = sqlite_lock_path(self.engine)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held until release)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise DaemonAlreadyRunning(
+                f"another stocksync daemon is already running on {self.engine.url.database} "
+                f"(lock file {path} is held by pid {holder})",
+                hint="stop the other daemon, or use PostgreSQL for several replicas",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+        log.info("daemon_lock_acquired", lock_file=str(path))
+
+    def release_daemon(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    # -- per job -------------------------------------------------------------------
+    @contextmanager
+    def job(self, pipeline: str, job: str) -> Iterator[bool]:
+        """Hold the (pipeline, job) lock for the ``with`` body; yields False if it is taken."""
+        if self.backend == "postgresql":
+            with self._server_lock(
+                "SELECT pg_try_advisory_lock(:k)",
+                "SELECT pg_advisory_unlock(:k)",
+                {"k": lock_key(pipeline, job)},
+            ) as got:
+                yield got
+        elif self.backend in ("mysql", "mariadb"):
+            with self._server_lock(
+                "SELECT GET_LOCK(:k, 0)", "SELECT RELEASE_LOCK(:k)", {"k": lock_name(pipeline, job)}
+            ) as got:
+                yield got
+        else:
+            with self._guard:
+                local = self._local.setdefault((pipeline, job), threading.Lock())
+            got = local.acquire(blocking=False)
+            try:
+                yield got
+            finally:
+                if got:
+                    local.release()
+
+    @contextmanager
+    def _server_lock(self, take: str, give: str, params: dict[str, object]) -> Iterator[bool]:
+        # a dedicated connection: the lock belongs to this session, not to the job's work
+        conn = self.engine.connect()
+        try:
+            got = bool(conn.execute(text(take), params).scalar())
+            conn.commit()
+        except Exception:
+            conn.invalidate()
+            conn.close()
+            raise
+        try:
+            yield got
+        finally:
+            try:
+                if got:
+                    conn.execute(text(give), params)
+                    conn.commit()
+            except Exception as exc:  # the session ends below, which frees the lock anyway
+                log.warning("lock_release_failed", error=str(exc))
+                conn.invalidate()
+            finally:
+                conn.close()

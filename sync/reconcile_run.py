@@ -1,0 +1,352 @@
+"""Three-way reconcile, the I/O half: fetch E, L, C, P (DESIGN §6.1), plan, apply.
+
+Sequence: baseline if the pipeline has none, catch up (pull), snapshot E, catch
+up again (keys moved by the second catch-up are in flux), read C, stream L and
+P from the state DB, ``plan``. With ``apply``: drift is first re-checked after
+a window rescan — a deleted ERP document must become an inactive line (and a
+``vanished_in_erp`` conflict), not an adjustment that a later rescan would
+count twice — then corrected by ADJUSTMENT movements; CRM edits are re-pushed,
+missing records created, orphans zeroed if configured, and the Pusher runs.
+Every conflict finding becomes a ``conflicts`` row and a log event.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import structlog
+
+from sync.ledger import apply_page
+from sync.model import LevelValue, Movement, MovementKind, Page, StockKey
+from sync.pull import ensure_baseline, pull_all, rescan
+from sync.push import Pusher, PushReport
+from sync.reconcile import (
+    CONFLICT_KINDS,
+    Action,
+    CrmValue,
+    Finding,
+    FindingKind,
+    Policies,
+    plan,
+)
+from sync.runtime import Pipeline, ledger_options, pull_options, push_options
+from sync.state.store import LEVEL, StateStore, level_ref
+
+log = structlog.get_logger("stocksync.reconcile")
+
+ADJUSTMENT_STREAM = "reconcile"
+_PAGE = 1000
+Row = tuple[StockKey, Decimal]
+
+#: what a conflict row's ``resolution`` says once its action was applied
+RESOLUTIONS = {
+    Action.ADJUST: "adjusted",
+    Action.OVERWRITE: "overwritten",
+    Action.CREATE: "created",
+    Action.ZERO: "zeroed",
+}
+
+
+@dataclass
+class ReconcileResult:
+    """What a reconcile saw and did. ``remaining`` drives the exit code."""
+
+    run_id: str
+    applied: bool
+    findings: list[Finding] = field(default_factory=list)
+    #: findings whose action was carried out (only with ``apply``)
+    done: list[Finding] = field(default_factory=list)
+    #: drift settled by the window rescan (deleted ERP documents) instead of an adjustment
+    vanished: list[str] = field(default_factory=list)
+    push: PushReport = field(default_factory=PushReport)
+    keys: int = 0
+
+    @property
+    def conflicts(self) -> list[Finding]:
+        return [f for f in self.findings if f.is_conflict]
+
+    @property
+    def remaining(self) -> int:
+        """Differences still there: everything in a dry run; after apply, what was not fixed."""
+        if not self.applied:
+            return len(self.conflicts)
+        fixed = {(f.kind, f.key) for f in self.done}
+        left = [f for f in self.conflicts if (f.kind, f.key) not in fixed]
+        return len(left) + self.push.failed + self.push.retried
+
+
+def policies_of(pipeline: Pipeline) -> Policies:
+    r = pipeline.settings.reconcile
+    return Policies(r.erp_ledger_drift, r.crm_modified, r.missing_in_crm, r.orphan_in_crm)
+
+
+def _catch_up(pipeline: Pipeline, run_id: str) -> set[StockKey]:
+    s = pipeline.settings
+    report = pull_all(
+        pipeline.store,
+        pipeline.source,
+        pipeline.name,
+        now=pipeline.now,
+        options=pull_options(s),
+        ledger=ledger_options(s),
+        run_id=run_id,
+    )
+    return set(report.touched)
+
+
+def _order(item: tuple[StockKey, object]) -> tuple[str, str]:
+    return item[0].sku, item[0].warehouse
+
+
+def _erp_sorted(pipeline: Pipeline) -> list[tuple[StockKey, Decimal]]:
+    totals: dict[StockKey, Decimal] = {}
+    for row in pipeline.source.on_hand():
+        key = row.stock_key
+        totals[key] = totals.get(key, Decimal(0)) + row.qty
+    return sorted(totals.items(), key=_order)
+
+
+def _crm_sorted(pipeline: Pipeline) -> list[tuple[StockKey, CrmValue]]:
+    found: dict[StockKey, CrmValue] = {}
+    for lvl in pipeline.sink.read_levels():
+        # two CRM records for one key: the first wins, the second is reported by the sink's owner
+        found.setdefault(lvl.stock_key, CrmValue(lvl.qty, lvl.crm_id))
+    return sorted(found.items(), key=_order)
+
+
+def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[Finding], int]:
+    """Fetch the four sides (DESIGN §6.1) and plan; returns the findings and keys compared."""
+    s, store = pipeline.settings, pipeline.store
+    ensure_baseline(
+        store,
+        pipeline.source,
+        pipeline.name,
+        now=pipeline.now,
+        options=pull_options(s),
+        ledger=ledger_options(s),
+        run_id=run_id,
+    )
+    _catch_up(pipeline, run_id)
+    erp = _erp_sorted(pipeline)
+    in_flux = _catch_up(pipeline, run_id)
+    crm = _crm_sorted(pipeline)
+    counter = [0]
+
+    def ledger(rows: Iterator[tuple[StockKey, Decimal, Decimal | None]]) -> Iterator[Row]:
+        for key, level, _ in rows:
+            counter[0] += 1
+            yield key, level
+
+    # one streamed query feeds two sides; tee buffers only the small lag between them
+    ledger_rows, pushed_rows = itertools.tee(store.iter_level_bindings(pipeline.name))
+    pushed = ((k, p) for k, _, p in pushed_rows if p is not None)
+    findings = plan(erp, ledger(ledger_rows), crm, pushed, in_flux, policies)
+    return findings, counter[0]
+
+
+def _chunks(items: Sequence[Finding]) -> Iterator[Sequence[Finding]]:
+    for start in range(0, len(items), _PAGE):
+        yield items[start : start + _PAGE]
+
+
+def _settle_drift(pipeline: Pipeline, drift: list[Finding], result: ReconcileResult) -> None:
+    """Rescan for deletions, then write ADJUSTMENT movements for what is still off."""
+    store, now = pipeline.store, pipeline.now()
+    report = rescan(
+        store,
+        pipeline.source,
+        pipeline.name,
+        now=pipeline.now,
+        window_days=pipeline.settings.pull.rescan_days,
+        ledger=ledger_options(pipeline.settings),
+        run_id=result.run_id,
+    )
+    levels = store.levels(pipeline.name) if report.vanished else {}
+    seq = int(store.meta(pipeline.name, "reconcile_seq") or 0) + 1
+    store.set_meta(pipeline.name, "reconcile_seq", str(seq))
+    result.vanished = report.vanished
+    run_id = result.run_id
+    for chunk in _chunks(drift):
+        movements = []
+        for f in chunk:
+            erp = f.erp if f.erp is not None else Decimal(0)
+            ledger = levels.get(f.key, Decimal(0)) if report.vanished else (f.ledger or Decimal(0))
+            result.done.append(f)
+            if erp == ledger:
+                continue  # the rescan settled it: the ERP document was deleted
+            movements.append(
+                Movement(
+                    key=f"reconcile:{pipeline.name}:{f.key.sku}:{f.key.warehouse}:{seq}",
+                    kind=MovementKind.ADJUSTMENT,
+                    sku=f.key.sku,
+                    warehouse=f.key.warehouse,
+                    qty=erp - ledger,
+                    occurred_at=now,
+                    source_updated_at=now,
+                    doc_no=f"reconcile {run_id[:8]}",
+                )
+            )
+        page = Page(ADJUSTMENT_STREAM, movements, None)
+        apply_page(
+            store,
+            pipeline.name,
+            page,
+            now=now,
+            options=ledger_options(pipeline.settings),
+            run_id=run_id,
+            reason="reconcile",
+        )
+
+
+def _force_push(store: StateStore, pipeline: str, findings: list[Finding], now: datetime) -> None:
+    """Make the pusher write these keys: forget the pushed hash (or the dead binding), enqueue."""
+    with store.transaction() as tx:
+        for f in findings:
+            ref = level_ref(f.key)
+            if f.kind is FindingKind.MISSING_IN_CRM:
+                tx.unbind(pipeline, LEVEL, ref)
+            elif f.crm_id is not None:
+                tx.bind(
+                    pipeline, LEVEL, ref, f.crm_id, pushed_hash=None, pushed_qty=f.pushed, now=None
+                )
+        tx.enqueue(pipeline, LEVEL, [level_ref(f.key) for f in findings], now)
+
+
+def _zero_orphans(pipeline: Pipeline, orphans: list[Finding]) -> list[Finding]:
+    done = []
+    for f in orphans:
+        if f.crm_id is None:
+            continue
+        pipeline.sink.update_level(f.crm_id, f.key, LevelValue(Decimal(0), Decimal(0)))
+        done.append(f)
+    return done
+
+
+def apply(pipeline: Pipeline, result: ReconcileResult) -> None:
+    """Carry out every finding whose action is not NONE, then push."""
+    by_action: dict[Action, list[Finding]] = {a: [] for a in Action}
+    for f in result.findings:
+        by_action[f.action].append(f)
+    if by_action[Action.ADJUST]:
+        _settle_drift(pipeline, by_action[Action.ADJUST], result)
+    repush = by_action[Action.OVERWRITE] + by_action[Action.CREATE]
+    if repush:
+        _force_push(pipeline.store, pipeline.name, repush, pipeline.now())
+        result.done += repush
+    result.done += _zero_orphans(pipeline, by_action[Action.ZERO])
+    pusher = Pusher(
+        pipeline.store,
+        pipeline.sink,
+        pipeline.name,
+        now=pipeline.now,
+        options=push_options(pipeline.settings),
+    )
+    result.push = pusher.run()
+
+
+def record(pipeline: Pipeline, result: ReconcileResult) -> None:
+    """A conflicts row and a log event per conflict finding; close rows now in sync."""
+    store, now = pipeline.store, pipeline.now()
+    done = {(f.kind, f.key) for f in result.done}
+    seen: set[tuple[str, str]] = set()
+    flux = {level_ref(f.key) for f in result.findings if not f.is_conflict}
+    # read before the transaction: a second connection must not run inside it
+    settled = [
+        (row.kind, row.ref)
+        for kind in CONFLICT_KINDS
+        for row in store.conflicts(
+            pipeline=pipeline.name, kind=kind.value, open_only=True, limit=1_000_000
+        )
+    ]
+    with store.transaction() as tx:
+        for f in result.conflicts:
+            ref = level_ref(f.key)
+            seen.add((f.kind.value, ref))
+            resolution = RESOLUTIONS.get(f.action) if (f.kind, f.key) in done else None
+            tx.record_conflict(
+                kind=f.kind.value,
+                pipeline=pipeline.name,
+                ref=ref,
+                now=now,
+                detail={"action": f.action.value, "crm_id": f.crm_id, "run_id": result.run_id},
+                erp=f.erp,
+                ledger=f.ledger,
+                crm=f.crm,
+                pushed=f.pushed,
+                resolution=resolution,
+            )
+            log.warning(
+                f.kind.value,
+                pipeline=pipeline.name,
+                sku=f.key.sku,
+                warehouse=f.key.warehouse,
+                erp=_s(f.erp),
+                ledger=_s(f.ledger),
+                crm=_s(f.crm),
+                pushed=_s(f.pushed),
+                action=f.action.value,
+                applied=resolution is not None,
+                run_id=result.run_id,
+            )
+        for kind, ref in settled:
+            if (kind, ref) not in seen and ref not in flux:
+                tx.resolve_conflicts(
+                    pipeline.name, kind, ref, now, "in_sync", "in sync at reconcile"
+                )
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def reconcile(
+    pipeline: Pipeline, *, apply_changes: bool = False, policies: Policies | None = None
+) -> ReconcileResult:
+    """One three-way reconcile of ``pipeline``; changes ERP-side nothing, CRM only if applying.
+
+    A dry run still catches the ledger up (pull, and the first-run baseline) and
+    records/refreshes conflict rows; it writes no adjustment and pushes nothing.
+    """
+    run_id = str(uuid.uuid4())
+    store = pipeline.store
+    row = store.start_run(run_id, pipeline.name, "reconcile", pipeline.now())
+    result = ReconcileResult(run_id, apply_changes)
+    try:
+        result.findings, result.keys = collect(pipeline, run_id, policies or policies_of(pipeline))
+        if apply_changes:
+            apply(pipeline, result)
+        record(pipeline, result)
+    except Exception as exc:
+        store.finish_run(row, pipeline.now(), status="error", error=f"{type(exc).__name__}: {exc}")
+        log.error("reconcile_failed", pipeline=pipeline.name, run_id=run_id, error=str(exc))
+        raise
+    store.finish_run(
+        row,
+        pipeline.now(),
+        status="ok",
+        applied=len(result.done),
+        pushed=result.push.pushed,
+        failed=result.push.failed,
+    )
+    log.info(
+        "reconcile_done",
+        pipeline=pipeline.name,
+        run_id=run_id,
+        keys=result.keys,
+        findings=len(result.conflicts),
+        in_flux=len(result.findings) - len(result.conflicts),
+        applied=len(result.done),
+        remaining=result.remaining,
+        dry_run=not apply_changes,
+    )
+    return result
+
+
+def run_scheduled(pipeline: Pipeline) -> ReconcileResult:
+    """The daemon's cron job: apply semantics with the configured policies."""
+    return reconcile(pipeline, apply_changes=True)

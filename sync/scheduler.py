@@ -1,0 +1,269 @@
+"""APScheduler jobs per pipeline: cycle (interval), rescan (cron) and reconcile (cron).
+
+Every job runs under its (pipeline, job) lock from ``sync.locks``: a replica that
+does not get it skips the tick (log event + metric). Jobs of one pipeline are
+also serialised inside the process, so a reload can swap a pipeline's
+connectors without pulling them from under a running job. A failing job logs
+one structured error and the daemon keeps going.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from sync.config import PipelineBase
+from sync.health import Metrics
+from sync.locks import Locks
+from sync.pull import rescan
+from sync.runtime import CycleResult, Pipeline, ledger_options, run_cycle
+
+log = structlog.get_logger("stocksync.scheduler")
+
+JOBS = ("cycle", "rescan", "reconcile")
+
+
+def reconcile_entry() -> Callable[[Pipeline], Any] | None:
+    """``sync.reconcile.run_scheduled`` when that module exists, else None (job not scheduled)."""
+    if importlib.util.find_spec("sync.reconcile") is None:
+        return None
+    module = importlib.import_module("sync.reconcile")
+    entry: Callable[[Pipeline], Any] | None = getattr(module, "run_scheduled", None)
+    return entry
+
+
+@dataclass
+class Slot:
+    """A pipeline as the daemon holds it: live connectors plus a lock serialising its jobs."""
+
+    pipeline: Pipeline
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class JobRunner:
+    """Runs one job of one pipeline: lock, runs row, metrics, error containment."""
+
+    def __init__(
+        self,
+        slots: Mapping[str, Slot],
+        locks: Locks,
+        stop: threading.Event,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.slots = slots
+        self.locks = locks
+        self.stop = stop
+        self.metrics = metrics
+        self._active = 0
+        self._idle = threading.Condition()
+
+    @contextmanager
+    def _tracked(self) -> Iterator[None]:
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no job is running; False when ``timeout_s`` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout=timeout_s)
+
+    def __call__(self, name: str, job: str) -> None:
+        """The scheduled callable (never raises: APScheduler would only log a traceback)."""
+        if self.stop.is_set():
+            return
+        slot = self.slots.get(name)
+        if slot is None:
+            return
+        with self._tracked(), slot.lock, self.locks.job(name, job) as got:
+            if not got:
+                log.info("lock_skipped", pipeline=name, job=job)
+                if self.metrics is not None:
+                    self.metrics.lock_skips.labels(name, job).inc()
+                return
+            try:
+                getattr(self, f"_{job}")(slot.pipeline)
+            except Exception as exc:
+                log.error(
+                    "job_failed",
+                    pipeline=name,
+                    job=job,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                if self.metrics is not None:
+                    self.metrics.job_failures.labels(name, job).inc()
+
+    # -- the jobs ------------------------------------------------------------------
+    def _cycle(self, p: Pipeline) -> None:
+        started = time.monotonic()
+        result = run_cycle(p, stop=self.stop)
+        if self.metrics is not None:
+            self.metrics.record_cycle(p.name, result, time.monotonic() - started)
+        problem = None if result.stopped else crm_problem(p, result)
+        if problem is not None:
+            mark_degraded(p, result, problem)
+
+    def _rescan(self, p: Pipeline) -> None:
+        self._recorded(
+            p,
+            "rescan",
+            lambda run_id: rescan(
+                p.store,
+                p.source,
+                p.name,
+                now=p.now,
+                window_days=p.settings.pull.rescan_days,
+                ledger=ledger_options(p.settings),
+                run_id=run_id,
+            ),
+        )
+
+    def _reconcile(self, p: Pipeline) -> None:
+        entry = reconcile_entry()
+        if entry is not None:
+            entry(p)  # writes its own runs row (job "reconcile")
+
+    def _recorded(self, p: Pipeline, job: str, body: Callable[[str], Any]) -> None:
+        run_id = str(uuid.uuid4())
+        row = p.store.start_run(run_id, p.name, job, p.now())
+        structlog.contextvars.bind_contextvars(run_id=run_id, pipeline=p.name)
+        try:
+            outcome = body(run_id)
+        except Exception as exc:
+            p.store.finish_run(row, p.now(), status="error", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id", "pipeline")
+        p.store.finish_run(row, p.now(), status="ok")
+        log.info(f"{job}_done", pipeline=p.name, run_id=run_id, result=repr(outcome))
+
+
+def crm_problem(p: Pipeline, result: CycleResult) -> str | None:
+    """Why this cycle did not reach the CRM, or None.
+
+    Push failures are per row (rescheduled, not raised), so a CRM outage does
+    not fail ``run_cycle``. A cycle counts as good only if some push got
+    through, or — when there was nothing to push — the CRM answered a check.
+    """
+    push = result.push
+    attempted = push.pushed + push.skipped + push.retried + push.dead + push.blocked
+    if attempted:
+        if push.retried and not (push.pushed or push.skipped):
+            return f"every push attempt failed ({push.retried} rescheduled)"
+        return None
+    try:
+        p.sink.check()
+    except Exception as exc:
+        return f"CRM check failed: {type(exc).__name__}: {exc}"
+    return None
+
+
+def mark_degraded(p: Pipeline, result: CycleResult, problem: str) -> None:
+    """Record the cycle as ``degraded``: it no longer counts as a success for /healthz."""
+    for run in p.store.runs(p.name, limit=20):
+        if run.run_id == result.run_id:
+            p.store.finish_run(
+                run.id,
+                run.finished_at or p.now(),
+                status="degraded",
+                pulled=run.pulled,
+                applied=run.applied,
+                pushed=run.pushed,
+                failed=run.failed,
+                error=problem,
+            )
+            break
+    log.warning("cycle_degraded", pipeline=p.name, run_id=result.run_id, problem=problem)
+
+
+def triggers(p: PipelineBase) -> dict[str, Any]:
+    """The APScheduler trigger of each job this pipeline should have."""
+    out: dict[str, Any] = {
+        "cycle": IntervalTrigger(seconds=p.schedule.interval_s),
+        "rescan": CronTrigger.from_crontab(p.schedule.rescan_cron),
+    }
+    if reconcile_entry() is not None:
+        out["reconcile"] = CronTrigger.from_crontab(p.schedule.reconcile_cron)
+    return out
+
+
+def _spec(p: PipelineBase, job: str) -> tuple[Any, ...]:
+    s = p.schedule
+    schedule = {"cycle": s.interval_s, "rescan": s.rescan_cron, "reconcile": s.reconcile_cron}
+    return (schedule[job], s.misfire_grace_s)
+
+
+class JobScheduler:
+    """A BackgroundScheduler whose job set follows the config (``apply`` on start and reload)."""
+
+    def __init__(self, runner: JobRunner, max_workers: int = 16) -> None:
+        self.runner = runner
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers)},
+            job_defaults={"max_instances": 1, "coalesce": True},
+        )
+        self._specs: dict[str, tuple[Any, ...]] = {}
+
+    def apply(
+        self, pipelines: Sequence[PipelineBase], *, now_jobs: bool = True
+    ) -> dict[str, list[str]]:
+        """Add, remove and reschedule jobs so that they match ``pipelines`` (enabled ones)."""
+        wanted: dict[str, tuple[PipelineBase, str, Any]] = {}
+        for p in pipelines:
+            if p.enabled:
+                for job, trigger in triggers(p).items():
+                    wanted[f"{p.name}:{job}"] = (p, job, trigger)
+        changes: dict[str, list[str]] = {"added": [], "removed": [], "rescheduled": []}
+        for job_id in sorted(set(self._specs) - set(wanted)):
+            self.scheduler.remove_job(job_id)
+            del self._specs[job_id]
+            changes["removed"].append(job_id)
+        for job_id, (p, job, trigger) in sorted(wanted.items()):
+            spec = _spec(p, job)
+            if job_id not in self._specs:
+                extra = {"next_run_time": datetime.now(UTC)} if job == "cycle" and now_jobs else {}
+                self.scheduler.add_job(
+                    self.runner,
+                    trigger,
+                    args=(p.name, job),
+                    id=job_id,
+                    name=job_id,
+                    misfire_grace_time=int(p.schedule.misfire_grace_s),
+                    **extra,
+                )
+                changes["added"].append(job_id)
+            elif self._specs[job_id] != spec:
+                self.scheduler.modify_job(
+                    job_id, misfire_grace_time=int(p.schedule.misfire_grace_s)
+                )
+                self.scheduler.reschedule_job(job_id, trigger=trigger)
+                changes["rescheduled"].append(job_id)
+            self._specs[job_id] = spec
+        return changes
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop scheduling new runs; running jobs are waited for by the daemon (with a grace)."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)

@@ -1,0 +1,41 @@
+"""The connection handling every part of the state store shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    Connection,
+)
+from sqlalchemy.exc import OperationalError
+
+from sync.errors import TransientError
+from sync.settings import mask
+from sync.state.engine import create_state_engine
+from sync.state.tx import Tx
+
+
+class StoreBase:
+    """Owns the engine; hands out transactions (``Tx``) and plain connections."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_state_engine(url)
+        self.dialect = self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        try:
+            with self.engine.begin() as conn:
+                yield Tx(conn)
+        except OperationalError as exc:
+            raise TransientError(f"state database: {mask(str(exc.orig))}") from exc
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn

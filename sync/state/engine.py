@@ -1,0 +1,64 @@
+"""Engines for the state database: SQLite (WAL), PostgreSQL (psycopg 3), MySQL/MariaDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from sync.errors import ConfigError, ConfigProblem
+from sync.settings import mask
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def create_state_engine(url: str) -> Engine:
+    """An engine for ``url`` with our defaults (SQLite WAL, psycopg 3, PyMySQL)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            [ConfigProblem("state.url", f"not a database URL: {mask(url)!r}")]
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend in ("mysql", "mariadb") and "+" not in parsed.drivername:
+        parsed = parsed.set(drivername=f"{backend}+pymysql")
+    kwargs: dict[str, Any] = {"future": True}
+    if backend == "sqlite":
+        database = parsed.database or ""
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if database in ("", ":memory:"):
+            kwargs["poolclass"] = StaticPool
+        else:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    elif backend not in ("postgresql", "mysql", "mariadb"):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "state.url",
+                    f"unsupported database {backend!r}; use sqlite, postgresql or mysql/mariadb",
+                )
+            ]
+        )
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(parsed, **kwargs)
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

@@ -1,0 +1,257 @@
+"""Reads of the ledger: cursors, levels, baselines, movements, pipeline metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    func,
+    literal,
+    select,
+)
+
+from sync.model import Cursor, StockKey
+from sync.state import schema as s
+from sync.state.base import StoreBase
+from sync.state.rows import (
+    LEVEL,
+    REF_SEPARATOR,
+    AlertState,
+    CursorRow,
+    StoredMovement,
+    opt_qty,
+    stored_movement,
+)
+from sync.state.schema import from_units
+
+
+class LedgerReads(StoreBase):
+    def cursor(self, pipeline: str, stream: str) -> Cursor | None:
+        t = s.cursors
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.c.updated_at, t.c.tie_break).where(
+                    t.c.pipeline == pipeline, t.c.stream == stream
+                )
+            ).first()
+        return Cursor(row[0], row[1]) if row else None
+
+    def cursors(self, pipeline: str | None = None) -> list[CursorRow]:
+        t = s.cursors
+        q = select(t).order_by(t.c.pipeline, t.c.stream)
+        if pipeline:
+            q = q.where(t.c.pipeline == pipeline)
+        with self.engine.connect() as conn:
+            return [
+                CursorRow(
+                    r["pipeline"],
+                    r["stream"],
+                    Cursor(r["updated_at"], r["tie_break"]),
+                    r["advanced_at"],
+                )
+                for r in conn.execute(q).mappings()
+            ]
+
+    def level(self, pipeline: str, key: StockKey) -> Decimal:
+        t = s.stock_levels
+        with self.engine.connect() as conn:
+            units = conn.execute(
+                select(t.c.qty).where(
+                    t.c.pipeline == pipeline, t.c.sku == key.sku, t.c.warehouse == key.warehouse
+                )
+            ).scalar()
+        return from_units(units)
+
+    def levels(self, pipeline: str) -> dict[StockKey, Decimal]:
+        t = s.stock_levels
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.sku, t.c.warehouse, t.c.qty).where(t.c.pipeline == pipeline)
+            )
+            return {StockKey(r[0], r[1]): from_units(r[2]) for r in rows}
+
+    def iter_levels(self, pipeline: str, batch: int = 5000) -> Iterator[tuple[StockKey, Decimal]]:
+        """Levels ordered by key, streamed (reconcile of millions of keys)."""
+        t = s.stock_levels
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(
+                select(t.c.sku, t.c.warehouse, t.c.qty)
+                .where(t.c.pipeline == pipeline)
+                .order_by(t.c.sku, t.c.warehouse)
+            )
+            for r in result:
+                yield StockKey(r[0], r[1]), from_units(r[2])
+
+    def _codepoint_order(self, column: Any) -> Any:
+        """ORDER BY ``column`` in code-point order (Python's ``sorted``) on any backend."""
+        if self.dialect == "postgresql":
+            return column.collate("C")
+        if self.dialect in ("mysql", "mariadb"):
+            return column.collate("utf8mb4_bin")
+        return column
+
+    def iter_level_bindings(
+        self, pipeline: str, batch: int = 5000
+    ) -> Iterator[tuple[StockKey, Decimal, Decimal | None]]:
+        """(key, ledger level, last pushed qty or None) in code-point key order, streamed.
+
+        Reconcile merge-joins this with sorted ERP and CRM snapshots, so the order
+        must match Python's string order whatever the database collation is.
+        """
+        t, b = s.stock_levels, s.bindings
+        ref = t.c.sku + literal(REF_SEPARATOR) + t.c.warehouse
+        q = (
+            select(t.c.sku, t.c.warehouse, t.c.qty, b.c.pushed_qty)
+            .select_from(
+                t.outerjoin(
+                    b,
+                    and_(b.c.pipeline == t.c.pipeline, b.c.target == LEVEL, b.c.ref == ref),
+                )
+            )
+            .where(t.c.pipeline == pipeline)
+            .order_by(self._codepoint_order(t.c.sku), self._codepoint_order(t.c.warehouse))
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
+            for r in result:
+                yield StockKey(r[0], r[1]), from_units(r[2]), opt_qty(r[3])
+
+    def alert_states(self, pipeline: str) -> dict[StockKey, AlertState]:
+        t = s.alert_states
+        with self.engine.connect() as conn:
+            return {
+                StockKey(r["sku"], r["warehouse"]): AlertState(
+                    low=bool(r["low"]),
+                    threshold=opt_qty(r["threshold"]),
+                    qty=from_units(r["qty"]),
+                    changed_at=r["changed_at"],
+                )
+                for r in conn.execute(select(t).where(t.c.pipeline == pipeline)).mappings()
+            }
+
+    def baselines(self, pipeline: str) -> dict[StockKey, Decimal]:
+        t = s.baselines
+        with self.engine.connect() as conn:
+            return {
+                StockKey(r[0], r[1]): from_units(r[2])
+                for r in conn.execute(
+                    select(t.c.sku, t.c.warehouse, t.c.qty).where(t.c.pipeline == pipeline)
+                )
+            }
+
+    def recomputed_levels(self, pipeline: str) -> dict[StockKey, Decimal]:
+        """Levels computed from scratch: baseline + Σ effective quantities (for `db verify`)."""
+        m, b = s.movements, s.baselines
+        out: dict[StockKey, int] = {}
+        with self.engine.connect() as conn:
+            for sku, wh, qty in conn.execute(
+                select(m.c.sku, m.c.warehouse, func.sum(m.c.qty))
+                .where(m.c.pipeline == pipeline, m.c.active.is_(True))
+                .group_by(m.c.sku, m.c.warehouse)
+            ):
+                out[StockKey(sku, wh)] = int(qty)
+            for sku, wh, qty in conn.execute(
+                select(b.c.sku, b.c.warehouse, b.c.qty).where(b.c.pipeline == pipeline)
+            ):
+                key = StockKey(sku, wh)
+                out[key] = out.get(key, 0) + int(qty)
+        return {k: from_units(v) for k, v in out.items()}
+
+    def pipelines(self) -> list[str]:
+        names: set[str] = set()
+        with self.engine.connect() as conn:
+            for t in (s.stock_levels, s.cursors, s.outbox, s.runs, s.movements):
+                names |= {r[0] for r in conn.execute(select(t.c.pipeline).distinct())}
+        return sorted(names)
+
+    def movements_in_window(
+        self, pipeline: str, stream: str, since: datetime
+    ) -> Iterator[StoredMovement]:
+        t = s.movements
+        with self.engine.connect() as conn:
+            for r in conn.execute(
+                select(t).where(
+                    t.c.pipeline == pipeline,
+                    t.c.stream == stream,
+                    t.c.occurred_at >= since,
+                    t.c.active.is_(True),
+                )
+            ).mappings():
+                yield stored_movement(r)
+
+    def movement_keys(self, pipeline: str) -> Iterator[str]:
+        t = s.movements
+        with self.engine.connect() as conn:
+            yield from (r[0] for r in conn.execute(select(t.c.key).where(t.c.pipeline == pipeline)))
+
+    def movement(self, pipeline: str, key: str) -> StoredMovement | None:
+        t = s.movements
+        with self.engine.connect() as conn:
+            r = (
+                conn.execute(select(t).where(t.c.pipeline == pipeline, t.c.key == key))
+                .mappings()
+                .first()
+            )
+        return stored_movement(r) if r else None
+
+    def movement_versions(self, pipeline: str, key: str) -> list[StoredMovement]:
+        """Every version of a line, oldest first: the archived ones, then the current one."""
+        t = s.movement_versions
+        with self.engine.connect() as conn:
+            archived = [
+                StoredMovement(
+                    key=r["key"],
+                    stream="",
+                    kind=r["kind"],
+                    sku=r["sku"],
+                    warehouse=r["warehouse"],
+                    qty=from_units(r["qty"]),
+                    occurred_at=r["occurred_at"],
+                    source_updated_at=r["source_updated_at"],
+                    doc_no=r["doc_no"],
+                    active=bool(r["active"]),
+                    content_hash="",
+                    version=r["version"],
+                    reason=r["reason"],
+                    run_id=r["run_id"],
+                )
+                for r in conn.execute(
+                    select(t).where(t.c.pipeline == pipeline, t.c.key == key).order_by(t.c.version)
+                ).mappings()
+            ]
+        current = self.movement(pipeline, key)
+        return archived + ([current] if current else [])
+
+    def outbound_totals(
+        self, pipeline: str, since: datetime, kinds: Sequence[str]
+    ) -> dict[StockKey, Decimal]:
+        """Σ |qty| of active outbound movements since ``since`` per stock key (stock cover)."""
+        t = s.movements
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.sku, t.c.warehouse, func.sum(t.c.qty))
+                .where(
+                    t.c.pipeline == pipeline,
+                    t.c.occurred_at >= since,
+                    t.c.active.is_(True),
+                    t.c.kind.in_(list(kinds)),
+                )
+                .group_by(t.c.sku, t.c.warehouse)
+            )
+            return {StockKey(r[0], r[1]): abs(from_units(int(r[2]))) for r in rows}
+
+    def meta(self, pipeline: str, name: str) -> str | None:
+        t = s.pipeline_meta
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(t.c.value).where(t.c.pipeline == pipeline, t.c.name == name)
+            ).scalar()
+        return str(value) if value is not None else None
+
+    def set_meta(self, pipeline: str, name: str, value: str) -> None:
+        with self.transaction() as tx:
+            tx.set_meta(pipeline, name, value)

@@ -1,0 +1,229 @@
+"""Typed rows that cross the state store's boundary, and the outbox vocabulary.
+
+Nothing here runs SQL: these are the values callers get back (dataclasses,
+never SQLAlchemy rows) and the converters from result rows to them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from sqlalchemy.engine import RowMapping
+
+from sync.model import Cursor, StockKey
+from sync.state.schema import from_units, to_units
+
+LEVEL = "level"
+MOVEMENT = "movement"
+
+#: outbox states
+PENDING = "pending"
+UNCERTAIN = "uncertain"
+BLOCKED = "blocked"
+DEAD = "dead"
+OUTBOX_STATES = (PENDING, UNCERTAIN, BLOCKED, DEAD)
+
+REF_SEPARATOR = "\x1f"
+
+
+def level_ref(key: StockKey) -> str:
+    """The outbox/binding reference of a stock key (unit separator never occurs in codes)."""
+    return f"{key.sku}{REF_SEPARATOR}{key.warehouse}"
+
+
+def parse_level_ref(ref: str) -> StockKey:
+    sku, _, warehouse = ref.partition(REF_SEPARATOR)
+    return StockKey(sku, warehouse)
+
+
+def display_ref(ref: str) -> str:
+    return ref.replace(REF_SEPARATOR, "@")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMovement:
+    key: str
+    stream: str
+    kind: str
+    sku: str
+    warehouse: str
+    qty: Decimal
+    occurred_at: datetime
+    source_updated_at: datetime
+    doc_no: str
+    active: bool
+    content_hash: str
+    version: int
+    #: why this version was written (e.g. "reconcile", "vanished"); None for plain pulls
+    reason: str | None = None
+    run_id: str | None = None
+
+    @property
+    def effective_qty(self) -> Decimal:
+        return self.qty if self.active else Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    pipeline: str
+    target: str
+    ref: str
+    state: str
+    generation: int
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    crm_id: str
+    pushed_hash: str | None
+    pushed_qty: Decimal | None
+    pushed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRow:
+    id: int
+    kind: str
+    pipeline: str
+    ref: str
+    erp_qty: Decimal | None
+    ledger_qty: Decimal | None
+    crm_qty: Decimal | None
+    pushed_qty: Decimal | None
+    detail: dict[str, Any]
+    detected_at: datetime
+    last_seen_at: datetime
+    occurrences: int
+    resolution: str | None
+    resolved_at: datetime | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """Whether a stock key was below its safety stock when last checked (alert de-duplication)."""
+
+    low: bool
+    threshold: Decimal | None
+    qty: Decimal
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    run_id: str
+    pipeline: str
+    job: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    pulled: int
+    applied: int
+    pushed: int
+    failed: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CursorRow:
+    pipeline: str
+    stream: str
+    cursor: Cursor
+    advanced_at: datetime
+
+
+def opt_units(value: Decimal | None) -> int | None:
+    return None if value is None else to_units(value)
+
+
+def opt_qty(units: int | None) -> Decimal | None:
+    return None if units is None else from_units(units)
+
+
+class LedgerLine(NamedTuple):
+    """A stored movement as the ledger's hot path sees it: raw units and microseconds."""
+
+    key: str
+    stream: str
+    kind: str
+    sku: str
+    warehouse: str
+    qty_units: int
+    occurred_us: int
+    updated_us: int
+    doc_no: str
+    active: bool
+    content_hash: str
+    version: int
+    run_id: str | None
+    reason: str | None
+
+    @property
+    def effective_units(self) -> int:
+        return self.qty_units if self.active else 0
+
+
+def stored_movement(r: RowMapping) -> StoredMovement:
+    return StoredMovement(
+        key=r["key"],
+        stream=r["stream"],
+        kind=r["kind"],
+        sku=r["sku"],
+        warehouse=r["warehouse"],
+        qty=from_units(r["qty"]),
+        occurred_at=r["occurred_at"],
+        source_updated_at=r["source_updated_at"],
+        doc_no=r["doc_no"],
+        active=bool(r["active"]),
+        content_hash=r["content_hash"],
+        version=r["version"],
+        reason=r["reason"],
+        run_id=r["run_id"],
+    )
+
+
+def conflict_row(r: RowMapping) -> ConflictRow:
+    return ConflictRow(
+        id=r["id"],
+        kind=r["kind"],
+        pipeline=r["pipeline"],
+        ref=r["ref"],
+        erp_qty=opt_qty(r["erp_qty"]),
+        ledger_qty=opt_qty(r["ledger_qty"]),
+        crm_qty=opt_qty(r["crm_qty"]),
+        pushed_qty=opt_qty(r["pushed_qty"]),
+        detail=json.loads(r["detail"] or "{}"),
+        detected_at=r["detected_at"],
+        last_seen_at=r["last_seen_at"],
+        occurrences=r["occurrences"],
+        resolution=r["resolution"],
+        resolved_at=r["resolved_at"],
+        note=r["note"],
+    )
+
+
+def outbox_row(r: RowMapping) -> OutboxRow:
+    return OutboxRow(
+        id=r["id"],
+        pipeline=r["pipeline"],
+        target=r["target"],
+        ref=r["ref"],
+        state=r["state"],
+        generation=r["generation"],
+        attempts=r["attempts"],
+        next_attempt_at=r["next_attempt_at"],
+        last_error=r["last_error"],
+    )
+
+
+def run_row(r: RowMapping) -> RunRow:
+    return RunRow(**{k: r[k] for k in RunRow.__slots__})

@@ -1,0 +1,154 @@
+"""CLI: report (stock cover) and conflicts list/show/resolve on a file-backed memory pipeline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from connectors.memory import sink as memory_sink
+from connectors.memory import source as memory_source
+from connectors.memory.sink import MemoryCrm
+from connectors.memory.source import MemoryErp
+from sync import config as cfg
+from sync.model import Movement, MovementKind, StockKey
+from sync.report import cover_rows
+from sync.runtime import build_pipeline, open_store, run_cycle
+from tests.reconcile.conftest import cli, memory_yaml
+
+NAME = "clitest"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Path, MemoryErp, MemoryCrm]]:
+    """A pipeline whose ledger holds 30 days of shipments, synced once."""
+    extra = "    alerts: {thresholds: {A: 20}, lead_time_days: 10}\n"
+    path = tmp_path / "stocksync.yaml"
+    path.write_text(memory_yaml(NAME, extra, f"sqlite:///{tmp_path / 'state.db'}"))
+    erp, crm = MemoryErp(), MemoryCrm()
+    memory_source.REGISTRY[NAME], memory_sink.REGISTRY[NAME] = erp, crm
+    now = datetime.now(UTC)
+    erp.set_opening("A", "W1", 400)
+    erp.set_opening("B", "W1", 5)
+    for day in range(30):  # 3 a day of A shipped over the last 30 days
+        at = now - timedelta(days=day, hours=1)
+        erp.put(Movement(f"m:s:{day}:1", MovementKind.SHIPMENT, "A", "W1", Decimal(-3), at, at))
+    settings = cfg.load(path)
+    store = open_store(settings)
+    pipeline = build_pipeline(settings.pipeline(NAME), store)
+    run_cycle(pipeline)
+    yield path, erp, crm
+    store.close()
+    memory_source.REGISTRY.pop(NAME, None)
+    memory_sink.REGISTRY.pop(NAME, None)
+
+
+def test_cover_rows_arithmetic() -> None:
+    a, b = StockKey("A", "W"), StockKey("B", "W")
+    rows = cover_rows(
+        {a: Decimal(30), b: Decimal(4)},
+        {a: Decimal(60)},
+        days=30,
+        lead_time_days=Decimal(7),
+        safety={a: Decimal(5)},
+    )
+    assert [(r.daily_rate, r.days_of_cover, r.reorder_qty) for r in rows] == [
+        (Decimal(2), Decimal(15), Decimal(0)),  # 2/day × 7 + 5 − 30 < 0
+        (Decimal(0), None, Decimal(0)),  # nothing went out: infinite cover
+    ]
+    low = cover_rows(
+        {a: Decimal(3)}, {a: Decimal(60)}, days=30, lead_time_days=Decimal(7), safety={}
+    )
+    assert low[0].reorder_qty == Decimal(11) and low[0].days_of_cover == Decimal("1.5")
+
+
+def test_report_json(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
+    path, _, _ = world
+    code, out = cli("report", "-c", str(path), "--days", "30", "--format", "json")
+    assert code == 0, out
+    rows = {r["sku"]: r for r in json.loads(out)}
+    assert rows["A"] == {
+        "pipeline": NAME,
+        "sku": "A",
+        "warehouse": "W1",
+        "on_hand": "310",
+        "outbound": "90",
+        "daily_rate": "3.0000",
+        "days_of_cover": "103.3",
+        "safety_stock": "20",
+        "reorder_qty": "0",
+        "days": 30,
+    }
+    assert rows["B"]["days_of_cover"] is None and rows["B"]["daily_rate"] == "0.0000"
+    code, out = cli("report", "-c", str(path), "--days", "10", "--format", "json")
+    a = next(r for r in json.loads(out) if r["sku"] == "A")
+    assert (a["outbound"], a["daily_rate"]) == ("30", "3.0000")  # the same pace
+    code, out = cli("report", "-c", str(path))
+    assert code == 0 and "stock cover" in out
+
+
+def test_conflicts_list_show_resolve(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
+    path, _, crm = world
+    crm.set_value(StockKey("B", "W1"), Decimal(77))
+    for _ in range(2):  # re-detection updates the open conflict, no duplicate
+        code, _ = cli("reconcile", "-c", str(path))
+        assert code == 1
+    code, out = cli("conflicts", "list", "-c", str(path), "--open", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 1
+    row = rows[0]
+    assert (row["kind"], row["ref"], row["crm"], row["pushed"], row["occurrences"]) == (
+        "crm_modified",
+        "B@W1",
+        "77",
+        "5",
+        2,
+    )
+    code, out = cli("conflicts", "list", "-c", str(path), "--kind", "orphan_in_crm")
+    assert code == 0 and "none" in out
+
+    code, out = cli("conflicts", "show", str(row["id"]), "-c", str(path), "--format", "json")
+    shown = json.loads(out)
+    assert code == 0 and shown["detail"]["action"] == "overwrite" and shown["erp"] == "5"
+    code, out = cli("conflicts", "show", str(row["id"]), "-c", str(path))
+    assert code == 0 and "kind: crm_modified" in out
+
+    code, out = cli("conflicts", "resolve", str(row["id"]), "-c", str(path), "--note", "known")
+    assert code == 0
+    code, out = cli("conflicts", "list", "-c", str(path), "--open", "--format", "json")
+    assert json.loads(out) == []
+    code, out = cli("conflicts", "show", str(row["id"]), "-c", str(path), "--format", "json")
+    assert json.loads(out)["resolution"] == "manual" and json.loads(out)["note"] == "known"
+    code, _ = cli("conflicts", "resolve", str(row["id"]), "-c", str(path), "--note", "again")
+    assert code == 2
+    code, _ = cli("conflicts", "show", "9999", "-c", str(path))
+    assert code == 2
+
+
+def test_reconcile_only_filter_and_apply(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
+    path, _, crm = world
+    crm.set_value(StockKey("B", "W1"), Decimal(77))
+    code, out = cli("reconcile", "-c", str(path), "--only", "orphan_in_crm", "--format", "json")
+    assert code == 1 and json.loads(out) == []
+    code, _ = cli("reconcile", "-c", str(path), "--only", "bogus")
+    assert code == 2
+    code, out = cli("reconcile", "-c", str(path), "--apply", "--format", "csv")
+    assert code == 0 and out.splitlines()[0].endswith(",action,applied")
+    assert crm.values()[StockKey("B", "W1")] == Decimal(5)
+
+
+def test_alerts_list(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
+    path, erp, _ = world
+    code, out = cli("alerts", "list", "-c", str(path), "--format", "json")
+    assert code == 0 and json.loads(out) == []
+    now = datetime.now(UTC)
+    erp.put(Movement("m:s:big:1", MovementKind.SHIPMENT, "A", "W1", Decimal(-300), now, now))
+    code, _ = cli("once", "-c", str(path))
+    assert code == 0
+    code, out = cli("alerts", "list", "-c", str(path), "--format", "json")
+    rows = json.loads(out)
+    assert [(r["sku"], r["qty"], r["threshold"]) for r in rows] == [("A", "10", "20")]

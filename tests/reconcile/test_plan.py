@@ -1,0 +1,125 @@
+"""plan() is pure: every finding kind and policy, ordering checks, and linear scale."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from sync.model import StockKey
+from sync.reconcile import Action, CrmValue, Finding, FindingKind, Policies, plan
+
+A, B, C, D = (StockKey("A", "W1"), StockKey("B", "W1"), StockKey("C", "W1"), StockKey("D", "W1"))
+REPORT = Policies("report_only", "report_only", "report_only", "report_only")
+
+
+def d(value: str | int) -> Decimal:
+    return Decimal(value)
+
+
+def kinds(findings: list[Finding]) -> list[tuple[FindingKind, StockKey, Action]]:
+    return [(f.kind, f.key, f.action) for f in findings]
+
+
+def test_all_equal_is_in_sync() -> None:
+    assert plan([(A, d(5))], [(A, d(5))], [(A, CrmValue(d(5), "1"))], [(A, d(5))]) == []
+
+
+def test_crm_edit_is_crm_modified_and_overwritten_by_default() -> None:
+    found = plan([(A, d(5))], [(A, d(5))], [(A, CrmValue(d(9), "c1"))], [(A, d(5))])
+    assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
+    f = found[0]
+    assert (f.erp, f.ledger, f.crm, f.pushed, f.crm_id) == (d(5), d(5), d(9), d(5), "c1")
+    reported = plan(
+        [(A, d(5))], [(A, d(5))], [(A, CrmValue(d(9), "c1"))], [(A, d(5))], policies=REPORT
+    )
+    assert kinds(reported) == [(FindingKind.CRM_MODIFIED, A, Action.NONE)]
+
+
+def test_missed_movement_is_drift_adjusted_by_default() -> None:
+    found = plan([(A, d(7))], [(A, d(5))], [(A, CrmValue(d(5), "c1"))], [(A, d(5))])
+    assert kinds(found) == [(FindingKind.ERP_LEDGER_DRIFT, A, Action.ADJUST)]
+    reported = plan([(A, d(7))], [(A, d(5))], [], [], policies=REPORT)
+    assert (FindingKind.ERP_LEDGER_DRIFT, A, Action.NONE) in kinds(reported)
+
+
+def test_key_missing_from_erp_counts_as_zero() -> None:
+    found = plan([], [(A, d(3))], [(A, CrmValue(d(3), "c1"))], [(A, d(3))])
+    assert kinds(found) == [(FindingKind.ERP_LEDGER_DRIFT, A, Action.ADJUST)]
+    assert plan([], [(A, d(0))], [(A, CrmValue(d(0), "c1"))], [(A, d(0))]) == []
+
+
+def test_product_new_in_erp_is_missing_in_crm() -> None:
+    found = plan([(B, d(4))], [(B, d(4))], [], [])
+    assert kinds(found) == [(FindingKind.MISSING_IN_CRM, B, Action.CREATE)]
+    assert kinds(plan([(B, d(4))], [(B, d(4))], [], [], policies=REPORT)) == [
+        (FindingKind.MISSING_IN_CRM, B, Action.NONE)
+    ]
+    # nothing to show: a zero level needs no CRM record
+    assert plan([], [(B, d(0))], [], []) == []
+
+
+def test_crm_record_without_erp_or_ledger_is_orphan() -> None:
+    found = plan([], [], [(C, CrmValue(d(2), "c9"))], [])
+    assert kinds(found) == [(FindingKind.ORPHAN_IN_CRM, C, Action.NONE)]
+    zero = Policies(orphan_in_crm="zero")
+    assert kinds(plan([], [], [(C, CrmValue(d(2), "c9"))], [], policies=zero)) == [
+        (FindingKind.ORPHAN_IN_CRM, C, Action.ZERO)
+    ]
+    # already zero: it agrees with the ERP (no stock anywhere), nothing to report
+    assert kinds(plan([], [], [(C, CrmValue(d(0), "c9"))], [], policies=zero)) == []
+
+
+def test_key_moving_during_reconcile_is_in_flux_not_a_conflict() -> None:
+    found = plan(
+        [(A, d(1)), (B, d(2))],
+        [(A, d(9)), (B, d(2))],
+        [(A, CrmValue(d(8), "c1")), (B, CrmValue(d(2), "c2"))],
+        [(A, d(9)), (B, d(2))],
+        in_flux={A},
+    )
+    assert kinds(found) == [(FindingKind.IN_FLUX, A, Action.NONE)]
+    assert not found[0].is_conflict
+
+
+def test_drift_and_crm_edit_on_one_key_give_two_findings() -> None:
+    found = plan([(A, d(7))], [(A, d(5))], [(A, CrmValue(d(1), "c1"))], [(A, d(5))])
+    assert {f.kind for f in found} == {FindingKind.ERP_LEDGER_DRIFT, FindingKind.CRM_MODIFIED}
+
+
+def test_crm_already_showing_the_ledger_value_is_not_modified() -> None:
+    # the binding lags (value pushed by another path): nothing to fix
+    assert plan([(A, d(5))], [(A, d(5))], [(A, CrmValue(d(5), "c1"))], [(A, d(4))]) == []
+    # never pushed (bound in bulk): C compared with L
+    found = plan([(A, d(5))], [(A, d(5))], [(A, CrmValue(d(6), "c1"))], [])
+    assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
+
+
+def test_unsorted_input_fails_loudly() -> None:
+    with pytest.raises(ValueError, match="not sorted"):
+        plan([(B, d(1)), (A, d(1))], [], [], [])
+
+
+def test_mixed_keys_merge_in_one_pass() -> None:
+    found = plan(
+        [(A, d(1)), (B, d(2)), (D, d(5))],
+        [(A, d(1)), (B, d(3)), (D, d(5))],
+        [(A, CrmValue(d(1), "1")), (C, CrmValue(d(4), "3")), (D, CrmValue(d(5), "4"))],
+        [(A, d(1)), (D, d(5))],
+    )
+    assert kinds(found) == [
+        (FindingKind.ERP_LEDGER_DRIFT, B, Action.ADJUST),
+        (FindingKind.MISSING_IN_CRM, B, Action.CREATE),
+        (FindingKind.ORPHAN_IN_CRM, C, Action.NONE),
+    ]
+
+
+def test_hundred_thousand_keys_stream_through() -> None:
+    n = 100_000
+    keys = [StockKey(f"S{i:06d}", "W") for i in range(n)]
+    erp = ((k, Decimal(i % 50)) for i, k in enumerate(keys))
+    ledger = ((k, Decimal(i % 50) + (1 if i == 77 else 0)) for i, k in enumerate(keys))
+    crm = ((k, CrmValue(Decimal(i % 50), str(i))) for i, k in enumerate(keys))
+    pushed = ((k, Decimal(i % 50)) for i, k in enumerate(keys))
+    found = plan(erp, ledger, crm, pushed)
+    assert kinds(found) == [(FindingKind.ERP_LEDGER_DRIFT, keys[77], Action.ADJUST)]

@@ -1,0 +1,117 @@
+"""A real Tryton server → the real engine (SQLite) → the Fxiaoke emulator over HTTP.
+
+The truth is Tryton's own `quantity` per warehouse, read with proteus, not
+through our connector: the CRM must show exactly that after every cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors._emulator import LoopbackServer
+from connectors.fxiaoke.emulator import FxiaokeEmulator
+from connectors.fxiaoke.emulator import build_emulator as build_crm
+from sync.config import settings_model
+from sync.ledger import verify
+from sync.runtime import Pipeline, build_pipeline, open_store, run_cycle
+from tests.tryton import server as tryton
+
+pytestmark = pytest.mark.tryton
+
+
+def crm_stock(crm: FxiaokeEmulator) -> dict[tuple[str, str], Decimal]:
+    return {k: v for k, v in crm.stock_by_code().items() if v}
+
+
+@pytest.fixture
+def synced(
+    tryton_server: tryton.TrytonServer, tryton_scenario: dict[str, int], tmp_path: Path
+) -> Iterator[tuple[Pipeline, FxiaokeEmulator]]:
+    crm = build_crm(None)
+    for sku in tryton.SKUS:
+        crm.add_product(sku, sku)
+    for code in tryton.WAREHOUSES:
+        crm.add_warehouse(code, code)
+    with LoopbackServer(crm) as srv:
+        info = crm.connection_info(srv.url)
+        raw: dict[str, Any] = {
+            "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+            "metrics": None,
+            "pipelines": [
+                {
+                    "name": "tryton",
+                    "pull": {"overlap_s": 5},
+                    "erp": {"type": "tryton", **tryton_server.settings()},
+                    "crm": {
+                        "type": "fxiaoke",
+                        "base_url": info["url"],
+                        "app_id": info["app_id"],
+                        "app_secret": info["app_secret"],
+                        "permanent_code": info["permanent_code"],
+                        "open_user_id": info["open_user_id"],
+                    },
+                }
+            ],
+        }
+        settings = settings_model().model_validate(raw)
+        pipeline = build_pipeline(settings.pipelines[0], open_store(settings))
+        yield pipeline, crm
+        pipeline.close()
+
+
+def test_crm_equals_trytons_own_quantities_cycle_after_cycle(
+    synced: tuple[Pipeline, FxiaokeEmulator], tryton_proteus: Any
+) -> None:
+    pipeline, crm = synced
+    run_cycle(pipeline)
+    truth = tryton.warehouse_quantities(tryton_proteus)
+    assert truth, "the scenario leaves stock in Tryton"
+    assert crm_stock(crm) == truth
+    assert verify(pipeline.store, "tryton") == {}
+
+    # more documents (in WH2: test_live owns SKU-003 at WH in the shared server):
+    # one shipment whose three moves are done in one transaction
+    # (they share one write_date: the (write_date, id) cursor must not skip any),
+    # a shipment out of the second warehouse and a transfer back
+    tryton.receive(tryton_proteus, "WH2", {"SKU-001": 3, "SKU-002": 4, "SKU-003": 5})
+    tryton.ship(tryton_proteus, "WH2", {"SKU-001": 6})
+    tryton.transfer(tryton_proteus, "WH2", "WH", {"SKU-002": 1})
+    result = run_cycle(pipeline)
+    assert result.pulled > 0
+    truth = tryton.warehouse_quantities(tryton_proteus)
+    assert crm_stock(crm) == truth
+    assert verify(pipeline.store, "tryton") == {}
+
+    # nothing changed: the next cycle writes nothing to the CRM
+    calls_before = sum(crm.calls.values())
+    run_cycle(pipeline)
+    token_and_queries = sum(crm.calls.values()) - calls_before
+    assert token_and_queries == 0
+
+
+def test_reconcile_against_tryton_finds_and_fixes_a_crm_edit(
+    synced: tuple[Pipeline, FxiaokeEmulator], tryton_proteus: Any
+) -> None:
+    from sync.reconcile_run import reconcile
+
+    pipeline, crm = synced
+    run_cycle(pipeline)
+    clean = reconcile(pipeline)
+    assert clean.remaining == 0, [f.kind for f in clean.conflicts]
+
+    # someone edits a StockObj by hand in the CRM
+    record = crm.stock_records()[0]
+    crm.store.update("StockObj", {"_id": record["_id"], "real_stock": "12345"})
+    found = reconcile(pipeline)
+    assert [f.kind for f in found.conflicts] == ["crm_modified"]
+    assert found.conflicts[0].crm == Decimal(12345)
+
+    fixed = reconcile(pipeline, apply_changes=True)
+    assert fixed.remaining == 0
+    assert crm_stock(crm) == tryton.warehouse_quantities(tryton_proteus)
+    assert reconcile(pipeline).remaining == 0
