@@ -10,7 +10,8 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
@@ -120,22 +121,45 @@ class RateLimiter:
         self.period_s = period_s
         self._clock = clock
         self._sleep = sleep
-        self._calls: dict[str, deque[float]] = {}
+        #: per path, the stamps of the calls in the window (one-element lists, see ``slot``)
+        self._calls: dict[str, deque[list[float]]] = {}
         self._lock = threading.Lock()
 
     def acquire(self, path: str) -> float:
         """Block until a call on ``path`` is allowed; return the seconds waited."""
+        return self._admit(path)[0]
+
+    @contextmanager
+    def slot(self, path: str) -> Iterator[float]:
+        """``acquire``, then re-stamp the call when its answer is in (yields the seconds waited).
+
+        The server counts a call when it receives it, some time after we stamped it;
+        if that delay varies, "period since our stamp" can be a little less than
+        "period since the server's", and the call is refused (Fxiaoke 30004). The
+        answer cannot come before the server counted the call, so a window measured
+        from it is never shorter than the server's.
+        """
+        waited, stamp = self._admit(path)
+        try:
+            yield waited
+        finally:
+            with self._lock:
+                stamp[0] = max(stamp[0], self._clock())
+
+    def _admit(self, path: str) -> tuple[float, list[float]]:
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
                 calls = self._calls.setdefault(path, deque())
-                while calls and now - calls[0] >= self.period_s:
+                while calls and now - calls[0][0] >= self.period_s:
                     calls.popleft()
                 if len(calls) < self.max_calls:
-                    calls.append(now)
-                    return waited
-                delay = self.period_s - (now - calls[0]) + 1e-3
+                    stamp = [now]
+                    calls.append(stamp)
+                    return waited, stamp
+                # stamps are re-set on answer, so the oldest call is not always first
+                delay = self.period_s - (now - min(c[0] for c in calls)) + 1e-3
             self._sleep(delay)
             waited += delay
 

@@ -86,13 +86,15 @@ def plan_page(incoming: Sequence[Movement], existing: Mapping[str, LedgerLine]) 
     ignored, so pages re-delivered out of order can never roll a line back.
     """
     plan = PagePlan()
+    # summed under plain (sku, warehouse) tuples: one StockKey per key, not per line
+    deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
     for m in incoming:
         digest = m.content_hash()
         old = existing.get(m.key)
         if old is None:
             plan.inserts.append((m, digest))
             if m.active:
-                plan.deltas[m.stock_key] += to_units(m.qty)
+                deltas[m.sku, m.warehouse] += to_units(m.qty)
             continue
         if old.content_hash == digest:
             continue
@@ -100,9 +102,11 @@ def plan_page(incoming: Sequence[Movement], existing: Mapping[str, LedgerLine]) 
             # a page from an older read delivered late: the ledger already holds newer data
             continue
         plan.updates.append((m, digest, old))
-        plan.deltas[StockKey(old.sku, old.warehouse)] -= old.effective_units
+        deltas[old.sku, old.warehouse] -= old.effective_units
         if m.active:
-            plan.deltas[m.stock_key] += to_units(m.qty)
+            deltas[m.sku, m.warehouse] += to_units(m.qty)
+    for (sku, warehouse), delta in deltas.items():
+        plan.deltas[StockKey(sku, warehouse)] += delta
     return plan
 
 

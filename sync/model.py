@@ -99,7 +99,7 @@ class Movement:
         """
         text = "\x1f".join(
             (
-                self.kind.value,
+                self.kind,  # a StrEnum member is its value (no enum property lookup)
                 self.sku,
                 self.warehouse,
                 format(self.qty.normalize(), "f"),

@@ -189,7 +189,9 @@ class Harness:
         for key in exclude:
             m = self.store.movement(self.pipeline, key)
             assert m is not None
-            levels[StockKey(m.sku, m.warehouse)] -= m.effective_qty
+            # a line that never counted (cancelled before its first sync) has no level row
+            key = StockKey(m.sku, m.warehouse)
+            levels[key] = levels.get(key, Decimal(0)) - m.effective_qty
         return {k: v for k, v in levels.items() if v}
 
     def finish(self) -> None:

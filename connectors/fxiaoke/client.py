@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -273,10 +274,12 @@ class FxiaokeClient:
         return body
 
     def _send(self, path: str, body: Json, *, what: str, create: bool) -> Json:
-        if path != TOKEN_PATH:
-            self._limiter.acquire(path)
+        limited = self._limiter.slot(path) if path != TOKEN_PATH else nullcontext(0.0)
         try:
-            response = self._http.post(path, params={"thirdTraceId": str(uuid.uuid4())}, json=body)
+            with limited:
+                response = self._http.post(
+                    path, params={"thirdTraceId": str(uuid.uuid4())}, json=body
+                )
         except httpx.HTTPError as exc:
             raise_for_transport(exc, what=what, write=create)
             raise  # pragma: no cover - raise_for_transport always raises

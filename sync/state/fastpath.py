@@ -9,6 +9,7 @@ and bools) go straight to the DBAPI cursor, inside the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Insert, bindparam
@@ -46,8 +47,8 @@ def executemany(
     elif order == tuple(columns):
         params = list(rows)
     else:
-        index = [list(columns).index(c) for c in order]
-        params = [tuple(row[i] for i in index) for row in rows]
+        pick = itemgetter(*[list(columns).index(c) for c in order])
+        params = list(map(pick, rows)) if len(order) > 1 else [(pick(row),) for row in rows]
     cursor = conn.connection.cursor()
     try:
         cursor.executemany(sql, params)
