@@ -13,13 +13,23 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 import structlog
 
-from sync.model import Cursor, Movement, Page, RejectedRecord, StockKey, epoch_micros
+from sync.model import (
+    Cursor,
+    Movement,
+    Page,
+    RejectedRecord,
+    StockKey,
+    epoch_micros,
+    line_digest,
+    qty_units,
+)
+from sync.state.rows import IncomingLine
 from sync.state.schema import from_units, to_units
 from sync.state.store import LEVEL, MOVEMENT, LedgerLine, StateStore, level_ref
 
@@ -38,10 +48,10 @@ class LedgerOptions:
 class PagePlan:
     """What applying a page will write. Quantities in state-store units."""
 
-    #: new lines with their content hash
-    inserts: list[tuple[Movement, str]] = field(default_factory=list)
-    #: changed lines: the new movement, its content hash, the stored line it replaces
-    updates: list[tuple[Movement, str, LedgerLine]] = field(default_factory=list)
+    #: new lines
+    inserts: list[IncomingLine] = field(default_factory=list)
+    #: changed lines, each with the stored line it replaces
+    updates: list[tuple[IncomingLine, LedgerLine]] = field(default_factory=list)
     deltas: dict[StockKey, int] = field(default_factory=lambda: defaultdict(int))
 
     @property
@@ -63,11 +73,24 @@ class ApplyResult:
         return self.inserted + self.updated
 
 
-def quantize(movement: Movement, precision: int) -> Movement:
-    """Round the quantity to the configured precision (half-even), keeping it Decimal."""
-    exp = Decimal(1).scaleb(-precision)
-    qty = movement.qty.quantize(exp)
-    return movement if qty == movement.qty else replace(movement, qty=qty)
+def prepare(m: Movement, precision: int) -> IncomingLine:
+    """Convert a movement once: quantity rounded to ``precision`` in micro-units, µs stamps,
+    content hash. Everything after this compares integers and strings."""
+    units = qty_units(m.qty, precision)
+    occurred = epoch_micros(m.occurred_at)
+    kind = m.kind.value  # the plain str: some drivers adapt by exact type
+    return IncomingLine(
+        m.key,
+        kind,
+        m.sku,
+        m.warehouse,
+        units,
+        occurred,
+        epoch_micros(m.source_updated_at),
+        m.doc_no[:128],
+        m.active,
+        line_digest(kind, m.sku, m.warehouse, units, occurred, m.active),
+    )
 
 
 def dedupe_page(movements: Iterable[Movement]) -> list[Movement]:
@@ -79,7 +102,7 @@ def dedupe_page(movements: Iterable[Movement]) -> list[Movement]:
     return list(by_key.values())
 
 
-def plan_page(incoming: Sequence[Movement], existing: Mapping[str, LedgerLine]) -> PagePlan:
+def plan_page(incoming: Sequence[IncomingLine], existing: Mapping[str, LedgerLine]) -> PagePlan:
     """Decide the writes for a page (rules 1 and 2 of DESIGN §3). No I/O.
 
     A row older than the stored version (by ``source_updated_at``) is stale and
@@ -88,23 +111,22 @@ def plan_page(incoming: Sequence[Movement], existing: Mapping[str, LedgerLine]) 
     plan = PagePlan()
     # summed under plain (sku, warehouse) tuples: one StockKey per key, not per line
     deltas: defaultdict[tuple[str, str], int] = defaultdict(int)
-    for m in incoming:
-        digest = m.content_hash()
-        old = existing.get(m.key)
+    for line in incoming:
+        old = existing.get(line.key)
         if old is None:
-            plan.inserts.append((m, digest))
-            if m.active:
-                deltas[m.sku, m.warehouse] += to_units(m.qty)
+            plan.inserts.append(line)
+            if line.active:
+                deltas[line.sku, line.warehouse] += line.qty_units
             continue
-        if old.content_hash == digest:
+        if old.content_hash == line.content_hash:
             continue
-        if epoch_micros(m.source_updated_at) < old.updated_us:
+        if line.updated_us < old.updated_us:
             # a page from an older read delivered late: the ledger already holds newer data
             continue
-        plan.updates.append((m, digest, old))
+        plan.updates.append((line, old))
         deltas[old.sku, old.warehouse] -= old.effective_units
-        if m.active:
-            deltas[m.sku, m.warehouse] += to_units(m.qty)
+        if line.active:
+            deltas[line.sku, line.warehouse] += line.qty_units
     for (sku, warehouse), delta in deltas.items():
         plan.deltas[StockKey(sku, warehouse)] += delta
     return plan
@@ -136,7 +158,7 @@ def apply_page(
     ``cursor_limit`` caps the cursor (DESIGN §4: never past run start − overlap),
     so that rows committed late by the ERP are still inside the next query.
     """
-    incoming = dedupe_page(quantize(m, options.precision) for m in page.movements)
+    incoming = [prepare(m, options.precision) for m in dedupe_page(page.movements)]
     with store.transaction() as tx:
         existing = tx.load_movements(pipeline, [m.key for m in incoming])
         plan = plan_page(incoming, existing)
@@ -146,7 +168,7 @@ def apply_page(
         tx.add_level_deltas(pipeline, deltas, now)
         tx.enqueue(pipeline, LEVEL, [level_ref(k) for k in deltas], now)
         if options.mirror_movements:
-            changed_keys = [m.key for m, _ in plan.inserts] + [m.key for m, _, _ in plan.updates]
+            changed_keys = [line.key for line in plan.inserts] + [ln.key for ln, _ in plan.updates]
             tx.enqueue(pipeline, MOVEMENT, changed_keys, now)
         for reject in page.rejects:
             tx.record_conflict(

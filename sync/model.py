@@ -25,6 +25,27 @@ def epoch_micros(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+_MICRO = Decimal(1).scaleb(-6)
+
+
+def qty_units(qty: Decimal, precision: int = 6) -> int:
+    """A quantity in integer micro-units, rounded half-even to ``precision`` decimals first."""
+    rounded = qty.quantize(_MICRO if precision == 6 else Decimal(1).scaleb(-precision))
+    return int(rounded.scaleb(6))
+
+
+def line_digest(
+    kind: str, sku: str, warehouse: str, units: int, occurred_us: int, active: bool
+) -> str:
+    """Hash of the fields of a line that matter for stock (DESIGN §3 rule 1).
+
+    ``doc_no`` and ``source_updated_at`` are left out on purpose: re-stamping a
+    document without changing its lines must not create a version.
+    """
+    text = f"{kind}\x1f{sku}\x1f{warehouse}\x1f{units}\x1f{occurred_us}\x1f{int(active)}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 class MovementKind(StrEnum):
     RECEIPT = "receipt"
     SUPPLIER_RETURN = "supplier_return"
@@ -92,22 +113,15 @@ class Movement:
         return self.qty if self.active else Decimal(0)
 
     def content_hash(self) -> str:
-        """Hash of the fields that matter for stock (DESIGN §3 rule 1).
-
-        ``doc_no`` and ``source_updated_at`` are left out on purpose: re-stamping a
-        document without changing its lines must not create a version.
-        """
-        text = "\x1f".join(
-            (
-                self.kind,  # a StrEnum member is its value (no enum property lookup)
-                self.sku,
-                self.warehouse,
-                format(self.qty.normalize(), "f"),
-                str(epoch_micros(self.occurred_at)),
-                "1" if self.active else "0",
-            )
+        """The ledger's content hash of this line (see ``line_digest``)."""
+        return line_digest(
+            self.kind,
+            self.sku,
+            self.warehouse,
+            qty_units(self.qty),
+            epoch_micros(self.occurred_at),
+            self.active,
         )
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True, order=True)

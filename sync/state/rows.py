@@ -163,6 +163,21 @@ def opt_qty(units: int | None) -> Decimal | None:
     return None if units is None else from_units(units)
 
 
+class IncomingLine(NamedTuple):
+    """A movement from a page, converted once into what the ledger stores and compares."""
+
+    key: str
+    kind: str
+    sku: str
+    warehouse: str
+    qty_units: int
+    occurred_us: int
+    updated_us: int
+    doc_no: str
+    active: bool
+    content_hash: str
+
+
 class LedgerLine(NamedTuple):
     """A stored movement as the ledger's hot path sees it: raw units and microseconds."""
 

@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from sync.model import epoch_micros
+from sync.model import epoch_micros, qty_units
 
 QTY_SCALE = 10**6
 _QTY_EXP = Decimal(1).scaleb(-6)
@@ -34,7 +34,7 @@ _QTY_EXP = Decimal(1).scaleb(-6)
 
 def to_units(qty: Decimal) -> int:
     """Decimal → integer micro-units (quantities beyond 6 dp are rounded half-even)."""
-    return int(qty.quantize(_QTY_EXP).scaleb(6))
+    return qty_units(qty)
 
 
 def from_units(units: int | None) -> Decimal:
@@ -98,6 +98,8 @@ movements = Table(
     Column("reason", String(32), nullable=True),
     # one secondary index: every insert pays for each (rescan and report filter by date)
     Index("ix_movements_date", "pipeline", "occurred_at"),
+    # SQLite: the rows live in the primary-key b-tree itself (one tree to update, not two)
+    sqlite_with_rowid=False,
 )
 
 movement_versions = Table(

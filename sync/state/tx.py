@@ -20,15 +20,16 @@ from sqlalchemy import (
     update,
 )
 
-from sync.model import Cursor, Movement, StockKey
+from sync.model import Cursor, StockKey
 from sync.state import schema as s
 from sync.state.fastpath import executemany
 from sync.state.rows import (
+    DEAD,
     PENDING,
-    UNCERTAIN,
+    IncomingLine,
     LedgerLine,
 )
-from sync.state.schema import to_micros, to_units
+from sync.state.schema import to_micros
 from sync.state.tx_ops import OperationsWrites
 from sync.state.upsert import upsert, upsert_statement
 
@@ -86,21 +87,21 @@ _SELECT_CACHE: dict[tuple[str, int], str] = {}
 
 
 def _line_values(
-    m: Movement, stream: str, digest: str, version: int, run_id: str | None, reason: str | None
+    line: IncomingLine, stream: str, version: int, run_id: str | None, reason: str | None
 ) -> tuple[Any, ...]:
-    """A movement as a tuple in ``_LINE_COLUMNS`` order."""
+    """A line as a tuple in ``_LINE_COLUMNS`` order."""
     return (
-        m.key,
+        line.key,
         stream,
-        m.kind.value,
-        m.sku,
-        m.warehouse,
-        to_units(m.qty),
-        to_micros(m.occurred_at),
-        to_micros(m.source_updated_at),
-        m.doc_no[:128],
-        m.active,
-        digest,
+        line.kind,
+        line.sku,
+        line.warehouse,
+        line.qty_units,
+        line.occurred_us,
+        line.updated_us,
+        line.doc_no,
+        line.active,
+        line.content_hash,
         version,
         run_id,
         reason,
@@ -148,18 +149,15 @@ class Tx(OperationsWrites):
         self,
         pipeline: str,
         stream: str,
-        items: Sequence[tuple[Movement, str]],
+        lines: Sequence[IncomingLine],
         now: datetime,
         *,
         run_id: str | None = None,
         reason: str | None = None,
     ) -> None:
-        """Insert new lines (``items`` = movement and its content hash) as version 1."""
+        """Insert new lines as version 1."""
         stamp = to_micros(now)
-        rows = [
-            (pipeline, *_line_values(m, stream, digest, 1, run_id, reason), stamp)
-            for m, digest in items
-        ]
+        rows = [(pipeline, *_line_values(line, stream, 1, run_id, reason), stamp) for line in lines]
         executemany(
             self.conn, "insert_movements", lambda: insert(s.movements), _MOVEMENT_COLUMNS, rows
         )
@@ -168,7 +166,7 @@ class Tx(OperationsWrites):
         self,
         pipeline: str,
         stream: str,
-        changes: Sequence[tuple[Movement, str, LedgerLine]],
+        changes: Sequence[tuple[IncomingLine, LedgerLine]],
         now: datetime,
         *,
         run_id: str | None = None,
@@ -195,7 +193,7 @@ class Tx(OperationsWrites):
                 old.run_id,
                 old.reason,
             )
-            for _, _, old in changes
+            for _, old in changes
         ]
         executemany(
             self.conn,
@@ -206,12 +204,12 @@ class Tx(OperationsWrites):
         )
         rows = [
             (
-                *_line_values(m, stream, digest, old.version + 1, run_id, reason)[1:],
+                *_line_values(line, stream, old.version + 1, run_id, reason)[1:],
                 stamp,
                 pipeline,
-                m.key,
+                line.key,
             )
-            for m, digest, old in changes
+            for line, old in changes
         ]
         executemany(self.conn, "update_movements", _update_movements_stmt, _UPDATE_COLUMNS, rows)
 
@@ -236,10 +234,21 @@ class Tx(OperationsWrites):
         )
 
     def enqueue(self, pipeline: str, target: str, refs: Sequence[str], now: datetime) -> None:
-        """Mark refs as needing a push. An ``uncertain`` row stays uncertain (look up first)."""
+        """Mark refs as needing a push (DESIGN §5: one row per ref, latest value wins).
+
+        An existing row only gets its generation bumped, so a push in flight keeps
+        it for the newer value; its state and schedule stay (an ``uncertain`` row
+        must still look up first, a row in backoff keeps its backoff). A ``dead``
+        row comes back to life: a new value deserves new attempts.
+        """
         stamp = to_micros(now)
         rows = [(pipeline, target, ref, PENDING, 1, 0, stamp, stamp, stamp, None) for ref in refs]
         t = s.outbox
+        dead = t.c.state == literal_column(f"'{DEAD}'")
+
+        def revive(new_value: Any, old_value: Any) -> Any:
+            return case((dead, new_value), else_=old_value)
+
         executemany(
             self.conn,
             "enqueue",
@@ -247,17 +256,14 @@ class Tx(OperationsWrites):
                 self.conn,
                 t,
                 ("pipeline", "target", "ref"),
-                # no bound literals: every value comes from the row (one executemany)
+                # no bound literals: every value comes from the row (one executemany);
+                # state last: MySQL evaluates these in order and later ones see new values
                 lambda new: {
-                    "state": case(
-                        (t.c.state == literal_column(f"'{UNCERTAIN}'"), t.c.state),
-                        else_=new.state,
-                    ),
                     "generation": t.c.generation + literal_column("1"),
-                    "attempts": new.attempts,
-                    "next_attempt_at": new.next_attempt_at,
-                    "updated_at": new.updated_at,
-                    "last_error": new.last_error,
+                    "attempts": revive(new.attempts, t.c.attempts),
+                    "next_attempt_at": revive(new.next_attempt_at, t.c.next_attempt_at),
+                    "last_error": revive(new.last_error, t.c.last_error),
+                    "state": revive(new.state, t.c.state),
                 },
             ),
             (

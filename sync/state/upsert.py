@@ -25,7 +25,8 @@ def upsert_statement(
         )
     if name in ("mysql", "mariadb"):
         stmt = mysql.insert(table)
-        return stmt.on_duplicate_key_update(dict(assignments(stmt.inserted)))
+        # a list keeps the caller's order: MySQL applies assignments left to right
+        return stmt.on_duplicate_key_update(list(assignments(stmt.inserted).items()))
     raise NotImplementedError(f"upsert on {name}")  # pragma: no cover - refused at engine creation
 
 

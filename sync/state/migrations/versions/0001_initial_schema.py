@@ -138,6 +138,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=36), nullable=True),
         sa.Column("reason", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("pipeline", "key"),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("movements", schema=None) as batch_op:
         batch_op.create_index("ix_movements_date", ["pipeline", "occurred_at"], unique=False)
