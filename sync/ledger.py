@@ -52,7 +52,8 @@ class PagePlan:
     inserts: list[IncomingLine] = field(default_factory=list)
     #: changed lines, each with the stored line it replaces
     updates: list[tuple[IncomingLine, LedgerLine]] = field(default_factory=list)
-    deltas: dict[StockKey, int] = field(default_factory=lambda: defaultdict(int))
+    #: non-zero level changes per stock key, in micro-units
+    deltas: dict[StockKey, int] = field(default_factory=dict)
 
     @property
     def changed(self) -> int:
@@ -127,8 +128,7 @@ def plan_page(incoming: Sequence[IncomingLine], existing: Mapping[str, LedgerLin
         deltas[old.sku, old.warehouse] -= old.effective_units
         if line.active:
             deltas[line.sku, line.warehouse] += line.qty_units
-    for (sku, warehouse), delta in deltas.items():
-        plan.deltas[StockKey(sku, warehouse)] += delta
+    plan.deltas = {StockKey(sku, wh): delta for (sku, wh), delta in deltas.items() if delta}
     return plan
 
 
@@ -164,7 +164,7 @@ def apply_page(
         plan = plan_page(incoming, existing)
         tx.insert_movements(pipeline, page.stream, plan.inserts, now, run_id=run_id, reason=reason)
         tx.update_movements(pipeline, page.stream, plan.updates, now, run_id=run_id, reason=reason)
-        deltas = {k: d for k, d in plan.deltas.items() if d}
+        deltas = plan.deltas
         tx.add_level_deltas(pipeline, deltas, now)
         tx.enqueue(pipeline, LEVEL, [level_ref(k) for k in deltas], now)
         if options.mirror_movements:

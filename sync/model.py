@@ -6,6 +6,7 @@ product's base unit: positive adds stock to its warehouse, negative removes it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@functools.lru_cache(maxsize=16384)
 def epoch_micros(value: datetime) -> int:
     """Aware datetime → integer microseconds since the Unix epoch (exact, no float)."""
     if value.tzinfo is None:
