@@ -1,7 +1,7 @@
-"""Reconcile at scale with memory connectors: seconds and peak RSS for N stock keys.
+"""Reconcile at scale: seconds and peak RSS for N stock keys.
 
-``run(keys)`` builds a synced pipeline of ``keys`` stock keys (ERP opening
-stock, ledger baseline, CRM records bound), then injects a few differences of
+``run(keys)`` builds a synced pipeline of ``keys`` stock keys (generated ERP
+on-hand and CRM records, ledger baselines and bindings in SQLite), then injects a few differences of
 each kind and times a dry run and an ``--apply`` run. Usable from the benchmark
 suite or directly: ``python -m benchmarks.reconcile_scale 100000``.
 """
@@ -12,15 +12,15 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from connectors.memory.sink import MemoryCrm
-from connectors.memory.source import MemoryErp
+from connectors.memory.sink import MemoryCrm, _Record
 from sync import config as cfg
-from sync.model import LevelValue, StockKey
+from sync.model import CrmLevel, Cursor, LevelValue, OnHand, Page, StockKey
 from sync.push import _level_hash as level_hash
 from sync.reconcile_run import reconcile
 from sync.runtime import Pipeline
@@ -44,42 +44,108 @@ def _peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def prepare(keys: int, store: StateStore) -> tuple[Pipeline, MemoryErp, MemoryCrm]:
+def key_of(i: int) -> StockKey:
+    return StockKey(f"SKU{i:07d}", f"WH{i % 3}")
+
+
+def qty_of(i: int) -> Decimal:
+    return Decimal(1 + i % 500)
+
+
+class GeneratedErp:
+    """An ERP of ``keys`` stock keys whose on-hand is computed, not stored.
+
+    A benchmark of reconcile's memory must not be dominated by its fixtures:
+    a million-key dict would outweigh everything reconcile itself holds.
+    """
+
+    name = "generated"
+
+    def __init__(self, keys: int) -> None:
+        self.keys = keys
+        self.changed: dict[StockKey, Decimal] = {}
+
+    def streams(self) -> Sequence[str]:
+        return ["moves"]
+
+    def pull(self, stream: str, since: Cursor | None, page_size: int) -> Iterator[Page]:
+        return iter(())
+
+    def keys_in_window(self, stream: str, since: datetime) -> Iterator[str]:
+        return iter(())
+
+    def on_hand(self) -> Iterator[OnHand]:
+        for i in range(self.keys):
+            key = key_of(i)
+            yield OnHand(key.sku, key.warehouse, self.changed.get(key, qty_of(i)))
+        for key, qty in self.changed.items():
+            if not key.sku.startswith("SKU"):
+                yield OnHand(key.sku, key.warehouse, qty)
+
+    def check(self) -> str:
+        return "generated ERP"
+
+    def close(self) -> None:
+        return None
+
+
+class GeneratedCrm(MemoryCrm):
+    """A CRM of ``keys`` stock records computed on read; only writes are stored."""
+
+    name = "generated-crm"
+
+    def __init__(self, keys: int) -> None:
+        super().__init__()
+        self.keys = keys
+        self.edited: dict[str, tuple[StockKey, Decimal]] = {}
+
+    def read_levels(self) -> Iterator[CrmLevel]:
+        self.calls["read_levels"] += 1
+        for i in range(self.keys):
+            crm_id = f"L{i}"
+            key, qty = self.edited.get(crm_id, (key_of(i), qty_of(i)))
+            yield CrmLevel(key.sku, key.warehouse, qty, crm_id, qty)
+        for crm_id, r in self.levels.items():  # records created or written since
+            if crm_id not in self.edited:
+                yield CrmLevel(r.key.sku, r.key.warehouse, r.value.real, crm_id, r.value.available)
+
+    def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
+        self.calls["update_level"] += 1
+        self.edited[crm_id] = (key, value.real)
+
+
+def _chunks(n: int, size: int = 50_000) -> Iterator[range]:
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+def prepare(keys: int, store: StateStore) -> tuple[Pipeline, GeneratedErp, GeneratedCrm]:
     """A pipeline whose ERP, ledger and CRM agree on ``keys`` stock keys, outbox drained."""
     now = datetime.now(UTC)
-    erp, crm = MemoryErp(), MemoryCrm()
-    snapshot: dict[StockKey, Decimal] = {}
-    for i in range(keys):
-        key = StockKey(f"SKU{i:07d}", f"WH{i % 3}")
-        qty = Decimal(1 + i % 500)
-        erp.set_opening(key.sku, key.warehouse, qty)
-        crm.levels[f"L{i}"] = _record(key, qty)
-        snapshot[key] = qty
+    erp, crm = GeneratedErp(keys), GeneratedCrm(keys)
     # the state a long-synced pipeline has: baselines and levels, bindings, an empty outbox
-    units = {k: to_units(v) for k, v in snapshot.items()}
-    with store.transaction() as tx:
-        tx.set_baselines(NAME, units, now, "bench")
-        tx.add_level_deltas(NAME, units, now)
-        tx.set_meta(NAME, "baseline_at", now.isoformat())
+    for chunk in _chunks(keys):
+        units = {key_of(i): to_units(qty_of(i)) for i in chunk}
+        with store.transaction() as tx:
+            tx.set_baselines(NAME, units, now, "bench")
+            tx.add_level_deltas(NAME, units, now)
+            tx.bind_many(
+                NAME,
+                LEVEL,
+                [
+                    (
+                        level_ref(key_of(i)),
+                        f"L{i}",
+                        level_hash(LevelValue(qty_of(i), qty_of(i))),
+                        qty_of(i),
+                    )
+                    for i in chunk
+                ],
+                now,
+            )
+    store.set_meta(NAME, "baseline_at", now.isoformat())
     settings = cfg.parse(CONFIG).pipeline(NAME)
-    pipeline = Pipeline(settings, erp, crm, store)
-    with store.transaction() as tx:
-        tx.bind_many(
-            NAME,
-            LEVEL,
-            [
-                (level_ref(r.key), crm_id, level_hash(r.value), r.value.real)
-                for crm_id, r in crm.levels.items()
-            ],
-            now,
-        )
-    return pipeline, erp, crm
-
-
-def _record(key: StockKey, qty: Decimal) -> Any:
-    from connectors.memory.sink import _Record
-
-    return _Record(key, LevelValue(qty, qty))
+    return Pipeline(settings, erp, crm, store), erp, crm
 
 
 def run(keys: int = 100_000) -> dict[str, Any]:
@@ -92,10 +158,11 @@ def run(keys: int = 100_000) -> dict[str, Any]:
         setup_s = time.perf_counter() - t0
         rss_before = _peak_rss_mb()
         # a few differences of each kind
-        crm.set_value(StockKey("SKU0000001", "WH1"), Decimal(-1))
-        erp.set_opening("SKU0000002", "WH2", 9999)
-        erp.set_opening("NEWSKU", "WH0", 5)
-        crm.levels["orphan"] = _record(StockKey("ZZORPHAN", "WH0"), Decimal(3))
+        crm.edited["L1"] = (key_of(1), Decimal(-1))  # someone edits the CRM
+        erp.changed[key_of(2)] = Decimal(9999)  # a movement the pull missed
+        erp.changed[StockKey("NEWSKU", "WH0")] = Decimal(5)  # new in the ERP
+        orphan = StockKey("ZZORPHAN", "WH0")  # a CRM record the ERP never had
+        crm.levels["orphan"] = _Record(orphan, LevelValue(Decimal(3), Decimal(3)))
         t1 = time.perf_counter()
         dry = reconcile(pipeline)
         dry_s = time.perf_counter() - t1

@@ -34,6 +34,7 @@ from sync.reconcile import (
     plan,
 )
 from sync.runtime import Pipeline, ledger_options
+from sync.state.scratch import SortedSpool
 from sync.state.store import LEVEL, StateStore, level_ref
 
 log = structlog.get_logger("stocksync.reconcile")
@@ -88,34 +89,37 @@ def _catch_up(pipeline: Pipeline, run_id: str) -> set[StockKey]:
     return set(pipeline.pull(run_id).touched)
 
 
-def _order(item: tuple[StockKey, object]) -> tuple[str, str]:
-    return item[0].sku, item[0].warehouse
+def _erp_sorted(pipeline: Pipeline, spool: SortedSpool) -> Iterator[tuple[StockKey, Decimal]]:
+    spool.add((row.stock_key, row.qty, None) for row in pipeline.source.on_hand())
+    return spool.summed()
 
 
-def _erp_sorted(pipeline: Pipeline) -> list[tuple[StockKey, Decimal]]:
-    totals: dict[StockKey, Decimal] = {}
-    for row in pipeline.source.on_hand():
-        key = row.stock_key
-        totals[key] = totals.get(key, Decimal(0)) + row.qty
-    return sorted(totals.items(), key=_order)
-
-
-def _crm_sorted(pipeline: Pipeline) -> list[tuple[StockKey, CrmValue]]:
-    found: dict[StockKey, CrmValue] = {}
-    for lvl in pipeline.sink.read_levels():
-        # two CRM records for one key: the first wins, the second is reported by the sink's owner
-        found.setdefault(lvl.stock_key, CrmValue(lvl.qty, lvl.crm_id))
-    return sorted(found.items(), key=_order)
+def _crm_sorted(pipeline: Pipeline, spool: SortedSpool) -> Iterator[tuple[StockKey, CrmValue]]:
+    # two CRM records for one key: the first wins, the second is reported by the sink's owner
+    spool.add((lvl.stock_key, lvl.qty, lvl.crm_id) for lvl in pipeline.sink.read_levels())
+    return ((key, CrmValue(qty, crm_id or "")) for key, qty, crm_id in spool.first())
 
 
 def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[Finding], int]:
     """Fetch the four sides (DESIGN §6.1) and plan; returns the findings and keys compared."""
-    store = pipeline.store
     pipeline.ensure_baseline(run_id)
     _catch_up(pipeline, run_id)
-    erp = _erp_sorted(pipeline)
-    in_flux = _catch_up(pipeline, run_id)
-    crm = _crm_sorted(pipeline)
+    # both snapshots are spooled to disk and read back sorted: memory stays flat
+    with SortedSpool() as erp_spool, SortedSpool() as crm_spool:
+        erp = _erp_sorted(pipeline, erp_spool)
+        in_flux = _catch_up(pipeline, run_id)
+        crm = _crm_sorted(pipeline, crm_spool)
+        return _plan(pipeline, erp, crm, in_flux, policies)
+
+
+def _plan(
+    pipeline: Pipeline,
+    erp: Iterator[tuple[StockKey, Decimal]],
+    crm: Iterator[tuple[StockKey, CrmValue]],
+    in_flux: set[StockKey],
+    policies: Policies,
+) -> tuple[list[Finding], int]:
+    store = pipeline.store
     counter = [0]
 
     def ledger(rows: Iterator[tuple[StockKey, Decimal, Decimal | None]]) -> Iterator[Row]:

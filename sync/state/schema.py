@@ -41,8 +41,10 @@ def from_units(units: int | None) -> Decimal:
     """Integer micro-units → Decimal, normalised (``12`` not ``12.000000``)."""
     if units is None:
         return Decimal(0)
-    value = Decimal(units).scaleb(-6)
-    return value.quantize(Decimal(1)) if value == value.to_integral() else value.normalize()
+    whole, fraction = divmod(units, 1_000_000)
+    if not fraction:  # the common case, and the cheap one
+        return Decimal(whole)
+    return Decimal(units).scaleb(-6).normalize()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,0 +1,84 @@
+"""An external sort for snapshots too large to hold in memory.
+
+Reconcile needs the ERP and CRM snapshots in (sku, warehouse) order, but both
+arrive in whatever order their APIs page. Rows are spooled into a temporary
+SQLite file and read back sorted, so a million keys cost a few megabytes of
+RAM instead of two full copies. SQLite's BINARY collation compares UTF-8
+bytes, which is exactly Python's code-point order, so the merge-join with the
+ledger's stream lines up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+
+from sync.model import StockKey
+from sync.state.schema import from_units, to_units
+
+_BATCH = 10_000
+
+
+class SortedSpool:
+    """Rows (key, qty, tag) in, rows by key out: summed, or the first row per key."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="stocksync-spool-")
+        self._db = sqlite3.connect(Path(self._dir.name) / "spool.db")
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute(
+            "CREATE TABLE spool (sku TEXT NOT NULL, warehouse TEXT NOT NULL,"
+            " qty INTEGER NOT NULL, tag TEXT)"
+        )
+
+    def add(self, rows: Iterable[tuple[StockKey, Decimal, str | None]]) -> int:
+        """Spool ``rows``; returns how many went in."""
+        count = 0
+        batch: list[tuple[str, str, int, str | None]] = []
+        for key, qty, tag in rows:
+            batch.append((key.sku, key.warehouse, to_units(qty), tag))
+            if len(batch) >= _BATCH:
+                count += self._flush(batch)
+        return count + self._flush(batch)
+
+    def _flush(self, batch: list[tuple[str, str, int, str | None]]) -> int:
+        self._db.executemany("INSERT INTO spool VALUES (?, ?, ?, ?)", batch)
+        count = len(batch)
+        batch.clear()
+        return count
+
+    def summed(self) -> Iterator[tuple[StockKey, Decimal]]:
+        """One row per key with the quantities added up, in key order."""
+        for sku, warehouse, units in self._db.execute(
+            "SELECT sku, warehouse, SUM(qty) FROM spool GROUP BY sku, warehouse"
+            " ORDER BY sku, warehouse"
+        ):
+            yield StockKey(sku, warehouse), from_units(units)
+
+    def first(self) -> Iterator[tuple[StockKey, Decimal, str | None]]:
+        """The first row spooled for each key, in key order (later duplicates are ignored)."""
+        for sku, warehouse, units, tag in self._db.execute(
+            "SELECT sku, warehouse, qty, tag FROM spool WHERE rowid IN"
+            " (SELECT MIN(rowid) FROM spool GROUP BY sku, warehouse) ORDER BY sku, warehouse"
+        ):
+            yield StockKey(sku, warehouse), from_units(units), tag
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> SortedSpool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
