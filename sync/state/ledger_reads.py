@@ -203,22 +203,7 @@ class LedgerReads(StoreBase):
         t = s.movement_versions
         with self.engine.connect() as conn:
             archived = [
-                StoredMovement(
-                    key=r["key"],
-                    stream="",
-                    kind=r["kind"],
-                    sku=r["sku"],
-                    warehouse=r["warehouse"],
-                    qty=from_units(r["qty"]),
-                    occurred_at=r["occurred_at"],
-                    source_updated_at=r["source_updated_at"],
-                    doc_no=r["doc_no"],
-                    active=bool(r["active"]),
-                    content_hash="",
-                    version=r["version"],
-                    reason=r["reason"],
-                    run_id=r["run_id"],
-                )
+                stored_movement(r)
                 for r in conn.execute(
                     select(t).where(t.c.pipeline == pipeline, t.c.key == key).order_by(t.c.version)
                 ).mappings()

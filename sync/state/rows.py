@@ -204,7 +204,7 @@ class LedgerLine(NamedTuple):
 def stored_movement(r: RowMapping) -> StoredMovement:
     return StoredMovement(
         key=r["key"],
-        stream=r["stream"],
+        stream=r.get("stream", ""),  # archived versions (movement_versions) keep no stream
         kind=r["kind"],
         sku=r["sku"],
         warehouse=r["warehouse"],
@@ -213,7 +213,7 @@ def stored_movement(r: RowMapping) -> StoredMovement:
         source_updated_at=r["source_updated_at"],
         doc_no=r["doc_no"],
         active=bool(r["active"]),
-        content_hash=r["content_hash"],
+        content_hash=r.get("content_hash", ""),
         version=r["version"],
         reason=r["reason"],
         run_id=r["run_id"],
