@@ -164,6 +164,8 @@ def test_no_duplicates_whatever_fails(
             sync(shared_sqlite, erp, crm, clock, pipeline, bulk_bind_threshold=3, retry_initial_s=1)
     for _ in range(20):
         clock.advance(3600)
+        # more faults in a row than max_attempts kill a row; the operator's `stocksync retry`
+        shared_sqlite.requeue_dead(None, clock.now)
         sync(shared_sqlite, erp, crm, clock, pipeline, bulk_bind_threshold=3, retry_initial_s=1)
         if not shared_sqlite.outbox_rows(pipeline):
             break
