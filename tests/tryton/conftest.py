@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.tryton import scenario
 from tests.tryton import server as tryton
 
 
@@ -49,7 +50,7 @@ def tryton_proteus(tryton_server: tryton.TrytonServer) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def tryton_scenario(tryton_proteus: Any) -> dict[str, int]:
-    return tryton.initial_scenario(tryton_proteus)
+    return scenario.initial_scenario(tryton_proteus)
 
 
 @pytest.fixture

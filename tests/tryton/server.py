@@ -1,24 +1,25 @@
-"""A real Tryton server for tests: database template, start/stop, proteus scenario steps.
+"""A real Tryton server for tests: database template, start/stop, proteus session.
 
 Reusable outside this package (the end-to-end tests use it too). Nothing is
-installed here: trytond, trytond-stock and proteus must already be importable.
+installed here: trytond, trytond-stock, trytond-purchase, trytond-sale and
+proteus must already be importable.
 
-- The initialised SQLite database (``trytond-admin -u stock`` plus a company, a
-  second warehouse, parties and products) is built once and cached under
-  ``$STOCKSYNC_TEST_CACHE`` (default ``~/.cache/stocksync-tests``), keyed by the
-  installed versions and ``TEMPLATE_REVISION``; each session works on a copy.
+- The initialised SQLite database (``trytond-admin -u stock purchase sale`` plus
+  ``scenario.base_setup``: a company, a second warehouse, parties and products)
+  is built once and cached under ``$STOCKSYNC_TEST_CACHE`` (default
+  ``~/.cache/stocksync-tests``), keyed by every installed trytond module's
+  version and ``TEMPLATE_REVISION``; each session works on a copy.
 - The server runs on a free loopback port with ``TZ=UTC`` and is ready only when
   it answered a real JSON-RPC call, so a foreign program on the port cannot pass
   for it.
-- Scenario steps use proteus (Tryton's own client) over XML-RPC, so the test
-  process never imports the server-side pool.
+- The documents themselves are in ``tests.tryton.scenario`` (proteus, Tryton's
+  own client, over XML-RPC, so the test process never imports the server pool).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
@@ -31,22 +32,20 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-MODULES = ("stock",)
+from tests.tryton import scenario
+
+MODULES = ("stock", "purchase", "sale")
 ADMIN_LOGIN = "admin"
 ADMIN_PASSWORD = "admin-test-pass"
 DATABASE = "erp"
 #: bump when base_setup() changes, so cached templates are rebuilt
-TEMPLATE_REVISION = "1"
-
-SKUS = ("SKU-001", "SKU-002", "SKU-003")
-WAREHOUSES = ("WH", "WH2")
+TEMPLATE_REVISION = "2"
 
 _BOOT = "import sys; from trytond.cli{mod} import main; sys.argv[0] = {name!r}; sys.exit(main())"
 
@@ -59,7 +58,7 @@ def _boot(script: str) -> list[str]:
 
 def trytond_missing() -> str | None:
     """Why a Tryton server cannot run here, or None when it can."""
-    for module in ("trytond", "trytond.modules.stock", "proteus"):
+    for module in ("trytond", *(f"trytond.modules.{m}" for m in MODULES), "proteus"):
         try:
             __import__(module)
         except ImportError as exc:
@@ -70,12 +69,18 @@ def trytond_missing() -> str | None:
 def template_key() -> str:
     """Cache key: installed versions of everything that shapes the database file."""
     parts = [TEMPLATE_REVISION, sys.version.split()[0], ",".join(MODULES)]
-    for dist in ("trytond", "trytond-stock", "trytond-company", "trytond-product", "proteus"):
-        try:
-            parts.append(f"{dist}={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            parts.append(f"{dist}=none")
+    # every trytond module installed (activated ones and their dependencies alike)
+    versions = {
+        _normalise(dist.metadata["Name"]): dist.version
+        for dist in metadata.distributions()
+        if _normalise(dist.metadata["Name"] or "").startswith(("trytond", "proteus"))
+    }
+    parts.extend(f"{name}={version}" for name, version in sorted(versions.items()))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def cache_dir() -> Path:
@@ -140,7 +145,7 @@ def db_file(workdir: Path, database: str = DATABASE) -> Path:
 
 
 def init_database(workdir: Path, database: str = DATABASE) -> None:
-    """Create the database with trytond-admin (-u stock, dependencies, admin e-mail)."""
+    """Create the database with trytond-admin (-u MODULES, dependencies, admin e-mail)."""
     conf = write_config(workdir)
     target = db_file(workdir, database)
     target.touch()  # trytond's SQLite backend refuses a missing file
@@ -268,7 +273,7 @@ def ensure_template() -> Path:
         workdir = Path(tmp)
         init_database(workdir)
         with running_server(workdir) as server, proteus_session(server) as config:
-            base_setup(config)
+            scenario.base_setup(config, ADMIN_LOGIN)
         partial = cached.with_suffix(f".{os.getpid()}.tmp")
         copy_database(db_file(workdir), partial)
         partial.replace(cached)
@@ -302,267 +307,3 @@ def proteus_session(server: TrytonServer) -> Iterator[Any]:
     finally:
         with contextlib.suppress(Exception):
             config.server.common.db.logout()
-
-
-def base_setup(config: Any) -> None:
-    """Company (USD), a second warehouse WH2, parties and goods products SKU-001..003."""
-    from proteus import Model, Wizard
-
-    Currency = Model.get("currency.currency", config=config)
-    Party = Model.get("party.party", config=config)
-    User = Model.get("res.user", config=config)
-    Group = Model.get("res.group", config=config)
-    currency = Currency(name="U.S. Dollar", symbol="$", code="USD", rounding=Decimal("0.01"))
-    currency.save()
-    wizard = Wizard("company.company.config", config=config)
-    wizard.execute("company")
-    company_party = Party(name="Stocksync Test Co")
-    company_party.save()
-    wizard.form.party = company_party
-    wizard.form.currency = currency
-    wizard.execute("add")
-    config._context = User.get_preferences(True, {})
-
-    admin = User(config.context.get("user") or User.find([("login", "=", ADMIN_LOGIN)])[0].id)
-    for group in Group.find(
-        [("name", "in", ["Stock", "Stock Administration", "Stock Cancellation"])]
-    ):
-        if group not in admin.groups:
-            admin.groups.append(group)
-    admin.save()
-
-    Party(name="Supplier").save()
-    Party(name="Customer").save()
-
-    Location = Model.get("stock.location", config=config)
-    (wh,) = Location.find([("code", "=", "WH"), ("type", "=", "warehouse")])
-    (wh2,) = Location.duplicate([wh], default={"name": "Warehouse 2", "code": "WH2"})
-    for loc, code in (
-        (wh2.input_location, "IN2"),
-        (wh2.output_location, "OUT2"),
-        (wh2.storage_location, "STO2"),
-    ):
-        loc.code = code
-        loc.save()
-
-    Uom = Model.get("product.uom", config=config)
-    Template = Model.get("product.template", config=config)
-    (unit,) = Uom.find([("name", "=", "Unit")])
-    for i, sku in enumerate(SKUS, start=1):
-        Template(
-            name=f"Product {i}", code=sku, type="goods", default_uom=unit, list_price=Decimal(10)
-        ).save()
-    Template(name="Service", code="SRV-1", type="service", default_uom=unit).save()
-
-
-# -- scenario steps -------------------------------------------------------------------
-
-
-def _warehouse(config: Any, code: str) -> Any:
-    from proteus import Model
-
-    Location = Model.get("stock.location", config=config)
-    (wh,) = Location.find([("code", "=", code), ("type", "=", "warehouse")])
-    return wh
-
-
-def _location(config: Any, type_: str) -> Any:
-    from proteus import Model
-
-    Location = Model.get("stock.location", config=config)
-    return Location.find([("type", "=", type_), ("parent", "=", None)])[0]
-
-
-def _product(config: Any, sku: str) -> Any:
-    from proteus import Model
-
-    (product,) = Model.get("product.product", config=config).find([("code", "=", sku)])
-    return product
-
-
-def _party(config: Any, name: str) -> Any:
-    from proteus import Model
-
-    (party,) = Model.get("party.party", config=config).find([("name", "=", name)])
-    return party
-
-
-def _company_currency(config: Any) -> Any:
-    from proteus import Model
-
-    (company,) = Model.get("company.company", config=config).find([])
-    return company.currency
-
-
-def _new_move(config: Any, sku: str, qty: int, src: Any, dst: Any, *, price: bool) -> Any:
-    from proteus import Model
-
-    product = _product(config, sku)
-    move = Model.get("stock.move", config=config)()
-    move.product = product
-    move.unit = product.default_uom
-    move.quantity = qty
-    move.from_location = src
-    move.to_location = dst
-    if price:
-        move.unit_price = Decimal(5)
-        move.currency = _company_currency(config)
-    return move
-
-
-def receive(config: Any, warehouse: str, lines: Mapping[str, int]) -> int:
-    """Supplier shipment received and done into ``warehouse``; returns the shipment id."""
-    from proteus import Model
-
-    wh = _warehouse(config, warehouse)
-    shipment = Model.get("stock.shipment.in", config=config)()
-    shipment.supplier = _party(config, "Supplier")
-    shipment.warehouse = wh
-    for sku, qty in lines.items():
-        move = _new_move(
-            config, sku, qty, _location(config, "supplier"), wh.input_location, price=True
-        )
-        shipment.incoming_moves.append(move)
-    shipment.save()
-    shipment.click("receive")
-    shipment.click("do")
-    return int(shipment.id)
-
-
-def supplier_return(config: Any, warehouse: str, lines: Mapping[str, int]) -> int:
-    """Goods sent back from ``warehouse``'s storage to the supplier, done."""
-    from proteus import Model
-
-    wh = _warehouse(config, warehouse)
-    shipment = Model.get("stock.shipment.in.return", config=config)()
-    shipment.supplier = _party(config, "Supplier")
-    shipment.from_location = wh.storage_location
-    shipment.to_location = _location(config, "supplier")
-    for sku, qty in lines.items():
-        move = _new_move(config, sku, qty, wh.storage_location, shipment.to_location, price=True)
-        shipment.moves.append(move)
-    shipment.save()
-    shipment.click("wait")
-    shipment.click("assign_force")
-    shipment.click("do")
-    return int(shipment.id)
-
-
-def ship(config: Any, warehouse: str, lines: Mapping[str, int]) -> int:
-    """Customer shipment picked, packed and done from ``warehouse``."""
-    from proteus import Model
-
-    wh = _warehouse(config, warehouse)
-    shipment = Model.get("stock.shipment.out", config=config)()
-    shipment.customer = _party(config, "Customer")
-    shipment.warehouse = wh
-    for sku, qty in lines.items():
-        move = _new_move(
-            config, sku, qty, wh.output_location, _location(config, "customer"), price=True
-        )
-        shipment.outgoing_moves.append(move)
-    shipment.save()
-    shipment.click("wait")
-    shipment.click("assign_force")
-    shipment.click("pick")
-    shipment.click("pack")
-    shipment.click("do")
-    return int(shipment.id)
-
-
-def customer_return(config: Any, warehouse: str, lines: Mapping[str, int]) -> int:
-    """Customer return received and done into ``warehouse``."""
-    from proteus import Model
-
-    wh = _warehouse(config, warehouse)
-    shipment = Model.get("stock.shipment.out.return", config=config)()
-    shipment.customer = _party(config, "Customer")
-    shipment.warehouse = wh
-    for sku, qty in lines.items():
-        move = _new_move(
-            config, sku, qty, _location(config, "customer"), wh.input_location, price=True
-        )
-        shipment.incoming_moves.append(move)
-    shipment.save()
-    shipment.click("receive")
-    shipment.click("do")
-    return int(shipment.id)
-
-
-def transfer(config: Any, src: str, dst: str, lines: Mapping[str, int]) -> int:
-    """Internal shipment between two warehouses' storage zones (through transit), done."""
-    from proteus import Model
-
-    from_wh, to_wh = _warehouse(config, src), _warehouse(config, dst)
-    shipment = Model.get("stock.shipment.internal", config=config)()
-    shipment.from_location = from_wh.storage_location
-    shipment.to_location = to_wh.storage_location
-    shipment.planned_date = dt.date.today()
-    for sku, qty in lines.items():
-        shipment.moves.append(
-            _new_move(config, sku, qty, shipment.from_location, shipment.to_location, price=False)
-        )
-    shipment.save()
-    shipment.click("wait")
-    shipment.click("assign_force")
-    if shipment.transit_location:
-        shipment.click("pack")
-        shipment.click("ship")
-    shipment.click("do")
-    return int(shipment.id)
-
-
-def stocktake(config: Any, warehouse: str, deltas: Mapping[str, int]) -> int:
-    """Inventory of ``warehouse``'s storage zone, counted ``expected + delta`` per SKU."""
-    from proteus import Model
-
-    wh = _warehouse(config, warehouse)
-    inventory = Model.get("stock.inventory", config=config)()
-    inventory.location = wh.storage_location
-    inventory.save()
-    inventory.click("complete_lines")
-    for line in inventory.lines:
-        if line.product.code in deltas:
-            line.quantity = (line.expected_quantity or 0) + deltas[line.product.code]
-    inventory.save()
-    inventory.click("confirm")
-    return int(inventory.id)
-
-
-def cancel_shipment_in(config: Any, shipment_id: int) -> list[int]:
-    """Cancel a done supplier shipment (needs Stock Cancellation); returns its move ids."""
-    from proteus import Model
-
-    shipment = Model.get("stock.shipment.in", config=config)(shipment_id)
-    shipment.click("cancel")
-    return [int(m.id) for m in shipment.moves]
-
-
-def warehouse_quantities(config: Any) -> dict[tuple[str, str], Decimal]:
-    """Tryton's own on-hand per (sku, warehouse code), non-zero only (goods products)."""
-    from proteus import Model
-
-    Product = Model.get("product.product", config=config)
-    result: dict[tuple[str, str], Decimal] = {}
-    for code in WAREHOUSES:
-        wh = _warehouse(config, code)
-        with config.set_context(locations=[wh.id]):
-            for product in Product.find([("type", "=", "goods")]):
-                qty = Decimal(str(product.quantity or 0))
-                if qty:
-                    result[(product.code, code)] = qty
-    return result
-
-
-def initial_scenario(config: Any) -> dict[str, int]:
-    """Phase 1 documents: receipts into both warehouses, a shipment, a customer return,
-    a supplier return, a transfer WH→WH2 and a stocktake with a difference."""
-    return {
-        "receipt": receive(config, "WH", {"SKU-001": 50, "SKU-002": 30}),
-        "receipt2": receive(config, "WH2", {"SKU-001": 20}),
-        "shipment": ship(config, "WH", {"SKU-001": 8}),
-        "customer_return": customer_return(config, "WH", {"SKU-001": 2}),
-        "supplier_return": supplier_return(config, "WH", {"SKU-002": 4}),
-        "transfer": transfer(config, "WH", "WH2", {"SKU-002": 5}),
-        "stocktake": stocktake(config, "WH", {"SKU-001": -3, "SKU-002": 1}),
-    }

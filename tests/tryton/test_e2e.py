@@ -1,7 +1,11 @@
 """A real Tryton server → the real engine (SQLite) → the Fxiaoke emulator over HTTP.
 
-The truth is Tryton's own `quantity` per warehouse, read with proteus, not
-through our connector: the CRM must show exactly that after every cycle.
+Tryton's stock comes from its own documents: purchases received, sales shipped,
+a customer return (a sale with a negative line), a purchase return, a transfer
+between the two warehouses and a stocktake with a difference (see
+``tests.tryton.scenario``). The truth is Tryton's own `quantity` per warehouse,
+read with proteus, not through our connector: the CRM must show exactly that
+after every cycle, with one StockObj per (product, warehouse).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from connectors.fxiaoke.emulator import build_emulator as build_crm
 from sync.config import settings_model
 from sync.ledger import verify
 from sync.runtime import Pipeline, build_pipeline, open_store, run_cycle
+from tests.tryton import scenario
 from tests.tryton import server as tryton
 
 pytestmark = pytest.mark.tryton
@@ -33,9 +38,9 @@ def synced(
     tryton_server: tryton.TrytonServer, tryton_scenario: dict[str, int], tmp_path: Path
 ) -> Iterator[tuple[Pipeline, FxiaokeEmulator]]:
     crm = build_crm(None)
-    for sku in tryton.SKUS:
+    for sku in scenario.SKUS:
         crm.add_product(sku, sku)
-    for code in tryton.WAREHOUSES:
+    for code in scenario.WAREHOUSES:
         crm.add_warehouse(code, code)
     with LoopbackServer(crm) as srv:
         info = crm.connection_info(srv.url)
@@ -69,22 +74,28 @@ def test_crm_equals_trytons_own_quantities_cycle_after_cycle(
 ) -> None:
     pipeline, crm = synced
     run_cycle(pipeline)
-    truth = tryton.warehouse_quantities(tryton_proteus)
-    assert truth, "the scenario leaves stock in Tryton"
+    truth = scenario.warehouse_quantities(tryton_proteus)
+    assert {wh for _sku, wh in truth} == set(scenario.WAREHOUSES), truth
     assert crm_stock(crm) == truth
+    assert len(crm.stock_records()) == len(truth)
     assert verify(pipeline.store, "tryton") == {}
 
-    # more documents (in WH2: test_live owns SKU-003 at WH in the shared server):
-    # one shipment whose three moves are done in one transaction
-    # (they share one write_date: the (write_date, id) cursor must not skip any),
-    # a shipment out of the second warehouse and a transfer back
-    tryton.receive(tryton_proteus, "WH2", {"SKU-001": 3, "SKU-002": 4, "SKU-003": 5})
-    tryton.ship(tryton_proteus, "WH2", {"SKU-001": 6})
-    tryton.transfer(tryton_proteus, "WH2", "WH", {"SKU-002": 1})
+    # phase 2, more documents (in WH2: test_live owns SKU-003 at WH in the shared
+    # server): one purchase of three lines received in ONE shipment, which does
+    # its three incoming moves in one transaction (one write_date: the
+    # (write_date, id) cursor must not skip any), a sale shipped from the second warehouse, a
+    # customer return into it, a transfer back and a stocktake there
+    receipt = scenario.purchase_received(
+        tryton_proteus, "WH2", {"SKU-001": 3, "SKU-002": 4, "SKU-003": 5}
+    )
+    assert len(set(scenario.shipment_in_stamps(tryton_proteus, receipt))) == 1
+    scenario.sale_shipped(tryton_proteus, "WH2", {"SKU-001": 6, "SKU-003": 1})
+    scenario.sale_return(tryton_proteus, "WH2", {"SKU-003": 1})
+    scenario.transfer(tryton_proteus, "WH2", "WH", {"SKU-002": 1})
+    scenario.stocktake(tryton_proteus, "WH2", {"SKU-002": 2})
     result = run_cycle(pipeline)
     assert result.pulled > 0
-    truth = tryton.warehouse_quantities(tryton_proteus)
-    assert crm_stock(crm) == truth
+    assert crm_stock(crm) == scenario.warehouse_quantities(tryton_proteus)
     assert verify(pipeline.store, "tryton") == {}
 
     # nothing changed: the next cycle writes nothing to the CRM
@@ -113,5 +124,5 @@ def test_reconcile_against_tryton_finds_and_fixes_a_crm_edit(
 
     fixed = reconcile(pipeline, apply_changes=True)
     assert fixed.remaining == 0
-    assert crm_stock(crm) == tryton.warehouse_quantities(tryton_proteus)
+    assert crm_stock(crm) == scenario.warehouse_quantities(tryton_proteus)
     assert reconcile(pipeline).remaining == 0

@@ -18,6 +18,7 @@ from sync.errors import PermanentError, TransientError
 from sync.model import Cursor, Movement, MovementKind
 from sync.ports import ConnectorContext
 from tests.contract.erp import ErpSourceContract, FaultCase
+from tests.tryton import scenario
 from tests.tryton import server as tryton
 
 pytestmark = pytest.mark.tryton
@@ -61,7 +62,7 @@ def test_full_pull_folds_to_trytons_own_on_hand(
 ) -> None:
     ledger: Ledger = {}
     apply(ledger, tryton_source, None, 4)
-    expected = tryton.warehouse_quantities(tryton_proteus)
+    expected = scenario.warehouse_quantities(tryton_proteus)
     assert on_hand(tryton_source) == expected
     assert fold(ledger.values()) == expected
     kinds = {m.kind for m in ledger.values()}
@@ -86,9 +87,11 @@ def test_incremental_pull_then_cancellation(
     cursor = apply(ledger, tryton_source, None, 4)
 
     # several moves done in one transaction share one write_date
-    receipt = tryton.receive(tryton_proteus, "WH", {"SKU-001": 7, "SKU-002": 3, "SKU-003": 4})
-    tryton.ship(tryton_proteus, "WH2", {"SKU-001": 6})
-    tryton.transfer(tryton_proteus, "WH2", "WH", {"SKU-001": 2})
+    receipt = scenario.purchase_received(
+        tryton_proteus, "WH", {"SKU-001": 7, "SKU-002": 3, "SKU-003": 4}
+    )
+    scenario.sale_shipped(tryton_proteus, "WH2", {"SKU-001": 6})
+    scenario.transfer(tryton_proteus, "WH2", "WH", {"SKU-001": 2})
 
     seen: list[Movement] = []
     previous = back(cursor)
@@ -107,7 +110,7 @@ def test_incremental_pull_then_cancellation(
     assert fold(ledger.values()) == on_hand(tryton_source)
     assert ("SKU-003", "WH") in on_hand(tryton_source)
 
-    moves = tryton.cancel_shipment_in(tryton_proteus, receipt)
+    moves = scenario.cancel_shipment_in(tryton_proteus, receipt)
     assert moves
     cursor = apply(ledger, tryton_source, back(cursor), 2)
     cancelled = [ledger[k] for k in receipt_keys]
