@@ -15,6 +15,7 @@ import typer
 
 from sync import config as cfg
 from sync.cli import ConfigOpt, FormatOpt, app, emit, fail, guarded, open_state, out
+from sync.locks import exclusive
 from sync.state.store import display_ref
 
 conflicts_app = typer.Typer(help="The conflicts log: list, show, resolve.", no_args_is_help=True)
@@ -68,7 +69,11 @@ def reconcile_cmd(
         for p in _selected(settings, pipeline):
             runtime = build_pipeline(p, store)
             try:
-                result = reconcile(runtime, apply_changes=apply)
+                if apply:  # it pushes: never beside a daemon's reconcile or another replica
+                    with exclusive(store.engine, p.name, "reconcile"):
+                        result = reconcile(runtime, apply_changes=True)
+                else:
+                    result = reconcile(runtime)
             finally:
                 runtime.close()
             remaining += result.remaining

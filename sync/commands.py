@@ -10,6 +10,7 @@ import typer
 
 from sync import config as cfg
 from sync.cli import ConfigOpt, app, err, fail, guarded, open_state, out
+from sync.locks import exclusive
 from sync.progress import Progress
 
 
@@ -37,7 +38,10 @@ def once(
         for p in _selected(settings, pipeline):
             runtime = build_pipeline(p, store)
             try:
-                with Progress(f"{p.name}: pull → push") as progress:
+                with (
+                    exclusive(store.engine, p.name, "cycle"),
+                    Progress(f"{p.name}: pull → push") as progress,
+                ):
                     result = run_cycle(runtime, on_page=progress.page, on_row=progress.row)
             finally:
                 runtime.close()

@@ -32,6 +32,10 @@ from sync.errors import StockSyncError
 log = structlog.get_logger("stocksync.locks")
 
 
+#: jobs that must never overlap share a lock name
+LOCK_DOMAIN = {"cycle": "push", "reconcile": "push"}
+
+
 class DaemonAlreadyRunning(StockSyncError):
     """Another daemon holds the SQLite state file."""
 
@@ -103,7 +107,12 @@ class Locks:
     # -- per job -------------------------------------------------------------------
     @contextmanager
     def job(self, pipeline: str, job: str) -> Iterator[bool]:
-        """Hold the (pipeline, job) lock for the ``with`` body; yields False if it is taken."""
+        """Hold the (pipeline, job) lock for the ``with`` body; yields False if it is taken.
+
+        Jobs that push to the CRM (cycle, reconcile) share one lock: two pushers on
+        one pipeline, even on different replicas, could both create a CRM record.
+        """
+        job = LOCK_DOMAIN.get(job, job)
         if self.backend == "postgresql":
             with self._server_lock(
                 "SELECT pg_try_advisory_lock(:k)",
@@ -149,3 +158,35 @@ class Locks:
                 conn.invalidate()
             finally:
                 conn.close()
+
+
+class JobBusy(StockSyncError):
+    """A one-off command wants a job that a daemon (or another replica) is running."""
+
+
+@contextmanager
+def exclusive(engine: Engine, pipeline: str, job: str) -> Iterator[None]:
+    """Run a one-off command's job only where no daemon or replica can run it at once.
+
+    Two pushers on one pipeline could both create the same CRM record, so
+    `stocksync once` and `reconcile --apply` take what the daemon takes: the
+    SQLite lock file, or the (pipeline, job) lock on a database server.
+    """
+    locks = Locks(engine)
+    try:
+        locks.acquire_daemon()
+    except DaemonAlreadyRunning as exc:
+        raise JobBusy(
+            f"a stocksync daemon is running on this state database ({exc})",
+            hint="let the daemon sync, or stop it before running this command",
+        ) from None
+    try:
+        with locks.job(pipeline, job) as got:
+            if not got:
+                raise JobBusy(
+                    f"pipeline {pipeline!r}: job {job!r} is running in another process",
+                    hint="try again when it has finished",
+                )
+            yield
+    finally:
+        locks.release_daemon()
