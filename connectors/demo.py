@@ -148,6 +148,7 @@ class DemoRun:
         self.console = console
         self.keep_running = keep_running
         self.folder = folder
+        self.duration_s = duration_s
         self.interval = max(1.0, duration_s / (len(STORY) + 2))
         self.erp, self.crm = build_erp(None), build_crm(None)
         seed(self.erp, self.crm)
@@ -187,6 +188,8 @@ class DemoRun:
         deadline = time.monotonic() + 6 * self.interval + 5
         while not self.equal() and time.monotonic() < deadline:
             self._wait(live, 0.25)
+        # the rest of the requested duration: the daemon keeps cycling, nothing changes
+        self._wait(live, self.duration_s - (time.monotonic() - self.started))
         while self.keep_running:
             self._wait(live, self.interval)
 
