@@ -9,9 +9,10 @@ passes through here is remembered so that ``mask()`` can scrub it from any text
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
 
 MASK = "***"
 
@@ -47,6 +48,18 @@ class Secret(SecretStr):
 
     def _display(self) -> str:
         return MASK
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+#: an IANA time zone name, checked when the settings load (e.g. "Asia/Shanghai")
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 class StrictModel(BaseModel):
