@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -30,8 +30,13 @@ def epoch_micros(value: datetime) -> int:
 _MICRO = Decimal(1).scaleb(-6)
 
 
+@functools.lru_cache(maxsize=65536)
 def qty_units(qty: Decimal, precision: int = 6) -> int:
-    """A quantity in integer micro-units, rounded half-even to ``precision`` decimals first."""
+    """A quantity in integer micro-units, rounded half-even to ``precision`` decimals first.
+
+    Cached: documents repeat a small set of quantities, and Decimal quantizing is
+    the dearest step of preparing a line.
+    """
     rounded = qty.quantize(_MICRO if precision == 6 else Decimal(1).scaleb(-precision))
     return int(rounded.scaleb(6))
 
@@ -75,9 +80,12 @@ OUTBOUND_KINDS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class StockKey:
-    """One product in one warehouse, in ERP codes."""
+class StockKey(NamedTuple):
+    """One product in one warehouse, in ERP codes.
+
+    A named tuple, not a dataclass: the ledger and reconcile build one per key per
+    page or snapshot row, and a tuple is several times cheaper to make and hash.
+    """
 
     sku: str
     warehouse: str

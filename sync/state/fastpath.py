@@ -17,20 +17,14 @@ from sqlalchemy import Connection, Insert, bindparam
 _compiled: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[str, ...] | None]] = {}
 
 
-def executemany(
-    conn: Connection,
-    name: str,
-    build: Callable[[], Any],
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-) -> None:
-    """Execute the statement ``build()`` (cached under ``name``) once per row.
+def _compile(
+    conn: Connection, name: str, build: Callable[[], Any], columns: Sequence[str]
+) -> tuple[str, tuple[str, ...] | None]:
+    """The SQL text of ``build()`` (cached under ``name``) and its bind order (None: named).
 
-    Rows are tuples in ``columns`` order. An INSERT gets one bind per column, so
-    unset columns (ids, defaults) are left to the database.
+    An INSERT gets one bind per column, so unset columns (ids, defaults) are left
+    to the database.
     """
-    if not rows:
-        return
     key = (conn.dialect.name, name, tuple(columns))
     cached = _compiled.get(key)
     if cached is None:
@@ -40,7 +34,36 @@ def executemany(
         compiled = stmt.compile(dialect=conn.dialect)
         order = tuple(compiled.positiontup or ()) if conn.dialect.positional else None
         cached = _compiled[key] = (compiled.string, order)
-    sql, order = cached
+    return cached
+
+
+def fetch(
+    conn: Connection, name: str, build: Callable[[], Any], params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """The rows of the SELECT ``build()``, bound by name; raw driver values come back."""
+    sql, order = _compile(conn, name, build, tuple(params))
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params if order is None else tuple(params[c] for c in order))
+        return [tuple(row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def executemany(
+    conn: Connection,
+    name: str,
+    build: Callable[[], Any],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Execute the statement ``build()`` (cached under ``name``) once per row.
+
+    Rows are tuples in ``columns`` order.
+    """
+    if not rows:
+        return
+    sql, order = _compile(conn, name, build, columns)
     params: list[Any]
     if order is None:
         params = [dict(zip(columns, row, strict=True)) for row in rows]

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     bindparam,
-    case,
+    exists,
     insert,
     literal_column,
     select,
@@ -22,7 +22,7 @@ from sqlalchemy import (
 
 from sync.model import Cursor, StockKey
 from sync.state import schema as s
-from sync.state.fastpath import executemany
+from sync.state.fastpath import executemany, fetch
 from sync.state.rows import (
     DEAD,
     PENDING,
@@ -50,6 +50,18 @@ _LINE_COLUMNS = (
     "reason",
 )
 _MOVEMENT_COLUMNS = ("pipeline", *_LINE_COLUMNS, "recorded_at")
+_OUTBOX_COLUMNS = (
+    "pipeline",
+    "target",
+    "ref",
+    "state",
+    "generation",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+    "last_error",
+)
 _UPDATE_COLUMNS = (*_MOVEMENT_COLUMNS[2:], "b_pipeline", "b_key")
 _VERSION_COLUMNS = (
     "pipeline",
@@ -240,15 +252,14 @@ class Tx(OperationsWrites):
         it for the newer value; its state and schedule stay (an ``uncertain`` row
         must still look up first, a row in backoff keeps its backoff). A ``dead``
         row comes back to life: a new value deserves new attempts.
+
+        The bump touches no indexed column, so it is the cheapest write SQLite can
+        do per ref; dead rows are rare and are revived by a second statement that
+        runs only when the pipeline has any.
         """
         stamp = to_micros(now)
         rows = [(pipeline, target, ref, PENDING, 1, 0, stamp, stamp, stamp, None) for ref in refs]
         t = s.outbox
-        dead = t.c.state == literal_column(f"'{DEAD}'")
-
-        def revive(new_value: Any, old_value: Any) -> Any:
-            return case((dead, new_value), else_=old_value)
-
         executemany(
             self.conn,
             "enqueue",
@@ -256,59 +267,74 @@ class Tx(OperationsWrites):
                 self.conn,
                 t,
                 ("pipeline", "target", "ref"),
-                # no bound literals: every value comes from the row (one executemany);
-                # state last: MySQL evaluates these in order and later ones see new values
-                lambda new: {
-                    "generation": t.c.generation + literal_column("1"),
-                    "attempts": revive(new.attempts, t.c.attempts),
-                    "next_attempt_at": revive(new.next_attempt_at, t.c.next_attempt_at),
-                    "last_error": revive(new.last_error, t.c.last_error),
-                    "state": revive(new.state, t.c.state),
-                },
+                # no bound literals: every value comes from the row (one executemany)
+                lambda new: {"generation": t.c.generation + literal_column("1")},
             ),
-            (
-                "pipeline",
-                "target",
-                "ref",
-                "state",
-                "generation",
-                "attempts",
-                "next_attempt_at",
-                "created_at",
-                "updated_at",
-                "last_error",
-            ),
+            _OUTBOX_COLUMNS,
             rows,
         )
+        if refs and self._has_dead(pipeline, target):
+            self._revive(pipeline, target, refs, now)
+
+    def _has_dead(self, pipeline: str, target: str) -> bool:
+        t = s.outbox
+        rows = fetch(
+            self.conn,
+            "has_dead_outbox",
+            lambda: select(
+                exists().where(
+                    t.c.pipeline == bindparam("pipeline"),
+                    t.c.state == bindparam("state"),
+                    t.c.target == bindparam("target"),
+                )
+            ),
+            {"pipeline": pipeline, "state": DEAD, "target": target},
+        )
+        return bool(rows[0][0])
+
+    def _revive(self, pipeline: str, target: str, refs: Sequence[str], now: datetime) -> None:
+        t = s.outbox
+        for start in range(0, len(refs), 900):
+            self.conn.execute(
+                update(t)
+                .where(
+                    t.c.pipeline == pipeline,
+                    t.c.state == DEAD,
+                    t.c.target == target,
+                    t.c.ref.in_(list(refs[start : start + 900])),
+                )
+                .values(state=PENDING, attempts=0, next_attempt_at=now, last_error=None)
+            )
 
     def advance_cursor(self, pipeline: str, stream: str, cursor: Cursor, now: datetime) -> None:
         """Move a stream's cursor forward; never backwards (re-pulls and backfills overlap)."""
         t = s.cursors
-        current = self.conn.execute(
-            select(t.c.updated_at, t.c.tie_break).where(
-                t.c.pipeline == pipeline, t.c.stream == stream
-            )
-        ).first()
-        if current is not None and Cursor(current[0], current[1]) >= cursor:
-            return
-        upsert(
+        current = fetch(
             self.conn,
-            t,
-            [
-                {
-                    "pipeline": pipeline,
-                    "stream": stream,
-                    "updated_at": cursor.updated_at,
-                    "tie_break": cursor.tie_break,
-                    "advanced_at": now,
-                }
-            ],
-            ("pipeline", "stream"),
-            lambda new: {
-                "updated_at": new.updated_at,
-                "tie_break": new.tie_break,
-                "advanced_at": new.advanced_at,
-            },
+            "read_cursor",
+            lambda: select(t.c.updated_at, t.c.tie_break).where(
+                t.c.pipeline == bindparam("pipeline"), t.c.stream == bindparam("stream")
+            ),
+            {"pipeline": pipeline, "stream": stream},
+        )
+        target = (to_micros(cursor.updated_at), cursor.tie_break)
+        if current and (int(current[0][0]), current[0][1]) >= target:
+            return
+        executemany(
+            self.conn,
+            "advance_cursor",
+            lambda: upsert_statement(
+                self.conn,
+                t,
+                ("pipeline", "stream"),
+                lambda new: {
+                    "updated_at": new.updated_at,
+                    "tie_break": new.tie_break,
+                    "advanced_at": new.advanced_at,
+                },
+            ),
+            ("pipeline", "stream", "updated_at", "tie_break", "advanced_at"),
+            [(pipeline, stream, *target, to_micros(now))],
         )
 
     def set_baselines(
