@@ -114,6 +114,8 @@ def ingest(n: int) -> list[Result]:
         warm_up(info)
         floor = floor_pull(info, str(Path(tmp) / "floor.db"))
         first.check(f"floor stored {n:,} lines", floor["stored"] == n)
+        ahead = floor_pull(info, str(Path(tmp) / "floor-ahead.db"), read_ahead=True)
+        first.check(f"read-ahead floor stored {n:,} lines", ahead["stored"] == n)
         store = open_store(str(Path(tmp) / "state.db"))
         pulled = stocksync_pull(info, store)
         for what, ok in ledger_checks(store, info, n).items():
@@ -121,8 +123,14 @@ def ingest(n: int) -> list[Result]:
         first.check("nothing rejected", pulled["rejected"] == 0)
         ours = n / pulled["seconds"]
         theirs = n / floor["seconds"]
+        theirs_ahead = n / ahead["seconds"]
         first.figures.update(
-            stocksync=pulled, floor=floor, movements_per_s=ours, floor_per_s=theirs
+            stocksync=pulled,
+            floor=floor,
+            floor_read_ahead=ahead,
+            movements_per_s=ours,
+            floor_per_s=theirs,
+            floor_read_ahead_per_s=theirs_ahead,
         )
         first.rows += [
             Row(
@@ -132,6 +140,13 @@ def ingest(n: int) -> list[Result]:
                 fmt_ratio(ours / theirs),
                 f"≥ {INGEST_TARGET_RATIO} of floor",
                 ours / theirs >= INGEST_TARGET_RATIO,
+            ),
+            Row(
+                "vs a floor reading ahead",
+                f"{ours:,.0f}/s",
+                f"{theirs_ahead:,.0f}/s ({ahead['seconds']:.2f} s) floor, next page in a thread",
+                fmt_ratio(ours / theirs_ahead),
+                "(information)",
             ),
             Row(
                 "absolute rate",

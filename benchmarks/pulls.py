@@ -14,6 +14,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,7 @@ from connectors.k3cloud.source import K3CloudSettings, K3CloudSource
 from sync.ledger import verify
 from sync.logging import configure
 from sync.model import StockKey
+from sync.prefetch import Prefetched
 from sync.pull import PullOptions, pull_stream
 from sync.state import StateStore
 from sync.state import schema as s
@@ -165,8 +167,13 @@ def fingerprint(store: StateStore) -> dict[str, str]:
     return out
 
 
-def floor_pull(info: dict[str, Any], db_path: str) -> dict[str, Any]:
-    """The floor: same signed requests, rows upserted by key with no ledger logic."""
+def floor_pull(info: dict[str, Any], db_path: str, *, read_ahead: bool = False) -> dict[str, Any]:
+    """The floor: same signed requests, rows upserted by key with no ledger logic.
+
+    As the issue defines it, the floor fetches one page after the other.
+    ``read_ahead`` gives it stocksync's own trick as well (the next page read in
+    a thread while this one is stored), for the informational row beside it.
+    """
     source = source_for(info)
     conn = sqlite3.connect(db_path)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -178,12 +185,14 @@ def floor_pull(info: dict[str, Any], db_path: str) -> dict[str, Any]:
     received = 0
     try:
         started = time.perf_counter()
-        for rows in source.client.iter_bill_query(full_query(), page_size=PAGE_SIZE, where="b"):
-            with conn:
-                conn.executemany(
-                    FLOOR_UPSERT, [(f"{r[0]}:{r[6]}", r[7], r[8], str(r[9])) for r in rows]
-                )
-            received += len(rows)
+        pages = source.client.iter_bill_query(full_query(), page_size=PAGE_SIZE, where="b")
+        with Prefetched(pages) if read_ahead else nullcontext(pages) as rows_by_page:
+            for rows in rows_by_page:
+                with conn:
+                    conn.executemany(
+                        FLOOR_UPSERT, [(f"{r[0]}:{r[6]}", r[7], r[8], str(r[9])) for r in rows]
+                    )
+                received += len(rows)
         seconds = time.perf_counter() - started
         stored = conn.execute("SELECT count(*) FROM lines").fetchone()[0]
     finally:

@@ -22,6 +22,7 @@ import structlog
 from sync.model import (
     Cursor,
     Movement,
+    MovementKind,
     Page,
     RejectedRecord,
     StockKey,
@@ -34,6 +35,9 @@ from sync.state.schema import from_units, to_units
 from sync.state.store import LEVEL, MOVEMENT, LedgerLine, StateStore, level_ref
 
 log = structlog.get_logger("stocksync.ledger")
+
+#: each kind as a plain str (``.value`` goes through the enum machinery per line)
+_KIND_TEXT: dict[str, str] = {kind: kind.value for kind in MovementKind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,7 @@ def prepare(m: Movement, precision: int) -> IncomingLine:
     content hash. Everything after this compares integers and strings."""
     units = qty_units(m.qty, precision)
     occurred = epoch_micros(m.occurred_at)
-    kind = m.kind.value  # the plain str: some drivers adapt by exact type
+    kind = _KIND_TEXT[m.kind]  # the plain str: some drivers adapt by exact type
     return IncomingLine(
         m.key,
         kind,

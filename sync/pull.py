@@ -18,6 +18,7 @@ import structlog
 from sync.ledger import ApplyResult, LedgerOptions, apply_page, set_baseline
 from sync.model import Cursor, Page, StockKey
 from sync.ports import ErpSource
+from sync.prefetch import Prefetched, gc_paused
 from sync.state.store import StateStore, StoredMovement
 
 log = structlog.get_logger("stocksync.pull")
@@ -91,22 +92,25 @@ def pull_stream(
     started = now()
     cursor_limit = started - timedelta(seconds=options.overlap_s)
     begin = since if since is not None else start_cursor(store, pipeline, stream, options)
-    for page in source.pull(stream, begin, options.page_size):
-        result = apply_page(
-            store,
-            pipeline,
-            page,
-            now=now(),
-            options=ledger,
-            cursor_limit=cursor_limit,
-            run_id=run_id,
-        )
-        report.add(result)
-        if on_page is not None:
-            on_page(result)
-        if stop is not None and stop.is_set():
-            report.stopped = True
-            break
+    pages = Prefetched(source.pull(stream, begin, options.page_size), name=f"pull-{stream}")
+    with pages:
+        for page in pages:
+            with gc_paused():
+                result = apply_page(
+                    store,
+                    pipeline,
+                    page,
+                    now=now(),
+                    options=ledger,
+                    cursor_limit=cursor_limit,
+                    run_id=run_id,
+                )
+            report.add(result)
+            if on_page is not None:
+                on_page(result)
+            if stop is not None and stop.is_set():
+                report.stopped = True
+                break
     log.info(
         "stream_pulled",
         pipeline=pipeline,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -40,11 +39,7 @@ _TRANSIENT_CODES = {6, 14}
 
 
 class K3CloudClient:
-    """One WebAPI endpoint with one identity.
-
-    Not for concurrent calls (one session, like the SDK): ``iter_bill_query`` keeps
-    at most one request in flight, from its prefetch thread.
-    """
+    """One WebAPI endpoint with one identity. Not thread-safe (one session, like the SDK)."""
 
     def __init__(
         self,
@@ -94,33 +89,18 @@ class K3CloudClient:
         self, query: dict[str, Any], *, page_size: int, where: str
     ) -> Iterator[list[list[Any]]]:
         """Page through a query with StartRow/Limit until a short page; stable only with an
-        OrderString that ends in unique ids.
-
-        The next page is requested while the caller works on this one: the ERP
-        builds its answer while we decode and store ours (one request in flight at
-        a time, so the session is never used by two calls at once). A failure of
-        the prefetched call surfaces when the caller asks for that page.
-        """
+        OrderString that ends in unique ids."""
         limit = max(1, min(page_size, MAX_LIMIT))
-
-        def fetch(start: int) -> list[list[Any]]:
-            page = {**query, "StartRow": start, "Limit": limit, "TopRowCount": 0}
-            return self.execute_bill_query(page, where=where)
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="k3cloud-prefetch") as pool:
-            pending: Future[list[list[Any]]] | None = pool.submit(fetch, 0)
-            start = 0
-            try:
-                while pending is not None:
-                    rows = pending.result()
-                    start += len(rows)
-                    pending = pool.submit(fetch, start) if len(rows) >= limit else None
-                    if rows:
-                        yield rows
-            finally:
-                if pending is not None and not pending.cancel():
-                    # let the request in flight finish; its answer is not needed
-                    pending.exception()
+        start = 0
+        while True:
+            rows = self.execute_bill_query(
+                {**query, "StartRow": start, "Limit": limit, "TopRowCount": 0}, where=where
+            )
+            if rows:
+                yield rows
+            if len(rows) < limit:
+                return
+            start += len(rows)
 
     def query_business_info(self, form_id: str, *, where: str) -> Any:
         return self.call(QUERY_BUSINESS_INFO, {"data": {"FormId": form_id}}, where=where)

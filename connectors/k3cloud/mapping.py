@@ -248,46 +248,85 @@ def decode_row(
     A side whose warehouse is out of scope (``in_scope`` says False) is kept but
     inactive: an edit that moves a line out of scope must withdraw its earlier effect.
     """
-    if len(row) != len(HEADER_KEYS) + 3 + len(defn.sides):
-        raise RecordError(
-            f"expected {len(field_keys(defn))} fields, got {len(row)}", raw=row_as_dict(defn, row)
+    return RowDecoder(defn, tz, in_scope).decode(row)
+
+
+class RowDecoder:
+    """``decode_row`` for one stream, with everything that does not depend on the row
+    worked out once: a full pull decodes every line the ERP holds, so the per-row
+    path does only the checks and conversions each row needs."""
+
+    __slots__ = ("_dates", "_defn", "_in_scope", "_prefix", "_sides", "_tz", "_width")
+
+    def __init__(
+        self, defn: StreamDef, tz: ZoneInfo, in_scope: Callable[[str], bool] | None = None
+    ) -> None:
+        self._defn = defn
+        self._tz = tz
+        self._in_scope = in_scope
+        #: parsed dates by their text: every line of a document repeats its header dates
+        self._dates: dict[str, datetime] = {}
+        self._width = len(HEADER_KEYS) + 3 + len(defn.sides)
+        self._prefix = f"{SOURCE}:{defn.form_id}:"
+        self._sides = tuple(
+            (side.kind, side.sign, side.key_suffix, f"{side.warehouse_field}.FNumber")
+            for side in defn.sides
         )
-    fid, bill_no, date, status, cancel, modified, entry_id, material = row[:8]
-    warehouses = row[8 : 8 + len(defn.sides)]
-    base_key = f"{SOURCE}:{defn.form_id}:{fid}:{entry_id}"
-    if fid in (None, "") or entry_id in (None, ""):
-        raise _reject(defn, row, "missing FID or entry id", base_key, "FID")
-    if not material:
-        raise _reject(defn, row, "missing material", base_key, MATERIAL_KEY)
-    try:
-        qty = parse_qty(row[-1])
-    except ValueError as exc:
-        raise _reject(defn, row, str(exc), base_key, defn.qty_field) from exc
-    try:
-        occurred_at = parse_erp_datetime(date, tz)
-        updated_at = parse_erp_datetime(modified, tz)
-    except ValueError as exc:
-        raise _reject(defn, row, str(exc), base_key, "FDate") from exc
-    active = is_active(status, cancel)
-    movements = []
-    for side, warehouse in zip(defn.sides, warehouses, strict=True):
-        if not warehouse:
-            field = f"{side.warehouse_field}.FNumber"
-            raise _reject(defn, row, "missing warehouse", base_key, field)
-        movements.append(
-            Movement(
-                key=movement_key(defn, fid, entry_id, side),
-                kind=side.kind,
-                sku=str(material),
-                warehouse=str(warehouse),
-                qty=qty * side.sign,
-                occurred_at=occurred_at,
-                source_updated_at=updated_at,
-                doc_no=str(bill_no or ""),
-                active=active and (in_scope is None or in_scope(str(warehouse))),
+
+    def decode(self, row: Sequence[Any]) -> list[Movement]:
+        defn = self._defn
+        if len(row) != self._width:
+            raise RecordError(
+                f"expected {self._width} fields, got {len(row)}", raw=row_as_dict(defn, row)
             )
-        )
-    return movements
+        fid, bill_no, date, status, cancel, modified, entry_id, material = row[:8]
+        base_key = f"{self._prefix}{fid}:{entry_id}"
+        if fid is None or fid == "" or entry_id is None or entry_id == "":
+            raise _reject(defn, row, "missing FID or entry id", base_key, "FID")
+        if not material:
+            raise _reject(defn, row, "missing material", base_key, MATERIAL_KEY)
+        qty = row[-1]
+        if type(qty) is not Decimal or not qty.is_finite():
+            try:
+                qty = parse_qty(qty)
+            except ValueError as exc:
+                raise _reject(defn, row, str(exc), base_key, defn.qty_field) from exc
+        dates = self._dates
+        try:
+            occurred_at = dates.get(date) or self._date(date)
+            updated_at = dates.get(modified) or self._date(modified)
+        except (ValueError, TypeError) as exc:
+            raise _reject(defn, row, str(exc), base_key, "FDate") from exc
+        active = status == "C" and cancel != "B"  # see is_active
+        sku = material if type(material) is str else str(material)
+        doc_no = bill_no if type(bill_no) is str else str(bill_no or "")
+        in_scope = self._in_scope
+        movements = []
+        for (kind, sign, suffix, field), warehouse in zip(self._sides, row[8:], strict=False):
+            if not warehouse:
+                raise _reject(defn, row, "missing warehouse", base_key, field)
+            code = warehouse if type(warehouse) is str else str(warehouse)
+            movements.append(
+                Movement(
+                    base_key + suffix,
+                    kind,
+                    sku,
+                    code,
+                    qty if sign == 1 else qty * sign,
+                    occurred_at,
+                    updated_at,
+                    doc_no,
+                    active and (in_scope is None or in_scope(code)),
+                )
+            )
+        return movements
+
+    def _date(self, value: Any) -> datetime:
+        parsed = parse_erp_datetime(value, self._tz)
+        if len(self._dates) >= 4096:
+            self._dates.clear()
+        self._dates[value] = parsed
+        return parsed
 
 
 def _reject(defn: StreamDef, row: Sequence[Any], reason: str, key: str, field: str) -> RecordError:

@@ -20,8 +20,8 @@ from connectors.k3cloud.client import K3CloudClient
 from connectors.k3cloud.mapping import (
     STREAM_NAMES,
     STREAMS,
+    RowDecoder,
     StreamDef,
-    decode_row,
     field_keys,
     format_erp_datetime,
     key_field_keys,
@@ -173,8 +173,9 @@ class K3CloudSource:
         size = page_size or self.settings.page_size
         cursor = since
         where = f"erp.streams.{stream}"
+        decoder = RowDecoder(defn, self._tz, self._in_scope)
         for rows in self.client.iter_bill_query(query, page_size=size, where=where):
-            movements, rejects = self._decode_page(defn, stream, rows)
+            movements, rejects = self._decode_page(decoder, defn, stream, rows)
             for row in reversed(rows):
                 last = row_cursor(row, self._tz)
                 if last is not None:
@@ -183,13 +184,14 @@ class K3CloudSource:
             yield Page(stream=stream, movements=movements, cursor=cursor, rejects=rejects)
 
     def _decode_page(
-        self, defn: StreamDef, stream: str, rows: list[list[Any]]
+        self, decoder: RowDecoder, defn: StreamDef, stream: str, rows: list[list[Any]]
     ) -> tuple[list[Movement], list[RejectedRecord]]:
         movements: list[Movement] = []
         rejects: list[RejectedRecord] = []
+        decode = decoder.decode
         for row in rows:
             try:
-                movements.extend(decode_row(defn, row, self._tz, self._in_scope))
+                movements.extend(decode(row))
             except RecordError as exc:
                 rejects.append(
                     RejectedRecord(

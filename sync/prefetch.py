@@ -1,0 +1,131 @@
+"""Read an iterator one step ahead in a worker thread.
+
+A pull alternates between waiting for the ERP (network, the ERP's own work,
+decoding its answer) and writing a page to the state database. The database
+driver releases the GIL while SQLite works, so reading the next page in a
+thread overlaps the two instead of adding them up. Only the iteration moves to
+the worker; everything the caller does with an item stays in the caller's
+thread, one item at a time, in order.
+"""
+
+from __future__ import annotations
+
+import gc
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+_POLL_S = 0.05
+
+
+class _Done:
+    """The worker's last message: the iterator ended (``error`` None) or raised."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class Prefetched(Generic[T]):
+    """``items`` iterated ``depth`` items ahead of the consumer, in a worker thread.
+
+    Use as a context manager: leaving it (normally, on ``break`` or on an
+    exception) stops the worker, closes the underlying generator in the worker
+    and waits for it, so nothing runs against the source afterwards. An
+    exception raised by ``items`` reaches the consumer at the item where it
+    happened, after every item before it.
+    """
+
+    def __init__(self, items: Iterable[T], *, depth: int = 1, name: str = "prefetch") -> None:
+        self._items = items
+        self._queue: queue.Queue[T | _Done] = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._finished = False
+
+    def __enter__(self) -> Prefetched[T]:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[T]:
+        while not self._finished:
+            item = self._queue.get()
+            if isinstance(item, _Done):
+                self._finished = True
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+
+    def close(self) -> None:
+        """Stop the worker and wait for it (it finishes the item it is reading)."""
+        self._stop.set()
+        while self._thread.is_alive():
+            self._drain()
+            self._thread.join(_POLL_S)
+        self._drain()
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _put(self, item: T | _Done) -> bool:
+        """Hand ``item`` over unless the consumer has gone; False when it has."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        iterator = iter(self._items)
+        try:
+            for item in iterator:
+                if not self._put(item):
+                    return
+            self._put(_Done(None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(_Done(exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (reference counting still frees).
+
+    A page holds thousands of short-lived objects at once. Collections that run
+    while they are alive promote them to older generations, and those promotions
+    are what trigger full collections: about a tenth of a pull's time went there.
+    Paused for one page, the collector runs between pages, when the page's objects
+    are already gone. Nothing in a page builds reference cycles that need it sooner.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
