@@ -78,6 +78,16 @@ class CrmSink(Protocol):
 
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None: ...
 
+    def prepare_levels(self, keys: Sequence[StockKey]) -> None:
+        """About to find or create the records of ``keys``: fetch in bulk what that needs.
+
+        An optimisation only (doing nothing is correct): a CRM that must map ERP
+        codes to its own ids can look a page of them up in one query instead of
+        one per key. Errors are logged by the caller; the single-record calls that
+        follow meet them again and handle them row by row.
+        """
+        ...
+
     def read_levels(self) -> Iterator[CrmLevel]:
         """Every stock record in the CRM, for reconcile and for binding in bulk."""
         ...

@@ -12,14 +12,20 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import structlog
 
-from sync.errors import OutcomeUnknownError, PermanentError, TransientError, UnmappedError
+from sync.errors import (
+    OutcomeUnknownError,
+    PermanentError,
+    StockSyncError,
+    TransientError,
+    UnmappedError,
+)
 from sync.model import LevelValue, Movement, StockKey
 from sync.ports import CrmSink
 from sync.settings import mask
@@ -276,6 +282,21 @@ class Pusher:
             self._fail(row, exc, report, state=DEAD)
 
     # -- bulk binding -----------------------------------------------------------------
+    def _prepare_levels(self, rows: Sequence[OutboxRow]) -> None:
+        """Let the sink resolve in bulk what this batch's unbound level rows will need."""
+        refs = list(dict.fromkeys(row.ref for row in rows if row.target == LEVEL))
+        if not refs:
+            return
+        bound = self.store.bound_refs(self.pipeline, LEVEL, refs)
+        unbound = [parse_level_ref(ref) for ref in refs if ref not in bound]
+        if not unbound:
+            return
+        try:
+            self.sink.prepare_levels(unbound)
+        except StockSyncError as exc:
+            # each row meets the cause again in its own calls and is handled there
+            log.warning("prepare_levels_failed", pipeline=self.pipeline, error=mask(str(exc)))
+
     def bind_from_crm(self) -> int:
         """Bind every existing CRM stock record in one paged read (first push of a big ledger).
 
@@ -325,6 +346,7 @@ class Pusher:
             )
             if not rows:
                 break
+            self._prepare_levels(rows)
             for row in rows:
                 self.push_row(row, report, bulk_bound=bulk_bound)
                 if on_row is not None:

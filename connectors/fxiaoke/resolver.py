@@ -56,6 +56,41 @@ class CodeResolver:
             self._remember(code, ids[0])
             return ids[0]
 
+    def resolve_many(self, codes: Iterable[str]) -> None:
+        """Look up every code not known yet (nor missed within the TTL), ``IN_CHUNK`` a query.
+
+        A first push onto a CRM with no stock records for most products would
+        otherwise cost one query per product; ``id_for`` then answers from the cache.
+        """
+        now = self._clock()
+        with self._lock:
+            wanted = sorted(
+                {
+                    code
+                    for code in codes
+                    if code not in self._ids
+                    and not (code in self._misses and now - self._misses[code] < self._ttl_s)
+                }
+            )
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start : start + IN_CHUNK]
+            rows = self._client.iter_query(
+                self._api_name, [flt(self._code_field, "IN", *chunk)], fields=[self._code_field]
+            )
+            found: set[str] = set()
+            for row in rows:  # by _id: the oldest record of a code wins, as in id_for
+                code, crm_id = row.get(self._code_field), row.get("_id")
+                if code and crm_id:
+                    with self._lock:
+                        self._remember(str(code), str(crm_id))
+                    found.add(str(code))
+            with self._lock:
+                for code in chunk:
+                    if code in found:
+                        self._misses.pop(code, None)
+                    else:
+                        self._misses[code] = now
+
     def codes_for(self, crm_ids: Iterable[str]) -> dict[str, str]:
         """CRM id → ERP code for every id the CRM can map (unknown ids are left out)."""
         wanted = set(crm_ids)

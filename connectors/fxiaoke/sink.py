@@ -7,7 +7,7 @@ engine decides between update, look-up-and-bind and create.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -89,6 +89,11 @@ class FxiaokeSink:
 
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
         self.client.update(self.settings.stock_object, crm_id, level_fields(self.settings, value))
+
+    def prepare_levels(self, keys: Sequence[StockKey]) -> None:
+        """Resolve the products and warehouses of ``keys`` in bulk (100 codes a query)."""
+        self.products.resolve_many(key.sku for key in keys)
+        self.warehouses.resolve_many(key.warehouse for key in keys)
 
     def read_levels(self) -> Iterator[CrmLevel]:
         """Every live StockObj; ids that map to no ERP code come back as ``crm:<id>``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -88,6 +88,9 @@ class MemoryCrm:
         self.levels[crm_id] = _Record(key, value)
         if mode == "lost":
             raise OutcomeUnknownError("memory CRM: answer lost after update")
+
+    def prepare_levels(self, keys: Sequence[StockKey]) -> None:
+        """Nothing to resolve in memory."""
 
     def read_levels(self) -> Iterator[CrmLevel]:
         self.calls["read_levels"] += 1

@@ -113,6 +113,22 @@ class OutboxReads(StoreBase):
             return None
         return Binding(r["crm_id"], r["pushed_hash"], opt_qty(r["pushed_qty"]), r["pushed_at"])
 
+    def bound_refs(self, pipeline: str, target: str, refs: Sequence[str]) -> set[str]:
+        """Which of ``refs`` have a CRM binding (chunked under every driver's bind limit)."""
+        t = s.bindings
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(refs), 900):
+                chunk = list(refs[start : start + 900])
+                found.update(
+                    conn.execute(
+                        select(t.c.ref).where(
+                            t.c.pipeline == pipeline, t.c.target == target, t.c.ref.in_(chunk)
+                        )
+                    ).scalars()
+                )
+        return found
+
     def bindings(self, pipeline: str, target: str) -> dict[str, Binding]:
         t = s.bindings
         with self.engine.connect() as conn:
