@@ -10,6 +10,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import Result, Row, fmt_ratio, k3cloud_emulator, rate, run_child
 from benchmarks.pulls import (
@@ -24,10 +25,13 @@ from benchmarks.pulls import (
 )
 from sync.ledger import apply_page, verify
 from sync.model import Cursor, Movement, MovementKind, Page, StockKey
+from sync.state import StateStore
 
 LEDGER_LIMIT_S = 10.0
 INGEST_TARGET_RATIO = 0.35
 INGEST_TARGET_RATE = 40_000
+#: full-size ingest runs, interleaved; each side reports its best
+INGEST_REPEATS = 3
 MEMORY_LIMIT_MB = 250.0
 
 
@@ -109,18 +113,38 @@ def ingest(n: int) -> list[Result]:
     """Scenario 1 (first pull vs the floor) and scenario 2 (re-pull of the same lines)."""
     first = Result("ingest", f"Ingest: {n:,} lines from the K/3 Cloud emulator (own process)")
     again = Result("repull", f"Re-pull: the same {n:,} lines again, nothing changed")
+    reps = INGEST_REPEATS if n >= 100_000 else 1
     with k3cloud_emulator(n) as info, tempfile.TemporaryDirectory() as tmp:
         first.figures["emulator_seed_s"] = info["seed_s"]
         warm_up(info)
-        floor = floor_pull(info, str(Path(tmp) / "floor.db"))
-        first.check(f"floor stored {n:,} lines", floor["stored"] == n)
-        ahead = floor_pull(info, str(Path(tmp) / "floor-ahead.db"), read_ahead=True)
-        first.check(f"read-ahead floor stored {n:,} lines", ahead["stored"] == n)
-        store = open_store(str(Path(tmp) / "state.db"))
-        pulled = stocksync_pull(info, store)
-        for what, ok in ledger_checks(store, info, n).items():
-            first.check(what, ok)
-        first.check("nothing rejected", pulled["rejected"] == 0)
+        floors: list[dict[str, Any]] = []
+        aheads: list[dict[str, Any]] = []
+        pulls: list[dict[str, Any]] = []
+        store: StateStore | None = None
+        # interleaved repeats, best of each: a shared machine only ever adds time, to
+        # whichever side happens to run while it is busy
+        for rep in range(reps):
+            floors.append(floor_pull(info, str(Path(tmp) / f"floor-{rep}.db")))
+            aheads.append(floor_pull(info, str(Path(tmp) / f"ahead-{rep}.db"), read_ahead=True))
+            if store is not None:
+                store.close()
+            store = open_store(str(Path(tmp) / f"state-{rep}.db"))
+            pulls.append(stocksync_pull(info, store))
+            for what, ok in ledger_checks(store, info, n).items():
+                first.check(f"{what} (run {rep + 1})", ok)
+        assert store is not None
+        for name, runs in (("floor", floors), ("read-ahead floor", aheads)):
+            first.check(f"{name} stored {n:,} lines every run", all(r["stored"] == n for r in runs))
+        first.check("nothing rejected", all(p["rejected"] == 0 for p in pulls))
+        floor, ahead, pulled = (
+            min(runs, key=lambda r: r["seconds"]) for runs in (floors, aheads, pulls)
+        )
+        first.figures["repeats"] = reps
+        first.figures["all_seconds"] = {
+            "stocksync": [p["seconds"] for p in pulls],
+            "floor": [f["seconds"] for f in floors],
+            "floor_read_ahead": [a["seconds"] for a in aheads],
+        }
         ours = n / pulled["seconds"]
         theirs = n / floor["seconds"]
         theirs_ahead = n / ahead["seconds"]
@@ -134,7 +158,7 @@ def ingest(n: int) -> list[Result]:
         )
         first.rows += [
             Row(
-                "movements/s",
+                "movements/s" + (f", best of {reps}" if reps > 1 else ""),
                 f"{ours:,.0f}/s ({pulled['seconds']:.2f} s)",
                 f"{theirs:,.0f}/s ({floor['seconds']:.2f} s) httpx + executemany",
                 fmt_ratio(ours / theirs),
