@@ -117,6 +117,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     assert len(killed_mid_cycle) >= 5, "too few kills landed inside a cycle"
 
     with DaemonProcess(config, tmp_path / "final.log") as daemon:
+        # the CRM may already be in sync: a SIGTERM before the daemon has its handlers
+        # would end it with the default action, which is not what this test is about
+        daemon.wait_event("daemon_started")
         wait_until(systems.in_sync, 40, "CRM equal to ERP after the crashes")
         assert daemon.stop() == 0
     assert systems.in_sync()

@@ -53,6 +53,7 @@ def test_sigterm_during_a_cycle_exits_0_and_the_next_start_resumes(
     receipt(systems, "1.01.001", "CK003", "5")  # the ERP moves on while it is down
     systems.erp_http.delay_s = 0
     with DaemonProcess(config, tmp_path / "run2.log") as daemon:
+        daemon.wait_event("daemon_started")  # a SIGTERM before the handlers is another test
         wait_until(systems.in_sync, 30, "CRM equal to ERP after the restart")
         assert daemon.stop() == 0
     assert not systems.crm_duplicates()
