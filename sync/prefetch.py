@@ -10,6 +10,7 @@ thread, one item at a time, in order.
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import queue
 import threading
@@ -46,7 +47,11 @@ class Prefetched(Generic[T]):
         self._items = items
         self._queue: queue.Queue[T | _Done] = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # the reader logs as the caller would: same structlog context (run id, pipeline)
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name=name, daemon=True
+        )
         self._finished = False
 
     def __enter__(self) -> Prefetched[T]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import threading
 from collections.abc import Iterator
@@ -70,6 +71,25 @@ def test_an_exception_in_the_consumer_stops_the_worker() -> None:
                 raise RuntimeError("the page could not be stored")
     assert source.closed.is_set()
     assert len(source.read) < 1000
+
+
+def test_the_worker_sees_the_callers_context_variables() -> None:
+    """Connector log lines from the reader carry the run id the caller bound."""
+    run_id: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="none")
+    seen: list[str] = []
+
+    def items() -> Iterator[int]:
+        for i in range(3):
+            seen.append(run_id.get())
+            yield i
+
+    token = run_id.set("run-42")
+    try:
+        with Prefetched(items()) as got:
+            assert list(got) == [0, 1, 2]
+    finally:
+        run_id.reset(token)
+    assert seen == ["run-42"] * 3
 
 
 def test_gc_paused_restores_the_collector_and_respects_a_caller_that_disabled_it() -> None:
