@@ -53,6 +53,7 @@ class Prefetched(Generic[T]):
             target=context.run, args=(self._run,), name=name, daemon=True
         )
         self._finished = False
+        self._abandoned = False
 
     def __enter__(self) -> Prefetched[T]:
         self._thread.start()
@@ -77,12 +78,26 @@ class Prefetched(Generic[T]):
             yield item
 
     def close(self) -> None:
-        """Stop the worker and wait for it (it finishes the item it is reading)."""
+        """Stop the worker and wait for it (it finishes the item it is reading).
+
+        After ``abandon()`` it does not wait: see there.
+        """
         self._stop.set()
-        while self._thread.is_alive():
+        while self._thread.is_alive() and not self._abandoned:
             self._drain()
             self._thread.join(_POLL_S)
         self._drain()
+
+    def abandon(self) -> None:
+        """Stop without waiting for a read in flight: for a process that is shutting down.
+
+        A read-ahead may be stuck in the source's retries against an ERP that stopped
+        answering; a shutdown must not wait for an item it will never use. The worker
+        (a daemon thread) closes the source when that read returns. Only for when
+        nothing will use the source again in this process.
+        """
+        self._abandoned = True
+        self._stop.set()
 
     def _drain(self) -> None:
         try:

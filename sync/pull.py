@@ -110,6 +110,7 @@ def pull_stream(
                 on_page(result)
             if stop is not None and stop.is_set():
                 report.stopped = True
+                pages.abandon()  # shutting down: not waiting for a page read ahead
                 break
     log.info(
         "stream_pulled",

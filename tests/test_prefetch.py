@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -71,6 +72,31 @@ def test_an_exception_in_the_consumer_stops_the_worker() -> None:
                 raise RuntimeError("the page could not be stored")
     assert source.closed.is_set()
     assert len(source.read) < 1000
+
+
+def test_abandon_leaves_a_stuck_read_behind_and_the_source_is_closed_when_it_returns() -> None:
+    """A shutdown does not wait for a read-ahead stuck in an ERP that stopped answering."""
+    release = threading.Event()
+    closed = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            yield 0
+            release.wait(10)  # the next page's request hangs
+            yield 1
+        finally:
+            closed.set()
+
+    started = time.monotonic()
+    with Prefetched(items()) as got:
+        for item in got:
+            assert item == 0
+            got.abandon()
+            break
+    assert time.monotonic() - started < 2, "close() waited for the stuck read"
+    assert not closed.is_set()
+    release.set()
+    assert closed.wait(5), "the worker did not close the source once its read returned"
 
 
 def test_the_worker_sees_the_callers_context_variables() -> None:
