@@ -297,7 +297,7 @@ class RowDecoder:
             updated_at = dates.get(modified) or self._date(modified)
         except (ValueError, TypeError) as exc:
             raise _reject(defn, row, str(exc), base_key, "FDate") from exc
-        active = status == "C" and cancel != "B"  # see is_active
+        active = is_active(status, cancel)
         sku = material if type(material) is str else str(material)
         doc_no = bill_no if type(bill_no) is str else str(bill_no or "")
         in_scope = self._in_scope
