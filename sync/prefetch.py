@@ -1,11 +1,12 @@
 """Read an iterator one step ahead in a worker thread.
 
-A pull alternates between waiting for the ERP (network, the ERP's own work,
-decoding its answer) and writing a page to the state database. The database
-driver releases the GIL while SQLite works, so reading the next page in a
-thread overlaps the two instead of adding them up. Only the iteration moves to
-the worker; everything the caller does with an item stays in the caller's
-thread, one item at a time, in order.
+A pull alternates between waiting for the ERP (the network, the ERP building
+its answer) and writing a page to the state database. Reading the next page in a
+thread lets that wait happen while the current page is written. Our own CPU work
+does not overlap: both threads share the interpreter lock, and the SQLite driver
+takes it back for every row. Only the iteration moves to the worker; everything
+the caller does with an item stays in the caller's thread, one item at a time,
+in order.
 """
 
 from __future__ import annotations
