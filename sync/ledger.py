@@ -3,8 +3,9 @@
 ``plan_page`` is pure: given what the ledger holds for a page's keys and what
 the ERP now says, it decides which rows are new, which changed (a version and
 a pair of deltas each) and which are no-ops. ``apply_page`` fetches, plans and
-writes: movements, versions, level deltas, outbox rows, quarantined records and
-the cursor advance commit together or not at all.
+writes: movements, versions, level deltas (each changed level flagged for the
+outbox), quarantined records and the cursor advance commit together or not at
+all. ``queue_pending_levels`` turns the flags into outbox rows.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sync.model import (
 )
 from sync.state.rows import IncomingLine
 from sync.state.schema import from_units, to_units
-from sync.state.store import LEVEL, MOVEMENT, LedgerLine, StateStore, level_ref
+from sync.state.store import MOVEMENT, LedgerLine, StateStore
 
 log = structlog.get_logger("stocksync.ledger")
 
@@ -169,8 +170,7 @@ def apply_page(
         tx.insert_movements(pipeline, page.stream, plan.inserts, now, run_id=run_id, reason=reason)
         tx.update_movements(pipeline, page.stream, plan.updates, now, run_id=run_id, reason=reason)
         deltas = plan.deltas
-        tx.add_level_deltas(pipeline, deltas, now)
-        tx.enqueue(pipeline, LEVEL, [level_ref(k) for k in deltas], now)
+        tx.add_level_deltas(pipeline, deltas, now)  # flags them for queue_pending_levels
         if options.mirror_movements:
             changed_keys = [line.key for line in plan.inserts] + [ln.key for ln, _ in plan.updates]
             tx.enqueue(pipeline, MOVEMENT, changed_keys, now)
@@ -211,6 +211,24 @@ def apply_page(
     )
 
 
+def queue_pending_levels(
+    store: StateStore, pipeline: str, *, now: datetime, chunk: int = 1000
+) -> int:
+    """Turn every level flagged by ``apply_page`` into an outbox row; the count queued.
+
+    A page's transaction flags the levels it changes instead of upserting one
+    outbox row each (the dearest write of a page); this runs once after a
+    stream is pulled and before every push, so a flag left by a crash is
+    queued by the next pusher. Each chunk commits its outbox rows together with
+    the clearing of its flags.
+    """
+    keys = store.pending_levels(pipeline)
+    for start in range(0, len(keys), chunk):
+        with store.transaction() as tx:
+            tx.queue_pending_levels(pipeline, keys[start : start + chunk], now)
+    return len(keys)
+
+
 def set_baseline(
     store: StateStore,
     pipeline: str,
@@ -240,10 +258,9 @@ def set_baseline(
         deltas[key] = target - level
     with store.transaction() as tx:
         tx.set_baselines(pipeline, values, now, note)
-        nonzero = {k: d for k, d in deltas.items() if d}
-        tx.add_level_deltas(pipeline, nonzero, now)
-        tx.enqueue(pipeline, LEVEL, [level_ref(k) for k in nonzero], now)
+        tx.add_level_deltas(pipeline, {k: d for k, d in deltas.items() if d}, now)
         tx.set_meta(pipeline, "baseline_at", now.isoformat())
+    queue_pending_levels(store, pipeline, now=now)
     written = {k: from_units(v) for k, v in values.items()}
     log.info("baseline_set", pipeline=pipeline, kind="opening", keys=len(written), note=note)
     return written

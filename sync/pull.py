@@ -15,7 +15,13 @@ from decimal import Decimal
 
 import structlog
 
-from sync.ledger import ApplyResult, LedgerOptions, apply_page, set_baseline
+from sync.ledger import (
+    ApplyResult,
+    LedgerOptions,
+    apply_page,
+    queue_pending_levels,
+    set_baseline,
+)
 from sync.model import Cursor, Page, StockKey
 from sync.ports import ErpSource
 from sync.prefetch import Prefetched, gc_paused
@@ -112,6 +118,8 @@ def pull_stream(
                 report.stopped = True
                 pages.abandon()  # shutting down: not waiting for a page read ahead
                 break
+    if report.changed:
+        queue_pending_levels(store, pipeline, now=now())
     log.info(
         "stream_pulled",
         pipeline=pipeline,
@@ -270,6 +278,7 @@ def _deactivate(
     """
     page = Page(stream, [m.as_movement(active=False) for m in gone], None)
     apply_page(store, pipeline, page, now=now, options=ledger, run_id=run_id, reason="vanished")
+    queue_pending_levels(store, pipeline, now=now)
     with store.transaction() as tx:
         for m in gone:
             tx.record_conflict(

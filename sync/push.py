@@ -26,6 +26,7 @@ from sync.errors import (
     TransientError,
     UnmappedError,
 )
+from sync.ledger import queue_pending_levels
 from sync.model import LevelValue, Movement, StockKey
 from sync.ports import CrmSink
 from sync.settings import mask
@@ -328,8 +329,13 @@ class Pusher:
         stop: threading.Event | None = None,
         on_row: Callable[[PushReport], None] | None = None,
     ) -> PushReport:
-        """Push every due row once. Rows that fail are rescheduled, not retried in this run."""
+        """Push every due row once. Rows that fail are rescheduled, not retried in this run.
+
+        Levels still flagged by the ledger (a pull that crashed before queueing
+        them) are queued first, so nothing a committed page changed is left behind.
+        """
         report = PushReport()
+        queue_pending_levels(self.store, self.pipeline, now=self.now())
         bulk_bound = False
         if self.store.unbound_count(self.pipeline, LEVEL) >= self.options.bulk_bind_threshold:
             try:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from connectors.memory.sink import MemoryCrm
 from connectors.memory.source import MemoryErp
 from sync.errors import TransientError
-from sync.model import Movement, MovementKind, StockKey
+from sync.ledger import apply_page
+from sync.model import Movement, MovementKind, Page, StockKey
 from sync.pull import PullOptions, pull_all
 from sync.push import Pusher, PushOptions
 from sync.state import StateStore
@@ -207,3 +208,17 @@ def test_a_failed_bulk_read_falls_back_to_lookups(store: StateStore, clock: Cloc
     crm.read_levels = original  # type: ignore[method-assign]
     assert report.pushed == 25 and crm.calls["find_level"] == 25
     assert [i for i, r in crm.levels.items() if r.key.sku == "S0"] == [existing]
+
+
+def test_a_push_queues_levels_that_a_crashed_pull_left_flagged(
+    store: StateStore, clock: Clock
+) -> None:
+    # pages committed, then the process died before the stream's levels were queued
+    page = Page("s", [receipt(clock, 1, qty="4"), receipt(clock, 2, sku="B", qty="2")], None)
+    apply_page(store, "p", page, now=clock.now)
+    assert store.outbox_rows("p") == [] and len(store.pending_levels("p")) == 2
+    crm = MemoryCrm()
+    report = Pusher(store, crm, "p", now=clock).run()
+    assert report.created == 2
+    assert crm.values() == {StockKey("A", "W1"): Decimal(4), StockKey("B", "W1"): Decimal(2)}
+    assert store.pending_levels("p") == [] and store.outbox_rows("p") == []

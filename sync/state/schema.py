@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -135,6 +136,8 @@ stock_levels = Table(
     Column("warehouse", String(CODE), primary_key=True),
     Column("qty", BigInteger, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    #: 1 while the level has changed but has no outbox row for that change yet
+    Column("push_pending", SmallInteger, nullable=False, server_default="0"),
 )
 
 baselines = Table(

@@ -25,9 +25,11 @@ from sync.state import schema as s
 from sync.state.fastpath import executemany, fetch
 from sync.state.rows import (
     DEAD,
+    LEVEL,
     PENDING,
     IncomingLine,
     LedgerLine,
+    level_ref,
 )
 from sync.state.schema import to_micros
 from sync.state.tx_ops import OperationsWrites
@@ -228,9 +230,13 @@ class Tx(OperationsWrites):
     def add_level_deltas(
         self, pipeline: str, deltas: Mapping[StockKey, int], now: datetime
     ) -> None:
-        """Add unit deltas to stock levels (rows created at 0 when new)."""
+        """Add unit deltas to stock levels (rows created at 0 when new).
+
+        Each changed level is flagged ``push_pending`` in the same write; the
+        flags become outbox rows in ``queue_pending_levels`` (design note 16).
+        """
         stamp = to_micros(now)
-        rows = [(pipeline, k.sku, k.warehouse, d, stamp) for k, d in deltas.items() if d]
+        rows = [(pipeline, k.sku, k.warehouse, d, stamp, 1) for k, d in deltas.items() if d]
         t = s.stock_levels
         executemany(
             self.conn,
@@ -239,10 +245,41 @@ class Tx(OperationsWrites):
                 self.conn,
                 t,
                 ("pipeline", "sku", "warehouse"),
-                lambda new: {"qty": t.c.qty + new.qty, "updated_at": new.updated_at},
+                lambda new: {
+                    "qty": t.c.qty + new.qty,
+                    "updated_at": new.updated_at,
+                    "push_pending": new.push_pending,
+                },
             ),
-            ("pipeline", "sku", "warehouse", "qty", "updated_at"),
+            ("pipeline", "sku", "warehouse", "qty", "updated_at", "push_pending"),
             rows,
+        )
+
+    def queue_pending_levels(self, pipeline: str, keys: Sequence[StockKey], now: datetime) -> None:
+        """Give these flagged levels their outbox rows and clear their flags, atomically.
+
+        Flags are cleared by key, never by "whatever is flagged now": a level
+        flagged by a writer that committed after ``keys`` were read keeps its
+        flag for the next round. A level flagged again before this commits is
+        fine too: its outbox row is bumped after that change, so the pusher reads
+        the newer value.
+        """
+        self.enqueue(pipeline, LEVEL, [level_ref(k) for k in keys], now)
+        t = s.stock_levels
+        executemany(
+            self.conn,
+            "clear_push_pending",
+            lambda: (
+                update(t)
+                .where(
+                    t.c.pipeline == bindparam("b_pipeline"),
+                    t.c.sku == bindparam("b_sku"),
+                    t.c.warehouse == bindparam("b_warehouse"),
+                )
+                .values(push_pending=bindparam("b_flag"))
+            ),
+            ("b_flag", "b_pipeline", "b_sku", "b_warehouse"),
+            [(0, pipeline, k.sku, k.warehouse) for k in keys],
         )
 
     def enqueue(self, pipeline: str, target: str, refs: Sequence[str], now: datetime) -> None:

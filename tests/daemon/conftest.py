@@ -225,7 +225,9 @@ class DaemonProcess:
                 out.append(event)
         return out
 
-    def wait_event(self, name: str, timeout_s: float = 20, count: int = 1) -> dict[str, Any]:
+    def wait_event(
+        self, name: str, timeout_s: float = 20, count: int = 1, step_s: float = 0.1
+    ) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             events = self.events(name)
             if len(events) >= count:
@@ -236,7 +238,7 @@ class DaemonProcess:
                 )
             return None
 
-        result: dict[str, Any] = wait_until(found, timeout_s, f"log event {name!r}")
+        result: dict[str, Any] = wait_until(found, timeout_s, f"log event {name!r}", step_s)
         return result
 
     def tail(self, n: int = 40) -> str:

@@ -99,7 +99,8 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
             with DaemonProcess(config, tmp_path / f"run{i}.log") as daemon:
                 moment = rng.random()
                 if moment < 0.5:  # inside a cycle: right after a stream's pages committed
-                    daemon.wait_event("stream_pulled")
+                    # polled often: a whole cycle can take less than the default poll step
+                    daemon.wait_event("stream_pulled", step_s=0.002)
                     time.sleep(rng.uniform(0.0, 0.03))
                 elif moment < 0.8:  # anywhere during or between cycles
                     daemon.wait_event("daemon_started")
