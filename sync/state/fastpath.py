@@ -9,6 +9,7 @@ and bools) go straight to the DBAPI cursor, inside the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -75,5 +76,70 @@ def executemany(
     cursor = conn.connection.cursor()
     try:
         cursor.executemany(sql, params)
+    finally:
+        cursor.close()
+
+
+#: rows per multi-row INSERT: a few hundred binds, far under every backend's limit
+ROWS_PER_STATEMENT = 50
+
+_compiled_multi: dict[tuple[str, str, tuple[str, ...], int], tuple[str, list[int] | None]] = {}
+
+
+def _compile_multi(
+    conn: Connection, name: str, build: Callable[[], Any], columns: Sequence[str], n: int
+) -> tuple[str, list[int] | None]:
+    """The SQL text of ``build()`` with ``n`` VALUES tuples; for a positional driver, where
+    each bind comes from in the rows flattened (None when already in that order)."""
+    key = (conn.dialect.name, name, tuple(columns), n)
+    cached = _compiled_multi.get(key)
+    if cached is None:
+        stmt = build().values([{c: bindparam(f"{c}_{i}") for c in columns} for i in range(n)])
+        compiled = stmt.compile(dialect=conn.dialect)
+        picks: list[int] | None = None
+        if conn.dialect.positional:
+            where = {
+                f"{c}_{i}": i * len(columns) + j for i in range(n) for j, c in enumerate(columns)
+            }
+            picks = [where[b] for b in compiled.positiontup or ()]
+            if picks == list(range(n * len(columns))):
+                picks = None
+        cached = _compiled_multi[key] = (compiled.string, picks)
+    return cached
+
+
+def insert_rows(
+    conn: Connection,
+    name: str,
+    build: Callable[[], Any],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Execute the INSERT (or upsert) ``build()`` for ``rows``, many rows per statement.
+
+    A statement per row makes the SQLite driver bind, step and retake the
+    interpreter lock once per row; several rows per statement do each of those
+    once per statement (about a third less time for a page of movements). Rows
+    must not repeat a conflict key: PostgreSQL refuses to update one row twice
+    in a statement.
+    """
+    cursor = conn.connection.cursor()
+    try:
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            sql, picks = _compile_multi(conn, name, build, columns, len(chunk))
+            flat = list(chain.from_iterable(chunk))
+            if conn.dialect.positional:
+                cursor.execute(sql, flat if picks is None else [flat[i] for i in picks])
+            else:
+                width = len(columns)
+                cursor.execute(
+                    sql,
+                    {
+                        f"{c}_{i}": flat[i * width + j]
+                        for i in range(len(chunk))
+                        for j, c in enumerate(columns)
+                    },
+                )
     finally:
         cursor.close()

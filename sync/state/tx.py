@@ -22,7 +22,7 @@ from sqlalchemy import (
 
 from sync.model import Cursor, StockKey
 from sync.state import schema as s
-from sync.state.fastpath import executemany, fetch
+from sync.state.fastpath import executemany, fetch, insert_rows
 from sync.state.rows import (
     DEAD,
     LEVEL,
@@ -172,7 +172,7 @@ class Tx(OperationsWrites):
         """Insert new lines as version 1."""
         stamp = to_micros(now)
         rows = [(pipeline, *_line_values(line, stream, 1, run_id, reason), stamp) for line in lines]
-        executemany(
+        insert_rows(
             self.conn, "insert_movements", lambda: insert(s.movements), _MOVEMENT_COLUMNS, rows
         )
 
@@ -238,7 +238,7 @@ class Tx(OperationsWrites):
         stamp = to_micros(now)
         rows = [(pipeline, k.sku, k.warehouse, d, stamp, 1) for k, d in deltas.items() if d]
         t = s.stock_levels
-        executemany(
+        insert_rows(  # one row per key: ``deltas`` is keyed by it
             self.conn,
             "add_level_deltas",
             lambda: upsert_statement(
