@@ -28,7 +28,6 @@ from sync.model import (
     RejectedRecord,
     StockKey,
     epoch_micros,
-    line_digest,
     qty_units,
 )
 from sync.state.rows import IncomingLine
@@ -80,22 +79,36 @@ class ApplyResult:
 
 
 def prepare(m: Movement, precision: int) -> IncomingLine:
-    """Convert a movement once: quantity rounded to ``precision`` in micro-units, µs stamps,
-    content hash. Everything after this compares integers and strings."""
-    units = qty_units(m.qty, precision)
-    occurred = epoch_micros(m.occurred_at)
-    kind = _KIND_TEXT[m.kind]  # the plain str: some drivers adapt by exact type
+    """Convert a movement once: quantity rounded to ``precision`` in micro-units, µs stamps.
+    Everything after this compares integers and strings."""
     return IncomingLine(
         m.key,
-        kind,
+        _KIND_TEXT[m.kind],  # the plain str: some drivers adapt by exact type
         m.sku,
         m.warehouse,
-        units,
-        occurred,
+        qty_units(m.qty, precision),
+        epoch_micros(m.occurred_at),
         epoch_micros(m.source_updated_at),
         m.doc_no[:128],
         m.active,
-        line_digest(kind, m.sku, m.warehouse, units, occurred, m.active),
+    )
+
+
+def same_content(line: IncomingLine, old: LedgerLine) -> bool:
+    """DESIGN §3 rule 1's content comparison: kind, sku, warehouse, qty, occurred_at, active.
+
+    The fields themselves are compared rather than a stored hash of them: as exact,
+    and no hash to compute for every line of a pull (design note 17).
+    ``doc_no`` and ``source_updated_at`` are left out on purpose: re-stamping a
+    document without changing its lines must not create a version.
+    """
+    return (
+        line.qty_units == old.qty_units
+        and line.occurred_us == old.occurred_us
+        and line.sku == old.sku
+        and line.warehouse == old.warehouse
+        and line.kind == old.kind
+        and bool(line.active) == bool(old.active)
     )
 
 
@@ -124,7 +137,7 @@ def plan_page(incoming: Sequence[IncomingLine], existing: Mapping[str, LedgerLin
             if line.active:
                 deltas[line.sku, line.warehouse] += line.qty_units
             continue
-        if old.content_hash == line.content_hash:
+        if same_content(line, old):
             continue
         if line.updated_us < old.updated_us:
             # a page from an older read delivered late: the ledger already holds newer data

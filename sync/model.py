@@ -44,10 +44,12 @@ def qty_units(qty: Decimal, precision: int = 6) -> int:
 def line_digest(
     kind: str, sku: str, warehouse: str, units: int, occurred_us: int, active: bool
 ) -> str:
-    """Hash of the fields of a line that matter for stock (DESIGN §3 rule 1).
+    """Hash of the fields of a line that matter for stock (those DESIGN §3 rule 1 compares).
 
-    ``doc_no`` and ``source_updated_at`` are left out on purpose: re-stamping a
-    document without changing its lines must not create a version.
+    The ledger compares the fields themselves (``sync.ledger.same_content``); this
+    digest is the compact form for what is kept elsewhere, such as the hash of a
+    movement last pushed to the CRM. ``doc_no`` and ``source_updated_at`` are left
+    out on purpose: re-stamping a document without changing its lines changes nothing.
     """
     text = f"{kind}\x1f{sku}\x1f{warehouse}\x1f{units}\x1f{occurred_us}\x1f{int(active)}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
@@ -123,7 +125,7 @@ class Movement:
         return self.qty if self.active else Decimal(0)
 
     def content_hash(self) -> str:
-        """The ledger's content hash of this line (see ``line_digest``)."""
+        """The digest of the fields that matter for stock (see ``line_digest``)."""
         return line_digest(
             self.kind,
             self.sku,

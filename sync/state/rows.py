@@ -56,7 +56,6 @@ class StoredMovement:
     source_updated_at: datetime
     doc_no: str
     active: bool
-    content_hash: str
     version: int
     #: why this version was written (e.g. "reconcile", "vanished"); None for plain pulls
     reason: str | None = None
@@ -175,7 +174,6 @@ class IncomingLine(NamedTuple):
     updated_us: int
     doc_no: str
     active: bool
-    content_hash: str
 
 
 class LedgerLine(NamedTuple):
@@ -191,7 +189,6 @@ class LedgerLine(NamedTuple):
     updated_us: int
     doc_no: str
     active: bool
-    content_hash: str
     version: int
     run_id: str | None
     reason: str | None
@@ -213,7 +210,6 @@ def stored_movement(r: RowMapping) -> StoredMovement:
         source_updated_at=r["source_updated_at"],
         doc_no=r["doc_no"],
         active=bool(r["active"]),
-        content_hash=r.get("content_hash", ""),
         version=r["version"],
         reason=r["reason"],
         run_id=r["run_id"],

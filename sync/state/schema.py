@@ -94,7 +94,6 @@ movements = Table(
     Column("source_updated_at", UtcDateTime, nullable=False),
     Column("doc_no", String(CODE), nullable=False, default=""),
     Column("active", Boolean, nullable=False),
-    Column("content_hash", String(32), nullable=False),
     Column("version", Integer, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
     Column("run_id", String(36), nullable=True),

@@ -71,8 +71,9 @@ class StateStore(LedgerReads, OutboxReads, OperationsReads):
     """The state database: ledger, levels, cursors, outbox, bindings, conflicts, runs."""
 
     # -- schema ---------------------------------------------------------------
-    def upgrade(self) -> str | None:
-        """Create or upgrade the schema to the newest migration; return its revision."""
+    def upgrade(self, revision: str = "head") -> str | None:
+        """Create or upgrade the schema to the newest migration (or ``revision``); return
+        the revision the database is at."""
         from alembic import command
         from alembic.config import Config
 
@@ -83,7 +84,7 @@ class StateStore(LedgerReads, OutboxReads, OperationsReads):
                 if self.dialect == "postgresql":
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(781221)")
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, revision)
         except OperationalError as exc:
             raise TransientError(
                 f"cannot open the state database {mask(self.url)!r}: {mask(str(exc.orig))}",
