@@ -12,7 +12,6 @@ import os
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -135,11 +134,11 @@ class Harness:
         if name == "edit_qty":
             q = step[2]
             assert isinstance(q, Decimal)
-            self.erp.put(replace(line, qty=(1 if line.qty > 0 else -1) * q))
+            self.erp.put(line._replace(qty=(1 if line.qty > 0 else -1) * q))
         elif name == "edit_sku":
-            self.erp.put(replace(line, sku=str(step[2])))
+            self.erp.put(line._replace(sku=str(step[2])))
         elif name == "edit_wh":
-            self.erp.put(replace(line, warehouse=str(step[2])))
+            self.erp.put(line._replace(warehouse=str(step[2])))
         elif name == "cancel":
             self.erp.set_active(line.key, False)
         elif name == "reapprove":
@@ -269,7 +268,7 @@ def test_edit_moves_stock_between_warehouses_and_keeps_history(
     )
     pull_all(store, erp, "p", now=clock, options=OPTIONS)
     clock.advance(10)
-    erp.put(replace(m, warehouse="W2", qty=Decimal("7")))
+    erp.put(m._replace(warehouse="W2", qty=Decimal("7")))
     pull_all(store, erp, "p", now=clock, options=OPTIONS)
     assert store.levels("p") == {StockKey("A", "W1"): Decimal(0), StockKey("A", "W2"): Decimal(7)}
     versions = store.movement_versions("p", m.key)

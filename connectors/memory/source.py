@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
@@ -68,13 +67,13 @@ class MemoryErp:
     def put(self, movement: Movement, stream: str | None = None) -> Movement:
         """Create or edit a line (the stamp becomes its source_updated_at)."""
         with self._lock:
-            stamped = replace(movement, source_updated_at=self._stamp())
+            stamped = movement._replace(source_updated_at=self._stamp())
             self._lines[movement.key] = (stream or self._streams[0], stamped)
             return stamped
 
     def set_active(self, key: str, active: bool) -> Movement:
         stream, m = self._lines[key]
-        return self.put(replace(m, active=active), stream)
+        return self.put(m._replace(active=active), stream)
 
     def delete(self, key: str) -> None:
         with self._lock:

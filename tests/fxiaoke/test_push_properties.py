@@ -12,7 +12,6 @@ moving past every backoff, until the outbox is empty.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import replace
 from decimal import Decimal
 
 from hypothesis import HealthCheck, event, given, settings
@@ -93,10 +92,10 @@ def apply(rig: Rig, op: tuple[object, ...]) -> None:
         line = lines[op[1] % len(lines)]
         if op[0] == "edit":
             assert isinstance(op[2], Decimal)
-            rig.erp.put(replace(line, qty=op[2]))
+            rig.erp.put(line._replace(qty=op[2]))
         elif op[0] == "move":
             other = WAREHOUSES[1 - WAREHOUSES.index(line.warehouse)]
-            rig.erp.put(replace(line, warehouse=other))
+            rig.erp.put(line._replace(warehouse=other))
         else:
             rig.erp.set_active(line.key, op[0] == "reapprove")
 
