@@ -23,7 +23,7 @@ from benchmarks.pulls import (
     stocksync_pull,
     warm_up,
 )
-from sync.ledger import apply_page, verify
+from sync.ledger import apply_page, queue_pending_levels, verify
 from sync.model import Cursor, Movement, MovementKind, Page, StockKey
 from sync.state import StateStore
 
@@ -71,11 +71,16 @@ def ledger(n: int, page: int = 1000) -> Result:
                 Page("receipts", chunk, Cursor(last.source_updated_at, last.key)),
                 now=now,
             )
+        queued = queue_pending_levels(store, PIPELINE, now=now)  # what a pull ends with
         seconds = time.perf_counter() - started
         expected: dict[StockKey, Decimal] = defaultdict(Decimal)
         for m in movements:
             expected[m.stock_key] += m.qty
         result.check("levels equal the sum of the movements", store.levels(PIPELINE) == expected)
+        result.check(
+            "one outbox row per changed level",
+            queued == len(expected) == len(store.outbox_rows(PIPELINE, limit=n)),
+        )
         result.check("levels equal a recomputation from scratch", not verify(store, PIPELINE))
         store.close()
 

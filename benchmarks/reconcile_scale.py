@@ -18,6 +18,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
+
 from connectors.memory.sink import MemoryCrm, _Record
 from sync import config as cfg
 from sync.model import CrmLevel, Cursor, LevelValue, OnHand, Page, StockKey
@@ -25,6 +27,7 @@ from sync.push import _level_hash as level_hash
 from sync.reconcile_run import reconcile
 from sync.runtime import Pipeline
 from sync.state import StateStore
+from sync.state import schema as s
 from sync.state.schema import to_units
 from sync.state.store import LEVEL, level_ref
 
@@ -143,6 +146,9 @@ def prepare(keys: int, store: StateStore) -> tuple[Pipeline, GeneratedErp, Gener
                 ],
                 now,
             )
+    with store.transaction() as tx:  # long pushed: no level waits for the outbox
+        levels = s.stock_levels
+        tx.conn.execute(update(levels).where(levels.c.pipeline == NAME).values(push_pending=0))
     store.set_meta(NAME, "baseline_at", now.isoformat())
     settings = cfg.parse(CONFIG).pipeline(NAME)
     return Pipeline(settings, erp, crm, store), erp, crm

@@ -232,14 +232,22 @@ def queue_pending_levels(
     A page's transaction flags the levels it changes instead of upserting one
     outbox row each (the dearest write of a page); this runs once after a
     stream is pulled and before every push, so a flag left by a crash is
-    queued by the next pusher. Each chunk commits its outbox rows together with
-    the clearing of its flags.
+    queued by the next pusher. Keys are read a chunk at a time (a first pull
+    can flag millions), and each chunk's outbox rows commit together with the
+    clearing of its flags.
     """
-    keys = store.pending_levels(pipeline)
-    for start in range(0, len(keys), chunk):
+    queued = 0
+    after: StockKey | None = None
+    while True:
+        keys = store.pending_levels(pipeline, after=after, limit=chunk)
+        if not keys:
+            return queued
         with store.transaction() as tx:
-            tx.queue_pending_levels(pipeline, keys[start : start + chunk], now)
-    return len(keys)
+            tx.queue_pending_levels(pipeline, keys, now)
+        queued += len(keys)
+        if len(keys) < chunk:
+            return queued
+        after = keys[-1]
 
 
 def set_baseline(
