@@ -9,6 +9,7 @@ and bools) go straight to the DBAPI cursor, inside the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -86,33 +87,41 @@ ROWS_PER_STATEMENT = 50
 _compiled_multi: dict[tuple[str, str, tuple[str, ...], int], tuple[str, list[int] | None]] = {}
 
 
+def _bind_name(column: str, row: int) -> str:
+    return f"{column}_{row}"
+
+
 def _compile_multi(
-    conn: Connection, name: str, build: Callable[[], Any], columns: Sequence[str], n: int
+    conn: Connection, name: str, build: Callable[[], Any], columns: tuple[str, ...], n: int
 ) -> tuple[str, list[int] | None]:
     """The SQL text of ``build()`` with ``n`` VALUES tuples; for a positional driver, where
     each bind comes from in the rows flattened (None when already in that order)."""
-    key = (conn.dialect.name, name, tuple(columns), n)
+    key = (conn.dialect.name, name, columns, n)
     cached = _compiled_multi.get(key)
     if cached is None:
-        stmt = build().values([{c: bindparam(f"{c}_{i}") for c in columns} for i in range(n)])
+        stmt = build().values([{c: bindparam(_bind_name(c, i)) for c in columns} for i in range(n)])
         compiled = stmt.compile(dialect=conn.dialect)
         picks: list[int] | None = None
         if conn.dialect.positional:
-            where = {
-                f"{c}_{i}": i * len(columns) + j for i in range(n) for j, c in enumerate(columns)
-            }
+            where = {bind: i for i, bind in enumerate(_flat_names(columns, n))}
             picks = [where[b] for b in compiled.positiontup or ()]
-            if picks == list(range(n * len(columns))):
+            if picks == list(range(len(where))):
                 picks = None
         cached = _compiled_multi[key] = (compiled.string, picks)
     return cached
+
+
+@lru_cache(maxsize=64)
+def _flat_names(columns: tuple[str, ...], n: int) -> list[str]:
+    """Bind names of ``n`` rows of ``columns``, in the order of the rows flattened."""
+    return [_bind_name(c, i) for i in range(n) for c in columns]
 
 
 def insert_rows(
     conn: Connection,
     name: str,
     build: Callable[[], Any],
-    columns: Sequence[str],
+    columns: tuple[str, ...],
     rows: Sequence[Sequence[Any]],
 ) -> None:
     """Execute the INSERT (or upsert) ``build()`` for ``rows``, many rows per statement.
@@ -129,17 +138,9 @@ def insert_rows(
             chunk = rows[start : start + ROWS_PER_STATEMENT]
             sql, picks = _compile_multi(conn, name, build, columns, len(chunk))
             flat = list(chain.from_iterable(chunk))
-            if conn.dialect.positional:
-                cursor.execute(sql, flat if picks is None else [flat[i] for i in picks])
+            if not conn.dialect.positional:
+                cursor.execute(sql, dict(zip(_flat_names(columns, len(chunk)), flat, strict=True)))
             else:
-                width = len(columns)
-                cursor.execute(
-                    sql,
-                    {
-                        f"{c}_{i}": flat[i * width + j]
-                        for i in range(len(chunk))
-                        for j, c in enumerate(columns)
-                    },
-                )
+                cursor.execute(sql, flat if picks is None else [flat[i] for i in picks])
     finally:
         cursor.close()
