@@ -1,4 +1,5 @@
-"""What `stocksync status` shows: cursors, outbox depth by state, open conflicts, last runs."""
+"""What `stocksync status` shows: cursors, outbox depth by state (and levels not queued yet),
+open conflicts, last runs."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ def collect(store: StateStore) -> dict[str, Any]:
             for c in store.cursors()
         ],
         "outbox": outbox,
+        #: levels a page changed that are not queued yet (mid-pull, or after a crash
+        #: until the next push queues them)
+        "levels_waiting": store.pending_level_counts(),
         "open_conflicts": conflicts,
         "runs": [
             {
@@ -72,11 +76,13 @@ def render(data: dict[str, Any], console: Console) -> None:
     console.print(cursors)
     outbox = Table(title="outbox")
     outbox.add_column("pipeline")
+    outbox.add_column("levels waiting", justify="right")
     for state in OUTBOX_STATES:
         outbox.add_column(state, justify="right")
     for pipeline in data["pipelines"]:
         counts = data["outbox"].get(pipeline, {})
-        outbox.add_row(pipeline, *(str(counts.get(s, 0)) for s in OUTBOX_STATES))
+        waiting = data["levels_waiting"].get(pipeline, 0)
+        outbox.add_row(pipeline, str(waiting), *(str(counts.get(s, 0)) for s in OUTBOX_STATES))
     console.print(outbox)
     conflicts = data["open_conflicts"]
     if conflicts:

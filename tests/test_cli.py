@@ -6,12 +6,17 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
 
 from sync import config as cfg
+from sync.ledger import apply_page
+from sync.model import Movement, MovementKind, Page
+from sync.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "S3cr3t-VALUE-never-shown-1234"
@@ -94,6 +99,24 @@ def test_status_on_an_empty_state_db_needs_only_the_env(tmp_path: Path) -> None:
     as_json = run("status", "--format", "json", env=env, cwd=tmp_path)
     data = json.loads(as_json.stdout)
     assert data["pipelines"] == [] and data["revision"] == "0002" and data["outbox"] == {}
+
+
+def test_status_shows_levels_a_crashed_pull_left_unqueued(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = StateStore(url)
+    store.upgrade()
+    at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    lines = [
+        Movement(f"memory:d:{n}:1", MovementKind.RECEIPT, sku, "W1", Decimal(2), at, at)
+        for n, sku in enumerate(["A", "B", "A"])
+    ]
+    apply_page(store, "main", Page("s", lines, None), now=at)  # and then the process died
+    store.close()
+    env = {"STOCKSYNC_STATE_URL": url}
+    data = json.loads(run("status", "--format", "json", env=env, cwd=tmp_path).stdout)
+    assert data["levels_waiting"] == {"main": 2} and data["outbox"] == {}
+    text = run("status", env={**env, "COLUMNS": "200"}, cwd=tmp_path).stdout
+    assert "levels waiting" in text
 
 
 def test_missing_config_is_one_sentence_not_a_traceback(tmp_path: Path) -> None:

@@ -97,6 +97,17 @@ class LedgerReads(StoreBase):
         with self.engine.connect() as conn:
             return [StockKey(r[0], r[1]) for r in conn.execute(q)]
 
+    def pending_level_counts(self) -> dict[str, int]:
+        """Per pipeline, how many levels changed and are not in the outbox yet (a scan)."""
+        t = s.stock_levels
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.pipeline, func.count())
+                .where(t.c.push_pending == 1)
+                .group_by(t.c.pipeline)
+            )
+            return {r[0]: int(r[1]) for r in rows}
+
     def iter_levels(self, pipeline: str, batch: int = 5000) -> Iterator[tuple[StockKey, Decimal]]:
         """Levels ordered by key, streamed (reconcile of millions of keys)."""
         t = s.stock_levels
