@@ -232,9 +232,11 @@ class Tx(OperationsWrites):
 
         Each changed level is flagged ``push_pending`` in the same write; the
         flags become outbox rows in ``queue_pending_levels`` (design note 16).
+        Rows go in key order, the order in which queueing clears flags, so two
+        transactions on a server lock levels in the same order and cannot deadlock.
         """
         stamp = to_micros(now)
-        rows = [(pipeline, k.sku, k.warehouse, d, stamp, 1) for k, d in deltas.items() if d]
+        rows = sorted((pipeline, k.sku, k.warehouse, d, stamp, 1) for k, d in deltas.items() if d)
         t = s.stock_levels
         insert_rows(  # one row per key: ``deltas`` is keyed by it
             self.conn,
@@ -260,8 +262,10 @@ class Tx(OperationsWrites):
         flagged by a writer that committed after ``keys`` were read keeps its
         flag for the next round. A level flagged again before this commits is
         fine too: its outbox row is bumped after that change, so the pusher reads
-        the newer value.
+        the newer value. Keys are taken in Python's order, the one
+        ``add_level_deltas`` locks levels in (a server's collation may sort otherwise).
         """
+        keys = sorted(keys)
         self.enqueue(pipeline, LEVEL, [level_ref(k) for k in keys], now)
         t = s.stock_levels
         executemany(
