@@ -118,7 +118,9 @@ def pull_stream(
                 report.stopped = True
                 pages.abandon()  # shutting down: not waiting for a page read ahead
                 break
-    if report.changed:
+    if report.changed and not report.stopped:
+        # a shutdown leaves the flags to the next push: queueing a big first pull's
+        # levels could outlast the grace period
         queue_pending_levels(store, pipeline, now=now())
     log.info(
         "stream_pulled",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -14,7 +15,7 @@ from connectors.memory.source import MemoryErp
 from sync.errors import TransientError
 from sync.ledger import apply_page
 from sync.model import Movement, MovementKind, Page, StockKey
-from sync.pull import PullOptions, pull_all
+from sync.pull import PullOptions, pull_all, pull_stream
 from sync.push import Pusher, PushOptions
 from sync.state import StateStore
 from sync.state.store import BLOCKED, DEAD, LEVEL
@@ -222,3 +223,27 @@ def test_a_push_queues_levels_that_a_crashed_pull_left_flagged(
     assert report.created == 2
     assert crm.values() == {StockKey("A", "W1"): Decimal(4), StockKey("B", "W1"): Decimal(2)}
     assert store.pending_levels("p") == [] and store.outbox_rows("p") == []
+
+
+def test_a_pull_stopped_by_shutdown_leaves_its_levels_to_the_next_push(
+    store: StateStore, clock: Clock
+) -> None:
+    erp = MemoryErp(now=clock)
+    for n in range(120):
+        erp.put(receipt(clock, n, sku=f"S{n}"))
+    stop = threading.Event()
+    report = pull_stream(
+        store,
+        erp,
+        "p",
+        next(iter(erp.streams())),
+        now=clock,
+        options=OPTIONS,
+        stop=stop,
+        on_page=lambda _: stop.set(),  # SIGTERM arrives while the first page is applied
+    )
+    assert report.stopped and report.pages == 1
+    assert store.outbox_rows("p") == [] and len(store.pending_levels("p")) == 50
+    crm = MemoryCrm()
+    Pusher(store, crm, "p", now=clock).run()
+    assert len(crm.values()) == 50 and store.pending_levels("p") == []
