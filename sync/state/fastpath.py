@@ -94,19 +94,17 @@ def _bind_name(column: str, row: int) -> str:
 def _compile_multi(
     conn: Connection, name: str, build: Callable[[], Any], columns: tuple[str, ...], n: int
 ) -> tuple[str, list[int] | None]:
-    """The SQL text of ``build()`` with ``n`` VALUES tuples; for a positional driver, where
-    each bind comes from in the rows flattened (None when already in that order)."""
+    """The SQL text of ``build()`` with ``n`` VALUES tuples (SQLite, positional binds), and
+    where each bind comes from in the rows flattened (None when already in that order)."""
     key = (conn.dialect.name, name, columns, n)
     cached = _compiled_multi.get(key)
     if cached is None:
         stmt = build().values([{c: bindparam(_bind_name(c, i)) for c in columns} for i in range(n)])
         compiled = stmt.compile(dialect=conn.dialect)
-        picks: list[int] | None = None
-        if conn.dialect.positional:
-            where = {bind: i for i, bind in enumerate(_flat_names(columns, n))}
-            picks = [where[b] for b in compiled.positiontup or ()]
-            if picks == list(range(len(where))):
-                picks = None
+        where = {bind: i for i, bind in enumerate(_flat_names(columns, n))}
+        picks: list[int] | None = [where[b] for b in compiled.positiontup or ()]
+        if picks == list(range(len(where))):
+            picks = None
         cached = _compiled_multi[key] = (compiled.string, picks)
     return cached
 
@@ -126,21 +124,23 @@ def insert_rows(
 ) -> None:
     """Execute the INSERT (or upsert) ``build()`` for ``rows``, many rows per statement.
 
-    A statement per row makes the SQLite driver bind, step and retake the
+    On SQLite a statement per row makes the driver bind, step and retake the
     interpreter lock once per row; several rows per statement do each of those
-    once per statement (about a third less time for a page of movements). Rows
-    must not repeat a conflict key: PostgreSQL refuses to update one row twice
-    in a statement.
+    once per statement (about a third less time for a page of movements). The
+    server drivers are left their own ``executemany``: PyMySQL already rewrites
+    it into multi-row INSERTs, and psycopg pipelines it, while it parses a long
+    multi-row statement afresh each time (nine times slower per page). Callers
+    pass rows with distinct conflict keys, so grouping them changes nothing.
     """
+    if conn.dialect.name != "sqlite":
+        executemany(conn, name, build, columns, rows)
+        return
     cursor = conn.connection.cursor()
     try:
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             chunk = rows[start : start + ROWS_PER_STATEMENT]
             sql, picks = _compile_multi(conn, name, build, columns, len(chunk))
             flat = list(chain.from_iterable(chunk))
-            if not conn.dialect.positional:
-                cursor.execute(sql, dict(zip(_flat_names(columns, len(chunk)), flat, strict=True)))
-            else:
-                cursor.execute(sql, flat if picks is None else [flat[i] for i in picks])
+            cursor.execute(sql, flat if picks is None else [flat[i] for i in picks])
     finally:
         cursor.close()
