@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import ingest, push, reconcile
+from benchmarks import ingest, push, reconcile, servers
 from benchmarks.common import Result
 from sync.logging import configure
 
@@ -51,9 +51,10 @@ SCENARIOS: dict[str, Scenario] = {
     "push": lambda z: [push.push(z.push_levels, z.push_changed)],
     "reconcile": lambda z: [reconcile.reconcile(z.reconcile_small, z.reconcile_large)],
     "memory": lambda z: [ingest.memory(z.memory)],
+    "servers": lambda z: servers.servers(z.ingest),
 }
 #: names that select another scenario (the re-pull runs on the ingest's data)
-ALIASES = {"repull": "ingest"}
+ALIASES = {"repull": "ingest", "postgresql": "servers", "mariadb": "servers"}
 
 
 def machine() -> dict[str, Any]:
