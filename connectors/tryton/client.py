@@ -134,7 +134,7 @@ def raise_for_rpc(response: httpx.Response, *, what: str) -> Any:
             retry_after_s=float(retry_after) if retry_after and retry_after.isdigit() else None,
         )
     if code >= 400:
-        raise PermanentError(f"{what}: HTTP {code}: {mask(response.text[:200])}")
+        raise PermanentError(f"{what}: HTTP {code}: {mask(response.text[:200])}", status=code)
     try:
         body = decode(response.content)
     except ValueError as exc:
@@ -167,6 +167,13 @@ def _rpc_error(error: Any, *, what: str) -> Exception:
     )
 
 
+def safe_url(url: str) -> str:
+    """``url`` without user info or query, fit for a message."""
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path.rstrip('/')}"
+
+
 class TrytonClient:
     """A logged-in JSON-RPC session on one Tryton database.
 
@@ -189,6 +196,7 @@ class TrytonClient:
         max_attempts: int = 5,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        settings_path: str = "erp",
     ) -> None:
         self.url = url.rstrip("/")
         self.database = database
@@ -203,6 +211,8 @@ class TrytonClient:
         self._ids = itertools.count(1)
         self._auth: str | None = None
         self.user_id: int | None = None
+        #: where these settings live in the configuration, for error messages
+        self.settings_path = settings_path
 
     # -- public API -------------------------------------------------------------------
 
@@ -277,15 +287,51 @@ class TrytonClient:
             result = self._post(f"/{self.database}/rpc/", "common.db.login", params, None)
         except AuthError as exc:
             raise PermanentError(
-                f"login as {self._username!r} on database {self.database!r} rejected",
-                hint="check the Tryton username, password and database name",
+                f"login as {self._username!r} on Tryton database {self.database!r} rejected "
+                f"(HTTP 401): wrong {self._setting('username')} or {self._setting('password')}",
+                hint=f"check {self._setting('username')} and {self._setting('password')}",
+                setting=self._setting("password"),
             ) from exc
+        except PermanentError as exc:
+            if exc.context.get("status") not in (404, 405):
+                raise
+            raise self._not_found(int(exc.context["status"])) from exc
         if not isinstance(result, list) or len(result) < 2:
             raise PermanentError(f"common.db.login: unexpected answer {mask(str(result))[:100]}")
         user_id, token = int(result[0]), str(result[1])
         raw = f"{self._username}:{user_id}:{token}".encode()
         self._auth = "Session " + base64.b64encode(raw).decode("ascii")
         self.user_id = user_id
+
+    def _setting(self, name: str) -> str:
+        return f"{self.settings_path}.{name}"
+
+    def _not_found(self, status: int) -> PermanentError:
+        """Login found no database endpoint: tell a wrong database from a wrong URL.
+
+        Tryton answers 404 (HTML) on ``/{db}/rpc/`` for a database it does not
+        serve, while its server-level ``/rpc/`` still answers ``common.server.version``;
+        when that fails too, the URL does not lead to trytond's RPC root.
+        """
+        where = safe_url(self.url)
+        try:
+            version = self._post("/rpc/", "common.server.version", [], None)
+        except (TransientError, PermanentError):
+            path = self._setting("url")
+            return PermanentError(
+                f"no Tryton JSON-RPC at {where} (HTTP {status} on /{self.database}/rpc/ "
+                f"and on /rpc/): wrong {path}",
+                hint=f"check {path}: trytond's base URL, e.g. https://erp.example.com:8000, "
+                "without the database name or /rpc",
+                setting=path,
+            )
+        path = self._setting("database")
+        return PermanentError(
+            f"the Tryton {version} server at {where} does not serve a database named "
+            f"{self.database!r} (HTTP {status}): wrong {path}",
+            hint=f"check {path}; trytond serves only the databases it was started with (-d)",
+            setting=path,
+        )
 
     def _post(self, path: str, method: str, params: list[Any], auth: str | None) -> Any:
         body = {"id": next(self._ids), "method": method, "params": encode(params)}

@@ -44,6 +44,9 @@ MOVE_FIELDS = (
 
 LOCATION_FIELDS = ("id", "code", "name", "type", "parent")
 
+#: product types whose moves and stock Tryton 8 counts (``stock.move.get_product_types``)
+STOCKED_TYPES = ("goods", "assets")
+
 _OUT_KINDS = {
     "supplier": MovementKind.SUPPLIER_RETURN,
     "customer": MovementKind.SHIPMENT,
@@ -159,6 +162,22 @@ class LocationTree:
     def __contains__(self, loc_id: object) -> bool:
         return loc_id in self._places
 
+    def below(self, loc_ids: Iterable[int]) -> set[int]:
+        """``loc_ids`` and every location under one of them (their whole subtrees)."""
+        roots = set(loc_ids)
+        found: set[int] = set()
+        for loc_id in self._rows:
+            current: int | None = loc_id
+            seen: set[int] = set()
+            while current is not None and current not in seen:
+                if current in roots:
+                    found.add(loc_id)
+                    break
+                seen.add(current)
+                parent = self._rows.get(current, {}).get("parent")
+                current = int(parent) if parent else None
+        return found | (roots - set(self._rows))
+
 
 def aware(value: dt.datetime | dt.date, tz: dt.tzinfo) -> dt.datetime:
     """A server-local naive timestamp (or a date, at midnight) as an aware UTC datetime."""
@@ -217,17 +236,43 @@ def _legs_for(
     return classify(src, dst, qty, policies)
 
 
+def counts_on(row: Mapping[str, Any], today: dt.date | None) -> bool:
+    """Whether Tryton's ``quantity`` counts this move on ``today`` (None: any day).
+
+    Tryton counts a move in state ``done`` whose date (the effective date, else
+    the planned one) is on or before the day of the computation, so a move done
+    with a future effective date counts only from that date (reference
+    k3cloud-stock-quantities §2.1, ``Move.compute_quantities_query``).
+    """
+    if row.get("state") != "done":
+        return False
+    if today is None:
+        return True
+    day = row.get("effective_date") or row.get("planned_date")
+    return not isinstance(day, dt.date) or day <= today
+
+
+def move_key(row: Mapping[str, Any]) -> str:
+    """The key of a move's single leg; its transfer legs add ``:out`` / ``:in``."""
+    doc_type, doc_id = document(row)
+    return f"{SOURCE_NAME}:{doc_type}:{doc_id}:{row['id']}"
+
+
 def move_to_movements(
     row: Mapping[str, Any],
     tree: LocationTree,
     tz: dt.tzinfo,
     policies: Mapping[str, OtherPolicy] | None = None,
     warehouses: Sequence[str] | None = None,
+    *,
+    today: dt.date | None = None,
 ) -> tuple[list[Movement], list[RejectedRecord]]:
-    """Turn one stock.move row into movements (any state: only ``done`` is active).
+    """Turn one stock.move row into movements; active only while Tryton counts it.
 
-    ``warehouses`` (codes) keeps only legs at those warehouses. A move whose product
-    has no code or that touches a warehouse without a code is rejected, not raised.
+    Active means ``counts_on(row, today)``. ``warehouses`` (codes) keeps only legs
+    at those warehouses. A move whose product has no code is rejected whole; a leg
+    at a warehouse without a code is rejected alone (key = that leg's key), and
+    the move's other leg still counts.
     """
     legs = _legs_for(row, tree, policies or {})
     if isinstance(legs, RejectedRecord):
@@ -237,16 +282,20 @@ def move_to_movements(
     if not legs:
         return [], []
     doc_type, doc_id = document(row)
-    base_key = f"{SOURCE_NAME}:{doc_type}:{doc_id}:{row['id']}"
+    base_key = move_key(row)
     sku = str((row.get("product.") or {}).get("code") or "")
     if not sku:
         return [], [_reject(row, "product has no code", "sku", base_key)]
-    if any(not leg.warehouse_code for leg in legs):
-        return [], [_reject(row, "warehouse has no code", "warehouse", base_key)]
+    rejects = [
+        _reject(row, "warehouse has no code", "warehouse", base_key + leg.suffix)
+        for leg in legs
+        if not leg.warehouse_code
+    ]
     business_date = row.get("effective_date") or row.get("planned_date") or updated_at(row).date()
     occurred_at = aware(business_date, tz)
     changed_at = aware(updated_at(row), tz)
     doc_no = f"{doc_type},{doc_id}" if doc_type != "stock.move" else ""
+    active = counts_on(row, today)
     movements = [
         Movement(
             key=base_key + leg.suffix,
@@ -257,8 +306,61 @@ def move_to_movements(
             occurred_at=occurred_at,
             source_updated_at=changed_at,
             doc_no=doc_no,
-            active=row.get("state") == "done",
+            active=active,
         )
         for leg in legs
+        if leg.warehouse_code
     ]
-    return movements, []
+    return movements, rejects
+
+
+def withdrawn(
+    row: Mapping[str, Any], tz: dt.tzinfo, produced: Sequence[Movement], keys: Iterable[str]
+) -> list[Movement]:
+    """Inactive lines for the ``keys`` of this move that the current mapping no longer yields.
+
+    Used when the location tree changed under already-pulled moves: a move that
+    was a transfer may now stay inside one warehouse (no leg), or a leg may now
+    be at a warehouse without a code. Its content other than ``active`` is
+    irrelevant to stock; it names the move's product and no warehouse.
+    """
+    present = {m.key for m in produced}
+    sku = str((row.get("product.") or {}).get("code") or "")
+    stamp = aware(updated_at(row), tz)
+    day = row.get("effective_date") or row.get("planned_date") or updated_at(row).date()
+    occurred_at = aware(day, tz)
+    return [
+        Movement(key, MovementKind.OTHER_IN, sku, "", Decimal(0), occurred_at, stamp, active=False)
+        for key in dict.fromkeys(keys)
+        if key not in present
+    ]
+
+
+def all_leg_keys(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every key a move can have whatever the location tree: its leg and transfer legs."""
+    base = move_key(row)
+    return base, base + ":out", base + ":in"
+
+
+def stocked_types(product_field: Mapping[str, Any]) -> tuple[str, ...]:
+    """The product types Tryton lets a stock move carry, read from ``stock.move.product``.
+
+    ``fields_get`` gives the field's domain, which holds ``["type", "in", [...]]``
+    (Tryton 8: ``Move.get_product_types()`` = goods and assets). Those are the
+    types whose stock Tryton counts; :data:`STOCKED_TYPES` when the domain does
+    not say.
+    """
+    found = _type_clause(product_field.get("domain"))
+    return tuple(found) if found else STOCKED_TYPES
+
+
+def _type_clause(domain: Any) -> list[str] | None:
+    if not isinstance(domain, list):
+        return None
+    if len(domain) == 3 and domain[:2] == ["type", "in"] and isinstance(domain[2], list):
+        return [str(t) for t in domain[2]]
+    for part in domain:
+        found = _type_clause(part)
+        if found:
+            return found
+    return None

@@ -5,32 +5,40 @@ cancelled (or never reached ``done``) arrives as ``active=False``. Pages follow
 the keyset (change time, id) where the change time is ``write_date``, or
 ``create_date`` for rows never written; Tryton cannot order by that coalesce,
 so the two kinds of rows are read as two keyset streams and merged.
+
+A move is active while Tryton counts it: done and dated today or earlier, "today"
+from the injected clock (design note 18). Each incremental pull also re-reads the
+moves whose date fell due and the moves at locations whose warehouse changed, so
+a level follows Tryton's own without a new write to the moves themselves.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
+from connectors.tryton import reads
 from connectors.tryton.client import TrytonClient
 from connectors.tryton.mapping import (
-    LOCATION_FIELDS,
     MOVE_FIELDS,
     SOURCE_NAME,
     STREAM_MOVES,
     LocationTree,
     OtherPolicy,
+    all_leg_keys,
     aware,
     move_to_movements,
     naive,
+    stocked_types,
     tie_break,
     updated_at,
+    withdrawn,
 )
 from sync.errors import PermanentError
 from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord
@@ -38,6 +46,10 @@ from sync.ports import ConnectorContext
 from sync.settings import Secret, StrictModel, TimeZoneName
 
 Row = dict[str, Any]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class TrytonSettings(StrictModel):
@@ -93,7 +105,7 @@ def build(settings: TrytonSettings, context: ConnectorContext) -> TrytonSource:
         transport=context.http_transport,
         sleep=context.sleep,
     )
-    return TrytonSource(settings, client)
+    return TrytonSource(settings, client, now=context.now)
 
 
 class TrytonSource:
@@ -101,11 +113,20 @@ class TrytonSource:
 
     name = SOURCE_NAME
 
-    def __init__(self, settings: TrytonSettings, client: TrytonClient) -> None:
+    def __init__(
+        self,
+        settings: TrytonSettings,
+        client: TrytonClient,
+        *,
+        now: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
         self.settings = settings
         self.client = client
+        self._now = now
         self._tz = ZoneInfo(settings.timezone)
         self._tree: LocationTree | None = None
+        self._today_zone: dt.tzinfo | None = None
+        self._types: tuple[str, ...] | None = None
 
     def streams(self) -> Sequence[str]:
         return (STREAM_MOVES,)
@@ -113,63 +134,111 @@ class TrytonSource:
     # -- pull -------------------------------------------------------------------------
 
     def pull(self, stream: str, since: Cursor | None, page_size: int) -> Iterator[Page]:
-        """Pages of moves changed strictly after ``since`` in (change time, id) order."""
+        """Pages of moves changed strictly after ``since`` in (change time, id) order.
+
+        An incremental pull (``since`` given) first re-reads, in pages that carry
+        ``since`` as their cursor (no advance):
+
+        - moves at locations whose place in the tree changed since ``since``
+          (a location moved under another warehouse, a warehouse code renamed),
+          mapped again; keys a move no longer has come back inactive;
+        - done moves whose effective date fell due since ``since``'s day, now
+          active (Tryton counts a move from its effective date, ``counts_on``).
+        """
         self._check_stream(stream)
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
-        start: tuple[dt.datetime, int] | None = None
-        if since is not None:
+        today = self._today()
+        if since is None:
+            tree = self._locations()
+            start = None
+        else:
+            tree = yield from self._reattributed(since, page_size, today)
+            yield from self._fell_due(since, page_size, today, tree)
             last_id = int(since.tie_break) if since.tie_break.isdigit() else 0
             start = (naive(since.updated_at, self._tz), last_id)
-        written = self._keyset(start, page_size, written=True)
-        fresh = self._keyset(start, page_size, written=False)
+        written = reads.keyset(self.client, start, page_size, written=True)
+        fresh = reads.keyset(self.client, start, page_size, written=False)
         batch: list[Row] = []
         for _, _, row in heapq.merge(fresh, written):
             batch.append(row)
             if len(batch) == page_size:
-                yield self._page(batch)
+                yield self._page(batch, today)
                 batch = []
         if batch:
-            yield self._page(batch)
+            yield self._page(batch, today)
 
-    def _keyset(
-        self, start: tuple[dt.datetime, int] | None, page_size: int, *, written: bool
-    ) -> Iterator[tuple[dt.datetime, int, Row]]:
-        """Moves with (or without) a write_date, after ``start``, lazily in keyset order."""
-        field = "write_date" if written else "create_date"
-        base: list[Any] = [["write_date", "!=" if written else "=", None]]
-        position = start
-        while True:
-            domain = list(base)
-            if position is not None:
-                ts, last_id = position
-                domain.append(["OR", [field, ">", ts], [[field, "=", ts], ["id", ">", last_id]]])
-            rows = self.client.search_read(
-                "stock.move",
-                domain,
-                fields=MOVE_FIELDS,
-                limit=page_size,
-                order=[[field, "ASC"], ["id", "ASC"]],
-            )
-            for row in rows:
-                yield updated_at(row), int(row["id"]), row
-            if len(rows) < page_size:
-                return
-            position = (updated_at(rows[-1]), int(rows[-1]["id"]))
+    def _reattributed(
+        self, since: Cursor, page_size: int, today: dt.date
+    ) -> Generator[Page, None, LocationTree]:
+        """Pages re-mapping the moves at locations whose warehouse changed; returns the tree.
 
-    def _page(self, rows: Sequence[Row]) -> Page:
-        movements, rejects = self._convert(rows)
+        The cached tree is replaced only once every page was taken, so a pull that
+        stops half-way re-attributes again next time.
+        """
+        old = self._tree
+        changed = reads.locations_changed(self.client, naive(since.updated_at, self._tz))
+        if old is not None and not changed:
+            return old
+        tree = LocationTree(reads.locations(self.client))
+        affected = tree.below(changed)
+        if old is not None:
+            affected = {loc for loc in affected if old.place(loc) != tree.place(loc)}
+        if affected:
+            for rows in reads.by_id(self.client, reads.touching(affected), page_size):
+                yield self._remapped(rows, old, tree, since, today)
+        self._tree = tree
+        return tree
+
+    def _remapped(
+        self,
+        rows: Sequence[Row],
+        old: LocationTree | None,
+        tree: LocationTree,
+        since: Cursor,
+        today: dt.date,
+    ) -> Page:
+        movements, rejects = self._convert(rows, tree, today)
+        for row in rows:
+            keys = set(all_leg_keys(row))
+            produced = [m for m in movements if m.key in keys]
+            if old is None:
+                before: Sequence[str] = all_leg_keys(row)
+            else:
+                before = [m.key for m in self._convert([row], old, today)[0]]
+            movements.extend(withdrawn(row, self._tz, produced, before))
+        return Page(STREAM_MOVES, movements, since, rejects)
+
+    def _fell_due(
+        self, since: Cursor, page_size: int, today: dt.date, tree: LocationTree
+    ) -> Iterator[Page]:
+        """Done moves dated after ``since``'s day, up to today: they count from today on.
+
+        ``since`` is at most the start of the last pull, whose "today" was at least
+        ``since``'s day, so every move still in the future then is in this window.
+        """
+        after = since.updated_at.astimezone(self._zone()).date()
+        if after >= today:
+            return
+        for rows in reads.by_id(self.client, reads.fell_due(after, today), page_size):
+            movements, rejects = self._convert(rows, tree, today)
+            yield Page(STREAM_MOVES, movements, since, rejects)
+
+    def _page(self, rows: Sequence[Row], today: dt.date) -> Page:
+        movements, rejects = self._convert(rows, self._locations(rows), today)
         last = rows[-1]
         cursor = Cursor(aware(updated_at(last), self._tz), tie_break(int(last["id"])))
         return Page(STREAM_MOVES, movements, cursor, rejects)
 
-    def _convert(self, rows: Sequence[Row]) -> tuple[list[Movement], list[RejectedRecord]]:
-        tree = self._locations(rows)
+    def _convert(
+        self, rows: Sequence[Row], tree: LocationTree, today: dt.date | None
+    ) -> tuple[list[Movement], list[RejectedRecord]]:
         policies = self.settings.other_location_types
+        wanted = self.settings.warehouses
         movements: list[Movement] = []
         rejects: list[RejectedRecord] = []
         for row in rows:
-            good, bad = move_to_movements(row, tree, self._tz, policies, self.settings.warehouses)
+            good, bad = move_to_movements(row, tree, self._tz, policies, wanted, today=today)
             movements.extend(good)
             rejects.extend(bad)
         return movements, rejects
@@ -178,16 +247,19 @@ class TrytonSource:
         """The cached location tree, reloaded when a row points at a location it lacks."""
         needed = {int(r[f]) for r in rows for f in ("from_location", "to_location") if r.get(f)}
         if self._tree is None or any(loc not in self._tree for loc in needed):
-            self._tree = LocationTree(
-                self.client.search_read(
-                    "stock.location",
-                    [],
-                    fields=LOCATION_FIELDS,
-                    order=[["id", "ASC"]],
-                    context={"active_test": False},
-                )
-            )
+            self._tree = LocationTree(reads.locations(self.client))
         return self._tree
+
+    def _zone(self) -> dt.tzinfo:
+        """The zone of Tryton's "today": the company's when it has one, else the server's."""
+        if self._today_zone is None:
+            company_zone = reads.company_timezone(self.client, self.settings.company)
+            self._today_zone = ZoneInfo(company_zone) if company_zone else self._tz
+        return self._today_zone
+
+    def _today(self) -> dt.date:
+        """Today as Tryton counts stock (``ir.date.today``), from the injected clock."""
+        return self._now().astimezone(self._zone()).date()
 
     # -- window, on hand, check --------------------------------------------------------
 
@@ -214,7 +286,7 @@ class TrytonSource:
                 limit=500,
                 order=[["id", "ASC"]],
             )
-            movements, _ = self._convert(rows)
+            movements, _ = self._convert(rows, self._locations(rows), None)
             for m in movements:
                 yield m.key
             if len(rows) < 500:
@@ -222,15 +294,21 @@ class TrytonSource:
             last_id = int(rows[-1]["id"])
 
     def on_hand(self) -> Iterator[OnHand]:
-        """Tryton's own ``quantity`` of every goods product per warehouse (children included)."""
-        warehouses = self._locations().warehouses()
+        """Tryton's own ``quantity`` per warehouse (children included), as of today.
+
+        Every product of a type Tryton stocks (``stocked_types``: goods and assets
+        in Tryton 8), so that on-hand counts what the pull counts.
+        """
+        if self._types is None:
+            self._types = stocked_types(reads.stocked_product_field(self.client))
+        warehouses = LocationTree(reads.locations(self.client)).warehouses()
         wanted = self.settings.warehouses
         for wh_id, code in sorted(warehouses.items()):
             if not code or (wanted is not None and code not in wanted):
                 continue
             rows = self.client.search_read(
                 "product.product",
-                [["type", "=", "goods"]],
+                [["type", "in", list(self._types)]],
                 fields=("id", "code", "quantity"),
                 order=[["id", "ASC"]],
                 context={"locations": [wh_id], "active_test": False},

@@ -205,3 +205,40 @@ def test_method_not_exposed_is_permanent() -> None:
     with pytest.raises(PermanentError, match="not exposed"):
         client.call("model.product.product.products_by_location", [])
     assert fake.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("version_answer", "setting"),
+    [
+        (FakeTryton.ok("8.2"), "erp.database"),  # the server answers: the database is wrong
+        (_response(404), "erp.url"),  # nothing answers at /rpc/ either: the URL is wrong
+        (_response(405), "erp.url"),
+    ],
+)
+def test_a_missing_database_endpoint_names_the_wrong_setting(
+    version_answer: httpx.Response, setting: str
+) -> None:
+    calls: list[str] = []
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if request.url.path == "/rpc/":
+            return version_answer
+        return _response(404)  # Tryton's HTML 404 for a database it does not serve
+
+    sleeps: list[float] = []
+    client = TrytonClient(
+        "http://user:secret@erp.test",
+        "nodb",
+        "admin",
+        "pw-not-shown",
+        transport=httpx.MockTransport(transport),
+        sleep=sleeps.append,
+    )
+    with pytest.raises(PermanentError) as info:
+        client.login()
+    assert info.value.context["setting"] == setting
+    text = f"{info.value} {info.value.hint}"
+    assert setting in text and "html" not in text.lower()
+    assert "secret" not in text and "pw-not-shown" not in text
+    assert calls == ["/nodb/rpc/", "/rpc/"] and sleeps == []

@@ -9,7 +9,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connectors.tryton.mapping import LocationTree, Place, classify, move_to_movements
+from connectors.tryton.mapping import (
+    STOCKED_TYPES,
+    LocationTree,
+    Place,
+    all_leg_keys,
+    classify,
+    counts_on,
+    move_to_movements,
+    stocked_types,
+    withdrawn,
+)
 from sync.model import MovementKind as K
 
 WH1, WH2 = 10, 20
@@ -179,3 +189,76 @@ def test_malformed_moves_are_rejected_not_raised(overrides: dict[str, Any], fiel
 
 def test_move_inside_a_warehouse_yields_nothing() -> None:
     assert move_to_movements(row(from_location=2, to_location=3), TREE, dt.UTC) == ([], [])
+
+
+def test_a_done_move_counts_from_its_effective_date() -> None:
+    day = dt.date(2026, 3, 1)
+    (before,), _ = move_to_movements(row(), TREE, dt.UTC, today=day - dt.timedelta(days=1))
+    (on_the_day,), _ = move_to_movements(row(), TREE, dt.UTC, today=day)
+    assert (before.active, on_the_day.active) == (False, True)
+    # the same line otherwise: the ledger turns the flip into one delta on that day
+    assert before._replace(active=True) == on_the_day
+    # a move without effective date counts from its planned date (Tryton's move date)
+    (planned,), _ = move_to_movements(
+        row(effective_date=None), TREE, dt.UTC, today=dt.date(2026, 2, 27)
+    )
+    assert planned.active is True
+    assert counts_on(row(state="assigned"), None) is False
+
+
+def test_a_leg_at_a_warehouse_without_code_is_rejected_alone() -> None:
+    # WH → the uncoded warehouse: WH's leg counts, the other leg is quarantined
+    movements, rejects = move_to_movements(
+        row(from_location=3, to_location=8, shipment="stock.shipment.internal,3"), TREE, dt.UTC
+    )
+    assert [(m.key, m.warehouse, m.qty) for m in movements] == [
+        ("tryton:stock.shipment.internal:3:42:out", "WH", Decimal("-50.0"))
+    ]
+    assert [(r.key, r.field) for r in rejects] == [
+        ("tryton:stock.shipment.internal:3:42:in", "warehouse")
+    ]
+    # and the other way round, into WH2
+    movements, rejects = move_to_movements(row(from_location=8, to_location=6), TREE, dt.UTC)
+    assert [(m.key, m.kind, m.warehouse) for m in movements] == [
+        ("tryton:stock.shipment.in:7:42:in", K.TRANSFER_IN, "WH2")
+    ]
+    assert [r.key for r in rejects] == ["tryton:stock.shipment.in:7:42:out"]
+
+
+def test_withdrawn_legs_are_inactive_with_the_moves_stamp() -> None:
+    r = row(from_location=3, to_location=6, shipment="stock.shipment.internal,3")
+    inside = LocationTree(
+        [
+            {"id": 1, "code": "WH", "type": "warehouse", "parent": None},
+            {"id": 3, "code": "STO", "type": "storage", "parent": 1},
+            {"id": 6, "code": "SHELF", "type": "storage", "parent": 3},
+        ]
+    )
+    produced, _ = move_to_movements(r, inside, SHANGHAI)
+    assert produced == []  # now inside one warehouse
+    gone = withdrawn(r, SHANGHAI, produced, all_leg_keys(r))
+    base = "tryton:stock.shipment.internal:3:42"
+    assert [m.key for m in gone] == [base, base + ":out", base + ":in"]
+    assert all(m.active is False for m in gone)
+    (before,), _ = move_to_movements(row(), TREE, SHANGHAI)
+    assert {m.source_updated_at for m in gone} == {before.source_updated_at}
+
+
+def test_location_tree_subtrees() -> None:
+    assert TREE.below([1]) == {1, 2, 3}
+    assert TREE.below([6, 99]) == {6, 99}
+
+
+def test_stocked_types_come_from_the_move_product_domain() -> None:
+    # stock.move.product's domain as Tryton 8.2 gives it (fields_get)
+    domain = [
+        {"__class__": "If", "c": {"__class__": "Bool"}, "t": ["x", "=", 1], "e": []},
+        ["type", "in", ["goods", "assets"]],
+    ]
+    assert stocked_types({"domain": domain}) == ("goods", "assets")
+    assert stocked_types({"domain": [["type", "in", ["goods", "assets", "kit"]]]}) == (
+        "goods",
+        "assets",
+        "kit",
+    )
+    assert stocked_types({}) == STOCKED_TYPES
