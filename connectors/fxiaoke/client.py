@@ -296,12 +296,14 @@ class FxiaokeClient:
 
     # ------------------------------------------------------------ objects
     def describe(self, api_name: str) -> Json:
-        """The object's describe (``fields`` keyed by api name)."""
-        body = self.call(
-            DESCRIBE_PATH,
-            {"apiName": api_name},
-            extra={"apiName": api_name, "includeDetail": False},
-        )
+        """The object's describe (``fields`` keyed by api name, with their attributes).
+
+        ``apiName`` and ``includeDetail`` go both at the top level and in ``data``:
+        the sources differ on where (reference §5). ``includeDetail`` asks for each
+        field's attributes (required, decimal places).
+        """
+        ask = {"apiName": api_name, "includeDetail": True}
+        body = self.call(DESCRIBE_PATH, ask, extra=ask)
         data = body.get("data") or {}
         describe = data.get("describe", data)
         return describe if isinstance(describe, dict) else {}

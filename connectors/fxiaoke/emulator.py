@@ -117,12 +117,28 @@ class FxiaokeEmulator(Emulator):
 
     # ------------------------------------------------------------ test helpers
     def add_product(self, code: str, name: str | None = None) -> str:
-        rec = self.store.create("ProductObj", {"name": name or code, "product_code": code})
+        fields = {"name": name or code, "product_code": code, "price": "0"}
+        rec = self.store.create("ProductObj", fields)
         return str(rec["_id"])
 
     def add_warehouse(self, number: str, name: str | None = None) -> str:
-        rec = self.store.create("WarehouseObj", {"name": name or number, "number": number})
+        fields = {"name": name or number, "number": number, "is_default": False}
+        rec = self.store.create("WarehouseObj", fields)
         return str(rec["_id"])
+
+    def add_stock(self, product_id: str, warehouse_id: str, real: str, available: str = "") -> str:
+        """A StockObj with every required field (blocked = real − available), e.g. made
+        by a person or an import before stocksync ran."""
+        available = available or real
+        blocked = Decimal(real) - Decimal(available)
+        fields = {
+            "product_id": product_id,
+            "warehouse_id": warehouse_id,
+            "real_stock": real,
+            "available_stock": available,
+            "blocked_stock": format(blocked, "f"),
+        }
+        return str(self.store.create("StockObj", fields)["_id"])
 
     def records(self, api_name: str, *, include_invalid: bool = False) -> list[Json]:
         rows = self.store.table(api_name).records.values()
@@ -338,11 +354,25 @@ class FxiaokeEmulator(Emulator):
         raise ApiError(10006, f"the request uri=[{path}] is not exists", "请求的接口不存在")
 
     def _describe(self, body: Json) -> Json:
+        """Reference §5: ``apiName`` and ``includeDetail`` at the top level (S3, S4) or in
+        ``data`` (S1). The answer shape is undocumented; ours is ``data.describe`` with
+        ``fields`` keyed by api name [I]."""
         data = body.get("data")
         data = data if isinstance(data, dict) else {}
-        api_name = body.get("apiName") or data.get("apiName")
-        describe = self.store.table(str(api_name)).describe
-        return {"data": {"describe": describe.as_json()}}
+        api_name = body.get("apiName", data.get("apiName"))
+        if not isinstance(api_name, str) or not api_name:
+            raise ApiError(ERR_PARAM, "apiName is required", "参数错误")
+        include_detail = body.get("includeDetail", data.get("includeDetail", False))
+        if not isinstance(include_detail, bool):
+            raise ApiError(ERR_PARAM, "includeDetail must be a boolean", "参数错误")
+        describe = self.store.table(api_name).describe.as_json()
+        if not include_detail:
+            # without detail: the field list, not each field's attributes [I]
+            describe["fields"] = {
+                name: {k: f[k] for k in ("api_name", "type", "label")}
+                for name, f in describe["fields"].items()
+            }
+        return {"data": {"describe": describe}}
 
     def _list(self, body: Json) -> Json:
         objects = [

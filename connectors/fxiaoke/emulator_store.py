@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connectors.fxiaoke.emulator_describes import ObjectDescribe, seeded_describes
+from connectors.fxiaoke.emulator_describes import (
+    NUMBER_TYPES,
+    READ_ONLY_SUFFIXES,
+    FieldDescribe,
+    ObjectDescribe,
+    seeded_describes,
+)
 
 #: parameter errors (bad value format, missing required field)
 ERR_PARAM = 15002
@@ -31,7 +37,6 @@ OPERATORS = frozenset(
     {"EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN"}
     | {"BETWEEN", "NBETWEEN", "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF"}
 )
-NUMBER_TYPES = frozenset({"number", "currency", "percentile"})
 MS_TYPES = frozenset({"date", "date_time"})
 
 
@@ -47,6 +52,18 @@ class ApiError(Exception):
 
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == []
+
+
+def _places(number: Decimal) -> int:
+    """Digits after the decimal point that carry a value ("3.50" has one)."""
+    exponent = number.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _check_writable(name: str, fd: FieldDescribe | None) -> None:
+    """Companion fields of reads and quote/system fields must not be written (§5.3) [I code]."""
+    if name.endswith(READ_ONLY_SUFFIXES) or (fd is not None and fd.read_only):
+        raise ApiError(ERR_BUSINESS, f"字段 {name} 为只读字段，不能写入", "只读字段")
 
 
 def _as_decimal(value: Any) -> Decimal | None:
@@ -182,37 +199,58 @@ class Store:
         )
 
     # ------------------------------------------------------------------ writes
-    def _validate(self, table: ObjectTable, rec: dict[str, Any], rid: str) -> None:
-        for name, fd in table.describe.fields.items():
+    def _validate(
+        self, table: ObjectTable, rec: dict[str, Any], rid: str, changes: dict[str, Any]
+    ) -> None:
+        """Refuse what a real tenant refuses (reference §5.3, §7, §10).
+
+        ``changes`` are the fields the caller sent (checked for write bans and value
+        formats); ``rec`` is the record they make (checked for required and unique).
+        """
+        fields = table.describe.fields
+        for name, value in changes.items():
+            _check_writable(name, fields.get(name))
+            fd = fields.get(name)
+            if fd is not None and not _empty(value):
+                self._check_value(fd, value)
+        for name, fd in fields.items():
             value = rec.get(name)
             if fd.required and _empty(value):
-                raise ApiError(ERR_PARAM, f"field {name} is required", f"{fd.label}为必填项")
-            if _empty(value):
-                continue
-            if fd.type in NUMBER_TYPES and (
-                not isinstance(value, str) or _as_decimal(value) is None
-            ):
-                raise ApiError(
-                    ERR_PARAM, f"field {name} must be a number sent as a string", "参数错误"
-                )
-            if fd.type in MS_TYPES and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ApiError(ERR_PARAM, f"field {name} must be epoch milliseconds", "参数错误")
-            if fd.target and (
-                not isinstance(value, str) or value not in self.table(fd.target).records
-            ):
-                raise ApiError(ERR_BUSINESS, f"field {name}: {fd.target} {value} not found")
-            if fd.unique and (table.index(name).get(value, set()) - {rid}):
+                # a business error whose code is undocumented (reference §3) [I]
+                raise ApiError(ERR_BUSINESS, f"必填字段 {name} 未填写", f"{fd.label}为必填项")
+            if fd.unique and not _empty(value) and (table.index(name).get(value, set()) - {rid}):
                 raise ApiError(
                     ERR_BUSINESS,
                     f"duplicate value for unique field {name}",
                     f"{fd.label}重复 duplicate",
                 )
 
+    def _check_value(self, fd: FieldDescribe, value: Any) -> None:
+        name = fd.api_name
+        if fd.type in NUMBER_TYPES:
+            number = _as_decimal(value) if isinstance(value, str) else None
+            if number is None or not number.is_finite():
+                raise ApiError(
+                    ERR_PARAM, f"field {name} must be a number sent as a string", "参数错误"
+                )
+            if fd.decimal_places is not None and _places(number) > fd.decimal_places:
+                # a validation error whose code is undocumented (reference §3) [I]
+                raise ApiError(
+                    ERR_BUSINESS,
+                    f"字段 {name} 最多 {fd.decimal_places} 位小数: {value}",
+                    f"{fd.label}小数位数超出",
+                )
+        if fd.type in MS_TYPES and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ApiError(ERR_PARAM, f"field {name} must be epoch milliseconds", "参数错误")
+        if fd.target and (not isinstance(value, str) or value not in self.table(fd.target).records):
+            raise ApiError(ERR_BUSINESS, f"field {name}: {fd.target} {value} not found")
+
     def create(self, api_name: str, data: dict[str, Any]) -> dict[str, Any]:
         table = self.table(api_name)
         now_ms = int(self.clock() * 1000)
         rid = self.new_id()
-        rec = {k: v for k, v in data.items() if k != "dataObjectApiName" and k != "_id"}
+        fields = {k: v for k, v in data.items() if k != "dataObjectApiName" and k != "_id"}
+        rec = dict(fields)
         rec.update(
             _id=rid,
             create_time=now_ms,
@@ -225,7 +263,7 @@ class Store:
         if table.describe.fields["name"].type == "auto_number" and _empty(rec.get("name")):
             day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
             rec["name"] = f"SK{day}_{len(table.records) + 1:04d}"
-        self._validate(table, rec, rid)
+        self._validate(table, rec, rid, fields)
         table.put(rec, None)
         return rec
 
@@ -243,7 +281,7 @@ class Store:
         old = self.get(api_name, rid)
         changes = {k: v for k, v in data.items() if k not in {"dataObjectApiName", "_id"}}
         rec = {**old, **changes, "last_modified_time": int(self.clock() * 1000)}
-        self._validate(table, rec, rid)
+        self._validate(table, rec, rid, changes)
         table.put(rec, old)
         return rec
 

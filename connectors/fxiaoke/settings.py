@@ -45,6 +45,16 @@ class FxiaokeSettings(StrictModel):
     stock_available_field: str = Field(
         "available_stock", description="field receiving the level minus reservations"
     )
+    stock_blocked_field: str | None = Field(
+        "blocked_stock",
+        description="field receiving the reserved part (real − available); required on "
+        "StockObj (reference §7); null for an object without one (e.g. ErpStockObj)",
+    )
+    describe_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        description="object describes (fields, required, decimal places) are cached this long",
+    )
     product_object: str = Field("ProductObj", description="apiName of the product object")
     product_code_field: str = Field("product_code", description="product field holding the ERP SKU")
     warehouse_object: str = Field("WarehouseObj", description="apiName of the warehouse object")

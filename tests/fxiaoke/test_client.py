@@ -210,7 +210,7 @@ def test_envelope_puts_credentials_next_to_data(make_sink: SinkFactory, emulator
 
 def _seed_products(emulator: FxiaokeEmulator, count: int) -> None:
     for i in range(count):
-        emulator.store.create("ProductObj", {"name": f"P{i}", "product_code": f"BULK-{i:05d}"})
+        emulator.add_product(f"BULK-{i:05d}", f"P{i}")
 
 
 def test_offset_paging_switches_to_id_keyset_beyond_10000(

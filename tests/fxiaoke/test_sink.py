@@ -60,9 +60,9 @@ def test_explicit_maps_override_lookups(make_sink: SinkFactory, emulator: Fxiaok
 def test_read_levels_reports_unmappable_records_as_orphans(
     sink: FxiaokeSink, emulator: FxiaokeEmulator
 ) -> None:
-    pid = emulator.store.create("ProductObj", {"name": "no code"})["_id"]
+    pid = emulator.store.create("ProductObj", {"name": "no code", "price": "1"})["_id"]
     wid = emulator.records("WarehouseObj")[0]["_id"]
-    emulator.store.create("StockObj", {"product_id": pid, "warehouse_id": wid, "real_stock": "4"})
+    emulator.add_stock(pid, wid, "4")
     (level,) = list(sink.read_levels())
     assert level.sku == f"{UNMAPPED_PREFIX}{pid}"
     assert level.warehouse == "WH-MAIN" and level.qty == Decimal(4)
@@ -110,4 +110,7 @@ def test_check_lists_every_missing_object_and_field(make_sink: SinkFactory) -> N
     with pytest.raises(ConfigError) as info:
         sink.check()
     paths = {p.path for p in info.value.problems}
-    assert paths == {"stock_real_field", "movement_object"}
+    # real_stock is required (reference §7) and no longer filled: every create would fail
+    assert paths == {"stock_real_field", "movement_object", "stock_object"}
+    (unfilled,) = [p for p in info.value.problems if p.path == "stock_object"]
+    assert "requires field 'real_stock'" in unfilled.message
