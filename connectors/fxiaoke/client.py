@@ -299,10 +299,10 @@ class FxiaokeClient:
         """The object's describe (``fields`` keyed by api name, with their attributes).
 
         ``apiName`` and ``includeDetail`` go both at the top level and in ``data``:
-        the sources differ on where (reference §5). ``includeDetail`` asks for each
-        field's attributes (required, decimal places).
+        the sources differ on where (reference §5); Fxiaoke's manual marks both
+        required. ``includeDetail`` would add the detail objects, which we never need.
         """
-        ask = {"apiName": api_name, "includeDetail": True}
+        ask = {"apiName": api_name, "includeDetail": False}
         body = self.call(DESCRIBE_PATH, ask, extra=ask)
         data = body.get("data") or {}
         describe = data.get("describe", data)

@@ -354,25 +354,19 @@ class FxiaokeEmulator(Emulator):
         raise ApiError(10006, f"the request uri=[{path}] is not exists", "请求的接口不存在")
 
     def _describe(self, body: Json) -> Json:
-        """Reference §5: ``apiName`` and ``includeDetail`` at the top level (S3, S4) or in
-        ``data`` (S1). The answer shape is undocumented; ours is ``data.describe`` with
-        ``fields`` keyed by api name [I]."""
+        """Reference §5: ``apiName`` and ``includeDetail`` in ``data`` (S1; Fxiaoke's own
+        manual marks both required, includeDetail a boolean: "include detail objects")
+        or at the top level (S3, S4). Answer: ``data.describe`` with ``fields`` keyed by
+        api name (the manual's example). The seeded objects have no detail objects."""
         data = body.get("data")
         data = data if isinstance(data, dict) else {}
-        api_name = body.get("apiName", data.get("apiName"))
+        api_name = data.get("apiName", body.get("apiName"))
         if not isinstance(api_name, str) or not api_name:
             raise ApiError(ERR_PARAM, "apiName is required", "参数错误")
-        include_detail = body.get("includeDetail", data.get("includeDetail", False))
+        include_detail = data.get("includeDetail", body.get("includeDetail"))
         if not isinstance(include_detail, bool):
-            raise ApiError(ERR_PARAM, "includeDetail must be a boolean", "参数错误")
-        describe = self.store.table(api_name).describe.as_json()
-        if not include_detail:
-            # without detail: the field list, not each field's attributes [I]
-            describe["fields"] = {
-                name: {k: f[k] for k in ("api_name", "type", "label")}
-                for name, f in describe["fields"].items()
-            }
-        return {"data": {"describe": describe}}
+            raise ApiError(ERR_PARAM, "includeDetail is required (a boolean)", "参数错误")
+        return {"data": {"describe": self.store.table(api_name).describe.as_json()}}
 
     def _list(self, body: Json) -> Json:
         objects = [

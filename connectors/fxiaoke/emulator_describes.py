@@ -4,10 +4,11 @@ Only what the connector and the emulator's validation need: field types, require
 unique, read-only, decimal places and reference targets. Real tenants have many
 more fields; check() only looks for the configured ones.
 
-Field attributes are served under the names public clients read (``api_name``,
-``type``, ``is_required``, ``is_unique``); ``decimal_places`` and ``is_readonly``
-are our names for the number precision and the write ban [I]: the reference
-documents the precision (§7 "number, 2 dp") but not the describe key carrying it.
+Field attributes are served under the names of the describe example in Fxiaoke's
+developer manual (``api_name``, ``type``, ``label``, ``is_required``, ``is_unique``,
+``is_active``, ``define_type``, ``auto_adapt_places``); ``decimal_places`` and
+``is_readonly`` are our names for the number precision and the write ban [I]: the
+reference documents the precision (§7 "number, 2 dp") but not the key carrying it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class FieldDescribe:
             "is_unique": self.unique,
             "is_readonly": self.read_only,
             "is_active": True,
+            "define_type": "custom" if self.api_name.endswith("__c") else "package",
+            "auto_adapt_places": False,
         }
         if self.target:
             out["target_api_name"] = self.target

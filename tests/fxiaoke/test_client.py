@@ -213,7 +213,7 @@ def test_envelope_puts_credentials_next_to_data(make_sink: SinkFactory, emulator
     )
     (describe,) = transport.bodies("/cgi/crm/v2/object/describe")
     assert describe["apiName"] == describe["data"]["apiName"] == "StockObj"
-    assert describe["includeDetail"] is True
+    assert describe["includeDetail"] is describe["data"]["includeDetail"] is False
 
 
 def _seed_products(emulator: FxiaokeEmulator, count: int) -> None:
