@@ -9,8 +9,8 @@ describe per call (issue: describe every interval was the dearest idle cost).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -32,13 +32,18 @@ class ObjectFields:
 
     api_name: str
     fields: dict[str, Json]
+    #: field → decimal places from the settings, over what the describe says
+    places: Mapping[str, int] = field(default_factory=dict)
 
-    def has(self, field: str) -> bool:
-        return field in self.fields
+    def has(self, name: str) -> bool:
+        return name in self.fields
 
-    def decimal_places(self, field: str) -> int | None:
-        """Digits a number field holds (describe ``decimal_places``), None when not given."""
-        value = self.fields.get(field, {}).get("decimal_places")
+    def decimal_places(self, name: str) -> int | None:
+        """Digits a number field holds: the setting, else the describe's ``decimal_places``
+        [I: key name inferred], else None (the value is written unrounded)."""
+        if name in self.places:
+            return self.places[name]
+        value = self.fields.get(name, {}).get("decimal_places")
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             return None
         return value
@@ -55,8 +60,16 @@ class ObjectFields:
 class DescribeCache:
     """Describes per object, fetched on first use and again after ``ttl_s`` seconds."""
 
-    def __init__(self, client: Describer, *, ttl_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        client: Describer,
+        *,
+        ttl_s: float,
+        clock: Callable[[], float],
+        places: Mapping[str, int] | None = None,
+    ) -> None:
         self._client = client
+        self._places = dict(places or {})
         self._ttl_s = ttl_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -73,7 +86,7 @@ class DescribeCache:
                 return cached[0]
         describe = self._client.describe(api_name)
         fields = describe.get("fields")
-        found = ObjectFields(api_name, fields if isinstance(fields, dict) else {})
+        found = ObjectFields(api_name, fields if isinstance(fields, dict) else {}, self._places)
         with self._lock:
             self._cache[api_name] = (found, now + self._ttl_s)
             self.fetches += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 
 from sync.settings import Secret, StrictModel
 
@@ -54,6 +54,11 @@ class FxiaokeSettings(StrictModel):
         3600.0,
         gt=0,
         description="object describes (fields, required, decimal places) are cached this long",
+    )
+    decimal_places: dict[str, NonNegativeInt] = Field(
+        default_factory=dict,
+        description="field api name → decimal places it holds, over the object describe "
+        "(for a tenant whose describe does not say; numbers are rounded half-even to it)",
     )
     product_object: str = Field("ProductObj", description="apiName of the product object")
     product_code_field: str = Field("product_code", description="product field holding the ERP SKU")

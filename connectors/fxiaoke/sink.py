@@ -44,7 +44,12 @@ class FxiaokeSink:
         def clock() -> float:
             return context.now().timestamp()
 
-        self.describes = DescribeCache(self.client, ttl_s=settings.describe_ttl_s, clock=clock)
+        self.describes = DescribeCache(
+            self.client,
+            ttl_s=settings.describe_ttl_s,
+            clock=clock,
+            places=settings.decimal_places,
+        )
         common: dict[str, Any] = {"ttl_s": settings.lookup_ttl_s, "clock": clock}
         self.products = CodeResolver(
             self.client,

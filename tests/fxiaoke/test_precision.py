@@ -110,3 +110,15 @@ def test_status_counts_levels_the_crm_cannot_show_exactly(make_world: MakeWorld)
     w.put("0.005")  # 139.63: shown exactly now
     w.cycle()
     assert w.name not in collect(w.pipeline.store)["levels_inexact"]
+
+
+def test_decimal_places_from_the_settings_win_over_the_describe(make_world: MakeWorld) -> None:
+    w = make_world(crm_extra=", decimal_places: {real_stock: 0}")
+    w.put("139.625")
+    w.cycle()
+    rec = w.record()
+    assert (rec["real_stock"], rec["available_stock"], rec["blocked_stock"]) == (
+        "140",
+        "139.62",
+        "0.38",
+    )
