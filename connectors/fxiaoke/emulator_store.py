@@ -3,7 +3,8 @@
 Kept apart from the HTTP layer (``emulator.py``) so the query semantics can be
 read and tested on their own. Everything here raises ``ApiError`` carrying the
 Fxiaoke errorCode the real gateway would answer with (or our best inference
-where the reference marks the code as unknown).
+where the reference marks the code as unknown); the write rules are in
+``emulator_rules``.
 """
 
 from __future__ import annotations
@@ -15,64 +16,29 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from connectors.fxiaoke.emulator_describes import (
-    NUMBER_TYPES,
-    READ_ONLY_SUFFIXES,
-    FieldDescribe,
-    ObjectDescribe,
-    seeded_describes,
+from connectors.fxiaoke.emulator_describes import NUMBER_TYPES, ObjectDescribe, seeded_describes
+from connectors.fxiaoke.emulator_rules import (
+    ERR_BUSINESS,
+    ERR_PAGING,
+    ERR_PARAM,
+    MS_TYPES,
+    ApiError,
+    check_format,
+    check_required,
+    check_writable,
 )
+from connectors.fxiaoke.emulator_rules import as_decimal as _as_decimal
+from connectors.fxiaoke.emulator_rules import empty as _empty
 
-#: parameter errors (bad value format, missing required field)
-ERR_PARAM = 15002
-#: business/parameter errors whose real code is undocumented (duplicates, routing, not found)
-ERR_BUSINESS = 32000
-#: paging out of range (offset > 10000, limit > 100, offset not a multiple of limit)
-ERR_PAGING = 10013
+__all__ = ["ERR_BUSINESS", "ERR_PAGING", "ERR_PARAM", "ApiError", "ObjectTable", "Store"]
 
 OPERATORS = frozenset(
     {"EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN"}
     | {"BETWEEN", "NBETWEEN", "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF"}
 )
-MS_TYPES = frozenset({"date", "date_time"})
-
-
-class ApiError(Exception):
-    """A non-zero errorCode answer (the gateway still says HTTP 200)."""
-
-    def __init__(self, code: int, message: str, description: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.description = description or message
-
-
-def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == []
-
-
-def _places(number: Decimal) -> int:
-    """Digits after the decimal point that carry a value ("3.50" has one)."""
-    exponent = number.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
-
-
-def _check_writable(name: str, fd: FieldDescribe | None) -> None:
-    """Companion fields of reads and quote/system fields must not be written (§5.3) [I code]."""
-    if name.endswith(READ_ONLY_SUFFIXES) or (fd is not None and fd.read_only):
-        raise ApiError(ERR_BUSINESS, f"字段 {name} 为只读字段，不能写入", "只读字段")
-
-
-def _as_decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
 
 
 def _key(value: Any, numeric: bool) -> Any:
@@ -202,48 +168,30 @@ class Store:
     def _validate(
         self, table: ObjectTable, rec: dict[str, Any], rid: str, changes: dict[str, Any]
     ) -> None:
-        """Refuse what a real tenant refuses (reference §5.3, §7, §10).
+        """Refuse what a real tenant refuses (``emulator_rules``; reference §5.3, §7, §10).
 
         ``changes`` are the fields the caller sent (checked for write bans and value
         formats); ``rec`` is the record they make (checked for required and unique).
         """
         fields = table.describe.fields
         for name, value in changes.items():
-            _check_writable(name, fields.get(name))
             fd = fields.get(name)
+            check_writable(name, fd)
             if fd is not None and not _empty(value):
-                self._check_value(fd, value)
+                check_format(fd, value)
+                if fd.target and (
+                    not isinstance(value, str) or value not in self.table(fd.target).records
+                ):
+                    raise ApiError(ERR_BUSINESS, f"field {name}: {fd.target} {value} not found")
         for name, fd in fields.items():
             value = rec.get(name)
-            if fd.required and _empty(value):
-                # a business error whose code is undocumented (reference §3) [I]
-                raise ApiError(ERR_BUSINESS, f"必填字段 {name} 未填写", f"{fd.label}为必填项")
+            check_required(fd, value)
             if fd.unique and not _empty(value) and (table.index(name).get(value, set()) - {rid}):
                 raise ApiError(
                     ERR_BUSINESS,
                     f"duplicate value for unique field {name}",
                     f"{fd.label}重复 duplicate",
                 )
-
-    def _check_value(self, fd: FieldDescribe, value: Any) -> None:
-        name = fd.api_name
-        if fd.type in NUMBER_TYPES:
-            number = _as_decimal(value) if isinstance(value, str) else None
-            if number is None or not number.is_finite():
-                raise ApiError(
-                    ERR_PARAM, f"field {name} must be a number sent as a string", "参数错误"
-                )
-            if fd.decimal_places is not None and _places(number) > fd.decimal_places:
-                # a validation error whose code is undocumented (reference §3) [I]
-                raise ApiError(
-                    ERR_BUSINESS,
-                    f"字段 {name} 最多 {fd.decimal_places} 位小数: {value}",
-                    f"{fd.label}小数位数超出",
-                )
-        if fd.type in MS_TYPES and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ApiError(ERR_PARAM, f"field {name} must be epoch milliseconds", "参数错误")
-        if fd.target and (not isinstance(value, str) or value not in self.table(fd.target).records):
-            raise ApiError(ERR_BUSINESS, f"field {name}: {fd.target} {value} not found")
 
     def create(self, api_name: str, data: dict[str, Any]) -> dict[str, Any]:
         table = self.table(api_name)
