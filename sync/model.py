@@ -202,10 +202,19 @@ class StockLevel:
 
 @dataclass(frozen=True, slots=True)
 class LevelValue:
-    """What is written to the CRM for one stock key."""
+    """What is written to the CRM for one stock key.
+
+    ``real`` is the ledger level (on hand), ``available`` what is free to sell;
+    the difference is the reserved part (Fxiaoke ``blocked_stock``).
+    """
 
     real: Decimal
     available: Decimal
+
+    @property
+    def reserved(self) -> Decimal:
+        """On hand but not available: ``real − available`` (the one place it is derived)."""
+        return self.real - self.available
 
 
 @dataclass(frozen=True, slots=True)

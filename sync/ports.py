@@ -78,6 +78,17 @@ class CrmSink(Protocol):
 
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None: ...
 
+    def shown_level(self, value: LevelValue) -> LevelValue:
+        """``value`` as the CRM will show it once written: each number at its field's
+        precision (Fxiaoke: rounded half-even to the describe's decimal places).
+
+        The push engine compares "unchanged" on this value and reconcile compares the
+        CRM with it, so a level the CRM cannot hold exactly is neither re-pushed nor
+        reported. A rounded number is quantized (its exponent is the field's: 2 dp →
+        ``Decimal("139.62")``); a sink that stores any value returns ``value`` itself.
+        """
+        ...
+
     def prepare_levels(self, keys: Sequence[StockKey]) -> None:
         """About to find or create the records of ``keys``: fetch in bulk what that needs.
 

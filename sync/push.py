@@ -173,10 +173,13 @@ class Pusher:
     def _push_level(self, row: OutboxRow, report: PushReport, bulk_bound: bool) -> None:
         key = parse_level_ref(row.ref)
         value = level_value(key, self.store.level(self.pipeline, key), self.options.reservations)
-        digest = _level_hash(value)
+        # "unchanged" is judged on what the CRM shows (its field precision), and that
+        # is what the binding remembers as pushed: 139.625 shown as 139.62 is no write
+        shown = self.sink.shown_level(value)
+        digest = _level_hash(shown)
         binding = self.store.binding(self.pipeline, LEVEL, row.ref)
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
-            self._done(row, report, LEVEL, binding.crm_id, digest, value.real, skipped=True)
+            self._done(row, report, LEVEL, binding.crm_id, digest, shown.real, skipped=True)
             return
         crm_id = binding.crm_id if binding is not None else None
         if crm_id is None and (row.state == UNCERTAIN or not bulk_bound):
@@ -189,7 +192,7 @@ class Pusher:
         else:
             self.sink.update_level(crm_id, key, value)
             report.updated += 1
-        self._done(row, report, LEVEL, crm_id, digest, value.real)
+        self._done(row, report, LEVEL, crm_id, digest, shown.real)
 
     def _push_movement(self, row: OutboxRow, report: PushReport) -> None:
         stored = self.store.movement(self.pipeline, row.ref)

@@ -9,7 +9,7 @@ memory stays flat however many keys there are: only the findings are kept.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -44,6 +44,35 @@ class Action(StrEnum):
 
 
 Policy = Literal["erp_wins", "report_only"]
+#: a quantity as the CRM shows it (``CrmSink.shown_level``), e.g. 139.625 → 139.62
+Shown = Callable[[Decimal], Decimal]
+
+
+def exact(qty: Decimal) -> Decimal:
+    """A CRM that holds every quantity exactly."""
+    return qty
+
+
+def shows(crm: Decimal, qty: Decimal, shown: Shown = exact) -> bool:
+    """Does a CRM value ``crm`` show ``qty`` at the CRM field's precision?
+
+    Yes when it is the value stocksync writes (``shown``: half-even, 139.625 →
+    139.62); and, when that rounds, also any value within half a unit of the
+    field's last place — 139.63 is a correct rounding of 139.625 too (half-up, as
+    a person or another tool may round), so it is not a CRM edit.
+    """
+    if crm == qty:  # the common case, without asking the sink
+        return True
+    written = shown(qty)
+    if crm == written:
+        return True
+    if written == qty:
+        return False
+    exponent = written.as_tuple().exponent
+    if not isinstance(exponent, int):
+        return False
+    return abs(crm - qty) <= Decimal(5).scaleb(exponent - 1)
+
 
 #: the kinds that are differences (in_flux is a "look again next time", not a conflict)
 CONFLICT_KINDS = (
@@ -142,7 +171,7 @@ def merge(
         yield _Row(current_key, *values)  # type: ignore[arg-type]
 
 
-def _decide(row: _Row, policies: Policies) -> Iterator[Finding]:
+def _decide(row: _Row, policies: Policies, shown: Shown) -> Iterator[Finding]:
     e, l_, c, p = row.erp, row.ledger, row.crm, row.pushed
     crm_qty = c.qty if c is not None else None
     crm_id = c.crm_id if c is not None else None
@@ -170,7 +199,7 @@ def _decide(row: _Row, policies: Policies) -> Iterator[Finding]:
     # C is compared with what we last wrote; never written: with the ledger. A CRM
     # already showing the ledger's value needs nothing, whatever the binding says.
     reference = p if p is not None else ledger_qty
-    if c.qty != reference and c.qty != ledger_qty:
+    if not shows(c.qty, reference, shown) and not shows(c.qty, ledger_qty, shown):
         wins = policies.crm_modified == "erp_wins"
         yield finding(FindingKind.CRM_MODIFIED, Action.OVERWRITE if wins else Action.NONE)
 
@@ -182,6 +211,7 @@ def plan(
     pushed: Iterable[tuple[StockKey, Decimal | None]],
     in_flux: Set[StockKey] = frozenset(),
     policies: Policies = Policies(),
+    shown: Shown = exact,
 ) -> list[Finding]:
     """Every difference between E, L, C and P, with the action ``policies`` imply. Pure.
 
@@ -189,7 +219,9 @@ def plan(
     otherwise). A missing ERP figure counts as zero when the ledger knows the key
     (ERPs leave empty stock out of on-hand). A key in ``in_flux`` moved while E
     was taken: it yields one ``in_flux`` finding and no conflict, and is compared
-    next time. Time is linear in the number of keys; memory holds only findings.
+    next time. The CRM is compared at its field's precision (``shows``): a ledger
+    139.625 and a CRM 139.62 (or 139.63) are in sync. Time is linear in the number
+    of keys; memory holds only findings.
     """
     findings: list[Finding] = []
     for row in merge(erp_on_hand, ledger_levels, crm_levels, pushed):
@@ -207,7 +239,7 @@ def plan(
                 )
             )
             continue
-        findings.extend(_decide(row, policies))
+        findings.extend(_decide(row, policies, shown))
     return findings
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -130,8 +130,18 @@ def _plan(
     # one streamed query feeds two sides; tee buffers only the small lag between them
     ledger_rows, pushed_rows = itertools.tee(store.iter_level_bindings(pipeline.name))
     pushed = ((k, p) for k, _, p in pushed_rows if p is not None)
-    findings = plan(erp, ledger(ledger_rows), crm, pushed, in_flux, policies)
+    findings = plan(erp, ledger(ledger_rows), crm, pushed, in_flux, policies, _shown(pipeline))
     return findings, counter[0]
+
+
+def _shown(pipeline: Pipeline) -> Callable[[Decimal], Decimal]:
+    """A quantity as the sink's CRM shows it (each field at its precision)."""
+    sink = pipeline.sink
+
+    def shown(qty: Decimal) -> Decimal:
+        return sink.shown_level(LevelValue(qty, qty)).real
+
+    return shown
 
 
 def _chunks(items: Sequence[Finding]) -> Iterator[Sequence[Finding]]:

@@ -42,6 +42,12 @@ def collect(store: StateStore) -> dict[str, Any]:
         #: levels a page changed that are not queued yet (mid-pull, or after a crash
         #: until the next push queues them)
         "levels_waiting": store.pending_level_counts(),
+        #: levels the CRM shows rounded to its field's precision (the ledger has more
+        #: decimals than the CRM field holds): how many, and the first keys
+        "levels_inexact": {
+            pipeline: {"count": count, "keys": [str(k) for k in keys]}
+            for pipeline, (count, keys) in store.inexact_levels().items()
+        },
         "open_conflicts": conflicts,
         "runs": [
             {
@@ -59,6 +65,17 @@ def collect(store: StateStore) -> dict[str, Any]:
             for r in store.runs(limit=10)
         ],
     }
+
+
+def _render_inexact(data: dict[str, Any], console: Console) -> None:
+    """One line per pipeline whose CRM shows some levels rounded (field precision)."""
+    for pipeline, inexact in data["levels_inexact"].items():
+        more = ", …" if inexact["count"] > len(inexact["keys"]) else ""
+        console.print(
+            f"{pipeline}: {inexact['count']} level(s) shown rounded in the CRM (the ledger "
+            f"has more decimals than the CRM field holds): {', '.join(inexact['keys'])}{more}",
+            markup=False,
+        )
 
 
 def render(data: dict[str, Any], console: Console) -> None:
@@ -84,6 +101,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         waiting = data["levels_waiting"].get(pipeline, 0)
         outbox.add_row(pipeline, str(waiting), *(str(counts.get(s, 0)) for s in OUTBOX_STATES))
     console.print(outbox)
+    _render_inexact(data, console)
     conflicts = data["open_conflicts"]
     if conflicts:
         table = Table(title="open conflicts")

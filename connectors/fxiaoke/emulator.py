@@ -4,7 +4,8 @@ It answers like the real gateway: HTTP 200 for everything, success or failure
 decided by ``errorCode``; both token flows with the 6600 s reuse / 7200 s expiry
 rule and the 10-per-minute token limit; per-path rate limits (30004) and a daily
 quota (30002); paging limits (10013); preset vs ``__c`` routing; required,
-unique, reference and number-as-string checks from seeded describes.
+unique, reference, read-only, number-as-string and decimal-places checks from
+seeded describes (``emulator_describes``), served by ``/cgi/crm/v2/object/describe``.
 
 Tests steer it with an injectable clock, ``expire_tokens()``, ``fail_next()``
 (or a ``fault_hook``) and read ``calls`` / ``errors`` counters.
@@ -28,7 +29,15 @@ from urllib.parse import parse_qs
 import httpx
 
 from connectors._emulator import Emulator, LoopbackServer
-from connectors.fxiaoke.emulator_store import ERR_BUSINESS, ERR_PARAM, ApiError, Store
+from connectors.fxiaoke.emulator_rules import (
+    ERR_BUSINESS,
+    ERR_PARAM,
+    ApiError,
+    Window,
+    describe_request,
+    search_info,
+)
+from connectors.fxiaoke.emulator_store import Store
 
 TOKEN_PATH = "/cgi/corpAccessToken/get/V2"
 OAUTH_PATH = "/oauth2.0/token"
@@ -58,23 +67,6 @@ Json = dict[str, Any]
 
 class EmulatedTimeout(httpx.ReadTimeout):
     """Raised through ``httpx.WSGITransport`` so the client sees a read timeout."""
-
-
-class _Window:
-    """Sliding-window counter of admitted calls."""
-
-    def __init__(self, max_calls: int, period_s: float) -> None:
-        self.max_calls = max_calls
-        self.period_s = period_s
-        self.calls: deque[float] = deque()
-
-    def admit(self, now: float) -> bool:
-        while self.calls and now - self.calls[0] >= self.period_s:
-            self.calls.popleft()
-        if len(self.calls) >= self.max_calls:
-            return False
-        self.calls.append(now)
-        return True
 
 
 class FxiaokeEmulator(Emulator):
@@ -110,19 +102,35 @@ class FxiaokeEmulator(Emulator):
         self._faults: dict[str, deque[str]] = {}
         self._tokens: dict[str, float] = {}  # token → expires_at
         self._current: dict[str, tuple[str, float]] = {}  # flow → (token, issued_at)
-        self._token_window = _Window(token_limit_per_min, 60.0)
-        self._windows: dict[str, _Window] = {}
+        self._token_window = Window(token_limit_per_min, 60.0)
+        self._windows: dict[str, Window] = {}
         self._day: tuple[str, int] = ("", 0)
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ test helpers
     def add_product(self, code: str, name: str | None = None) -> str:
-        rec = self.store.create("ProductObj", {"name": name or code, "product_code": code})
+        fields = {"name": name or code, "product_code": code, "price": "0"}
+        rec = self.store.create("ProductObj", fields)
         return str(rec["_id"])
 
     def add_warehouse(self, number: str, name: str | None = None) -> str:
-        rec = self.store.create("WarehouseObj", {"name": name or number, "number": number})
+        fields = {"name": name or number, "number": number, "is_default": False}
+        rec = self.store.create("WarehouseObj", fields)
         return str(rec["_id"])
+
+    def add_stock(self, product_id: str, warehouse_id: str, real: str, available: str = "") -> str:
+        """A StockObj with every required field (blocked = real − available), e.g. made
+        by a person or an import before stocksync ran."""
+        available = available or real
+        blocked = Decimal(real) - Decimal(available)
+        fields = {
+            "product_id": product_id,
+            "warehouse_id": warehouse_id,
+            "real_stock": real,
+            "available_stock": available,
+            "blocked_stock": format(blocked, "f"),
+        }
+        return str(self.store.create("StockObj", fields)["_id"])
 
     def records(self, api_name: str, *, include_invalid: bool = False) -> list[Json]:
         rows = self.store.table(api_name).records.values()
@@ -321,7 +329,7 @@ class FxiaokeEmulator(Emulator):
             self._day = (day, used + 1)
         window = self._windows.get(path)
         if window is None:
-            window = self._windows[path] = _Window(self.rate_limit_calls, self.rate_limit_period_s)
+            window = self._windows[path] = Window(self.rate_limit_calls, self.rate_limit_period_s)
         if not window.admit(now):
             raise ApiError(30004, "frequency exceeded", "接口调用频率超限")
 
@@ -338,10 +346,9 @@ class FxiaokeEmulator(Emulator):
         raise ApiError(10006, f"the request uri=[{path}] is not exists", "请求的接口不存在")
 
     def _describe(self, body: Json) -> Json:
-        data = body.get("data")
-        data = data if isinstance(data, dict) else {}
-        api_name = body.get("apiName") or data.get("apiName")
-        describe = self.store.table(str(api_name)).describe
+        """``data.describe`` with ``fields`` keyed by api name (Fxiaoke's manual). The
+        seeded objects have no detail objects, so ``includeDetail`` adds nothing."""
+        describe = self.store.table(describe_request(body)).describe
         return {"data": {"describe": describe.as_json()}}
 
     def _list(self, body: Json) -> Json:
@@ -365,11 +372,11 @@ class FxiaokeEmulator(Emulator):
         store = self.store
         if action == "query":
             flags = ("find_explicit_total_num", "returnTotalNum", "need_return_count_num")
-            sources = (data, body, _search_info(data))
+            sources = (data, body, search_info(data))
             want_total = any(src.get(flag) for src in sources for flag in flags)
-            return {"data": store.query(api_name, _search_info(data), want_total=want_total)}
+            return {"data": store.query(api_name, search_info(data), want_total=want_total)}
         if action == "findOne":
-            found = store.query(api_name, {**_search_info(data), "limit": 1, "offset": 0})
+            found = store.query(api_name, {**search_info(data), "limit": 1, "offset": 0})
             return {"data": {"objectData": (found["dataList"] or [None])[0]}}
         if action == "get":
             return {"data": dict(store.get(api_name, data.get("objectDataId")))}
@@ -390,13 +397,6 @@ class FxiaokeEmulator(Emulator):
         else:
             store.set_status(api_name, ids, "normal")
         return {}
-
-
-def _search_info(data: Json) -> Json:
-    info = data.get("search_query_info") or {}
-    if not isinstance(info, dict):
-        raise ApiError(ERR_PARAM, "search_query_info must be an object", "参数错误")
-    return info
 
 
 DEMO_PRODUCTS = [(f"SKU-{i:04d}", f"Demo product {i}") for i in range(1, 21)]

@@ -3,7 +3,8 @@
 Kept apart from the HTTP layer (``emulator.py``) so the query semantics can be
 read and tested on their own. Everything here raises ``ApiError`` carrying the
 Fxiaoke errorCode the real gateway would answer with (or our best inference
-where the reference marks the code as unknown).
+where the reference marks the code as unknown); the write rules are in
+``emulator_rules``.
 """
 
 from __future__ import annotations
@@ -15,47 +16,29 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from connectors.fxiaoke.emulator_describes import ObjectDescribe, seeded_describes
+from connectors.fxiaoke.emulator_describes import NUMBER_TYPES, ObjectDescribe, seeded_describes
+from connectors.fxiaoke.emulator_rules import (
+    ERR_BUSINESS,
+    ERR_PAGING,
+    ERR_PARAM,
+    MS_TYPES,
+    ApiError,
+    check_format,
+    check_required,
+    check_writable,
+)
+from connectors.fxiaoke.emulator_rules import as_decimal as _as_decimal
+from connectors.fxiaoke.emulator_rules import empty as _empty
 
-#: parameter errors (bad value format, missing required field)
-ERR_PARAM = 15002
-#: business/parameter errors whose real code is undocumented (duplicates, routing, not found)
-ERR_BUSINESS = 32000
-#: paging out of range (offset > 10000, limit > 100, offset not a multiple of limit)
-ERR_PAGING = 10013
+__all__ = ["ERR_BUSINESS", "ERR_PAGING", "ERR_PARAM", "ApiError", "ObjectTable", "Store"]
 
 OPERATORS = frozenset(
     {"EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN"}
     | {"BETWEEN", "NBETWEEN", "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF"}
 )
-NUMBER_TYPES = frozenset({"number", "currency", "percentile"})
-MS_TYPES = frozenset({"date", "date_time"})
-
-
-class ApiError(Exception):
-    """A non-zero errorCode answer (the gateway still says HTTP 200)."""
-
-    def __init__(self, code: int, message: str, description: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.description = description or message
-
-
-def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == []
-
-
-def _as_decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
 
 
 def _key(value: Any, numeric: bool) -> Any:
@@ -182,26 +165,28 @@ class Store:
         )
 
     # ------------------------------------------------------------------ writes
-    def _validate(self, table: ObjectTable, rec: dict[str, Any], rid: str) -> None:
-        for name, fd in table.describe.fields.items():
+    def _validate(
+        self, table: ObjectTable, rec: dict[str, Any], rid: str, changes: dict[str, Any]
+    ) -> None:
+        """Refuse what a real tenant refuses (``emulator_rules``; reference §5.3, §7, §10).
+
+        ``changes`` are the fields the caller sent (checked for write bans and value
+        formats); ``rec`` is the record they make (checked for required and unique).
+        """
+        fields = table.describe.fields
+        for name, value in changes.items():
+            fd = fields.get(name)
+            check_writable(name, fd)
+            if fd is not None and not _empty(value):
+                check_format(fd, value)
+                if fd.target and (
+                    not isinstance(value, str) or value not in self.table(fd.target).records
+                ):
+                    raise ApiError(ERR_BUSINESS, f"field {name}: {fd.target} {value} not found")
+        for name, fd in fields.items():
             value = rec.get(name)
-            if fd.required and _empty(value):
-                raise ApiError(ERR_PARAM, f"field {name} is required", f"{fd.label}为必填项")
-            if _empty(value):
-                continue
-            if fd.type in NUMBER_TYPES and (
-                not isinstance(value, str) or _as_decimal(value) is None
-            ):
-                raise ApiError(
-                    ERR_PARAM, f"field {name} must be a number sent as a string", "参数错误"
-                )
-            if fd.type in MS_TYPES and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ApiError(ERR_PARAM, f"field {name} must be epoch milliseconds", "参数错误")
-            if fd.target and (
-                not isinstance(value, str) or value not in self.table(fd.target).records
-            ):
-                raise ApiError(ERR_BUSINESS, f"field {name}: {fd.target} {value} not found")
-            if fd.unique and (table.index(name).get(value, set()) - {rid}):
+            check_required(fd, value)
+            if fd.unique and not _empty(value) and (table.index(name).get(value, set()) - {rid}):
                 raise ApiError(
                     ERR_BUSINESS,
                     f"duplicate value for unique field {name}",
@@ -212,7 +197,8 @@ class Store:
         table = self.table(api_name)
         now_ms = int(self.clock() * 1000)
         rid = self.new_id()
-        rec = {k: v for k, v in data.items() if k != "dataObjectApiName" and k != "_id"}
+        fields = {k: v for k, v in data.items() if k != "dataObjectApiName" and k != "_id"}
+        rec = dict(fields)
         rec.update(
             _id=rid,
             create_time=now_ms,
@@ -225,7 +211,7 @@ class Store:
         if table.describe.fields["name"].type == "auto_number" and _empty(rec.get("name")):
             day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
             rec["name"] = f"SK{day}_{len(table.records) + 1:04d}"
-        self._validate(table, rec, rid)
+        self._validate(table, rec, rid, fields)
         table.put(rec, None)
         return rec
 
@@ -243,7 +229,7 @@ class Store:
         old = self.get(api_name, rid)
         changes = {k: v for k, v in data.items() if k not in {"dataObjectApiName", "_id"}}
         rec = {**old, **changes, "last_modified_time": int(self.clock() * 1000)}
-        self._validate(table, rec, rid)
+        self._validate(table, rec, rid, changes)
         table.put(rec, old)
         return rec
 

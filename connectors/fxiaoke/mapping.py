@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from connectors.fxiaoke.describes import ObjectFields
 from connectors.fxiaoke.settings import FxiaokeSettings
 from sync.errors import PermanentError
 from sync.model import LevelValue, Movement
@@ -33,20 +34,50 @@ def parse_decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def level_fields(s: FxiaokeSettings, value: LevelValue) -> dict[str, str]:
-    return {
-        s.stock_real_field: decimal_str(value.real),
-        s.stock_available_field: decimal_str(value.available),
+def at_places(value: Decimal, places: int | None) -> Decimal:
+    """``value`` rounded half-even to ``places`` decimals; as is when ``places`` is None.
+
+    The CRM refuses a number with more decimals than its field holds (reference §7:
+    StockObj numbers hold 2), so every number is rounded here, at the boundary;
+    the ledger keeps full precision. Half-even: 139.625 → 139.62, 139.635 → 139.64.
+    """
+    if places is None:
+        return value
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+
+
+def shown_level(s: FxiaokeSettings, value: LevelValue, stock: ObjectFields) -> LevelValue:
+    """The level as the StockObj fields will hold it (each at its decimal places)."""
+    return LevelValue(
+        real=at_places(value.real, stock.decimal_places(s.stock_real_field)),
+        available=at_places(value.available, stock.decimal_places(s.stock_available_field)),
+    )
+
+
+def level_fields(s: FxiaokeSettings, shown: LevelValue, stock: ObjectFields) -> dict[str, str]:
+    """Every stock number field, as strings (§5.3). ``shown`` comes from ``shown_level``.
+
+    The blocked (frozen) stock is the reserved part, real − available, taken from
+    the rounded values so that the record adds up: real = available + blocked.
+    """
+    fields = {
+        s.stock_real_field: decimal_str(shown.real),
+        s.stock_available_field: decimal_str(shown.available),
     }
+    if s.stock_blocked_field:
+        places = stock.decimal_places(s.stock_blocked_field)
+        fields[s.stock_blocked_field] = decimal_str(at_places(shown.reserved, places))
+    return fields
 
 
-def movement_fields(s: FxiaokeSettings, movement: Movement) -> dict[str, Any]:
+def movement_fields(s: FxiaokeSettings, movement: Movement, mirror: ObjectFields) -> dict[str, Any]:
+    qty = at_places(movement.qty, mirror.decimal_places(s.movement_qty_field))
     return {
         s.movement_key_field: movement.key,
         s.movement_kind_field: movement.kind.value,
         s.movement_sku_field: movement.sku,
         s.movement_warehouse_field: movement.warehouse,
-        s.movement_qty_field: decimal_str(movement.qty),
+        s.movement_qty_field: decimal_str(qty),
         s.movement_date_field: int(movement.occurred_at.timestamp() * 1000),
         s.movement_doc_no_field: movement.doc_no,
         s.movement_active_field: movement.active,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 
 from sync.settings import Secret, StrictModel
 
@@ -44,6 +44,21 @@ class FxiaokeSettings(StrictModel):
     stock_real_field: str = Field("real_stock", description="field receiving the ledger level")
     stock_available_field: str = Field(
         "available_stock", description="field receiving the level minus reservations"
+    )
+    stock_blocked_field: str | None = Field(
+        "blocked_stock",
+        description="field receiving the reserved part (real − available); required on "
+        "StockObj (reference §7); null for an object without one (e.g. ErpStockObj)",
+    )
+    describe_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        description="object describes (fields, required, decimal places) are cached this long",
+    )
+    decimal_places: dict[str, NonNegativeInt] = Field(
+        default_factory=dict,
+        description="field api name → decimal places it holds, over the object describe "
+        "(for a tenant whose describe does not say; numbers are rounded half-even to it)",
     )
     product_object: str = Field("ProductObj", description="apiName of the product object")
     product_code_field: str = Field("product_code", description="product field holding the ERP SKU")

@@ -12,12 +12,14 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.fxiaoke.client import FxiaokeClient, flt
+from connectors.fxiaoke.describes import DescribeCache, ObjectFields
 from connectors.fxiaoke.mapping import (
     code_or_orphan,
     level_fields,
     movement_fields,
     parse_decimal,
     reference_id,
+    shown_level,
 )
 from connectors.fxiaoke.resolver import CodeResolver
 from connectors.fxiaoke.settings import FxiaokeSettings
@@ -42,6 +44,12 @@ class FxiaokeSink:
         def clock() -> float:
             return context.now().timestamp()
 
+        self.describes = DescribeCache(
+            self.client,
+            ttl_s=settings.describe_ttl_s,
+            clock=clock,
+            places=settings.decimal_places,
+        )
         common: dict[str, Any] = {"ttl_s": settings.lookup_ttl_s, "clock": clock}
         self.products = CodeResolver(
             self.client,
@@ -78,8 +86,16 @@ class FxiaokeSink:
         ids = self.client.find_ids(self.settings.stock_object, filters, limit=1)
         return ids[0] if ids else None
 
+    def shown_level(self, value: LevelValue) -> LevelValue:
+        """``value`` at the decimal places of the StockObj fields (describe, cached)."""
+        return shown_level(self.settings, value, self.describes.get(self.settings.stock_object))
+
+    def _level_fields(self, value: LevelValue) -> dict[str, str]:
+        stock = self.describes.get(self.settings.stock_object)
+        return level_fields(self.settings, shown_level(self.settings, value, stock), stock)
+
     def create_level(self, key: StockKey, value: LevelValue) -> str:
-        fields = {**self._refs(key), **level_fields(self.settings, value)}
+        fields = {**self._refs(key), **self._level_fields(value)}
         crm_id = self.client.create(self.settings.stock_object, fields)
         if crm_id is None:
             crm_id = self.find_level(key)
@@ -88,7 +104,7 @@ class FxiaokeSink:
         return crm_id
 
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
-        self.client.update(self.settings.stock_object, crm_id, level_fields(self.settings, value))
+        self.client.update(self.settings.stock_object, crm_id, self._level_fields(value))
 
     def prepare_levels(self, keys: Sequence[StockKey]) -> None:
         """Resolve the products and warehouses of ``keys`` in bulk (100 codes a query)."""
@@ -140,7 +156,7 @@ class FxiaokeSink:
 
     def create_movement(self, movement: Movement) -> str:
         s = self.settings
-        crm_id = self.client.create(s.movement_object, movement_fields(s, movement))
+        crm_id = self.client.create(s.movement_object, self._movement_fields(movement))
         # The documented custom-object create answer carries no dataId: find it by key.
         crm_id = crm_id or self.find_movement(movement.key)
         if crm_id is None:
@@ -148,20 +164,26 @@ class FxiaokeSink:
         return crm_id
 
     def update_movement(self, crm_id: str, movement: Movement) -> None:
-        s = self.settings
-        self.client.update(s.movement_object, crm_id, movement_fields(s, movement))
+        self.client.update(self.settings.movement_object, crm_id, self._movement_fields(movement))
+
+    def _movement_fields(self, movement: Movement) -> dict[str, Any]:
+        mirror = self.describes.get(self.settings.movement_object)
+        return movement_fields(self.settings, movement, mirror)
 
     # ------------------------------------------------------------ lifecycle
-    def _expected(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
-        """(setting, object) → [(setting, field)] that check() verifies."""
+    def _written(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """(setting, object) → [(setting, field)] that stocksync writes (or reads by)."""
         s = self.settings
+        stock = [
+            ("stock_product_field", s.stock_product_field),
+            ("stock_warehouse_field", s.stock_warehouse_field),
+            ("stock_real_field", s.stock_real_field),
+            ("stock_available_field", s.stock_available_field),
+        ]
+        if s.stock_blocked_field:
+            stock.append(("stock_blocked_field", s.stock_blocked_field))
         expected = {
-            ("stock_object", s.stock_object): [
-                ("stock_product_field", s.stock_product_field),
-                ("stock_warehouse_field", s.stock_warehouse_field),
-                ("stock_real_field", s.stock_real_field),
-                ("stock_available_field", s.stock_available_field),
-            ],
+            ("stock_object", s.stock_object): stock,
             ("product_object", s.product_object): [("product_code_field", s.product_code_field)],
             ("warehouse_object", s.warehouse_object): [
                 ("warehouse_code_field", s.warehouse_code_field)
@@ -175,29 +197,56 @@ class FxiaokeSink:
             ]
         return expected
 
-    def check(self) -> str:
-        """Get a token, then describe every configured object; list every missing piece."""
-        corp_id = self.client.corp_id
+    def _problems(self) -> list[ConfigProblem]:
+        """Configured fields the tenant lacks, and required fields stocksync would leave empty."""
+        s = self.settings
         problems: list[ConfigProblem] = []
-        for (obj_setting, api_name), fields in self._expected().items():
+        for (obj_setting, api_name), fields in self._written().items():
             try:
-                describe = self.client.describe(api_name)
+                describe = self.describes.get(api_name)
             except PermanentError as exc:
                 problems.append(ConfigProblem(obj_setting, f"object {api_name!r}: {exc}"))
                 continue
-            have = set(describe.get("fields") or {})
             problems.extend(
                 ConfigProblem(setting, f"{api_name} has no field {field!r}")
                 for setting, field in fields
-                if field not in have
+                if not describe.has(field)
             )
+            if api_name in (s.stock_object, s.movement_object):
+                problems.extend(_unfilled(obj_setting, describe, {f for _, f in fields}))
+        return problems
+
+    def check(self) -> str:
+        """Verify the configured objects and fields (describes, cached); prove the CRM answers.
+
+        While every describe comes from the cache, reachability is proven by the
+        cheapest call the reference offers: one query for one StockObj id. The token
+        is only requested when due. Raises ConfigError listing every problem.
+        """
+        corp_id = self.client.corp_id
+        fetched = self.describes.fetches
+        problems = self._problems()
         if problems:
             raise ConfigError(problems)
-        objects = ", ".join(api for _, api in self._expected())
+        if self.describes.fetches == fetched:
+            self.client.find_ids(self.settings.stock_object, [], limit=1)
+        objects = ", ".join(api for _, api in self._written())
         return f"fxiaoke {corp_id} as {self.settings.open_user_id}: {objects} verified"
 
     def close(self) -> None:
         self.client.close()
+
+
+def _unfilled(setting: str, describe: ObjectFields, written: set[str]) -> list[ConfigProblem]:
+    """Required fields of an object stocksync writes that it does not fill: every create
+    would be refused ("必填字段 … 未填写", reference §3, §7)."""
+    return [
+        ConfigProblem(
+            setting, f"{describe.api_name} requires field {name!r}, which stocksync does not fill"
+        )
+        for name in describe.required()
+        if name not in written
+    ]
 
 
 def build(settings: FxiaokeSettings, context: ConnectorContext) -> FxiaokeSink:

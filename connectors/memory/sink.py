@@ -11,7 +11,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 from sync.errors import OutcomeUnknownError, TransientError, UnmappedError
@@ -26,6 +26,8 @@ class MemoryCrmSettings(StrictModel):
     type: Literal["memory-crm"] = "memory-crm"
     skus: list[str] | None = None
     warehouses: list[str] | None = None
+    #: decimal places the CRM holds (None: any value exactly)
+    precision: int | None = None
 
 
 @dataclass
@@ -37,10 +39,17 @@ class _Record:
 class MemoryCrm:
     name = "memory-crm"
 
-    def __init__(self, skus: set[str] | None = None, warehouses: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        skus: set[str] | None = None,
+        warehouses: set[str] | None = None,
+        precision: int | None = None,
+    ) -> None:
         #: None means "knows every code"
         self.skus = skus
         self.warehouses = warehouses
+        #: decimal places of the stock numbers; values are stored rounded half-even
+        self.precision = precision
         self.levels: dict[str, _Record] = {}
         self.movements: dict[str, tuple[str, Movement]] = {}
         self.calls: Counter[str] = Counter()
@@ -72,12 +81,21 @@ class MemoryCrm:
         self._check(key)
         return next((i for i, r in self.levels.items() if r.key == key), None)
 
+    def shown_level(self, value: LevelValue) -> LevelValue:
+        if self.precision is None:
+            return value
+        unit = Decimal(1).scaleb(-self.precision)
+        return LevelValue(
+            value.real.quantize(unit, rounding=ROUND_HALF_EVEN),
+            value.available.quantize(unit, rounding=ROUND_HALF_EVEN),
+        )
+
     def create_level(self, key: StockKey, value: LevelValue) -> str:
         self.calls["create_level"] += 1
         mode = self._fault("create_level")
         self._check(key)
         crm_id = f"L{next(self._ids)}"
-        self.levels[crm_id] = _Record(key, value)
+        self.levels[crm_id] = _Record(key, self.shown_level(value))
         if mode == "lost":
             raise OutcomeUnknownError("memory CRM: answer lost after create")
         return crm_id
@@ -85,7 +103,7 @@ class MemoryCrm:
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
         self.calls["update_level"] += 1
         mode = self._fault("update_level")
-        self.levels[crm_id] = _Record(key, value)
+        self.levels[crm_id] = _Record(key, self.shown_level(value))
         if mode == "lost":
             raise OutcomeUnknownError("memory CRM: answer lost after update")
 
@@ -143,5 +161,6 @@ def build(settings: MemoryCrmSettings, context: ConnectorContext) -> MemoryCrm:
         crm = REGISTRY[context.pipeline] = MemoryCrm(
             set(settings.skus) if settings.skus is not None else None,
             set(settings.warehouses) if settings.warehouses is not None else None,
+            settings.precision,
         )
     return crm

@@ -108,6 +108,42 @@ class LedgerReads(StoreBase):
             )
             return {r[0]: int(r[1]) for r in rows}
 
+    def inexact_levels(self, sample: int = 20) -> dict[str, tuple[int, list[StockKey]]]:
+        """Per pipeline, levels the CRM shows rounded: (how many, the first ``sample`` keys).
+
+        A level is inexact when the value last pushed — recorded as the CRM shows
+        it, at its field's precision — differs from the ledger level although
+        nothing is waiting to be pushed for the key (no outbox row, not flagged).
+        """
+        t, b, o = s.stock_levels, s.bindings, s.outbox
+        ref = t.c.sku + literal(REF_SEPARATOR) + t.c.warehouse
+        queued = (
+            select(o.c.id)
+            .where(o.c.pipeline == t.c.pipeline, o.c.target == LEVEL, o.c.ref == ref)
+            .exists()
+        )
+        q = (
+            select(t.c.pipeline, t.c.sku, t.c.warehouse)
+            .select_from(
+                t.join(b, and_(b.c.pipeline == t.c.pipeline, b.c.target == LEVEL, b.c.ref == ref))
+            )
+            .where(
+                b.c.pushed_qty.is_not(None),
+                b.c.pushed_qty != t.c.qty,
+                t.c.push_pending == 0,
+                ~queued,
+            )
+            .order_by(t.c.pipeline, t.c.sku, t.c.warehouse)
+        )
+        found: dict[str, tuple[int, list[StockKey]]] = {}
+        with self.engine.connect() as conn:
+            for pipeline, sku, warehouse in conn.execute(q):
+                count, keys = found.get(pipeline, (0, []))
+                if len(keys) < sample:
+                    keys.append(StockKey(sku, warehouse))
+                found[pipeline] = (count + 1, keys)
+        return found
+
     def iter_levels(self, pipeline: str, batch: int = 5000) -> Iterator[tuple[StockKey, Decimal]]:
         """Levels ordered by key, streamed (reconcile of millions of keys)."""
         t = s.stock_levels

@@ -44,10 +44,23 @@ class CrmSinkContract:
         crm_id = contract_sink.create_level(key, LevelValue(Decimal("10"), Decimal("10")))
         assert crm_id
         assert contract_sink.find_level(key) == crm_id
-        contract_sink.update_level(crm_id, key, LevelValue(Decimal("12.5"), Decimal("11")))
+        value = LevelValue(Decimal("12.5"), Decimal("11"))
+        contract_sink.update_level(crm_id, key, value)
         levels = {lvl.stock_key: lvl for lvl in contract_sink.read_levels()}
-        assert levels[key].qty == Decimal("12.5")
+        assert levels[key].qty == contract_sink.shown_level(value).real
         assert levels[key].crm_id == crm_id
+
+    def test_a_level_reads_back_as_shown(
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey]
+    ) -> None:
+        """``shown_level`` is what the CRM holds once written (its field precision)."""
+        key = mapped_keys[0]
+        value = LevelValue(Decimal("139.625"), Decimal("100.375"))
+        shown = contract_sink.shown_level(value)
+        assert contract_sink.shown_level(shown) == shown  # rounding twice changes nothing
+        contract_sink.create_level(key, value)
+        (level,) = [lvl for lvl in contract_sink.read_levels() if lvl.stock_key == key]
+        assert (level.qty, level.available) == (shown.real, shown.available)
 
     def test_read_levels_lists_every_record_once(
         self, contract_sink: CrmSink, mapped_keys: list[StockKey]

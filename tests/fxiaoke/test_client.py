@@ -205,12 +205,20 @@ def test_envelope_puts_credentials_next_to_data(make_sink: SinkFactory, emulator
     assert body["triggerApprovalFlow"] is False and body["triggerWorkFlow"] is False
     data = body["data"]["object_data"]
     assert data["dataObjectApiName"] == "StockObj"
-    assert (data["real_stock"], data["available_stock"]) == ("10.5", "10")
+    # every required number (reference §7), blocked = real − available
+    assert (data["real_stock"], data["available_stock"], data["blocked_stock"]) == (
+        "10.5",
+        "10",
+        "0.5",
+    )
+    (describe,) = transport.bodies("/cgi/crm/v2/object/describe")
+    assert describe["apiName"] == describe["data"]["apiName"] == "StockObj"
+    assert describe["includeDetail"] is describe["data"]["includeDetail"] is False
 
 
 def _seed_products(emulator: FxiaokeEmulator, count: int) -> None:
     for i in range(count):
-        emulator.store.create("ProductObj", {"name": f"P{i}", "product_code": f"BULK-{i:05d}"})
+        emulator.add_product(f"BULK-{i:05d}", f"P{i}")
 
 
 def test_offset_paging_switches_to_id_keyset_beyond_10000(

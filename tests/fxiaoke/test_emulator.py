@@ -123,22 +123,124 @@ def test_unknown_path_is_10006_with_http_200(api: Api) -> None:
     assert answer["errorCode"] == 10006 and "is not exists" in answer["errorMessage"]
 
 
+STOCK = {"real_stock": "3.5", "available_stock": "3", "blocked_stock": "0.5"}
+
+
 def test_create_stamps_and_validates(api: Api, emulator: FxiaokeEmulator) -> None:
     pid = emulator.add_product("P-1")
     wid = emulator.add_warehouse("W-1")
-    created = api.create("StockObj", product_id=pid, warehouse_id=wid, real_stock="3.5")
+    created = api.create("StockObj", product_id=pid, warehouse_id=wid, **STOCK)
     assert created["errorCode"] == 0
     rec = api.data("get", {"dataObjectApiName": "StockObj", "objectDataId": created["dataId"]})
     rec = rec["data"]
     assert len(rec["_id"]) == 24 and int(rec["_id"], 16) >= 0
     assert rec["life_status"] == "normal" and rec["create_time"] == rec["last_modified_time"]
     assert rec["name"].startswith("SK")
-    assert (
-        api.create("StockObj", product_id=pid, warehouse_id=wid, real_stock=3)["errorCode"] == 15002
-    )
-    assert api.create("StockObj", product_id=pid)["errorCode"] == 15002  # warehouse_id required
-    assert api.create("StockObj", product_id="x" * 24, warehouse_id=wid)["errorCode"] != 0
-    assert api.create("ProductObj", name="dup", product_code="P-1")["errorCode"] == 32000
+    assert api.create("StockObj", product_id="x" * 24, warehouse_id=wid, **STOCK)["errorCode"]
+    assert api.create("ProductObj", name="dup", product_code="P-1", price="1")["errorCode"] == 32000
+
+
+@pytest.mark.parametrize(
+    ("api_name", "missing"),
+    [
+        ("StockObj", "blocked_stock"),  # the case: every create lacked it
+        ("StockObj", "available_stock"),
+        ("StockObj", "real_stock"),
+        ("StockObj", "warehouse_id"),
+        ("ProductObj", "price"),  # §7: price (currency) is required on ProductObj
+        ("WarehouseObj", "number"),
+    ],
+)
+def test_create_without_a_required_field_is_refused(
+    api: Api, emulator: FxiaokeEmulator, api_name: str, missing: str
+) -> None:
+    pid = emulator.add_product("P-1")
+    wid = emulator.add_warehouse("W-1")
+    complete = {
+        "StockObj": {"product_id": pid, "warehouse_id": wid, **STOCK},
+        "ProductObj": {"name": "P-2", "product_code": "P-2", "price": "1.20"},
+        "WarehouseObj": {"name": "W-2", "number": "W-2", "is_default": False},
+    }[api_name]
+    assert api.create(api_name, **complete)["errorCode"] == 0
+    unique = {"ProductObj": {"product_code": "P-3"}, "WarehouseObj": {"name": "W-3"}}
+    fields = {**complete, **unique.get(api_name, {})}
+    del fields[missing]
+    answer = api.create(api_name, **fields)
+    # a business error, code undocumented (reference §3): the emulator's inferred 32000
+    assert answer["errorCode"] == 32000
+    assert answer["errorMessage"] == f"必填字段 {missing} 未填写"
+
+
+def test_update_that_empties_a_required_field_is_refused(
+    api: Api, emulator: FxiaokeEmulator
+) -> None:
+    rid = emulator.add_stock(emulator.add_product("P-1"), emulator.add_warehouse("W-1"), "4")
+    upd = {"object_data": {"dataObjectApiName": "StockObj", "_id": rid, "blocked_stock": ""}}
+    assert api.data("update", upd)["errorCode"] == 32000
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("real_stock", 3, 15002),  # §5.3: a number is a JSON string, not a JSON number
+        ("available_stock", 2.5, 15002),
+        ("real_stock", "3.125", 32000),  # §7: StockObj numbers hold 2 decimals
+        ("blocked_stock", "0.001", 32000),
+        ("real_stock", "abc", 15002),
+    ],
+)
+def test_number_fields_want_strings_within_their_decimal_places(
+    api: Api, emulator: FxiaokeEmulator, field: str, value: object, code: int
+) -> None:
+    pid, wid = emulator.add_product("P-1"), emulator.add_warehouse("W-1")
+    fields = {**STOCK, "real_stock": "3.5", field: value}
+    answer = api.create("StockObj", product_id=pid, warehouse_id=wid, **fields)
+    assert answer["errorCode"] == code, answer
+    assert not emulator.stock_records()
+    rid = emulator.add_stock(pid, wid, "4")
+    upd = {"object_data": {"dataObjectApiName": "StockObj", "_id": rid, field: value}}
+    assert api.data("update", upd)["errorCode"] == code
+
+
+def test_trailing_zeros_are_not_extra_decimals(api: Api, emulator: FxiaokeEmulator) -> None:
+    pid, wid = emulator.add_product("P-1"), emulator.add_warehouse("W-1")
+    fields = {"real_stock": "3.500", "available_stock": "3", "blocked_stock": "0.50"}
+    assert api.create("StockObj", product_id=pid, warehouse_id=wid, **fields)["errorCode"] == 0
+
+
+def test_decimal_places_follow_the_describe(api: Api, emulator: FxiaokeEmulator) -> None:
+    mirror = emulator.store.tables["stock_movement__c"].describe
+    assert api.create("stock_movement__c", erp_key__c="k1", qty__c="1.2345")["errorCode"] == 0
+    mirror.with_field("qty__c", decimal_places=0)
+    assert api.create("stock_movement__c", erp_key__c="k2", qty__c="1.5")["errorCode"] == 32000
+    assert api.create("stock_movement__c", erp_key__c="k3", qty__c="2")["errorCode"] == 0
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "product_id__r",  # §5.3 companion fields of a read
+        "warehouse_id__l",
+        "product_status__o",
+        "__v",
+        "owner__relation_ids",
+        "unit",  # §7: quote fields copied from the product
+        "specs",
+        "product_status",
+        "create_time",  # system stamps
+        "life_status",
+    ],
+)
+def test_read_only_fields_are_refused(api: Api, emulator: FxiaokeEmulator, field: str) -> None:
+    pid, wid = emulator.add_product("P-1"), emulator.add_warehouse("W-1")
+    fields = {"product_id": pid, "warehouse_id": wid, **STOCK, field: "1"}
+    answer = api.create("StockObj", **fields)
+    assert answer["errorCode"] == 32000 and field in answer["errorMessage"]
+    rid = emulator.add_stock(pid, wid, "4")
+    upd = {"object_data": {"dataObjectApiName": "StockObj", "_id": rid, field: "1"}}
+    assert api.data("update", upd)["errorCode"] == 32000
+    upd["object_data"] = {"dataObjectApiName": "StockObj", "_id": rid, "safety_stock": "1"}
+    assert api.data("update", upd)["errorCode"] == 0  # a writable field passes
 
 
 def test_update_merges_and_invalid_delete_recover(api: Api, emulator: FxiaokeEmulator) -> None:
@@ -181,8 +283,7 @@ def test_filter_operators(api: Api, operator: str, values: list[str], expected: 
 def test_numeric_filters_orders_and_total(api: Api, emulator: FxiaokeEmulator) -> None:
     wid = emulator.add_warehouse("W-1")
     for i, qty in enumerate(["5", "12.5", "100", "7"]):
-        pid = emulator.add_product(f"N-{i}")
-        api.create("StockObj", product_id=pid, warehouse_id=wid, real_stock=qty)
+        emulator.add_stock(emulator.add_product(f"N-{i}"), wid, qty)
     flt = [{"field_name": "real_stock", "operator": "GTE", "field_values": ["7"]}]
     orders = [{"fieldName": "real_stock", "isAsc": False}]
     data = api.query("StockObj", filters=flt, orders=orders, find_explicit_total_num=True)["data"]
@@ -214,13 +315,28 @@ def test_preset_and_custom_routing(api: Api) -> None:
     assert api.create("stock_movement__c", erp_key__c="k1", qty__c="1")["errorCode"] == 32000
 
 
-def test_describe_serves_seeded_objects(api: Api) -> None:
-    body = {**api.env, "apiName": "StockObj", "includeDetail": False}
-    fields = api.post("/cgi/crm/v2/object/describe", body)["data"]["describe"]["fields"]
-    assert fields["product_id"]["is_required"] and "safety_stock" in fields
-    assert (
-        api.post("/cgi/crm/v2/object/describe", {**api.env, "apiName": "NopeObj"})["errorCode"] != 0
-    )
+DESCRIBE = "/cgi/crm/v2/object/describe"
+
+
+@pytest.mark.parametrize("where", ["top", "data"])
+def test_describe_serves_seeded_objects(api: Api, where: str) -> None:
+    ask = {"apiName": "StockObj", "includeDetail": True}
+    body = {**api.env, **ask} if where == "top" else {**api.env, "data": ask}
+    fields = api.post(DESCRIBE, body)["data"]["describe"]["fields"]
+    for name in ("real_stock", "available_stock", "blocked_stock"):
+        assert fields[name]["is_required"] and fields[name]["decimal_places"] == 2
+    assert fields["product_id"]["is_required"] and not fields["safety_stock"]["is_required"]
+    assert fields["unit"]["type"] == "quote" and fields["unit"]["is_readonly"]
+
+
+def test_describe_refuses_what_the_reference_does_not_allow(api: Api) -> None:
+    unknown = {**api.env, "data": {"apiName": "NopeObj", "includeDetail": False}}
+    assert api.post(DESCRIBE, unknown)["errorCode"] != 0
+    assert api.post(DESCRIBE, {**api.env, "data": {"includeDetail": True}})["errorCode"] == 15002
+    # includeDetail is required and a boolean (Fxiaoke's manual)
+    assert api.post(DESCRIBE, {**api.env, "data": {"apiName": "StockObj"}})["errorCode"] == 15002
+    bad = {**api.env, "data": {"apiName": "StockObj", "includeDetail": "yes"}}
+    assert api.post(DESCRIBE, bad)["errorCode"] == 15002
 
 
 def test_rate_limit_daily_quota_and_faults(

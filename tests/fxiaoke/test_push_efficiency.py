@@ -94,9 +94,7 @@ def seed_stock(rig: Rig, levels: dict[StockKey, Decimal]) -> dict[StockKey, str]
     ids |= {r["number"]: r["_id"] for r in rig.emulator.records("WarehouseObj")}
     seeded = {}
     for key, qty in levels.items():
-        fields = {"real_stock": str(qty), "available_stock": str(qty)}
-        refs = {"product_id": ids[key.sku], "warehouse_id": ids[key.warehouse]}
-        seeded[key] = str(rig.emulator.store.create("StockObj", {**refs, **fields})["_id"])
+        seeded[key] = rig.emulator.add_stock(ids[key.sku], ids[key.warehouse], str(qty))
     return seeded
 
 

@@ -10,7 +10,7 @@ import pytest
 from connectors.fxiaoke.emulator import FxiaokeEmulator
 from connectors.fxiaoke.mapping import UNMAPPED_PREFIX, decimal_str
 from connectors.fxiaoke.sink import FxiaokeSink
-from sync.errors import ConfigError, UnmappedError
+from sync.errors import ConfigError, PermanentError, UnmappedError
 from sync.model import LevelValue, Movement, MovementKind, StockKey
 from tests.fxiaoke.conftest import FakeClock, SinkFactory
 
@@ -60,9 +60,9 @@ def test_explicit_maps_override_lookups(make_sink: SinkFactory, emulator: Fxiaok
 def test_read_levels_reports_unmappable_records_as_orphans(
     sink: FxiaokeSink, emulator: FxiaokeEmulator
 ) -> None:
-    pid = emulator.store.create("ProductObj", {"name": "no code"})["_id"]
+    pid = emulator.store.create("ProductObj", {"name": "no code", "price": "1"})["_id"]
     wid = emulator.records("WarehouseObj")[0]["_id"]
-    emulator.store.create("StockObj", {"product_id": pid, "warehouse_id": wid, "real_stock": "4"})
+    emulator.add_stock(pid, wid, "4")
     (level,) = list(sink.read_levels())
     assert level.sku == f"{UNMAPPED_PREFIX}{pid}"
     assert level.warehouse == "WH-MAIN" and level.qty == Decimal(4)
@@ -110,4 +110,19 @@ def test_check_lists_every_missing_object_and_field(make_sink: SinkFactory) -> N
     with pytest.raises(ConfigError) as info:
         sink.check()
     paths = {p.path for p in info.value.problems}
-    assert paths == {"stock_real_field", "movement_object"}
+    # real_stock is required (reference §7) and no longer filled: every create would fail
+    assert paths == {"stock_real_field", "movement_object", "stock_object"}
+    (unfilled,) = [p for p in info.value.problems if p.path == "stock_object"]
+    assert "requires field 'real_stock'" in unfilled.message
+
+
+def test_check_names_a_required_field_stocksync_would_leave_empty(make_sink: SinkFactory) -> None:
+    # the fault: no blocked_stock, and every StockObj create is refused
+    sink = make_sink(stock_blocked_field=None)
+    with pytest.raises(ConfigError) as info:
+        sink.check()
+    (problem,) = info.value.problems
+    assert problem.path == "stock_object"
+    assert "requires field 'blocked_stock'" in problem.message
+    with pytest.raises(PermanentError, match="必填字段 blocked_stock 未填写"):
+        sink.create_level(StockKey("SKU-0001", "WH-MAIN"), LevelValue(Decimal(1), Decimal(1)))

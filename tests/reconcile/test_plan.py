@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from sync.model import StockKey
-from sync.reconcile import Action, CrmValue, Finding, FindingKind, Policies, plan
+from sync.reconcile import Action, CrmValue, Finding, FindingKind, Policies, plan, shows
 
 A, B, C, D = (StockKey("A", "W1"), StockKey("B", "W1"), StockKey("C", "W1"), StockKey("D", "W1"))
 REPORT = Policies("report_only", "report_only", "report_only", "report_only")
@@ -123,3 +123,65 @@ def test_hundred_thousand_keys_stream_through() -> None:
     pushed = ((k, Decimal(i % 50)) for i, k in enumerate(keys))
     found = plan(erp, ledger, crm, pushed)
     assert kinds(found) == [(FindingKind.ERP_LEDGER_DRIFT, keys[77], Action.ADJUST)]
+
+
+def two_places(qty: Decimal) -> Decimal:
+    return qty.quantize(Decimal("0.01"))  # half-even, like a 2-dp CRM field
+
+
+@pytest.mark.parametrize(
+    ("crm", "in_sync"),
+    [("139.62", True), ("139.63", True), ("139.61", False), ("139.625", True), ("140", False)],
+)
+def test_the_crm_is_compared_at_its_precision(crm: str, in_sync: bool) -> None:
+    # ledger 139.625, last pushed as the CRM showed it (139.62)
+    found = plan(
+        [(A, d("139.625"))],
+        [(A, d("139.625"))],
+        [(A, CrmValue(d(crm), "c1"))],
+        [(A, d("139.62"))],
+        shown=two_places,
+    )
+    assert kinds(found) == ([] if in_sync else [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)])
+
+
+def test_a_crm_holding_values_exactly_is_compared_exactly() -> None:
+    found = plan(
+        [(A, d("139.625"))],
+        [(A, d("139.625"))],
+        [(A, CrmValue(d("139.62"), "c1"))],
+        [(A, d("139.625"))],
+    )
+    assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
+
+
+def test_precision_applies_to_the_crm_side_only() -> None:
+    # the ERP and the ledger differ in the third decimal: that is drift, at full precision
+    found = plan(
+        [(A, d("139.626"))],
+        [(A, d("139.625"))],
+        [(A, CrmValue(d("139.62"), "c1"))],
+        [(A, d("139.62"))],
+        shown=two_places,
+    )
+    assert kinds(found) == [(FindingKind.ERP_LEDGER_DRIFT, A, Action.ADJUST)]
+
+
+@pytest.mark.parametrize(
+    ("crm", "qty", "expected"),
+    [
+        ("8", "7.5", True),
+        ("7", "7.5", True),
+        ("8", "8.5", True),
+        ("9", "8.5", True),
+        ("8", "8.49", True),
+        ("9", "8.49", False),
+        ("8", "8", True),
+        ("8.0", "8", True),
+    ],
+)
+def test_shows_accepts_any_rounding_within_half_a_unit(crm: str, qty: str, expected: bool) -> None:
+    def no_places(q: Decimal) -> Decimal:
+        return q.quantize(Decimal(1))
+
+    assert shows(d(crm), d(qty), no_places) is expected

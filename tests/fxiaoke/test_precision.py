@@ -1,0 +1,124 @@
+"""Field precision end to end: a memory ERP, the ledger, the real Fxiaoke sink, the emulator.
+
+StockObj numbers hold 2 decimals (reference §7) and the emulator refuses more, so a
+level of 139.625 must be written rounded (half-even: 139.62), count as unchanged
+on the next push, and reconcile as in sync.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rich.console import Console
+
+from sync.model import StockKey
+from sync.reconcile import FindingKind
+from sync.reconcile_run import reconcile
+from sync.status import collect, render
+from tests.fxiaoke.rig import CREATE, UPDATE
+from tests.fxiaoke.world import KEY, MakeWorld, make_world
+
+__all__ = ["make_world"]
+
+
+def test_a_level_with_three_decimals_is_written_rounded_and_then_left_alone(
+    make_world: MakeWorld,
+) -> None:
+    w = make_world()
+    w.put("139.625")
+    assert w.cycle() == (1, 0)
+    rec = w.record()
+    assert (rec["real_stock"], rec["available_stock"], rec["blocked_stock"]) == (
+        "139.62",
+        "139.62",
+        "0",
+    )
+    assert w.pipeline.store.level(w.name, KEY) == Decimal("139.625")  # the ledger keeps it all
+    # a level the CRM shows the same (139.621 → 139.62) is no write
+    w.emulator.reset_counters()
+    w.put("-0.004")
+    assert w.cycle() == (0, 1)
+    assert w.emulator.calls[CREATE] == w.emulator.calls[UPDATE] == 0
+    result = reconcile(w.pipeline)
+    assert result.conflicts == [] and result.remaining == 0
+
+
+def test_reconcile_accepts_either_rounding_of_a_tie_and_nothing_else(
+    make_world: MakeWorld,
+) -> None:
+    w = make_world()
+    w.put("139.625")
+    w.cycle()
+    rid = w.record()["_id"]
+    w.emulator.store.update("StockObj", {"_id": rid, "real_stock": "139.63"})  # half-up
+    assert reconcile(w.pipeline).conflicts == []
+    w.emulator.store.update("StockObj", {"_id": rid, "real_stock": "139.61"})
+    (finding,) = reconcile(w.pipeline).conflicts
+    assert finding.kind is FindingKind.CRM_MODIFIED and finding.crm == Decimal("139.61")
+    assert finding.ledger == Decimal("139.625") and finding.pushed == Decimal("139.62")
+
+
+def test_a_reservation_is_sent_as_blocked_stock(make_world: MakeWorld) -> None:
+    w = make_world("    push: {reservations: {SKU-0001: '2.5'}}\n")
+    w.put("10.125")
+    w.cycle()
+    rec = w.record()
+    # real and available are rounded half-even; blocked = real − available as shown
+    assert (rec["real_stock"], rec["available_stock"], rec["blocked_stock"]) == (
+        "10.12",
+        "7.62",
+        "2.5",
+    )
+
+
+def test_a_tenant_whose_stock_fields_hold_no_decimals(make_world: MakeWorld) -> None:
+    w = make_world()
+    describe = w.emulator.store.tables["StockObj"].describe
+    for name in ("real_stock", "available_stock", "blocked_stock"):
+        describe.with_field(name, decimal_places=0)
+    w.put("7.5")
+    assert w.cycle() == (1, 0)
+    assert w.record()["real_stock"] == "8"  # half-even: 7.5 → 8
+    w.put("1")  # 8.5 → 8 (half-even): what the CRM shows is unchanged
+    assert w.cycle() == (0, 1)
+    assert reconcile(w.pipeline).conflicts == []
+    w.put("0.25")  # 8.75 → 9
+    assert w.cycle() == (1, 0) and w.record()["real_stock"] == "9"
+
+
+def test_the_movement_mirror_quantity_is_rounded_to_its_field(make_world: MakeWorld) -> None:
+    w = make_world("    push: {mirror_movements: true}\n")
+    mirror = w.emulator.store.tables["stock_movement__c"].describe
+    mirror.with_field("qty__c", decimal_places=3)
+    w.put("1.2345")
+    w.cycle()
+    (rec,) = w.emulator.movement_records()
+    assert rec["qty__c"] == "1.234"  # half-even
+    assert w.record()["real_stock"] == "1.23"
+
+
+def test_status_counts_levels_the_crm_cannot_show_exactly(make_world: MakeWorld) -> None:
+    w = make_world()
+    w.put("139.625")
+    w.put("5", StockKey("SKU-0002", "WH-MAIN"))
+    w.cycle()
+    data = collect(w.pipeline.store)
+    assert data["levels_inexact"][w.name] == {"count": 1, "keys": ["SKU-0001@WH-MAIN"]}
+    console = Console(record=True, width=200)
+    render(data, console)
+    assert f"{w.name}: 1 level(s) shown rounded in the CRM" in console.export_text()
+    w.put("0.005")  # 139.63: shown exactly now
+    w.cycle()
+    assert w.name not in collect(w.pipeline.store)["levels_inexact"]
+
+
+def test_decimal_places_from_the_settings_win_over_the_describe(make_world: MakeWorld) -> None:
+    w = make_world(crm_extra=", decimal_places: {real_stock: 0}")
+    w.put("139.625")
+    w.cycle()
+    rec = w.record()
+    assert (rec["real_stock"], rec["available_stock"], rec["blocked_stock"]) == (
+        "140",
+        "139.62",
+        "0.38",
+    )
