@@ -21,10 +21,12 @@ from decimal import Decimal
 import structlog
 
 from sync.model import (
+    STORE_PRECISION,
     Cursor,
     Movement,
     MovementKind,
     Page,
+    QuantityScaleError,
     RejectedRecord,
     StockKey,
     epoch_micros,
@@ -33,8 +35,13 @@ from sync.model import (
 from sync.state.rows import IncomingLine
 from sync.state.schema import from_units, to_units
 from sync.state.store import MOVEMENT, LedgerLine, StateStore
+from sync.state.tx import Tx
+from sync.withdraw import document_stamps, plan_withdrawals
 
 log = structlog.get_logger("stocksync.ledger")
+
+#: the ``reason`` of a version that withdraws a line deleted from its document
+LINE_REMOVED = "line_removed"
 
 #: each kind as a plain str (``.value`` goes through the enum machinery per line)
 _KIND_TEXT: dict[str, str] = {kind: kind.value for kind in MovementKind}
@@ -42,9 +49,13 @@ _KIND_TEXT: dict[str, str] = {kind: kind.value for kind in MovementKind}
 
 @dataclass(frozen=True, slots=True)
 class LedgerOptions:
-    """How a pipeline's ledger behaves (from config)."""
+    """How a pipeline's ledger behaves (from config).
 
-    precision: int = 4
+    ``precision``: decimal places the ledger keeps (at most the store's 6). A line
+    with more is quarantined, never rounded (design note 19).
+    """
+
+    precision: int = STORE_PRECISION
     mirror_movements: bool = False
 
 
@@ -58,6 +69,9 @@ class PagePlan:
     updates: list[tuple[IncomingLine, LedgerLine]] = field(default_factory=list)
     #: non-zero level changes per stock key, in micro-units
     deltas: dict[StockKey, int] = field(default_factory=dict)
+    #: stored lines withdrawn because their document no longer has them, each with
+    #: its inactive new version (they count in ``updates`` too)
+    withdrawn: list[tuple[IncomingLine, LedgerLine]] = field(default_factory=list)
 
     @property
     def changed(self) -> int:
@@ -72,6 +86,8 @@ class ApplyResult:
     unchanged: int
     rejected: int
     touched: frozenset[StockKey]
+    #: stored lines withdrawn because their document no longer has them (in ``updated`` too)
+    withdrawn: int = 0
 
     @property
     def changed(self) -> int:
@@ -79,8 +95,11 @@ class ApplyResult:
 
 
 def prepare(m: Movement, precision: int) -> IncomingLine:
-    """Convert a movement once: quantity rounded to ``precision`` in micro-units, µs stamps.
-    Everything after this compares integers and strings."""
+    """Convert a movement once: quantity in micro-units, µs stamps.
+
+    Everything after this compares integers and strings. The quantity is kept
+    exactly; ``QuantityScaleError`` when it has more than ``precision`` decimals.
+    """
     return IncomingLine(
         m.key,
         _KIND_TEXT[m.kind],  # the plain str: some drivers adapt by exact type
@@ -160,6 +179,85 @@ def reject_ref(stream: str, reject: RejectedRecord) -> str:
     return f"{stream}:raw:{digest}"
 
 
+def scale_reject(m: Movement, precision: int, pipeline: str, stream: str) -> RejectedRecord:
+    """The quarantine of a line whose quantity the ledger cannot keep exactly (item 6).
+
+    The message names the setting that decides how many decimals the ledger keeps.
+    """
+    reason = (
+        f"quantity {m.qty} has more decimal places than the ledger keeps ({precision}, "
+        f"setting pipelines[].precision of pipeline {pipeline!r}, at most {STORE_PRECISION}); "
+        "quarantined, not rounded"
+    )
+    raw = {
+        "key": m.key,
+        "kind": str(m.kind),
+        "sku": m.sku,
+        "warehouse": m.warehouse,
+        "qty": str(m.qty),
+        "occurred_at": m.occurred_at.isoformat(),
+        "source_updated_at": m.source_updated_at.isoformat(),
+        "doc_no": m.doc_no,
+        "active": m.active,
+    }
+    return RejectedRecord(stream, reason, raw, key=m.key, field="qty")
+
+
+def prepare_page(
+    page: Page, precision: int, pipeline: str
+) -> tuple[list[IncomingLine], list[RejectedRecord]]:
+    """The page's lines converted (``prepare``), and the page's rejects plus every line
+    whose quantity has more than ``precision`` decimals (quarantined, never rounded)."""
+    movements = dedupe_page(page.movements)
+    try:
+        return [prepare(m, precision) for m in movements], list(page.rejects)
+    except QuantityScaleError:
+        pass  # rare: sort the page's lines one by one
+    incoming: list[IncomingLine] = []
+    rejects = list(page.rejects)
+    for m in movements:
+        try:
+            incoming.append(prepare(m, precision))
+        except QuantityScaleError:
+            rejects.append(scale_reject(m, precision, pipeline, page.stream))
+    return incoming, rejects
+
+
+def _withdraw_removed_lines(
+    tx: Tx, pipeline: str, page: Page, incoming: Sequence[IncomingLine], plan: PagePlan
+) -> None:
+    """Add to ``plan`` the withdrawal of every stored line a complete document lost."""
+    cursor_us = None if page.cursor is None else epoch_micros(page.cursor.updated_at)
+    stamps = document_stamps(page.complete_documents, incoming, cursor_us)
+    stored = tx.load_document_lines(pipeline, sorted(page.complete_documents))
+    present = {m.key for m in page.movements}
+    plan.withdrawn = plan_withdrawals(stored, present, stamps, page.stream)
+    if not plan.withdrawn:
+        return
+    deltas: defaultdict[StockKey, int] = defaultdict(int, plan.deltas)
+    for _, old in plan.withdrawn:
+        deltas[StockKey(old.sku, old.warehouse)] -= old.qty_units
+    plan.deltas = {key: delta for key, delta in deltas.items() if delta}
+
+
+def _record_rejects(
+    tx: Tx, pipeline: str, stream: str, rejects: Sequence[RejectedRecord], now: datetime
+) -> None:
+    for reject in rejects:
+        tx.record_conflict(
+            kind="record_error",
+            pipeline=pipeline,
+            ref=reject_ref(stream, reject),
+            now=now,
+            detail={
+                "stream": stream,
+                "reason": reject.reason,
+                "field": reject.field,
+                "raw": reject.raw,
+            },
+        )
+
+
 def apply_page(
     store: StateStore,
     pipeline: str,
@@ -175,53 +273,69 @@ def apply_page(
 
     ``cursor_limit`` caps the cursor (DESIGN §4: never past run start − overlap),
     so that rows committed late by the ERP are still inside the next query.
+    Lines of ``page.complete_documents`` that the page no longer has are
+    withdrawn (``sync.withdraw``); lines with more decimals than
+    ``options.precision`` are quarantined with the page's rejects.
     """
-    incoming = [prepare(m, options.precision) for m in dedupe_page(page.movements)]
+    incoming, rejects = prepare_page(page, options.precision, pipeline)
     with store.transaction() as tx:
         existing = tx.load_movements(pipeline, [m.key for m in incoming])
         plan = plan_page(incoming, existing)
+        if page.complete_documents:
+            _withdraw_removed_lines(tx, pipeline, page, incoming, plan)
         tx.insert_movements(pipeline, page.stream, plan.inserts, now, run_id=run_id, reason=reason)
         tx.update_movements(pipeline, page.stream, plan.updates, now, run_id=run_id, reason=reason)
+        if plan.withdrawn:
+            tx.update_movements(
+                pipeline, page.stream, plan.withdrawn, now, run_id=run_id, reason=LINE_REMOVED
+            )
         deltas = plan.deltas
         tx.add_level_deltas(pipeline, deltas, now)  # flags them for queue_pending_levels
         if options.mirror_movements:
-            changed_keys = [line.key for line in plan.inserts] + [ln.key for ln, _ in plan.updates]
+            changed_keys = [line.key for line in plan.inserts]
+            changed_keys += [ln.key for ln, _ in (*plan.updates, *plan.withdrawn)]
             tx.enqueue(pipeline, MOVEMENT, changed_keys, now)
-        for reject in page.rejects:
-            tx.record_conflict(
-                kind="record_error",
-                pipeline=pipeline,
-                ref=reject_ref(page.stream, reject),
-                now=now,
-                detail={
-                    "stream": page.stream,
-                    "reason": reject.reason,
-                    "field": reject.field,
-                    "raw": reject.raw,
-                },
-            )
+        _record_rejects(tx, pipeline, page.stream, rejects, now)
         if page.cursor is not None:
             cursor = page.cursor
             if cursor_limit is not None and cursor.updated_at > cursor_limit:
                 cursor = Cursor(cursor_limit, "")
             tx.advance_cursor(pipeline, page.stream, cursor, now)
-    for reject in page.rejects:
+    _log_page(pipeline, page.stream, rejects, plan.withdrawn)
+    return ApplyResult(
+        received=len(page.movements),
+        inserted=len(plan.inserts),
+        updated=len(plan.updates) + len(plan.withdrawn),
+        unchanged=len(incoming) - plan.changed,
+        rejected=len(rejects),
+        touched=frozenset(deltas),
+        withdrawn=len(plan.withdrawn),
+    )
+
+
+def _log_page(
+    pipeline: str,
+    stream: str,
+    rejects: Sequence[RejectedRecord],
+    withdrawn: Sequence[tuple[IncomingLine, LedgerLine]],
+) -> None:
+    for reject in rejects:
         log.warning(
             "record_quarantined",
             pipeline=pipeline,
-            stream=page.stream,
+            stream=stream,
             key=reject.key,
             field=reject.field,
             reason=reject.reason,
         )
-    return ApplyResult(
-        received=len(page.movements),
-        inserted=len(plan.inserts),
-        updated=len(plan.updates),
-        unchanged=len(incoming) - plan.changed,
-        rejected=len(page.rejects),
-        touched=frozenset(deltas),
-    )
+    if withdrawn:
+        log.info(
+            "lines_removed_from_documents",
+            pipeline=pipeline,
+            stream=stream,
+            count=len(withdrawn),
+            keys=[new.key for new, _ in withdrawn[:20]],
+        )
 
 
 def queue_pending_levels(

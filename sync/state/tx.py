@@ -22,6 +22,7 @@ from sqlalchemy import (
 
 from sync.model import Cursor, StockKey
 from sync.state import schema as s
+from sync.state.documents import document_lines
 from sync.state.fastpath import executemany, fetch, insert_rows
 from sync.state.rows import (
     DEAD,
@@ -178,6 +179,10 @@ class Tx(OperationsWrites):
         finally:
             raw.close()
         return found
+
+    def load_document_lines(self, pipeline: str, documents: Sequence[str]) -> list[LedgerLine]:
+        """Every stored line of these documents (``document_key``s), by primary-key range."""
+        return document_lines(self.conn, pipeline, documents)
 
     def insert_movements(
         self,
