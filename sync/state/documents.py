@@ -8,7 +8,8 @@ Every backend answers with a range scan of the movements' primary key
 - PostgreSQL: the same range, which holds because migration 0003 gives
   ``movements.key`` the "C" collation (under a language collation punctuation
   weighs little and the range would miss lines); every document is probed on its
-  own through ``unnest`` + ``LATERAL``, one statement for all.
+  own through ``unnest`` + ``LATERAL``, one statement for all (``OFFSET 0``: a
+  probe per document, never flattened into a join over the pipeline's lines).
 - MariaDB/MySQL: ``key LIKE 'doc:%'``, which the optimizer turns into a range in
   whatever collation the column has (under UCA collations ';' sorts before ':',
   so an explicit range would be wrong); several LIKEs OR-ed are several ranges.
@@ -50,7 +51,8 @@ _POSTGRES = (
     " FROM unnest(CAST(%(lo)s AS VARCHAR[]), CAST(%(hi)s AS VARCHAR[])) AS r(lo, hi)"
     " CROSS JOIN LATERAL"
     f" (SELECT {_COLUMNS} FROM movements WHERE movements.pipeline = %(pipeline)s"
-    ' AND movements.key >= r.lo COLLATE "C" AND movements.key < r.hi COLLATE "C") AS m'
+    ' AND movements.key >= r.lo COLLATE "C" AND movements.key < r.hi COLLATE "C"'
+    " OFFSET 0) AS m"
 )
 
 
