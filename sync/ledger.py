@@ -30,6 +30,7 @@ from sync.model import (
     RejectedRecord,
     StockKey,
     epoch_micros,
+    exact_units,
     qty_units,
 )
 from sync.state.rows import IncomingLine
@@ -179,16 +180,20 @@ def reject_ref(stream: str, reject: RejectedRecord) -> str:
     return f"{stream}:raw:{digest}"
 
 
+def _scale_reason(qty: Decimal, precision: int, pipeline: str) -> str:
+    return (
+        f"quantity {qty} has more decimal places than the ledger keeps ({precision}, "
+        f"setting pipelines[].precision of pipeline {pipeline!r}, at most {STORE_PRECISION}); "
+        "quarantined, not rounded"
+    )
+
+
 def scale_reject(m: Movement, precision: int, pipeline: str, stream: str) -> RejectedRecord:
     """The quarantine of a line whose quantity the ledger cannot keep exactly (item 6).
 
     The message names the setting that decides how many decimals the ledger keeps.
     """
-    reason = (
-        f"quantity {m.qty} has more decimal places than the ledger keeps ({precision}, "
-        f"setting pipelines[].precision of pipeline {pipeline!r}, at most {STORE_PRECISION}); "
-        "quarantined, not rounded"
-    )
+    reason = _scale_reason(m.qty, precision, pipeline)
     raw = {
         "key": m.key,
         "kind": str(m.kind),
@@ -371,19 +376,27 @@ def set_baseline(
     *,
     now: datetime,
     note: str = "opening",
+    precision: int = STORE_PRECISION,
 ) -> dict[StockKey, Decimal]:
     """Store ``baseline = snapshot − Σ movements`` so that ledger levels equal the snapshot.
 
     The ERP's opening stock is not a movement (DESIGN §3 "Baseline"); keys the
     ledger has but the snapshot lacks get the baseline that brings them to zero.
+    A snapshot quantity with more than ``precision`` decimals is not rounded: its
+    key keeps the baseline it had and the figure is quarantined as a
+    ``record_error`` conflict (reconcile then reports the difference).
     Returns the baselines written (kind OPENING in the log).
     """
     levels = store.levels(pipeline)
     current_baselines = {k: to_units(v) for k, v in store.baselines(pipeline).items()}
     values: dict[StockKey, int] = {}
     deltas: dict[StockKey, int] = {}
+    inexact: dict[StockKey, Decimal] = {}
     for key in set(snapshot) | set(levels):
-        target = to_units(snapshot.get(key, Decimal(0)))
+        target = exact_units(snapshot.get(key, Decimal(0)), precision)
+        if target is None:
+            inexact[key] = snapshot[key]
+            continue
         level = to_units(levels.get(key, Decimal(0)))
         if target == level and key not in current_baselines:
             continue
@@ -394,10 +407,26 @@ def set_baseline(
     with store.transaction() as tx:
         tx.set_baselines(pipeline, values, now, note)
         tx.add_level_deltas(pipeline, {k: d for k, d in deltas.items() if d}, now)
+        for key, qty in sorted(inexact.items()):
+            tx.record_conflict(
+                kind="record_error",
+                pipeline=pipeline,
+                ref=f"opening:{key}",
+                now=now,
+                detail={"stream": "opening", "reason": _scale_reason(qty, precision, pipeline)},
+                erp=qty,
+            )
         tx.set_meta(pipeline, "baseline_at", now.isoformat())
     queue_pending_levels(store, pipeline, now=now)
     written = {k: from_units(v) for k, v in values.items()}
     log.info("baseline_set", pipeline=pipeline, kind="opening", keys=len(written), note=note)
+    for key, qty in sorted(inexact.items()):
+        log.warning(
+            "opening_quarantined",
+            pipeline=pipeline,
+            key=str(key),
+            reason=_scale_reason(qty, precision, pipeline),
+        )
     return written
 
 

@@ -219,7 +219,7 @@ def ensure_baseline(
         levels = store.levels(pipeline)
         for key in in_flux:
             taken[key] = levels.get(key, Decimal(0))
-    set_baseline(store, pipeline, taken, now=now())
+    set_baseline(store, pipeline, taken, now=now(), precision=ledger.precision)
     return True
 
 
