@@ -29,9 +29,9 @@ from sync.model import (
     QuantityScaleError,
     RejectedRecord,
     StockKey,
+    document_key,
     epoch_micros,
     exact_units,
-    qty_units,
 )
 from sync.state.rows import IncomingLine
 from sync.state.schema import from_units, to_units
@@ -101,12 +101,15 @@ def prepare(m: Movement, precision: int) -> IncomingLine:
     Everything after this compares integers and strings. The quantity is kept
     exactly; ``QuantityScaleError`` when it has more than ``precision`` decimals.
     """
+    units = exact_units(m.qty, precision)  # cached: documents repeat a few quantities
+    if units is None:
+        raise QuantityScaleError(f"quantity {m.qty} has more than {precision} decimal places")
     return IncomingLine(
         m.key,
         _KIND_TEXT[m.kind],  # the plain str: some drivers adapt by exact type
         m.sku,
         m.warehouse,
-        qty_units(m.qty, precision),
+        units,
         epoch_micros(m.occurred_at),
         epoch_micros(m.source_updated_at),
         m.doc_no[:128],
@@ -228,13 +231,31 @@ def prepare_page(
     return incoming, rejects
 
 
+def _load_lines(
+    tx: Tx, pipeline: str, page: Page, incoming: Sequence[IncomingLine]
+) -> tuple[dict[str, LedgerLine], list[LedgerLine]]:
+    """The stored lines of the page's keys, and every stored line of its complete documents.
+
+    A complete document's lines come from one key-prefix range each, which also
+    holds the page's own lines of that document: only keys of other documents are
+    looked up one by one. Without complete documents this is the plain look-up.
+    """
+    documents = page.complete_documents
+    if not documents:
+        return tx.load_movements(pipeline, [line.key for line in incoming]), []
+    stored = tx.load_document_lines(pipeline, sorted(documents))
+    existing = {line.key: line for line in stored}
+    others = [line.key for line in incoming if document_key(line.key) not in documents]
+    existing.update(tx.load_movements(pipeline, others))
+    return existing, stored
+
+
 def _withdraw_removed_lines(
-    tx: Tx, pipeline: str, page: Page, incoming: Sequence[IncomingLine], plan: PagePlan
+    page: Page, incoming: Sequence[IncomingLine], stored: Sequence[LedgerLine], plan: PagePlan
 ) -> None:
     """Add to ``plan`` the withdrawal of every stored line a complete document lost."""
     cursor_us = None if page.cursor is None else epoch_micros(page.cursor.updated_at)
     stamps = document_stamps(page.complete_documents, incoming, cursor_us)
-    stored = tx.load_document_lines(pipeline, sorted(page.complete_documents))
     present = {m.key for m in page.movements}
     plan.withdrawn = plan_withdrawals(stored, present, stamps, page.stream)
     if not plan.withdrawn:
@@ -284,10 +305,10 @@ def apply_page(
     """
     incoming, rejects = prepare_page(page, options.precision, pipeline)
     with store.transaction() as tx:
-        existing = tx.load_movements(pipeline, [m.key for m in incoming])
+        existing, stored = _load_lines(tx, pipeline, page, incoming)
         plan = plan_page(incoming, existing)
         if page.complete_documents:
-            _withdraw_removed_lines(tx, pipeline, page, incoming, plan)
+            _withdraw_removed_lines(page, incoming, stored, plan)
         tx.insert_movements(pipeline, page.stream, plan.inserts, now, run_id=run_id, reason=reason)
         tx.update_movements(pipeline, page.stream, plan.updates, now, run_id=run_id, reason=reason)
         if plan.withdrawn:

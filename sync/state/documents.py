@@ -4,7 +4,8 @@ Every backend answers with a range scan of the movements' primary key
 (pipeline, key), never a scan of the pipeline's lines (design note 18):
 
 - SQLite compares keys byte-wise (BINARY), so the lines of ``doc`` are exactly
-  the keys in [``doc:``, ``doc;``) (';' follows ':' in ASCII).
+  the keys in [``doc:``, ``doc;``) (';' follows ':' in ASCII); the documents'
+  bounds are a VALUES table joined (CROSS JOIN: in that order) to the movements.
 - PostgreSQL: the same range, which holds because migration 0003 gives
   ``movements.key`` the "C" collation (under a language collation punctuation
   weighs little and the range would miss lines); every document is probed on its
@@ -45,7 +46,17 @@ LINE_COLUMNS = (
 _COLUMNS = ", ".join(LINE_COLUMNS)
 _CHUNK = 400
 
-_SQLITE = f"SELECT {_COLUMNS} FROM movements WHERE pipeline = ? AND key >= ? AND key < ?"
+
+def _sqlite_sql(n: int) -> str:
+    """``n`` documents in one statement: a range probe of the primary key for each."""
+    values = ", ".join(["(?, ?)"] * n)
+    columns = ", ".join("m." + c for c in LINE_COLUMNS)
+    return (
+        f"WITH r(lo, hi) AS (VALUES {values}) SELECT {columns} FROM r CROSS JOIN movements AS m"
+        " ON m.pipeline = ? AND m.key >= r.lo AND m.key < r.hi"
+    )
+
+
 _POSTGRES = (
     f"SELECT {', '.join('m.' + c for c in LINE_COLUMNS)}"
     " FROM unnest(CAST(%(lo)s AS VARCHAR[]), CAST(%(hi)s AS VARCHAR[])) AS r(lo, hi)"
@@ -77,8 +88,10 @@ def document_lines(conn: Connection, pipeline: str, documents: Sequence[str]) ->
     try:
         dialect = conn.dialect.name
         if dialect == "sqlite":
-            for doc in documents:
-                raw.execute(_SQLITE, (pipeline, doc + ":", doc + ";"))
+            for start in range(0, len(documents), _CHUNK):
+                chunk = documents[start : start + _CHUNK]
+                bounds = [b for doc in chunk for b in (doc + ":", doc + ";")]
+                raw.execute(_sqlite_sql(len(chunk)), (*bounds, pipeline))
                 rows += raw.fetchall()
         elif dialect == "postgresql":
             lo, hi = prefixes, [doc + ";" for doc in documents]
