@@ -57,7 +57,7 @@ def test_a_count_gain_edited_to_its_first_line_withdraws_the_other_two(
     erp.delete_line(f"{DOC}:3")
     report = pull_all(any_store, erp, pipeline, now=clock, options=OPTIONS)  # what `once` pulls
 
-    assert report.updated == 2
+    assert (report.updated, report.withdrawn) == (2, 2)
     assert any_store.levels(pipeline) == {
         StockKey("M1", "CK001"): 10,
         StockKey("M2", "CK001"): 0,
