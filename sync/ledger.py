@@ -5,7 +5,10 @@ the ERP now says, it decides which rows are new, which changed (a version and
 a pair of deltas each) and which are no-ops. ``apply_page`` fetches, plans and
 writes: movements, versions, level deltas (each changed level flagged for the
 outbox), quarantined records and the cursor advance commit together or not at
-all. ``queue_pending_levels`` turns the flags into outbox rows.
+all. Lines that a document read whole no longer has are withdrawn in the same
+transaction (``sync.withdraw``, design note 18); lines are converted, and those
+the ledger cannot keep exactly quarantined, by ``sync.intake``.
+``queue_pending_levels`` turns the flags into outbox rows.
 """
 
 from __future__ import annotations
@@ -13,20 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 import structlog
 
+from sync.intake import prepare_page, scale_reason
 from sync.model import (
     STORE_PRECISION,
     Cursor,
-    Movement,
-    MovementKind,
     Page,
-    QuantityScaleError,
     RejectedRecord,
     StockKey,
     document_key,
@@ -43,9 +44,6 @@ log = structlog.get_logger("stocksync.ledger")
 
 #: the ``reason`` of a version that withdraws a line deleted from its document
 LINE_REMOVED = "line_removed"
-
-#: each kind as a plain str (``.value`` goes through the enum machinery per line)
-_KIND_TEXT: dict[str, str] = {kind: kind.value for kind in MovementKind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,28 +93,6 @@ class ApplyResult:
         return self.inserted + self.updated
 
 
-def prepare(m: Movement, precision: int) -> IncomingLine:
-    """Convert a movement once: quantity in micro-units, µs stamps.
-
-    Everything after this compares integers and strings. The quantity is kept
-    exactly; ``QuantityScaleError`` when it has more than ``precision`` decimals.
-    """
-    units = exact_units(m.qty, precision)  # cached: documents repeat a few quantities
-    if units is None:
-        raise QuantityScaleError(f"quantity {m.qty} has more than {precision} decimal places")
-    return IncomingLine(
-        m.key,
-        _KIND_TEXT[m.kind],  # the plain str: some drivers adapt by exact type
-        m.sku,
-        m.warehouse,
-        units,
-        epoch_micros(m.occurred_at),
-        epoch_micros(m.source_updated_at),
-        m.doc_no[:128],
-        m.active,
-    )
-
-
 def same_content(line: IncomingLine, old: LedgerLine) -> bool:
     """DESIGN §3 rule 1's content comparison: kind, sku, warehouse, qty, occurred_at, active.
 
@@ -133,15 +109,6 @@ def same_content(line: IncomingLine, old: LedgerLine) -> bool:
         and line.kind == old.kind
         and bool(line.active) == bool(old.active)
     )
-
-
-def dedupe_page(movements: Iterable[Movement]) -> list[Movement]:
-    """Keep the last occurrence of each key: sources order pages oldest → newest."""
-    by_key: dict[str, Movement] = {}
-    for m in movements:
-        by_key.pop(m.key, None)
-        by_key[m.key] = m
-    return list(by_key.values())
 
 
 def plan_page(incoming: Sequence[IncomingLine], existing: Mapping[str, LedgerLine]) -> PagePlan:
@@ -181,54 +148,6 @@ def reject_ref(stream: str, reject: RejectedRecord) -> str:
         json.dumps(reject.raw, sort_keys=True, default=str).encode(), digest_size=8
     ).hexdigest()
     return f"{stream}:raw:{digest}"
-
-
-def _scale_reason(qty: Decimal, precision: int, pipeline: str) -> str:
-    return (
-        f"quantity {qty} has more decimal places than the ledger keeps ({precision}, "
-        f"setting pipelines[].precision of pipeline {pipeline!r}, at most {STORE_PRECISION}); "
-        "quarantined, not rounded"
-    )
-
-
-def scale_reject(m: Movement, precision: int, pipeline: str, stream: str) -> RejectedRecord:
-    """The quarantine of a line whose quantity the ledger cannot keep exactly (item 6).
-
-    The message names the setting that decides how many decimals the ledger keeps.
-    """
-    reason = _scale_reason(m.qty, precision, pipeline)
-    raw = {
-        "key": m.key,
-        "kind": str(m.kind),
-        "sku": m.sku,
-        "warehouse": m.warehouse,
-        "qty": str(m.qty),
-        "occurred_at": m.occurred_at.isoformat(),
-        "source_updated_at": m.source_updated_at.isoformat(),
-        "doc_no": m.doc_no,
-        "active": m.active,
-    }
-    return RejectedRecord(stream, reason, raw, key=m.key, field="qty")
-
-
-def prepare_page(
-    page: Page, precision: int, pipeline: str
-) -> tuple[list[IncomingLine], list[RejectedRecord]]:
-    """The page's lines converted (``prepare``), and the page's rejects plus every line
-    whose quantity has more than ``precision`` decimals (quarantined, never rounded)."""
-    movements = dedupe_page(page.movements)
-    try:
-        return [prepare(m, precision) for m in movements], list(page.rejects)
-    except QuantityScaleError:
-        pass  # rare: sort the page's lines one by one
-    incoming: list[IncomingLine] = []
-    rejects = list(page.rejects)
-    for m in movements:
-        try:
-            incoming.append(prepare(m, precision))
-        except QuantityScaleError:
-            rejects.append(scale_reject(m, precision, pipeline, page.stream))
-    return incoming, rejects
 
 
 def _load_lines(
@@ -434,7 +353,7 @@ def set_baseline(
                 pipeline=pipeline,
                 ref=f"opening:{key}",
                 now=now,
-                detail={"stream": "opening", "reason": _scale_reason(qty, precision, pipeline)},
+                detail={"stream": "opening", "reason": scale_reason(qty, precision, pipeline)},
                 erp=qty,
             )
         tx.set_meta(pipeline, "baseline_at", now.isoformat())
@@ -446,7 +365,7 @@ def set_baseline(
             "opening_quarantined",
             pipeline=pipeline,
             key=str(key),
-            reason=_scale_reason(qty, precision, pipeline),
+            reason=scale_reason(qty, precision, pipeline),
         )
     return written
 

@@ -34,7 +34,7 @@ STORE_PRECISION = 6
 class QuantityScaleError(ValueError):
     """A quantity with more decimal places than the ledger keeps (or not a finite number).
 
-    Never rounded away: the ledger quarantines such a line (``sync.ledger.prepare``).
+    Never rounded away: the ledger quarantines such a line (``sync.intake.prepare``).
     """
 
 
