@@ -34,7 +34,7 @@ def prepare(m: Movement, precision: int) -> IncomingLine:
     """
     units = exact_units(m.qty, precision)  # cached: documents repeat a few quantities
     if units is None:
-        raise QuantityScaleError(f"quantity {m.qty} has more than {precision} decimal places")
+        raise QuantityScaleError(f"quantity {m.qty:f} has more than {precision} decimal places")
     return IncomingLine(
         m.key,
         _KIND_TEXT[m.kind],  # the plain str: some drivers adapt by exact type
@@ -59,7 +59,7 @@ def dedupe_page(movements: Iterable[Movement]) -> list[Movement]:
 
 def scale_reason(qty: Decimal, precision: int, pipeline: str) -> str:
     return (
-        f"quantity {qty} has more decimal places than the ledger keeps ({precision}, "
+        f"quantity {qty:f} has more decimal places than the ledger keeps ({precision}, "
         f"setting pipelines[].precision of pipeline {pipeline!r}, at most {STORE_PRECISION}); "
         "quarantined, not rounded"
     )
@@ -76,7 +76,7 @@ def scale_reject(m: Movement, precision: int, pipeline: str, stream: str) -> Rej
         "kind": str(m.kind),
         "sku": m.sku,
         "warehouse": m.warehouse,
-        "qty": str(m.qty),
+        "qty": f"{m.qty:f}",
         "occurred_at": m.occurred_at.isoformat(),
         "source_updated_at": m.source_updated_at.isoformat(),
         "doc_no": m.doc_no,

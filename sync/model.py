@@ -62,7 +62,7 @@ def qty_units(qty: Decimal, precision: int = STORE_PRECISION) -> int:
     units = exact_units(qty, precision)
     if units is None:
         raise QuantityScaleError(
-            f"quantity {qty} has more than {precision} decimal places; "
+            f"quantity {qty:f} has more than {precision} decimal places; "
             "the ledger keeps quantities exactly and does not round them"
         )
     return units
