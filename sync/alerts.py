@@ -27,7 +27,7 @@ from tenacity import (
 )
 
 from sync.config import AlertSettings, WebhookSettings
-from sync.model import StockKey
+from sync.model import StockKey, exact_units
 from sync.state.store import AlertState
 
 if TYPE_CHECKING:
@@ -79,7 +79,17 @@ def crm_thresholds(sink: object) -> dict[StockKey, Decimal] | None:
     reader = getattr(sink, "safety_stocks", None)
     if not callable(reader):
         return None
-    return dict(reader())
+    thresholds: dict[StockKey, Decimal] = {}
+    for key, qty in dict(reader()).items():
+        if exact_units(qty) is None:
+            # the alert state keeps micro-units: a finer threshold is ignored, never rounded
+            log.warning("threshold_ignored", key=str(key), threshold=str(qty), reason=_FINE)
+            continue
+        thresholds[key] = qty
+    return thresholds
+
+
+_FINE = "more than 6 decimal places (the ledger keeps micro-units)"
 
 
 def detect(

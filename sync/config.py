@@ -19,10 +19,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 import connectors
 from sync.errors import ConfigError, ConfigProblem
+from sync.model import exact_units
 from sync.settings import StrictModel, mask
 
 DEFAULT_PATH = "stocksync.yaml"
@@ -121,11 +129,22 @@ class WebhookSettings(StrictModel):
     max_attempts: int = Field(5, ge=1)
 
 
+def _micro_units(value: Decimal) -> Decimal:
+    """A stock quantity the ledger can hold exactly: at most 6 decimal places, never rounded."""
+    if exact_units(value) is None:
+        raise ValueError("at most 6 decimal places (the ledger keeps quantities in micro-units)")
+    return value
+
+
+#: a quantity in the base unit that the ledger holds exactly
+Quantity = Annotated[Decimal, AfterValidator(_micro_units)]
+
+
 class AlertSettings(StrictModel):
-    default_threshold: Decimal | None = Field(
+    default_threshold: Quantity | None = Field(
         None, description="safety stock for every SKU without its own threshold"
     )
-    thresholds: dict[str, Decimal] = Field(
+    thresholds: dict[str, Quantity] = Field(
         default_factory=dict, description='safety stock per "SKU" or "SKU@WAREHOUSE"'
     )
     from_crm: bool = Field(False, description="read thresholds from the CRM's safety_stock field")
@@ -137,7 +156,15 @@ class AlertSettings(StrictModel):
 class PipelineBase(StrictModel):
     name: str = Field(description="lowercase identifier, used in state rows, logs and metrics")
     enabled: bool = True
-    precision: int = Field(4, ge=0, le=6, description="decimal places kept for quantities")
+    precision: int = Field(
+        6,
+        ge=0,
+        le=6,
+        description=(
+            "decimal places the ledger keeps (the store keeps micro-units, 6 dp); a line with"
+            " more is quarantined as a record_error, never rounded"
+        ),
+    )
     schedule: ScheduleSettings = ScheduleSettings()
     pull: PullSettings = PullSettings()
     push: PushSettings = PushSettings()

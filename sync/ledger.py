@@ -5,7 +5,10 @@ the ERP now says, it decides which rows are new, which changed (a version and
 a pair of deltas each) and which are no-ops. ``apply_page`` fetches, plans and
 writes: movements, versions, level deltas (each changed level flagged for the
 outbox), quarantined records and the cursor advance commit together or not at
-all. ``queue_pending_levels`` turns the flags into outbox rows.
+all. Lines that a document read whole no longer has are withdrawn in the same
+transaction (``sync.withdraw``, design note 20); lines are converted, and those
+the ledger cannot keep exactly quarantined, by ``sync.intake``.
+``queue_pending_levels`` turns the flags into outbox rows.
 """
 
 from __future__ import annotations
@@ -13,38 +16,45 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 import structlog
 
+from sync.intake import prepare_page, scale_reason
 from sync.model import (
+    STORE_PRECISION,
     Cursor,
-    Movement,
-    MovementKind,
     Page,
     RejectedRecord,
     StockKey,
+    document_key,
     epoch_micros,
-    qty_units,
+    exact_units,
 )
 from sync.state.rows import IncomingLine
 from sync.state.schema import from_units, to_units
 from sync.state.store import MOVEMENT, LedgerLine, StateStore
+from sync.state.tx import Tx
+from sync.withdraw import document_stamps, plan_withdrawals
 
 log = structlog.get_logger("stocksync.ledger")
 
-#: each kind as a plain str (``.value`` goes through the enum machinery per line)
-_KIND_TEXT: dict[str, str] = {kind: kind.value for kind in MovementKind}
+#: the ``reason`` of a version that withdraws a line deleted from its document
+LINE_REMOVED = "line_removed"
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerOptions:
-    """How a pipeline's ledger behaves (from config)."""
+    """How a pipeline's ledger behaves (from config).
 
-    precision: int = 4
+    ``precision``: decimal places the ledger keeps (at most the store's 6). A line
+    with more is quarantined, never rounded (design note 21).
+    """
+
+    precision: int = STORE_PRECISION
     mirror_movements: bool = False
 
 
@@ -58,6 +68,9 @@ class PagePlan:
     updates: list[tuple[IncomingLine, LedgerLine]] = field(default_factory=list)
     #: non-zero level changes per stock key, in micro-units
     deltas: dict[StockKey, int] = field(default_factory=dict)
+    #: stored lines withdrawn because their document no longer has them, each with
+    #: its inactive new version (they count in ``updates`` too)
+    withdrawn: list[tuple[IncomingLine, LedgerLine]] = field(default_factory=list)
 
     @property
     def changed(self) -> int:
@@ -72,26 +85,12 @@ class ApplyResult:
     unchanged: int
     rejected: int
     touched: frozenset[StockKey]
+    #: stored lines withdrawn because their document no longer has them (in ``updated`` too)
+    withdrawn: int = 0
 
     @property
     def changed(self) -> int:
         return self.inserted + self.updated
-
-
-def prepare(m: Movement, precision: int) -> IncomingLine:
-    """Convert a movement once: quantity rounded to ``precision`` in micro-units, µs stamps.
-    Everything after this compares integers and strings."""
-    return IncomingLine(
-        m.key,
-        _KIND_TEXT[m.kind],  # the plain str: some drivers adapt by exact type
-        m.sku,
-        m.warehouse,
-        qty_units(m.qty, precision),
-        epoch_micros(m.occurred_at),
-        epoch_micros(m.source_updated_at),
-        m.doc_no[:128],
-        m.active,
-    )
 
 
 def same_content(line: IncomingLine, old: LedgerLine) -> bool:
@@ -110,15 +109,6 @@ def same_content(line: IncomingLine, old: LedgerLine) -> bool:
         and line.kind == old.kind
         and bool(line.active) == bool(old.active)
     )
-
-
-def dedupe_page(movements: Iterable[Movement]) -> list[Movement]:
-    """Keep the last occurrence of each key: sources order pages oldest → newest."""
-    by_key: dict[str, Movement] = {}
-    for m in movements:
-        by_key.pop(m.key, None)
-        by_key[m.key] = m
-    return list(by_key.values())
 
 
 def plan_page(incoming: Sequence[IncomingLine], existing: Mapping[str, LedgerLine]) -> PagePlan:
@@ -160,6 +150,59 @@ def reject_ref(stream: str, reject: RejectedRecord) -> str:
     return f"{stream}:raw:{digest}"
 
 
+def _load_lines(
+    tx: Tx, pipeline: str, page: Page, incoming: Sequence[IncomingLine]
+) -> tuple[dict[str, LedgerLine], list[LedgerLine]]:
+    """The stored lines of the page's keys, and every stored line of its complete documents.
+
+    A complete document's lines come from one key-prefix range each, which also
+    holds the page's own lines of that document: only keys of other documents are
+    looked up one by one. Without complete documents this is the plain look-up.
+    """
+    documents = page.complete_documents
+    if not documents:
+        return tx.load_movements(pipeline, [line.key for line in incoming]), []
+    stored = tx.load_document_lines(pipeline, sorted(documents))
+    existing = {line.key: line for line in stored}
+    others = [line.key for line in incoming if document_key(line.key) not in documents]
+    existing.update(tx.load_movements(pipeline, others))
+    return existing, stored
+
+
+def _withdraw_removed_lines(
+    page: Page, incoming: Sequence[IncomingLine], stored: Sequence[LedgerLine], plan: PagePlan
+) -> None:
+    """Add to ``plan`` the withdrawal of every stored line a complete document lost."""
+    cursor_us = None if page.cursor is None else epoch_micros(page.cursor.updated_at)
+    stamps = document_stamps(page.complete_documents, incoming, cursor_us)
+    present = {m.key for m in page.movements}
+    plan.withdrawn = plan_withdrawals(stored, present, stamps, page.stream)
+    if not plan.withdrawn:
+        return
+    deltas: defaultdict[StockKey, int] = defaultdict(int, plan.deltas)
+    for _, old in plan.withdrawn:
+        deltas[StockKey(old.sku, old.warehouse)] -= old.qty_units
+    plan.deltas = {key: delta for key, delta in deltas.items() if delta}
+
+
+def _record_rejects(
+    tx: Tx, pipeline: str, stream: str, rejects: Sequence[RejectedRecord], now: datetime
+) -> None:
+    for reject in rejects:
+        tx.record_conflict(
+            kind="record_error",
+            pipeline=pipeline,
+            ref=reject_ref(stream, reject),
+            now=now,
+            detail={
+                "stream": stream,
+                "reason": reject.reason,
+                "field": reject.field,
+                "raw": reject.raw,
+            },
+        )
+
+
 def apply_page(
     store: StateStore,
     pipeline: str,
@@ -175,53 +218,69 @@ def apply_page(
 
     ``cursor_limit`` caps the cursor (DESIGN §4: never past run start − overlap),
     so that rows committed late by the ERP are still inside the next query.
+    Lines of ``page.complete_documents`` that the page no longer has are
+    withdrawn (``sync.withdraw``); lines with more decimals than
+    ``options.precision`` are quarantined with the page's rejects.
     """
-    incoming = [prepare(m, options.precision) for m in dedupe_page(page.movements)]
+    incoming, rejects = prepare_page(page, options.precision, pipeline)
     with store.transaction() as tx:
-        existing = tx.load_movements(pipeline, [m.key for m in incoming])
+        existing, stored = _load_lines(tx, pipeline, page, incoming)
         plan = plan_page(incoming, existing)
+        if page.complete_documents:
+            _withdraw_removed_lines(page, incoming, stored, plan)
         tx.insert_movements(pipeline, page.stream, plan.inserts, now, run_id=run_id, reason=reason)
         tx.update_movements(pipeline, page.stream, plan.updates, now, run_id=run_id, reason=reason)
+        if plan.withdrawn:
+            tx.update_movements(
+                pipeline, page.stream, plan.withdrawn, now, run_id=run_id, reason=LINE_REMOVED
+            )
         deltas = plan.deltas
         tx.add_level_deltas(pipeline, deltas, now)  # flags them for queue_pending_levels
         if options.mirror_movements:
-            changed_keys = [line.key for line in plan.inserts] + [ln.key for ln, _ in plan.updates]
+            changed_keys = [line.key for line in plan.inserts]
+            changed_keys += [ln.key for ln, _ in (*plan.updates, *plan.withdrawn)]
             tx.enqueue(pipeline, MOVEMENT, changed_keys, now)
-        for reject in page.rejects:
-            tx.record_conflict(
-                kind="record_error",
-                pipeline=pipeline,
-                ref=reject_ref(page.stream, reject),
-                now=now,
-                detail={
-                    "stream": page.stream,
-                    "reason": reject.reason,
-                    "field": reject.field,
-                    "raw": reject.raw,
-                },
-            )
+        _record_rejects(tx, pipeline, page.stream, rejects, now)
         if page.cursor is not None:
             cursor = page.cursor
             if cursor_limit is not None and cursor.updated_at > cursor_limit:
                 cursor = Cursor(cursor_limit, "")
             tx.advance_cursor(pipeline, page.stream, cursor, now)
-    for reject in page.rejects:
+    _log_page(pipeline, page.stream, rejects, plan.withdrawn)
+    return ApplyResult(
+        received=len(page.movements),
+        inserted=len(plan.inserts),
+        updated=len(plan.updates) + len(plan.withdrawn),
+        unchanged=len(incoming) - plan.changed,
+        rejected=len(rejects),
+        touched=frozenset(deltas),
+        withdrawn=len(plan.withdrawn),
+    )
+
+
+def _log_page(
+    pipeline: str,
+    stream: str,
+    rejects: Sequence[RejectedRecord],
+    withdrawn: Sequence[tuple[IncomingLine, LedgerLine]],
+) -> None:
+    for reject in rejects:
         log.warning(
             "record_quarantined",
             pipeline=pipeline,
-            stream=page.stream,
+            stream=stream,
             key=reject.key,
             field=reject.field,
             reason=reject.reason,
         )
-    return ApplyResult(
-        received=len(page.movements),
-        inserted=len(plan.inserts),
-        updated=len(plan.updates),
-        unchanged=len(incoming) - plan.changed,
-        rejected=len(page.rejects),
-        touched=frozenset(deltas),
-    )
+    if withdrawn:
+        log.info(
+            "lines_removed_from_documents",
+            pipeline=pipeline,
+            stream=stream,
+            count=len(withdrawn),
+            keys=[new.key for new, _ in withdrawn[:20]],
+        )
 
 
 def queue_pending_levels(
@@ -257,19 +316,27 @@ def set_baseline(
     *,
     now: datetime,
     note: str = "opening",
+    precision: int = STORE_PRECISION,
 ) -> dict[StockKey, Decimal]:
     """Store ``baseline = snapshot − Σ movements`` so that ledger levels equal the snapshot.
 
     The ERP's opening stock is not a movement (DESIGN §3 "Baseline"); keys the
     ledger has but the snapshot lacks get the baseline that brings them to zero.
+    A snapshot quantity with more than ``precision`` decimals is not rounded: its
+    key keeps the baseline it had and the figure is quarantined as a
+    ``record_error`` conflict (reconcile then reports the difference).
     Returns the baselines written (kind OPENING in the log).
     """
     levels = store.levels(pipeline)
     current_baselines = {k: to_units(v) for k, v in store.baselines(pipeline).items()}
     values: dict[StockKey, int] = {}
     deltas: dict[StockKey, int] = {}
+    inexact: dict[StockKey, Decimal] = {}
     for key in set(snapshot) | set(levels):
-        target = to_units(snapshot.get(key, Decimal(0)))
+        target = exact_units(snapshot.get(key, Decimal(0)), precision)
+        if target is None:
+            inexact[key] = snapshot[key]
+            continue
         level = to_units(levels.get(key, Decimal(0)))
         if target == level and key not in current_baselines:
             continue
@@ -280,10 +347,26 @@ def set_baseline(
     with store.transaction() as tx:
         tx.set_baselines(pipeline, values, now, note)
         tx.add_level_deltas(pipeline, {k: d for k, d in deltas.items() if d}, now)
+        for key, qty in sorted(inexact.items()):
+            tx.record_conflict(
+                kind="record_error",
+                pipeline=pipeline,
+                ref=f"opening:{key}",
+                now=now,
+                detail={"stream": "opening", "reason": scale_reason(qty, precision, pipeline)},
+                erp=qty,
+            )
         tx.set_meta(pipeline, "baseline_at", now.isoformat())
     queue_pending_levels(store, pipeline, now=now)
     written = {k: from_units(v) for k, v in values.items()}
     log.info("baseline_set", pipeline=pipeline, kind="opening", keys=len(written), note=note)
+    for key, qty in sorted(inexact.items()):
+        log.warning(
+            "opening_quarantined",
+            pipeline=pipeline,
+            key=str(key),
+            reason=scale_reason(qty, precision, pipeline),
+        )
     return written
 
 

@@ -27,18 +27,50 @@ def epoch_micros(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-_MICRO = Decimal(1).scaleb(-6)
+#: decimal places of the state store's integer quantities (micro-units)
+STORE_PRECISION = 6
+
+
+class QuantityScaleError(ValueError):
+    """A quantity with more decimal places than the ledger keeps (or not a finite number).
+
+    Never rounded away: the ledger quarantines such a line (``sync.intake.prepare``).
+    """
 
 
 @functools.lru_cache(maxsize=65536)
-def qty_units(qty: Decimal, precision: int = 6) -> int:
-    """A quantity in integer micro-units, rounded half-even to ``precision`` decimals first.
+def exact_units(qty: Decimal, precision: int = STORE_PRECISION) -> int | None:
+    """A quantity in integer micro-units, or None when it has more than ``precision`` decimals.
 
-    Cached: documents repeat a small set of quantities, and Decimal quantizing is
-    the dearest step of preparing a line.
+    Exact by construction: nothing is rounded. ``precision`` is at most
+    ``STORE_PRECISION``. Cached: documents repeat a small set of quantities.
     """
-    rounded = qty.quantize(_MICRO if precision == 6 else Decimal(1).scaleb(-precision))
-    return int(rounded.scaleb(6))
+    if not qty.is_finite():
+        return None
+    scaled = qty.scaleb(precision)
+    if scaled != scaled.to_integral_value():
+        return None
+    return int(qty.scaleb(STORE_PRECISION))
+
+
+def qty_units(qty: Decimal, precision: int = STORE_PRECISION) -> int:
+    """A quantity in integer micro-units, exactly.
+
+    Raises ``QuantityScaleError`` when ``qty`` has more than ``precision`` decimals:
+    a quantity is never rounded on its way into the ledger (issue 13, item 6).
+    """
+    units = exact_units(qty, precision)
+    if units is None:
+        raise QuantityScaleError(
+            f"quantity {qty:f} has more than {precision} decimal places; "
+            "the ledger keeps quantities exactly and does not round them"
+        )
+    return units
+
+
+def document_key(movement_key: str) -> str:
+    """The document a movement key belongs to: the key up to its third ':' ("{source}:{doc_type}:{doc_id}")."""  # noqa: E501
+    return ":".join(movement_key.split(":", 3)[:3])
 
 
 def line_digest(
@@ -166,12 +198,19 @@ class Page:
     ``cursor`` is the position *after* this page (None when the page is empty and
     the stream had no position yet). ``rejects`` ride along so that quarantine and
     the cursor advance commit together with the good rows.
+
+    ``complete_documents`` names documents (``document_key``) whose every current
+    line, within the source's scope, is among this page's movements: the ledger
+    withdraws each stored line of such a document that the page no longer has
+    (a line deleted from the document in the ERP). A document left with no line
+    at all may be named with no movements.
     """
 
     stream: str
     movements: Sequence[Movement]
     cursor: Cursor | None
     rejects: Sequence[RejectedRecord] = field(default_factory=tuple)
+    complete_documents: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

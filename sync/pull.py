@@ -47,6 +47,8 @@ class PullReport:
     inserted: int = 0
     updated: int = 0
     rejected: int = 0
+    #: lines withdrawn because their document no longer has them (counted in ``updated``)
+    withdrawn: int = 0
     touched: set[StockKey] = field(default_factory=set)
     stopped: bool = False
 
@@ -56,6 +58,7 @@ class PullReport:
         self.inserted += result.inserted
         self.updated += result.updated
         self.rejected += result.rejected
+        self.withdrawn += result.withdrawn
         self.touched |= result.touched
 
     @property
@@ -131,6 +134,7 @@ def pull_stream(
         received=report.received,
         inserted=report.inserted,
         updated=report.updated,
+        withdrawn=report.withdrawn,
         rejected=report.rejected,
     )
     return report
@@ -168,6 +172,7 @@ def pull_all(
         total.inserted += report.inserted
         total.updated += report.updated
         total.rejected += report.rejected
+        total.withdrawn += report.withdrawn
         total.touched |= report.touched
         if report.stopped:
             total.stopped = True
@@ -219,7 +224,7 @@ def ensure_baseline(
         levels = store.levels(pipeline)
         for key in in_flux:
             taken[key] = levels.get(key, Decimal(0))
-    set_baseline(store, pipeline, taken, now=now())
+    set_baseline(store, pipeline, taken, now=now(), precision=ledger.precision)
     return True
 
 

@@ -18,6 +18,10 @@ from sync.config import AlertSettings
 from sync.model import OUTBOUND_KINDS, StockKey
 from sync.state.store import StateStore
 
+# The only rounding of quantities in the core, and on purpose: a daily rate and
+# days of cover are quotients shown to a person (a division has no exact decimal
+# form); on hand and outbound stay exact, and the reorder suggestion rounds *up*
+# to whole units so that it never suggests too little.
 _RATE_EXP = Decimal("0.0001")
 _COVER_EXP = Decimal("0.1")
 

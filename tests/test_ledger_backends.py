@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sync.ledger import apply_page, verify
 from sync.model import Movement, MovementKind, Page, StockKey
-from sync.state import StateStore
+from sync.state import StateStore, documents
 from tests.conftest import Clock
 
 
@@ -47,3 +47,64 @@ def test_big_pages_insert_update_and_sum_exactly(
 
     again = apply_page(any_store, pipeline, Page("s", second, None), now=clock.now)
     assert again.changed == 0
+
+
+def _plan(store: StateStore, pipeline: str) -> str:
+    """The backend's plan for finding two documents' lines (``sync.state.documents``)."""
+    docs = ["memory:d:5", "memory:d:7"]
+    with store.engine.connect() as conn:
+        raw = conn.connection.cursor()
+        name = conn.dialect.name
+        if name == "sqlite":
+            bounds = [b for doc in docs for b in _range(doc)]
+            raw.execute(
+                "EXPLAIN QUERY PLAN " + documents._sqlite_sql(len(docs)), (*bounds, pipeline)
+            )
+        elif name == "postgresql":
+            raw.execute("ANALYZE movements")  # as autovacuum does: a tiny table's plans tie
+            raw.execute("SET LOCAL enable_seqscan = off")  # tiny table: only ask if it *can*
+            lo, hi = zip(*map(_range, docs), strict=True)
+            params = {"pipeline": pipeline, "lo": list(lo), "hi": list(hi)}
+            raw.execute("EXPLAIN " + documents._POSTGRES, params)
+        else:
+            likes = [documents._like_prefix(doc + ":") for doc in docs]
+            raw.execute("EXPLAIN " + documents._mysql_sql(len(docs)), (pipeline, *likes))
+        plan = "\n".join(" | ".join(str(c) for c in row) for row in raw.fetchall())
+        conn.rollback()
+        return plan
+
+
+def _range(doc: str) -> tuple[str, str]:
+    return doc + ":", doc + ";"
+
+
+def test_document_lines_are_a_primary_key_range_scan(
+    any_store: StateStore, pipeline: str, clock: Clock
+) -> None:
+    """Issue 13 item 2: a document's lines are found by key prefix through the index."""
+    lines = [
+        Movement(
+            f"memory:d:{doc}:{n}", MovementKind.RECEIPT, "A", "W", Decimal(1), clock.now, clock.now
+        )
+        for doc in range(300)
+        for n in range(3)
+    ]
+    apply_page(any_store, pipeline, Page("s", lines, None), now=clock.now)
+    plan = _plan(any_store, pipeline)
+    dialect = any_store.engine.dialect.name
+    if dialect == "sqlite":
+        assert "SEARCH m USING PRIMARY KEY (pipeline=? AND key>? AND key<?)" in plan, plan
+        assert "SCAN m" not in plan, plan
+    elif dialect == "postgresql":
+        assert "Seq Scan" not in plan, plan
+        assert "movements_pkey" in plan, plan
+        index_cond = [row for row in plan.splitlines() if "Index Cond" in row]
+        assert index_cond and all("key" in row and ">=" in row for row in index_cond), plan
+    else:
+        [row] = plan.splitlines()
+        assert " | range | " in row and " | PRIMARY | " in row, plan
+    with any_store.engine.connect() as conn:
+        found = documents.document_lines(conn, pipeline, ["memory:d:5", "memory:d:7"])
+    assert sorted(line.key for line in found) == [
+        f"memory:d:{d}:{n}" for d in (5, 7) for n in range(3)
+    ]

@@ -37,7 +37,7 @@ def test_a_0001_database_upgrades_and_its_lines_stay_unchanged(
     old.close()
 
     store = StateStore(url)
-    assert store.upgrade() == "0002"
+    assert store.upgrade() == "0003"
     columns = {c["name"] for c in inspect(store.engine).get_columns("movements")}
     assert "content_hash" not in columns
     assert store.levels("p") == {StockKey("A", "W1"): Decimal(5)}

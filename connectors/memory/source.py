@@ -4,6 +4,12 @@ It behaves like a real incremental source: every change stamps the line with
 the (injectable) clock, pulls return every line changed at or after the cursor
 ordered by (updated_at, key), deletions vanish from pulls and only show in the
 window rescan, and on-hand is opening stock plus active lines.
+
+A document is the lines whose keys share a ``document_key``. ``delete_line``
+removes a line the way an ERP edit of its document does: the document's other
+lines are stamped anew (the document's modify date), and every page names the
+documents it carries whole in ``complete_documents``; a document left with no
+line is still named once, with no movements, at its stamp.
 """
 
 from __future__ import annotations
@@ -18,7 +24,15 @@ from typing import Literal
 from pydantic import Field
 
 from sync.errors import TransientError
-from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord, StockKey
+from sync.model import (
+    Cursor,
+    Movement,
+    OnHand,
+    Page,
+    RejectedRecord,
+    StockKey,
+    document_key,
+)
 from sync.ports import ConnectorContext
 from sync.settings import StrictModel
 
@@ -44,6 +58,8 @@ class MemoryErp:
         self._streams = list(streams)
         self._now = now or (lambda: datetime.now(UTC))
         self._lines: dict[str, tuple[str, Movement]] = {}
+        #: documents whose last line was deleted by an edit: document key → (stream, stamp)
+        self._emptied: dict[str, tuple[str, datetime]] = {}
         self._opening: dict[StockKey, Decimal] = defaultdict(Decimal)
         self._raw: dict[str, list[tuple[datetime, dict[str, object]]]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -53,6 +69,10 @@ class MemoryErp:
         self.pull_calls = 0
 
     # -- mutations (the "ERP users") -------------------------------------------
+    def now(self) -> datetime:
+        """The ERP's clock (the injected one)."""
+        return self._now()
+
     def _stamp(self) -> datetime:
         now = self._now()
         # ERP timestamps never go backwards for one writer
@@ -69,6 +89,7 @@ class MemoryErp:
         with self._lock:
             stamped = movement._replace(source_updated_at=self._stamp())
             self._lines[movement.key] = (stream or self._streams[0], stamped)
+            self._emptied.pop(document_key(movement.key), None)
             return stamped
 
     def set_active(self, key: str, active: bool) -> Movement:
@@ -76,8 +97,26 @@ class MemoryErp:
         return self.put(m._replace(active=active), stream)
 
     def delete(self, key: str) -> None:
+        """Delete a line without a trace in pulls (only the window rescan sees it)."""
         with self._lock:
             self._lines.pop(key, None)
+
+    def delete_line(self, key: str) -> None:
+        """Remove a line from its document by editing the document (issue 13, item 2).
+
+        The document's remaining lines get a new stamp, as an ERP's modify date
+        does on any edit of the document, so the next pull reads the document whole.
+        """
+        with self._lock:
+            stream, _ = self._lines.pop(key)
+            doc = document_key(key)
+            stamp = self._stamp()
+            rest = [k for k, (_, m) in self._lines.items() if document_key(k) == doc]
+            for other in rest:
+                line_stream, m = self._lines[other]
+                self._lines[other] = (line_stream, m._replace(source_updated_at=stamp))
+            if not rest:
+                self._emptied[doc] = (stream, stamp)
 
     def add_raw(self, stream: str, raw: dict[str, object]) -> None:
         """A malformed record the source will quarantine."""
@@ -96,25 +135,42 @@ class MemoryErp:
             exc, self.fail_next = self.fail_next, None
             raise exc
         with self._lock:
-            rows = sorted(
-                (
-                    m
-                    for s, m in self._lines.values()
-                    if s == stream and (since is None or m.source_updated_at >= since.updated_at)
-                ),
-                key=lambda m: (m.source_updated_at, m.key),
-            )
+            entries, sizes = self._changed(stream, since)
             rejects = [
                 RejectedRecord(stream=stream, reason="malformed record", raw=raw)
                 for at, raw in self._raw[stream]
                 if since is None or at >= since.updated_at
             ]
-        for start in range(0, max(len(rows), 1), page_size):
-            chunk = rows[start : start + page_size]
+        for start, end in _page_bounds(entries, page_size):
+            chunk = entries[start:end]
             if not chunk and not rejects:
                 return
-            cursor = Cursor(chunk[-1].source_updated_at, chunk[-1].key) if chunk else None
-            yield Page(stream, chunk, cursor, rejects if start == 0 else ())
+            movements = [m for _, _, m in chunk if m is not None]
+            cursor = Cursor(chunk[-1][0], chunk[-1][1]) if chunk else None
+            yield Page(
+                stream,
+                movements,
+                cursor,
+                rejects if start == 0 else (),
+                _complete(chunk, sizes),
+            )
+
+    def _changed(self, stream: str, since: Cursor | None) -> tuple[list[_Entry], dict[str, int]]:
+        """What a pull from ``since`` returns, in (stamp, key) order, and each document's
+        current line count (emptied documents are entries with no movement)."""
+        entries: list[_Entry] = []
+        sizes: dict[str, int] = defaultdict(int)
+        for s, m in self._lines.values():
+            if s != stream:
+                continue
+            sizes[document_key(m.key)] += 1
+            if since is None or m.source_updated_at >= since.updated_at:
+                entries.append((m.source_updated_at, m.key, m))
+        for doc, (s, at) in self._emptied.items():
+            if s == stream and (since is None or at >= since.updated_at):
+                entries.append((at, doc, None))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        return entries, sizes
 
     def keys_in_window(self, stream: str, since: datetime) -> Iterator[str]:
         with self._lock:
@@ -139,6 +195,39 @@ class MemoryErp:
 
     def close(self) -> None:
         return None
+
+
+_Entry = tuple[datetime, str, Movement | None]
+
+
+def _page_bounds(entries: Sequence[_Entry], page_size: int) -> Iterator[tuple[int, int]]:
+    """Pages of about ``page_size`` entries; a page ends where a document does, so a
+    document whose lines come together is read whole in one page (at least one page)."""
+    start = 0
+    while True:
+        end = min(start + page_size, len(entries))
+        while 0 < end < len(entries) and _doc(entries[end]) == _doc(entries[end - 1]):
+            end += 1
+        yield start, end
+        if end >= len(entries):
+            return
+        start = end
+
+
+def _doc(entry: _Entry) -> str:
+    return entry[1] if entry[2] is None else document_key(entry[1])
+
+
+def _complete(chunk: Sequence[_Entry], sizes: dict[str, int]) -> frozenset[str]:
+    """Documents every current line of which is in ``chunk`` (emptied ones included)."""
+    counts: dict[str, int] = defaultdict(int)
+    emptied: set[str] = set()
+    for _, key, m in chunk:
+        if m is None:
+            emptied.add(key)
+        else:
+            counts[document_key(key)] += 1
+    return frozenset(doc for doc, n in counts.items() if n == sizes[doc]) | emptied
 
 
 #: named in-memory ERPs, so tests and the demo can reach the instance a config built

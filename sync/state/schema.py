@@ -84,7 +84,10 @@ movements = Table(
     "movements",
     metadata,
     Column("pipeline", String(NAME), primary_key=True),
-    Column("key", String(KEY), primary_key=True),
+    # byte-wise on PostgreSQL: documents' lines are key-prefix ranges (migration 0003)
+    Column(
+        "key", String(KEY).with_variant(String(KEY, collation="C"), "postgresql"), primary_key=True
+    ),
     Column("stream", String(NAME), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("sku", String(CODE), nullable=False),

@@ -17,8 +17,11 @@ from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 
-from sync.model import StockKey
-from sync.state.schema import from_units, to_units
+from sync.model import StockKey, exact_units
+from sync.state.schema import from_units
+
+#: (sku, warehouse, micro-units, tag, exact text when micro-units cannot hold it)
+_Row = tuple[str, str, int, str | None, str | None]
 
 _BATCH = 10_000
 
@@ -33,40 +36,51 @@ class SortedSpool:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(
             "CREATE TABLE spool (sku TEXT NOT NULL, warehouse TEXT NOT NULL,"
-            " qty INTEGER NOT NULL, tag TEXT)"
+            " qty INTEGER NOT NULL, tag TEXT, exact TEXT)"
         )
 
     def add(self, rows: Iterable[tuple[StockKey, Decimal, str | None]]) -> int:
         """Spool ``rows``; returns how many went in."""
         count = 0
-        batch: list[tuple[str, str, int, str | None]] = []
+        batch: list[_Row] = []
         for key, qty, tag in rows:
-            batch.append((key.sku, key.warehouse, to_units(qty), tag))
+            units = exact_units(qty)
+            if units is None:  # more decimals than micro-units: kept whole, as text
+                batch.append((key.sku, key.warehouse, 0, tag, str(qty)))
+            else:
+                batch.append((key.sku, key.warehouse, units, tag, None))
             if len(batch) >= _BATCH:
                 count += self._flush(batch)
         return count + self._flush(batch)
 
-    def _flush(self, batch: list[tuple[str, str, int, str | None]]) -> int:
-        self._db.executemany("INSERT INTO spool VALUES (?, ?, ?, ?)", batch)
+    def _flush(self, batch: list[_Row]) -> int:
+        self._db.executemany("INSERT INTO spool VALUES (?, ?, ?, ?, ?)", batch)
         count = len(batch)
         batch.clear()
         return count
 
     def summed(self) -> Iterator[tuple[StockKey, Decimal]]:
         """One row per key with the quantities added up, in key order."""
-        for sku, warehouse, units in self._db.execute(
-            "SELECT sku, warehouse, SUM(qty) FROM spool GROUP BY sku, warehouse"
-            " ORDER BY sku, warehouse"
+        for sku, warehouse, units, exact in self._db.execute(
+            "SELECT sku, warehouse, SUM(qty), GROUP_CONCAT(exact, ' ') FROM spool"
+            " GROUP BY sku, warehouse ORDER BY sku, warehouse"
         ):
-            yield StockKey(sku, warehouse), from_units(units)
+            total = from_units(units)
+            if exact is not None:
+                total += sum((Decimal(q) for q in exact.split()), Decimal(0))
+            yield StockKey(sku, warehouse), total
 
     def first(self) -> Iterator[tuple[StockKey, Decimal, str | None]]:
         """The first row spooled for each key, in key order (later duplicates are ignored)."""
-        for sku, warehouse, units, tag in self._db.execute(
-            "SELECT sku, warehouse, qty, tag FROM spool WHERE rowid IN"
+        for sku, warehouse, units, tag, exact in self._db.execute(
+            "SELECT sku, warehouse, qty, tag, exact FROM spool WHERE rowid IN"
             " (SELECT MIN(rowid) FROM spool GROUP BY sku, warehouse) ORDER BY sku, warehouse"
         ):
-            yield StockKey(sku, warehouse), from_units(units), tag
+            yield (
+                StockKey(sku, warehouse),
+                from_units(units) if exact is None else Decimal(exact),
+                tag,
+            )
 
     def close(self) -> None:
         self._db.close()

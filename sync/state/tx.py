@@ -22,6 +22,7 @@ from sqlalchemy import (
 
 from sync.model import Cursor, StockKey
 from sync.state import schema as s
+from sync.state.documents import LINE_COLUMNS, document_lines
 from sync.state.fastpath import executemany, fetch, insert_rows
 from sync.state.rows import (
     DEAD,
@@ -35,21 +36,7 @@ from sync.state.schema import to_micros
 from sync.state.tx_ops import OperationsWrites
 from sync.state.upsert import upsert, upsert_statement
 
-_LINE_COLUMNS = (
-    "key",
-    "stream",
-    "kind",
-    "sku",
-    "warehouse",
-    "qty",
-    "occurred_at",
-    "source_updated_at",
-    "doc_no",
-    "active",
-    "version",
-    "run_id",
-    "reason",
-)
+_LINE_COLUMNS = LINE_COLUMNS  # the order LedgerLine is made in
 _MOVEMENT_COLUMNS = ("pipeline", *_LINE_COLUMNS, "recorded_at")
 _OUTBOX_COLUMNS = (
     "pipeline",
@@ -178,6 +165,10 @@ class Tx(OperationsWrites):
         finally:
             raw.close()
         return found
+
+    def load_document_lines(self, pipeline: str, documents: Sequence[str]) -> list[LedgerLine]:
+        """Every stored line of these documents (``document_key``s), by primary-key range."""
+        return document_lines(self.conn, pipeline, documents)
 
     def insert_movements(
         self,

@@ -16,7 +16,7 @@ from sqlalchemy import (
     update,
 )
 
-from sync.model import StockKey
+from sync.model import StockKey, exact_units
 from sync.settings import mask
 from sync.state import schema as s
 from sync.state.rows import (
@@ -48,14 +48,24 @@ class OperationsWrites:
         pushed: Decimal | None = None,
         resolution: str | None = None,
     ) -> int:
-        """Insert a conflict, or refresh the open one with the same (kind, pipeline, ref)."""
+        """Insert a conflict, or refresh the open one with the same (kind, pipeline, ref).
+
+        A quantity the store's micro-units cannot hold exactly is not rounded: its
+        column stays empty and the exact figure goes into ``detail["exact_qty"]``.
+        """
         t = s.conflicts
+        figures = {"erp": erp, "ledger": ledger, "crm": crm, "pushed": pushed}
+        units = {name: None if q is None else exact_units(q) for name, q in figures.items()}
+        inexact = {
+            name: str(q) for name, q in figures.items() if q is not None and units[name] is None
+        }
+        detail = {**(detail or {}), "exact_qty": inexact} if inexact else dict(detail or {})
         values = {
-            "erp_qty": opt_units(erp),
-            "ledger_qty": opt_units(ledger),
-            "crm_qty": opt_units(crm),
-            "pushed_qty": opt_units(pushed),
-            "detail": json.dumps(dict(detail or {}), default=str, ensure_ascii=False),
+            "erp_qty": units["erp"],
+            "ledger_qty": units["ledger"],
+            "crm_qty": units["crm"],
+            "pushed_qty": units["pushed"],
+            "detail": json.dumps(detail, default=str, ensure_ascii=False),
             "last_seen_at": now,
         }
         existing = self.conn.execute(

@@ -6,20 +6,28 @@ Fixtures a subclass provides:
 - ``contract_page_size``: int (small, so paging is exercised).
 - ``contract_faults``: a list of ``(label, inject, expected_error_type)`` where
   ``inject()`` returns a context manager under which the next pull must raise.
+- ``contract_remove_line`` (optional; a source that declares support for line
+  removal provides it): a callable that removes one line from a document with
+  several lines of the contract data, as a user's edit of the document in the ERP
+  would, and returns the removed line's movement key. Without it the
+  line-removal test is skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from sync.model import Cursor, Movement, MovementKind, OnHand
+from sync.model import Cursor, Movement, MovementKind, OnHand, StockKey, document_key
 from sync.ports import ErpSource
+from sync.pull import PullOptions
+from sync.pull import pull_all as pull_into_ledger
+from sync.state import StateStore
 
 FaultCase = tuple[str, Callable[[], AbstractContextManager[Any]], type[BaseException]]
 
@@ -127,3 +135,44 @@ class ErpSourceContract:
                 list(contract_source.pull(stream, None, contract_page_size))
             # and the source recovers once the fault is gone
             assert list(contract_source.pull(stream, None, contract_page_size)) is not None, label
+
+    def test_a_line_removed_from_a_document_is_withdrawn(
+        self, contract_source: ErpSource, contract_page_size: int, request: pytest.FixtureRequest
+    ) -> None:
+        """Issue 13 item 2: the next pull after a line's removal withdraws it from the ledger."""
+        try:
+            remove_line: Callable[[], str] = request.getfixturevalue("contract_remove_line")
+        except pytest.FixtureLookupError:
+            pytest.skip("the source does not declare support for line removal")
+        store = StateStore("sqlite://")
+        store.upgrade()
+        options = PullOptions(page_size=contract_page_size)
+
+        def now() -> datetime:
+            return datetime.now(UTC)
+
+        try:
+            pull_into_ledger(store, contract_source, "contract", now=now, options=options)
+            removed = remove_line()
+            before = store.movement("contract", removed)
+            assert before is not None and before.active, "the removed line was pulled first"
+            siblings = {
+                key: store.movement("contract", key)
+                for key in store.movement_keys("contract")
+                if document_key(key) == document_key(removed) and key != removed
+            }
+            assert siblings, "the line's document has other lines"
+            stock_key = StockKey(before.sku, before.warehouse)
+            level = store.levels("contract")[stock_key]
+
+            pull_into_ledger(store, contract_source, "contract", now=now, options=options)
+
+            after = store.movement("contract", removed)
+            assert after is not None and not after.active and after.effective_qty == 0
+            assert store.levels("contract")[stock_key] == level - before.qty
+            for key, was in siblings.items():
+                sibling = store.movement("contract", key)
+                assert sibling is not None and was is not None, key
+                assert (sibling.active, sibling.qty) == (was.active, was.qty), key
+        finally:
+            store.close()

@@ -1,0 +1,121 @@
+"""The in-memory ERP passes the shared ErpSource contract, line removal included."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from connectors.memory.source import MemoryErp
+from sync.errors import TransientError
+from sync.model import Cursor, Movement, MovementKind, document_key
+from tests.conftest import Clock
+from tests.contract.erp import ErpSourceContract, FaultCase
+
+
+def _document(erp: MemoryErp, doc: int, lines: int) -> None:
+    now = erp.now()
+    for line in range(1, lines + 1):
+        erp.put(
+            Movement(
+                f"memory:count_gain:{doc}:{line}",
+                MovementKind.COUNT_GAIN,
+                f"S{line}",
+                "W1",
+                Decimal(f"{line}.5"),
+                now,
+                now,
+                f"CG{doc}",
+            )
+        )
+
+
+def _documents(now: Callable[[], datetime] | None = None) -> MemoryErp:
+    erp = MemoryErp(now=now)
+    for doc in range(1, 5):
+        _document(erp, doc, 3)
+    erp.set_opening("S1", "W1", 10)
+    return erp
+
+
+@pytest.fixture
+def contract_source() -> MemoryErp:
+    return _documents()
+
+
+@pytest.fixture
+def contract_page_size() -> int:
+    return 2
+
+
+@contextmanager
+def _failing(erp: MemoryErp) -> Iterator[None]:
+    erp.fail_next = TransientError("injected")
+    yield
+
+
+@pytest.fixture
+def contract_faults(contract_source: MemoryErp) -> list[FaultCase]:
+    return [("transient failure", lambda: _failing(contract_source), TransientError)]
+
+
+@pytest.fixture
+def contract_remove_line(contract_source: MemoryErp) -> Callable[[], str]:
+    def remove() -> str:
+        contract_source.delete_line("memory:count_gain:2:3")
+        return "memory:count_gain:2:3"
+
+    return remove
+
+
+class TestMemoryContract(ErpSourceContract):
+    pass
+
+
+def _complete(erp: MemoryErp, since: Cursor | None, page_size: int) -> list[frozenset[str]]:
+    return [p.complete_documents for p in erp.pull("moves", since, page_size)]
+
+
+def test_pages_name_the_documents_they_carry_whole(contract_source: MemoryErp) -> None:
+    # three lines per document: a page of 2 grows to the document's end
+    pages = list(contract_source.pull("moves", None, 2))
+    assert [len(p.movements) for p in pages] == [3, 3, 3, 3]
+    for page in pages:
+        assert page.complete_documents == {document_key(m.key) for m in page.movements}
+
+
+def test_a_document_partly_pulled_is_not_complete(clock: Clock) -> None:
+    erp = _documents(clock)
+    clock.advance(60)
+    # one line edited: only it is newer than the cursor, its document is not read whole
+    line = next(m for m in erp.lines() if m.key == "memory:count_gain:1:2")
+    edited = erp.put(line._replace(qty=Decimal(7)))
+    changed = list(erp.pull("moves", Cursor(edited.source_updated_at, ""), 100))
+    assert [m.key for p in changed for m in p.movements] == ["memory:count_gain:1:2"]
+    assert changed[0].complete_documents == frozenset()
+
+
+def test_removing_a_line_restamps_its_document_and_an_empty_one_is_still_named(
+    clock: Clock,
+) -> None:
+    contract_source = _documents(clock)
+    clock.advance(60)
+    since = Cursor(clock.now, "")
+    contract_source.delete_line("memory:count_gain:3:1")
+    [after] = list(contract_source.pull("moves", since, 100))
+    assert sorted(m.key for m in after.movements) == [
+        "memory:count_gain:3:2",
+        "memory:count_gain:3:3",
+    ]
+    assert after.complete_documents == {"memory:count_gain:3"}
+    assert after.cursor is not None
+    clock.advance(60)
+    contract_source.delete_line("memory:count_gain:3:2")
+    contract_source.delete_line("memory:count_gain:3:3")
+    [emptied] = list(contract_source.pull("moves", after.cursor, 100))
+    assert list(emptied.movements) == []
+    assert emptied.complete_documents == {"memory:count_gain:3"}
+    assert emptied.cursor is not None and emptied.cursor > after.cursor
