@@ -14,7 +14,17 @@ from typing import Annotated, Any
 import typer
 
 from sync import config as cfg
-from sync.cli import ConfigOpt, FormatOpt, app, emit, fail, guarded, open_state, out
+from sync.cli import (
+    ConfigOpt,
+    FormatOpt,
+    app,
+    check_format,
+    emit,
+    fail,
+    guarded,
+    open_state,
+    out,
+)
 from sync.locks import exclusive
 from sync.state.store import display_ref
 
@@ -60,6 +70,7 @@ def reconcile_cmd(
     from sync.runtime import build_pipeline, open_store
 
     def body() -> int:
+        check_format(format)
         if only is not None and only not in KINDS:
             fail(f"unknown kind {only!r}", f"use one of {', '.join(KINDS)}")
         settings = cfg.load(config)

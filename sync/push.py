@@ -69,6 +69,8 @@ class PushReport:
     dead: int = 0
     blocked: int = 0
     stopped: bool = False
+    #: (target, ref) of every row this run could not push (retried, dead or blocked)
+    unfinished: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def failed(self) -> int:
@@ -137,6 +139,7 @@ class Pusher:
             report.dead += 1
         else:
             report.retried += 1
+        report.unfinished.add((row.target, row.ref))
         log.warning(
             "push_failed",
             pipeline=self.pipeline,
@@ -167,6 +170,7 @@ class Pusher:
                 detail={"code": exc.code, "target": row.target, "message": str(exc)},
             )
         report.blocked += 1
+        report.unfinished.add((row.target, row.ref))
         log.warning("push_blocked", pipeline=self.pipeline, what=exc.what, code=exc.code)
 
     # -- one row --------------------------------------------------------------------

@@ -21,6 +21,7 @@ from decimal import Decimal
 
 import structlog
 
+from sync.errors import PermanentError, TransientError
 from sync.ledger import apply_page
 from sync.model import LevelValue, Movement, MovementKind, Page, StockKey
 from sync.push import PushReport
@@ -34,6 +35,7 @@ from sync.reconcile import (
     plan,
 )
 from sync.runtime import Pipeline, ledger_options
+from sync.settings import mask
 from sync.state.scratch import SortedSpool
 from sync.state.store import LEVEL, StateStore, level_ref
 
@@ -72,12 +74,14 @@ class ReconcileResult:
 
     @property
     def remaining(self) -> int:
-        """Differences still there: everything in a dry run; after apply, what was not fixed."""
+        """Differences still there: everything in a dry run; after apply, what was not
+        fixed, plus the other rows the push could not write (each counted once)."""
         if not self.applied:
             return len(self.conflicts)
         fixed = {(f.kind, f.key) for f in self.done}
         left = [f for f in self.conflicts if (f.kind, f.key) not in fixed]
-        return len(left) + self.push.failed + self.push.retried
+        counted = {(LEVEL, level_ref(f.key)) for f in left}
+        return len(left) + len(self.push.unfinished - counted)
 
 
 def policies_of(pipeline: Pipeline) -> Policies:
@@ -195,13 +199,32 @@ def _force_push(store: StateStore, pipeline: str, findings: list[Finding], now: 
 
 
 def _zero_orphans(pipeline: Pipeline, orphans: list[Finding]) -> list[Finding]:
+    """Set each orphan to zero; one that fails stays not applied (and is reported)."""
     done = []
     for f in orphans:
         if f.crm_id is None:
             continue
-        pipeline.sink.update_level(f.crm_id, f.key, LevelValue(Decimal(0), Decimal(0)))
+        try:
+            pipeline.sink.update_level(f.crm_id, f.key, LevelValue(Decimal(0), Decimal(0)))
+        except (TransientError, PermanentError) as exc:
+            log.warning(
+                "reconcile_write_failed",
+                pipeline=pipeline.name,
+                kind=f.kind.value,
+                crm_id=f.crm_id,
+                error=mask(str(exc)),
+            )
+            continue
         done.append(f)
     return done
+
+
+def _pushed(pipeline: Pipeline, findings: list[Finding]) -> list[Finding]:
+    """The findings whose level the push wrote: their outbox row is gone. A row that
+    died, was blocked, or waits for a retry leaves its finding not applied."""
+    refs = [level_ref(f.key) for f in findings]
+    waiting = pipeline.store.outbox_states(pipeline.name, LEVEL, refs)
+    return [f for f, ref in zip(findings, refs, strict=True) if ref not in waiting]
 
 
 def apply(pipeline: Pipeline, result: ReconcileResult) -> None:
@@ -214,9 +237,9 @@ def apply(pipeline: Pipeline, result: ReconcileResult) -> None:
     repush = by_action[Action.OVERWRITE] + by_action[Action.CREATE]
     if repush:
         _force_push(pipeline.store, pipeline.name, repush, pipeline.now())
-        result.done += repush
     result.done += _zero_orphans(pipeline, by_action[Action.ZERO])
     result.push = pipeline.pusher().run()
+    result.done += _pushed(pipeline, repush)
 
 
 def record(pipeline: Pipeline, result: ReconcileResult) -> None:

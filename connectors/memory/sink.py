@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from sync.errors import OutcomeUnknownError, TransientError, UnmappedError
+from sync.errors import OutcomeUnknownError, PermanentError, TransientError, UnmappedError
 from sync.model import CrmLevel, LevelValue, Movement, StockKey
 from sync.ports import ConnectorContext
 from sync.settings import StrictModel
@@ -46,7 +46,8 @@ class MemoryCrm:
         self.calls: Counter[str] = Counter()
         self._ids = itertools.count(1)
         #: queue of faults: ("create_level", "lost") applies then raises OutcomeUnknownError,
-        #: ("update_level", "fail") raises TransientError without applying
+        #: ("update_level", "fail") raises TransientError without applying, ("…", "reject")
+        #: raises PermanentError without applying
         self.faults: list[tuple[str, str]] = []
 
     def _fault(self, op: str) -> str | None:
@@ -55,6 +56,8 @@ class MemoryCrm:
                 del self.faults[i]
                 if mode == "fail":
                     raise TransientError(f"memory CRM: injected failure on {op}")
+                if mode == "reject":
+                    raise PermanentError(f"memory CRM: {op} rejected (injected)")
                 return mode
         return None
 
