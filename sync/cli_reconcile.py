@@ -34,11 +34,27 @@ app.add_typer(conflicts_app, name="conflicts")
 app.add_typer(alerts_app, name="alerts")
 
 PipelineOpt = Annotated[str | None, typer.Option("--pipeline", help="only this pipeline")]
-KINDS = ("erp_ledger_drift", "crm_modified", "missing_in_crm", "orphan_in_crm", "in_flux")
+KINDS = (
+    "erp_ledger_drift",
+    "crm_modified",
+    "missing_in_crm",
+    "orphan_in_crm",
+    "duplicate_in_crm",
+    "in_flux",
+)
 
 
 def _q(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _duplicates(f: Any, fmt: str) -> list[dict[str, str]] | str | None:
+    """A duplicate_in_crm's other records: a list in JSON, ``id=qty; …`` in CSV and tables."""
+    if not f.extras:
+        return [] if fmt == "json" else None
+    if fmt == "json":
+        return list(f.duplicates_json())
+    return "; ".join(f"{d['crm_id']}={d['crm']}" for d in f.duplicates_json())
 
 
 def _selected(settings: cfg.SettingsBase, name: str | None) -> list[cfg.PipelineBase]:
@@ -101,6 +117,8 @@ def reconcile_cmd(
                     "ledger": _q(f.ledger),
                     "crm": _q(f.crm),
                     "pushed": _q(f.pushed),
+                    "crm_id": f.crm_id,
+                    "duplicates": _duplicates(f, format),
                     "action": f.action.value,
                 }
                 if apply:

@@ -68,6 +68,21 @@ class SortedSpool:
         ):
             yield StockKey(sku, warehouse), from_units(units), tag
 
+    def grouped(self) -> Iterator[tuple[StockKey, list[tuple[Decimal, str | None]]]]:
+        """Every row, grouped by key in key order; within a key, in the order spooled."""
+        key: StockKey | None = None
+        group: list[tuple[Decimal, str | None]] = []
+        for sku, warehouse, units, tag in self._db.execute(
+            "SELECT sku, warehouse, qty, tag FROM spool ORDER BY sku, warehouse, rowid"
+        ):
+            if key is None or (sku, warehouse) != (key.sku, key.warehouse):
+                if key is not None:
+                    yield key, group
+                key, group = StockKey(sku, warehouse), []
+            group.append((from_units(units), tag))
+        if key is not None:
+            yield key, group
+
     def close(self) -> None:
         self._db.close()
         self._dir.cleanup()
