@@ -72,6 +72,13 @@ class EmulatedConnectError(httpx.ConnectError):
     """Raised before anything is read, as if the server refused the connection."""
 
 
+def _valid_parametric(kind: str) -> bool:
+    if not _PARAMETRIC_FAULT.fullmatch(kind):
+        return False
+    status = kind.removeprefix("http_")[:3] if kind.startswith("http_") else None
+    return status is None or int(status) in {s.value for s in HTTPStatus}
+
+
 def _fault_parts(fault: str) -> tuple[str, bool]:
     """A parametric fault as (answer, after apply?): ("error:50009", True) for
     "error_after_apply:50009", ("http_502", False) for "http_502"."""
@@ -129,6 +136,9 @@ class FxiaokeEmulator(Emulator):
         self.trace_ids: deque[str | None] = deque(maxlen=1000)
         #: called with the path before each data call; may return a fault kind
         self.fault_hook: Callable[[str], str | None] | None = None
+        #: the reference (§5.2) shows no dataId in a custom-object create answer, and S4
+        #: shows one for preset objects: False answers custom creates without it
+        self.custom_create_returns_id = True
         self._faults: dict[str, deque[str]] = {}
         self._tokens: dict[str, float] = {}  # token → expires_at
         self._current: dict[str, tuple[str, float]] = {}  # flow → (token, issued_at)
@@ -164,7 +174,7 @@ class FxiaokeEmulator(Emulator):
 
     def fail_next(self, path: str, kind: str, times: int = 1) -> None:
         """Inject ``kind`` into the next ``times`` calls on ``path`` ("*" = any data path)."""
-        if kind not in FAULT_KINDS and not _PARAMETRIC_FAULT.fullmatch(kind):
+        if kind not in FAULT_KINDS and not _valid_parametric(kind):
             known = [
                 *sorted(FAULT_KINDS),
                 "error[_after_apply]:<code>",
@@ -412,6 +422,8 @@ class FxiaokeEmulator(Emulator):
         if action == "create":
             assert object_data is not None
             rec = store.create(api_name, object_data)
+            if custom and not self.custom_create_returns_id:
+                return {}
             return {"dataId": rec["_id"], "data": {"_id": rec["_id"]}}
         if action == "update":
             assert object_data is not None

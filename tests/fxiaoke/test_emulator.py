@@ -296,3 +296,17 @@ def test_connect_refused_reaches_nothing(api: Api) -> None:
 
 def _warehouses(api: Api, names: list[str]) -> list[str]:
     return [r["name"] for r in api.emulator.records("WarehouseObj") if r["name"] in names]
+
+
+def test_custom_create_answer_with_or_without_data_id(api: Api) -> None:
+    """Reference §5.2: the custom-object example answers without dataId; both behaviours."""
+    with_id = api.create("stock_movement__c", erp_key__c="k1")
+    assert with_id["errorCode"] == 0 and with_id["dataId"]
+    api.emulator.custom_create_returns_id = False
+    without = api.create("stock_movement__c", erp_key__c="k2")
+    assert without["errorCode"] == 0 and "dataId" not in without and "data" not in without
+    assert {r["erp_key__c"] for r in api.emulator.movement_records()} == {"k1", "k2"}
+    preset = api.create("WarehouseObj", name="w-preset", number="w-preset")
+    assert preset["dataId"]  # preset objects keep answering with their id
+    with pytest.raises(ValueError):
+        api.emulator.fail_next("*", "http_599")

@@ -14,11 +14,11 @@ from decimal import Decimal
 
 import pytest
 
-from sync.errors import ConfigError
-from sync.model import StockKey
+from sync.errors import ConfigError, OutcomeUnknownError
+from sync.model import LevelValue, StockKey
 from sync.push import PushOptions, PushReport
 from sync.state import StateStore
-from sync.state.store import DEAD, LEVEL, PENDING, UNCERTAIN, level_ref
+from sync.state.store import DEAD, LEVEL, MOVEMENT, PENDING, UNCERTAIN, level_ref
 from tests.fxiaoke.rig import CREATE, M_CREATE, M_QUERY, UPDATE, Rig
 
 KEYS = [StockKey(f"SKU-000{i}", wh) for i in (1, 2, 3) for wh in ("WH-MAIN", "WH-EAST")]
@@ -201,5 +201,45 @@ def test_update_with_unknown_outcome_then_value_back_is_written_again(store: Sta
         assert (again.pushed, again.skipped) == (1, 0)
         assert rig.emulator.stock_by_code()[("SKU-0001", "WH-MAIN")] == Decimal(10)
         assert store.outbox_rows(rig.pipeline) == []
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize("returns_id", [True, False], ids=["with-dataId", "without-dataId"])
+def test_mirror_create_answered_without_an_id_is_applied_and_found_by_key(
+    store: StateStore, returns_id: bool
+) -> None:
+    """Errorless but without dataId (the reference's custom-object example): applied, so the
+    sink finds the record by its erp_key__c instead of creating it again."""
+    rig = Rig(store, mirror=True)
+    rig.emulator.custom_create_returns_id = returns_id
+    try:
+        move = rig.put("SKU-0001", "WH-MAIN", 5)
+        rig.pull()
+        report = rig.push()
+        assert (report.pushed, report.retried, report.dead) == (2, 0, 0)
+        (record,) = rig.mirror_by_key()[move.key]
+        binding = store.binding(rig.pipeline, MOVEMENT, move.key)
+        assert binding is not None and binding.crm_id == record["_id"]
+        assert rig.emulator.calls[M_CREATE] == 1
+        assert rig.emulator.calls[M_QUERY] == (1 if returns_id else 2)
+    finally:
+        rig.close()
+
+
+def test_an_idempotent_write_that_was_ever_unknown_stays_unknown(store: StateStore) -> None:
+    """An update whose first attempt may have landed (-1 after apply) and whose later ones
+    were refused (30004) is still of unknown outcome when the client gives up."""
+    rig = Rig(store, mirror=False)
+    try:
+        key = KEYS[0]
+        crm_id = rig.sink.create_level(key, LevelValue(Decimal(1), Decimal(1)))
+        rig.emulator.fail_next(UPDATE, "error_after_apply:-1")
+        rig.emulator.fail_next(UPDATE, "error:30004", times=10)
+        with pytest.raises(OutcomeUnknownError) as info:
+            rig.sink.update_level(crm_id, key, LevelValue(Decimal(8), Decimal(8)))
+        assert "30004" in str(info.value) and "-1" in str(info.value)
+        assert rig.emulator.calls[UPDATE] == rig.sink.settings.max_attempts
+        assert rig.emulator.stock_by_code()[(key.sku, key.warehouse)] == Decimal(8)
     finally:
         rig.close()
