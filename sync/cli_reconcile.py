@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,6 +27,9 @@ from sync.cli import (
 )
 from sync.locks import exclusive
 from sync.state.store import display_ref
+
+if TYPE_CHECKING:
+    from sync.reconcile import Finding
 
 conflicts_app = typer.Typer(help="The conflicts log: list, show, resolve.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Safety-stock alerts.", no_args_is_help=True)
@@ -48,12 +51,12 @@ def _q(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _duplicates(f: Any, fmt: str) -> list[dict[str, str]] | str | None:
+def _duplicates(f: Finding, fmt: str) -> list[dict[str, str]] | str | None:
     """A duplicate_in_crm's other records: a list in JSON, ``id=qty; …`` in CSV and tables."""
     if not f.extras:
         return [] if fmt == "json" else None
     if fmt == "json":
-        return list(f.duplicates_json())
+        return f.duplicates_json()
     return "; ".join(f"{d['crm_id']}={d['crm']}" for d in f.duplicates_json())
 
 
