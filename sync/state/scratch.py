@@ -24,7 +24,7 @@ _BATCH = 10_000
 
 
 class SortedSpool:
-    """Rows (key, qty, tag) in, rows by key out: summed, or the first row per key."""
+    """Rows (key, qty, tag) in, rows by key out: summed, or every row grouped by key."""
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="stocksync-spool-")
@@ -59,14 +59,6 @@ class SortedSpool:
             " ORDER BY sku, warehouse"
         ):
             yield StockKey(sku, warehouse), from_units(units)
-
-    def first(self) -> Iterator[tuple[StockKey, Decimal, str | None]]:
-        """The first row spooled for each key, in key order (later duplicates are ignored)."""
-        for sku, warehouse, units, tag in self._db.execute(
-            "SELECT sku, warehouse, qty, tag FROM spool WHERE rowid IN"
-            " (SELECT MIN(rowid) FROM spool GROUP BY sku, warehouse) ORDER BY sku, warehouse"
-        ):
-            yield StockKey(sku, warehouse), from_units(units), tag
 
     def grouped(self) -> Iterator[tuple[StockKey, list[tuple[Decimal, str | None]]]]:
         """Every row, grouped by key in key order; within a key, in the order spooled."""
