@@ -65,30 +65,39 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+#: transport failures that prove the request never reached the server
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.LocalProtocolError)
+
+
 def raise_for_transport(exc: httpx.HTTPError, *, what: str, write: bool = False) -> None:
     """Map an httpx transport failure to our errors.
 
-    A write whose request may have reached the server (read timeout, connection
-    dropped mid-response) is ``OutcomeUnknownError``: it might have been applied.
+    A write whose request may have reached the server is ``OutcomeUnknownError``:
+    it might have been applied. Only a failure to connect (or to build the
+    request) proves it was not; a read or write timeout, a dropped connection or
+    an unreadable answer do not.
     """
-    if write and isinstance(exc, httpx.ReadTimeout | httpx.RemoteProtocolError | httpx.ReadError):
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        raise PermanentError(f"{what}: {mask(str(exc))}", hint="check the configured URL") from exc
+    if write and not isinstance(exc, NOT_SENT):
         raise OutcomeUnknownError(
             f"{what}: no answer after sending ({type(exc).__name__})"
         ) from exc
-    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
-        raise TransientError(f"{what}: {type(exc).__name__}: {mask(str(exc))}") from exc
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        raise PermanentError(f"{what}: {mask(str(exc))}", hint="check the configured URL") from exc
     raise TransientError(f"{what}: {type(exc).__name__}: {mask(str(exc))}") from exc
 
 
 def raise_for_status(response: httpx.Response, *, what: str, write: bool = False) -> None:
-    """Map HTTP status to our errors (used before any vendor-specific envelope check)."""
+    """Map HTTP status to our errors (used before any vendor-specific envelope check).
+
+    For a write, every 5xx (503 included: a proxy may say it after the upstream
+    applied the call) leaves the outcome unknown; 429 and 408 mean the request was
+    refused or never read; any other 4xx is permanent and was not applied.
+    """
     code = response.status_code
     if code < 400:
         return
     body = mask(response.text[:300])
-    if code == 429 or code == 503:
+    if code == 429 or (code == 503 and not write):
         raise TransientError(
             f"{what}: HTTP {code} (throttled)", retry_after_s=retry_after_seconds(response)
         )

@@ -85,15 +85,20 @@ def guarded(fn: Callable[[], T]) -> T:
         fail(f"{type(exc).__name__}: {exc}", "run again with --debug for the traceback")
 
 
-def emit(rows: list[dict[str, Any]], fmt: str, title: str | None = None) -> None:
-    """Print rows as a rich table, JSON or CSV."""
+def emit(
+    rows: list[dict[str, Any]],
+    fmt: str,
+    title: str | None = None,
+    columns: list[str] | None = None,
+) -> None:
+    """Print rows as a rich table, JSON or CSV (``columns``: the CSV header when no rows)."""
     if fmt == "json":
         out.print_json(json.dumps(rows, default=str, ensure_ascii=False))
         return
     if fmt == "csv":
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [])
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else columns or [])
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
@@ -249,16 +254,38 @@ def db_verify(
     guarded(body)
 
 
+FORMATS = ("table", "json", "csv")
+
+
+def check_format(fmt: str) -> None:
+    """Refuse an unknown ``--format`` before any work (exit 2), never fall back to a table."""
+    if fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}", f"use {', '.join(FORMATS)}")
+
+
 @app.command("status")
-def status(config: ConfigOpt = None, format: FormatOpt = "table") -> None:
-    """Cursors, outbox depth by state, open conflicts and the last runs."""
-    from sync.status import collect
+def status(
+    config: ConfigOpt = None,
+    format: Annotated[
+        str, typer.Option("--format", help="table, json, or csv (the dead and blocked rows)")
+    ] = "table",
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="list at most this many dead/blocked rows")
+    ] = 100,
+) -> None:
+    """Cursors, outbox depth by state, the dead and blocked rows (id, key, attempts, last
+    error), open conflicts and the last runs."""
+    from sync.status import STUCK_COLUMNS, collect
 
     def body() -> None:
+        check_format(format)
         store = open_state(config)
-        data = collect(store)
+        data = collect(store, limit=limit)
         if format == "json":
             out.print_json(json.dumps(data, default=str))
+            return
+        if format == "csv":
+            emit(data["stuck"], "csv", columns=list(STUCK_COLUMNS))
             return
         from sync.status import render
 

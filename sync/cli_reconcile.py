@@ -9,14 +9,27 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sync import config as cfg
-from sync.cli import ConfigOpt, FormatOpt, app, emit, fail, guarded, open_state, out
+from sync.cli import (
+    ConfigOpt,
+    FormatOpt,
+    app,
+    check_format,
+    emit,
+    fail,
+    guarded,
+    open_state,
+    out,
+)
 from sync.locks import exclusive
 from sync.state.store import display_ref
+
+if TYPE_CHECKING:
+    from sync.reconcile import Finding
 
 conflicts_app = typer.Typer(help="The conflicts log: list, show, resolve.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Safety-stock alerts.", no_args_is_help=True)
@@ -24,11 +37,27 @@ app.add_typer(conflicts_app, name="conflicts")
 app.add_typer(alerts_app, name="alerts")
 
 PipelineOpt = Annotated[str | None, typer.Option("--pipeline", help="only this pipeline")]
-KINDS = ("erp_ledger_drift", "crm_modified", "missing_in_crm", "orphan_in_crm", "in_flux")
+KINDS = (
+    "erp_ledger_drift",
+    "crm_modified",
+    "missing_in_crm",
+    "orphan_in_crm",
+    "duplicate_in_crm",
+    "in_flux",
+)
 
 
 def _q(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _duplicates(f: Finding, fmt: str) -> list[dict[str, str]] | str | None:
+    """A duplicate_in_crm's other records: a list in JSON, ``id=qty; …`` in CSV and tables."""
+    if not f.extras:
+        return [] if fmt == "json" else None
+    if fmt == "json":
+        return f.duplicates_json()
+    return "; ".join(f"{d['crm_id']}={d['crm']}" for d in f.duplicates_json())
 
 
 def _selected(settings: cfg.SettingsBase, name: str | None) -> list[cfg.PipelineBase]:
@@ -60,6 +89,7 @@ def reconcile_cmd(
     from sync.runtime import build_pipeline, open_store
 
     def body() -> int:
+        check_format(format)
         if only is not None and only not in KINDS:
             fail(f"unknown kind {only!r}", f"use one of {', '.join(KINDS)}")
         settings = cfg.load(config)
@@ -90,6 +120,8 @@ def reconcile_cmd(
                     "ledger": _q(f.ledger),
                     "crm": _q(f.crm),
                     "pushed": _q(f.pushed),
+                    "crm_id": f.crm_id,
+                    "duplicates": _duplicates(f, format),
                     "action": f.action.value,
                 }
                 if apply:

@@ -12,6 +12,7 @@ from sync import config as cfg
 from sync.cli import ConfigOpt, app, err, fail, guarded, open_state, out
 from sync.locks import exclusive
 from sync.progress import Progress
+from sync.state.store import BLOCKED, DEAD, StateStore
 
 
 def _selected(settings: cfg.SettingsBase, name: str | None) -> list[cfg.PipelineBase]:
@@ -27,15 +28,17 @@ def once(
 ) -> None:
     """One pull → push cycle for every enabled pipeline, then exit.
 
-    Exit 0 when everything was pushed, 1 when some rows are dead or blocked, 2 on failure.
+    Exit 0 when everything was pushed, 1 while any dead or blocked row exists in these
+    pipelines (left by this cycle or an earlier one; `stocksync status` lists them),
+    2 on failure.
     """
     from sync.runtime import build_pipeline, open_store, run_cycle
 
     def body() -> int:
         settings = cfg.load(config)
         store = open_store(settings)
-        findings = 0
-        for p in _selected(settings, pipeline):
+        selected = _selected(settings, pipeline)
+        for p in selected:
             runtime = build_pipeline(p, store)
             try:
                 with (
@@ -52,11 +55,26 @@ def once(
                 f"blocked {result.push.blocked}",
                 markup=False,
             )
-            findings += result.push.failed
-        return 1 if findings else 0
+        return 1 if _report_stuck(store, [p.name for p in selected]) else 0
 
     code = guarded(body)
     raise typer.Exit(code)
+
+
+def _report_stuck(store: StateStore, pipelines: list[str]) -> int:
+    """Print the dead and blocked rows left in ``pipelines``; return how many there are."""
+    counts = store.outbox_counts()
+    total = 0
+    for name in pipelines:
+        dead, blocked = counts.get((name, DEAD), 0), counts.get((name, BLOCKED), 0)
+        if dead or blocked:
+            out.print(
+                f"{name}: {dead} dead and {blocked} blocked row(s) need you: "
+                "see `stocksync status`",
+                markup=False,
+            )
+        total += dead + blocked
+    return total
 
 
 @app.command("retry")
@@ -69,7 +87,10 @@ def retry(
 
     def body() -> None:
         if not ids and not all_rows:
-            fail("name outbox row ids or pass --all", "see `stocksync status` for dead rows")
+            fail(
+                "name outbox row ids or pass --all",
+                "`stocksync status` lists the dead rows with their ids and last errors",
+            )
         store = open_state(config)
         count = store.requeue_dead(None if all_rows else ids, datetime.now(UTC))
         out.print(f"requeued {count} dead row(s)", markup=False)

@@ -121,6 +121,8 @@ class ReconcileSettings(StrictModel):
     crm_modified: Policy = "erp_wins"
     missing_in_crm: Policy = "erp_wins"
     orphan_in_crm: Literal["report_only", "zero"] = "report_only"
+    #: two or more live CRM records for one key: keep the bound one, invalidate the others
+    duplicate_in_crm: Literal["report_only", "invalidate_extras"] = "report_only"
 
 
 class WebhookSettings(StrictModel):

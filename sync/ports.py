@@ -100,7 +100,20 @@ class CrmSink(Protocol):
         ...
 
     def read_levels(self) -> Iterator[CrmLevel]:
-        """Every stock record in the CRM, for reconcile and for binding in bulk."""
+        """Every live stock record in the CRM, for reconcile and for binding in bulk.
+
+        Duplicates included: two records for one key (made by a person, an import or
+        another tool) come back as two CrmLevel, oldest first, so reconcile can
+        report them (``duplicate_in_crm``, design note 23).
+        """
+        ...
+
+    def invalidate_level(self, crm_id: str, key: StockKey) -> None:
+        """Retire one stock record (a duplicate of ``key``) so that it no longer shows.
+
+        Soft delete where the CRM has one (Fxiaoke: ``data/invalid``, reference §5).
+        Idempotent. Raises TransientError / OutcomeUnknownError / PermanentError.
+        """
         ...
 
     def find_movement(self, movement_key: str) -> str | None: ...

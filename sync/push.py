@@ -69,6 +69,8 @@ class PushReport:
     dead: int = 0
     blocked: int = 0
     stopped: bool = False
+    #: (target, ref) of every row this run could not push (retried, dead or blocked)
+    unfinished: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def failed(self) -> int:
@@ -137,6 +139,7 @@ class Pusher:
             report.dead += 1
         else:
             report.retried += 1
+        report.unfinished.add((row.target, row.ref))
         log.warning(
             "push_failed",
             pipeline=self.pipeline,
@@ -167,6 +170,7 @@ class Pusher:
                 detail={"code": exc.code, "target": row.target, "message": str(exc)},
             )
         report.blocked += 1
+        report.unfinished.add((row.target, row.ref))
         log.warning("push_blocked", pipeline=self.pipeline, what=exc.what, code=exc.code)
 
     # -- one row --------------------------------------------------------------------
@@ -305,25 +309,30 @@ class Pusher:
         """Bind every existing CRM stock record in one paged read (first push of a big ledger).
 
         The CRM's current value becomes the "last pushed" value: equal levels then
-        cost no write at all, different ones one update.
+        cost no write at all, different ones one update. With duplicates for a key
+        the oldest record wins (as ``find_level`` picks it), and a key already bound
+        keeps its record: reconcile reports the others (design note 23).
         """
         bound = 0
-        chunk: list[tuple[str, str, str | None, Decimal | None]] = []
+        chunk: dict[str, tuple[str, str, str | None, Decimal | None]] = {}
         # HTTP paging happens outside any transaction; each chunk is bound in one statement
         for lvl in self.sink.read_levels():
             value = LevelValue(lvl.qty, lvl.available if lvl.available is not None else lvl.qty)
-            chunk.append((level_ref(lvl.stock_key), lvl.crm_id, _level_hash(value), lvl.qty))
+            ref = level_ref(lvl.stock_key)
+            chunk.setdefault(ref, (ref, lvl.crm_id, _level_hash(value), lvl.qty))
             if len(chunk) >= 1000:
                 bound += self._bind_chunk(chunk)
         return bound + self._bind_chunk(chunk)
 
-    def _bind_chunk(self, chunk: list[tuple[str, str, str | None, Decimal | None]]) -> int:
-        if chunk:
+    def _bind_chunk(self, chunk: dict[str, tuple[str, str, str | None, Decimal | None]]) -> int:
+        """Bind the chunk's refs that have no binding yet (earlier chunks included)."""
+        taken = self.store.bound_refs(self.pipeline, LEVEL, list(chunk)) if chunk else set()
+        rows = [row for ref, row in chunk.items() if ref not in taken]
+        if rows:
             with self.store.transaction() as tx:
-                tx.bind_many(self.pipeline, LEVEL, chunk, None)
-        count = len(chunk)
+                tx.bind_many(self.pipeline, LEVEL, rows, None)
         chunk.clear()
-        return count
+        return len(rows)
 
     # -- a whole run -----------------------------------------------------------------
     def run(

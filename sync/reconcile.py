@@ -27,6 +27,7 @@ class FindingKind(StrEnum):
     CRM_MODIFIED = "crm_modified"
     MISSING_IN_CRM = "missing_in_crm"
     ORPHAN_IN_CRM = "orphan_in_crm"
+    DUPLICATE_IN_CRM = "duplicate_in_crm"
     IN_FLUX = "in_flux"
 
 
@@ -41,6 +42,8 @@ class Action(StrEnum):
     CREATE = "create"
     #: set the orphan CRM record to zero
     ZERO = "zero"
+    #: invalidate the CRM's extra records of a key, keeping the bound one
+    INVALIDATE = "invalidate"
 
 
 Policy = Literal["erp_wins", "report_only"]
@@ -80,6 +83,7 @@ CONFLICT_KINDS = (
     FindingKind.CRM_MODIFIED,
     FindingKind.MISSING_IN_CRM,
     FindingKind.ORPHAN_IN_CRM,
+    FindingKind.DUPLICATE_IN_CRM,
 )
 
 
@@ -91,14 +95,28 @@ class Policies:
     crm_modified: Policy = "erp_wins"
     missing_in_crm: Policy = "erp_wins"
     orphan_in_crm: Literal["report_only", "zero"] = "report_only"
+    duplicate_in_crm: Literal["report_only", "invalidate_extras"] = "report_only"
+
+
+@dataclass(frozen=True, slots=True)
+class CrmRecord:
+    """One CRM stock record: its id and real stock."""
+
+    crm_id: str
+    qty: Decimal
 
 
 @dataclass(frozen=True, slots=True)
 class CrmValue:
-    """One CRM stock record as reconcile sees it (C and the id to write to)."""
+    """The CRM's record of a key as reconcile sees it (C and the id to write to).
+
+    ``extras``: the key's other live records (duplicates), which the record kept
+    (the bound one, else the oldest) is compared without.
+    """
 
     qty: Decimal
     crm_id: str
+    extras: tuple[CrmRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +131,16 @@ class Finding:
     pushed: Decimal | None
     action: Action
     crm_id: str | None = None
+    #: ``duplicate_in_crm``: the key's records besides ``crm_id`` (the one kept)
+    extras: tuple[CrmRecord, ...] = ()
 
     @property
     def is_conflict(self) -> bool:
         return self.kind is not FindingKind.IN_FLUX
+
+    def duplicates_json(self) -> list[dict[str, str]]:
+        """The other records of a ``duplicate_in_crm`` as [{"crm_id": …, "crm": "7"}]."""
+        return [{"crm_id": r.crm_id, "crm": str(r.qty)} for r in self.extras]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +195,18 @@ def merge(
         yield _Row(current_key, *values)  # type: ignore[arg-type]
 
 
+def _duplicates(row: _Row, policies: Policies) -> Iterator[Finding]:
+    """``duplicate_in_crm`` when the key has more than one live CRM record."""
+    c = row.crm
+    if c is not None and c.extras:
+        invalidate = policies.duplicate_in_crm == "invalidate_extras"
+        action = Action.INVALIDATE if invalidate else Action.NONE
+        kind = FindingKind.DUPLICATE_IN_CRM
+        yield Finding(
+            kind, row.key, row.erp, row.ledger, c.qty, row.pushed, action, c.crm_id, c.extras
+        )
+
+
 def _decide(row: _Row, policies: Policies, shown: Shown) -> Iterator[Finding]:
     e, l_, c, p = row.erp, row.ledger, row.crm, row.pushed
     crm_qty = c.qty if c is not None else None
@@ -217,11 +253,12 @@ def plan(
 
     Each input must be sorted by (sku, warehouse) with unique keys (ValueError
     otherwise). A missing ERP figure counts as zero when the ledger knows the key
-    (ERPs leave empty stock out of on-hand). A key in ``in_flux`` moved while E
-    was taken: it yields one ``in_flux`` finding and no conflict, and is compared
-    next time. The CRM is compared at its field's precision (``shows``): a ledger
-    139.625 and a CRM 139.62 (or 139.63) are in sync. Time is linear in the number
-    of keys; memory holds only findings.
+    (ERPs leave empty stock out of on-hand). A CRM value with ``extras`` is a
+    ``duplicate_in_crm``; the key's other findings compare the record kept. A key
+    in ``in_flux`` moved while E was taken: it yields one ``in_flux`` finding and
+    no conflict, and is compared next time. The CRM is compared at its field's
+    precision (``shows``): a ledger 139.625 and a CRM 139.62 (or 139.63) are in
+    sync. Time is linear in the number of keys; memory holds only findings.
     """
     findings: list[Finding] = []
     for row in merge(erp_on_hand, ledger_levels, crm_levels, pushed):
@@ -239,6 +276,7 @@ def plan(
                 )
             )
             continue
+        findings.extend(_duplicates(row, policies))
         findings.extend(_decide(row, policies, shown))
     return findings
 

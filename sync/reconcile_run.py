@@ -21,12 +21,14 @@ from decimal import Decimal
 
 import structlog
 
+from sync.errors import PermanentError, TransientError
 from sync.ledger import apply_page
 from sync.model import LevelValue, Movement, MovementKind, Page, StockKey
 from sync.push import PushReport
 from sync.reconcile import (
     CONFLICT_KINDS,
     Action,
+    CrmRecord,
     CrmValue,
     Finding,
     FindingKind,
@@ -34,6 +36,7 @@ from sync.reconcile import (
     plan,
 )
 from sync.runtime import Pipeline, ledger_options
+from sync.settings import mask
 from sync.state.scratch import SortedSpool
 from sync.state.store import LEVEL, StateStore, level_ref
 
@@ -49,6 +52,7 @@ RESOLUTIONS = {
     Action.OVERWRITE: "overwritten",
     Action.CREATE: "created",
     Action.ZERO: "zeroed",
+    Action.INVALIDATE: "invalidated",
 }
 
 
@@ -72,17 +76,21 @@ class ReconcileResult:
 
     @property
     def remaining(self) -> int:
-        """Differences still there: everything in a dry run; after apply, what was not fixed."""
+        """Differences still there: everything in a dry run; after apply, what was not
+        fixed, plus the other rows the push could not write (each counted once)."""
         if not self.applied:
             return len(self.conflicts)
         fixed = {(f.kind, f.key) for f in self.done}
         left = [f for f in self.conflicts if (f.kind, f.key) not in fixed]
-        return len(left) + self.push.failed + self.push.retried
+        counted = {(LEVEL, level_ref(f.key)) for f in left}
+        return len(left) + len(self.push.unfinished - counted)
 
 
 def policies_of(pipeline: Pipeline) -> Policies:
     r = pipeline.settings.reconcile
-    return Policies(r.erp_ledger_drift, r.crm_modified, r.missing_in_crm, r.orphan_in_crm)
+    return Policies(
+        r.erp_ledger_drift, r.crm_modified, r.missing_in_crm, r.orphan_in_crm, r.duplicate_in_crm
+    )
 
 
 def _catch_up(pipeline: Pipeline, run_id: str) -> set[StockKey]:
@@ -95,9 +103,18 @@ def _erp_sorted(pipeline: Pipeline, spool: SortedSpool) -> Iterator[tuple[StockK
 
 
 def _crm_sorted(pipeline: Pipeline, spool: SortedSpool) -> Iterator[tuple[StockKey, CrmValue]]:
-    # two CRM records for one key: the first wins, the second is reported by the sink's owner
+    """The CRM's records by key. Several records for one key (duplicates, design note 23):
+    the one bound is kept and compared, else the oldest (the one a push would bind)."""
     spool.add((lvl.stock_key, lvl.qty, lvl.crm_id) for lvl in pipeline.sink.read_levels())
-    return ((key, CrmValue(qty, crm_id or "")) for key, qty, crm_id in spool.first())
+    for key, rows in spool.grouped():
+        records = [CrmRecord(crm_id or "", qty) for qty, crm_id in rows]
+        kept = records[0]
+        if len(records) > 1:
+            binding = pipeline.store.binding(pipeline.name, LEVEL, level_ref(key))
+            bound = [r for r in records if binding is not None and r.crm_id == binding.crm_id]
+            kept = bound[0] if bound else kept
+        extras = tuple(r for r in records if r is not kept)
+        yield key, CrmValue(kept.qty, kept.crm_id, extras)
 
 
 def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[Finding], int]:
@@ -205,13 +222,65 @@ def _force_push(store: StateStore, pipeline: str, findings: list[Finding], now: 
 
 
 def _zero_orphans(pipeline: Pipeline, orphans: list[Finding]) -> list[Finding]:
+    """Set each orphan to zero; one that fails stays not applied (and is reported)."""
     done = []
     for f in orphans:
         if f.crm_id is None:
             continue
-        pipeline.sink.update_level(f.crm_id, f.key, LevelValue(Decimal(0), Decimal(0)))
+        try:
+            pipeline.sink.update_level(f.crm_id, f.key, LevelValue(Decimal(0), Decimal(0)))
+        except (TransientError, PermanentError) as exc:
+            log.warning(
+                "reconcile_write_failed",
+                pipeline=pipeline.name,
+                kind=f.kind.value,
+                crm_id=f.crm_id,
+                error=mask(str(exc)),
+            )
+            continue
         done.append(f)
     return done
+
+
+def _invalidate_extras(pipeline: Pipeline, duplicates: list[Finding]) -> list[Finding]:
+    """Invalidate each duplicate's extra records, keeping ``crm_id`` (the bound one).
+
+    A key whose binding points to none of its live records is rebound to the one
+    kept and queued, so the next push writes there. A key whose extras could not
+    all be invalidated stays not applied (and is reported).
+    """
+    done = []
+    for f in duplicates:
+        try:
+            for extra in f.extras:
+                pipeline.sink.invalidate_level(extra.crm_id, f.key)
+        except (TransientError, PermanentError) as exc:
+            log.warning(
+                "reconcile_write_failed",
+                pipeline=pipeline.name,
+                kind=f.kind.value,
+                crm_id=extra.crm_id,
+                error=mask(str(exc)),
+            )
+            continue
+        done.append(f)
+    rebind = [f for f in done if f.crm_id and _bound_elsewhere(pipeline, f)]
+    if rebind:
+        _force_push(pipeline.store, pipeline.name, rebind, pipeline.now())
+    return done
+
+
+def _bound_elsewhere(pipeline: Pipeline, f: Finding) -> bool:
+    binding = pipeline.store.binding(pipeline.name, LEVEL, level_ref(f.key))
+    return binding is not None and binding.crm_id != f.crm_id
+
+
+def _pushed(pipeline: Pipeline, findings: list[Finding]) -> list[Finding]:
+    """The findings whose level the push wrote: their outbox row is gone. A row that
+    died, was blocked, or waits for a retry leaves its finding not applied."""
+    refs = [level_ref(f.key) for f in findings]
+    waiting = pipeline.store.outbox_states(pipeline.name, LEVEL, refs)
+    return [f for f, ref in zip(findings, refs, strict=True) if ref not in waiting]
 
 
 def apply(pipeline: Pipeline, result: ReconcileResult) -> None:
@@ -224,9 +293,10 @@ def apply(pipeline: Pipeline, result: ReconcileResult) -> None:
     repush = by_action[Action.OVERWRITE] + by_action[Action.CREATE]
     if repush:
         _force_push(pipeline.store, pipeline.name, repush, pipeline.now())
-        result.done += repush
     result.done += _zero_orphans(pipeline, by_action[Action.ZERO])
+    result.done += _invalidate_extras(pipeline, by_action[Action.INVALIDATE])
     result.push = pipeline.pusher().run()
+    result.done += _pushed(pipeline, repush)
 
 
 def record(pipeline: Pipeline, result: ReconcileResult) -> None:
@@ -253,7 +323,7 @@ def record(pipeline: Pipeline, result: ReconcileResult) -> None:
                 pipeline=pipeline.name,
                 ref=ref,
                 now=now,
-                detail={"action": f.action.value, "crm_id": f.crm_id, "run_id": result.run_id},
+                detail=_detail(f, result.run_id),
                 erp=f.erp,
                 ledger=f.ledger,
                 crm=f.crm,
@@ -272,12 +342,20 @@ def record(pipeline: Pipeline, result: ReconcileResult) -> None:
                 action=f.action.value,
                 applied=resolution is not None,
                 run_id=result.run_id,
+                **({"duplicates": f.duplicates_json()} if f.extras else {}),
             )
         for kind, ref in settled:
             if (kind, ref) not in seen and ref not in flux:
                 tx.resolve_conflicts(
                     pipeline.name, kind, ref, now, "in_sync", "in sync at reconcile"
                 )
+
+
+def _detail(f: Finding, run_id: str) -> dict[str, object]:
+    detail: dict[str, object] = {"action": f.action.value, "crm_id": f.crm_id, "run_id": run_id}
+    if f.extras:
+        detail["duplicates"] = f.duplicates_json()
+    return detail
 
 
 def _s(value: Decimal | None) -> str | None:

@@ -9,15 +9,38 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sync.state.store import OUTBOX_STATES, StateStore
+from sync.state.store import OUTBOX_STATES, OutboxRow, StateStore, display_ref
+
+#: how `stocksync retry` and the conflicts log act on the rows `status` lists
+STUCK_HINT = (
+    "dead rows: fix the cause in the last error, then `stocksync retry ID…` (or --all); "
+    "blocked rows are pushed once the CRM knows the SKU or warehouse "
+    "(`stocksync conflicts list --open`)"
+)
 
 
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
 
-def collect(store: StateStore) -> dict[str, Any]:
-    """A JSON-ready snapshot of the state database."""
+STUCK_COLUMNS = ("pipeline", "id", "state", "target", "key", "attempts", "last_error")
+
+
+def stuck_row(row: OutboxRow) -> dict[str, Any]:
+    """One dead or blocked outbox row as `status` shows it (JSON and CSV alike)."""
+    return {
+        "pipeline": row.pipeline,
+        "id": row.id,
+        "state": row.state,
+        "target": row.target,
+        "key": display_ref(row.ref),
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+    }
+
+
+def collect(store: StateStore, *, limit: int = 100) -> dict[str, Any]:
+    """A JSON-ready snapshot of the state database; at most ``limit`` dead/blocked rows."""
     outbox: dict[str, dict[str, int]] = {}
     for (pipeline, state), count in store.outbox_counts().items():
         outbox.setdefault(pipeline, dict.fromkeys(OUTBOX_STATES, 0))[state] = count
@@ -49,6 +72,8 @@ def collect(store: StateStore) -> dict[str, Any]:
             for pipeline, (count, keys) in store.inexact_levels().items()
         },
         "open_conflicts": conflicts,
+        #: rows a person must act on (their counts are in ``outbox``)
+        "stuck": [stuck_row(r) for r in store.outbox_stuck(limit=limit)],
         "runs": [
             {
                 "pipeline": r.pipeline,
@@ -102,6 +127,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         outbox.add_row(pipeline, str(waiting), *(str(counts.get(s, 0)) for s in OUTBOX_STATES))
     console.print(outbox)
     _render_inexact(data, console)
+    _render_stuck(data, console)
     conflicts = data["open_conflicts"]
     if conflicts:
         table = Table(title="open conflicts")
@@ -128,3 +154,29 @@ def render(data: dict[str, Any], console: Console) -> None:
             str(r["failed"]),
         )
     console.print(runs)
+
+
+def _render_stuck(data: dict[str, Any], console: Console) -> None:
+    rows = data["stuck"]
+    total = sum(
+        counts.get(state, 0) for counts in data["outbox"].values() for state in ("dead", "blocked")
+    )
+    if not rows:
+        return
+    table = Table(title="dead and blocked rows")
+    for col in ("pipeline", "id", "state", "target", "key", "attempts", "last error"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["pipeline"],
+            str(r["id"]),
+            r["state"],
+            r["target"],
+            r["key"],
+            str(r["attempts"]),
+            r["last_error"] or "",
+        )
+    console.print(table)
+    if total > len(rows):
+        console.print(f"… {total - len(rows)} more (raise --limit)", markup=False)
+    console.print(STUCK_HINT, markup=False)

@@ -190,3 +190,73 @@ def test_db_verify_reports_a_tampered_level(tmp_path: Path) -> None:
     result = run("db", "verify", env={"STOCKSYNC_STATE_URL": url}, cwd=tmp_path)
     assert result.returncode == 1
     assert "level differences" in result.stdout and "3.000001" in result.stdout
+
+
+def _state_with_stuck_rows(url: str) -> None:
+    """Pipeline "main": A@W1 dead (the CRM rejected it), B@W1 pushed, C@W1 blocked."""
+    from connectors.memory.sink import MemoryCrm
+    from sync.push import Pusher
+
+    store = StateStore(url)
+    store.upgrade()
+    at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    lines = [
+        Movement(f"memory:d:{n}:1", MovementKind.RECEIPT, sku, "W1", Decimal(2), at, at)
+        for n, sku in enumerate(["A", "B", "C"])
+    ]
+    apply_page(store, "main", Page("s", lines, None), now=at)
+    crm = MemoryCrm(skus={"A", "B"})
+    crm.faults.append(("create_level", "reject"))
+    report = Pusher(store, crm, "main", now=lambda: at).run()
+    assert (report.pushed, report.dead, report.blocked) == (1, 1, 1)
+    store.close()
+
+
+def test_status_lists_dead_and_blocked_rows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    _state_with_stuck_rows(url)
+    env = {"STOCKSYNC_STATE_URL": url, "COLUMNS": "250"}
+    data = json.loads(run("status", "--format", "json", env=env, cwd=tmp_path).stdout)
+    stuck = {r["key"]: r for r in data["stuck"]}
+    assert set(stuck) == {"A@W1", "C@W1"}
+    dead, blocked = stuck["A@W1"], stuck["C@W1"]
+    assert (dead["state"], dead["attempts"], dead["pipeline"]) == ("dead", 1, "main")
+    assert dead["last_error"] == "memory CRM: create_level rejected (injected)"
+    assert (blocked["state"], blocked["attempts"]) == ("blocked", 0)
+    assert blocked["last_error"] == "CRM has no product 'C'"
+    assert data["outbox"]["main"]["dead"] == 1 and data["outbox"]["main"]["blocked"] == 1
+
+    csv_out = run("status", "--format", "csv", env=env, cwd=tmp_path)
+    lines = csv_out.stdout.splitlines()
+    assert csv_out.returncode == 0
+    assert lines[0] == "pipeline,id,state,target,key,attempts,last_error"
+    error = "memory CRM: create_level rejected (injected)"
+    assert lines[1] == f"main,{dead['id']},dead,level,A@W1,1,{error}"
+    assert lines[2].startswith(f"main,{blocked['id']},blocked,level,C@W1,0,")
+
+    table = run("status", env=env, cwd=tmp_path)
+    assert table.returncode == 0
+    assert "dead and blocked rows" in table.stdout and "stocksync retry" in table.stdout
+    row = next(line for line in table.stdout.splitlines() if "A@W1" in line)
+    assert str(dead["id"]) in row and "rejected (injected)" in row
+
+    retried = run("retry", str(dead["id"]), env=env, cwd=tmp_path)
+    assert retried.returncode == 0 and "requeued 1 dead row(s)" in retried.stdout
+    data = json.loads(run("status", "--format", "json", env=env, cwd=tmp_path).stdout)
+    assert [r["key"] for r in data["stuck"]] == ["C@W1"]
+
+
+def test_status_csv_without_stuck_rows_prints_the_header(tmp_path: Path) -> None:
+    env = {"STOCKSYNC_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+    result = run("status", "--format", "csv", env=env, cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == ["pipeline,id,state,target,key,attempts,last_error"]
+
+
+@pytest.mark.parametrize("command", [("status",), ("reconcile",), ("conflicts", "list")])
+def test_an_unknown_format_is_an_error_not_a_table(tmp_path: Path, command: tuple[str]) -> None:
+    env = {"STOCKSYNC_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+    result = run(*command, "--format", "yaml", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown format 'yaml'" in result.stderr and "table, json" in result.stderr
+    assert result.stdout == ""

@@ -99,6 +99,27 @@ def test_bulk_binding_reuses_existing_crm_records(store: StateStore, clock: Cloc
     assert {r.key.sku: i for i, r in crm.levels.items()} == {s: i for s, i in existing.items()}
 
 
+def test_bulk_binding_takes_the_oldest_duplicate_and_keeps_existing_bindings(
+    store: StateStore, clock: Clock
+) -> None:
+    """Design note 23: like find_level, the bulk read binds the oldest record of a key,
+    and never moves a key already bound to another of its records."""
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    erp.put(receipt(clock, 0, sku="S0", qty="4"))
+    sync(store, erp, crm, clock)
+    (bound_s0,) = crm.records(StockKey("S0", "W1"))
+    crm.add_record(StockKey("S0", "W1"), Decimal(4), oldest=True)  # older, never bound
+    older = crm.add_record(StockKey("S1", "W1"), Decimal(9))
+    newer = crm.add_record(StockKey("S1", "W1"), Decimal(9))
+    for n in range(1, 6):
+        erp.put(receipt(clock, n, sku=f"S{n}", qty="9"))
+    clock.advance(5)
+    sync(store, erp, crm, clock, bulk_bind_threshold=2)
+    bound = {ref.split("\x1f")[0]: b.crm_id for ref, b in store.bindings("p", LEVEL).items()}
+    assert bound["S0"] == bound_s0 and bound["S1"] == older
+    assert crm.records(StockKey("S1", "W1")) == {older: Decimal(9), newer: Decimal(9)}
+
+
 def _lv(q: int) -> object:
     from sync.model import LevelValue
 

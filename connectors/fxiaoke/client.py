@@ -4,6 +4,11 @@ Fxiaoke answers HTTP 200 for every error; only ``errorCode`` in the body counts,
 and ``raise_for_error`` is the one place that turns codes into our error classes.
 Retries (tenacity) live here and nowhere else; creates are never retried blindly
 because Fxiaoke has no idempotency key — the engine looks up first instead.
+
+What an error says about a write (design note 22): codes the gateway answers
+before any work (limits, auth, configuration, parameter and business errors) mean
+"not applied"; -1, -2, 50009, a missing code, a 5xx and a lost answer mean
+"unknown" and raise ``OutcomeUnknownError`` for a write.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ TRANSIENT_CODES = {
     14001: "call limit exceeded",
     30004: "per-path call frequency exceeded",
 }
+#: transient codes after which a write may have been applied: the server failed or timed
+#: out somewhere behind the gateway (reference §3 does not say how far the call got)
+OUTCOME_UNKNOWN_CODES = frozenset({-1, -2, 50009})
 AUTH_CODES = {
     20016: "corpAccessToken missing or expired",
     20005: "appAccessToken missing or expired",
@@ -82,10 +90,15 @@ def seconds_until_quota_reset(now: datetime) -> float:
     return (midnight - local).total_seconds()
 
 
-def raise_for_error(body: Mapping[str, Any], *, what: str, now: datetime) -> None:
+def raise_for_error(
+    body: Mapping[str, Any], *, what: str, now: datetime, write: bool = False
+) -> None:
     """Map a Fxiaoke envelope to our errors; return quietly when ``errorCode`` is 0.
 
-    Never branch on ``errorMessage`` (the docs warn it changes); it is only carried.
+    ``write=True``: -1, -2, 50009 or no readable code raise ``OutcomeUnknownError``
+    (the write may have been applied, reference §3/§6); every other code means the
+    call was refused before it did anything. Never branch on ``errorMessage`` (the
+    docs warn it changes); it is only carried.
     """
     try:
         code = int(body.get("errorCode", -2))
@@ -99,6 +112,11 @@ def raise_for_error(body: Mapping[str, Any], *, what: str, now: datetime) -> Non
         "error_message": message,
         "trace_id": body.get("traceId"),
     }
+    if write and code in OUTCOME_UNKNOWN_CODES:
+        raise OutcomeUnknownError(
+            f"{what}: Fxiaoke {code} ({TRANSIENT_CODES[code]}); the write may have been applied",
+            **ctx,
+        )
     if code in TRANSIENT_CODES:
         raise TransientError(f"{what}: Fxiaoke {code} ({TRANSIENT_CODES[code]})", **ctx)
     if code == QUOTA_CODE:
@@ -121,7 +139,15 @@ def _retriable(exc: BaseException) -> bool:
     """Retry transient errors here, except: unknown write outcomes (the engine looks up
     first), auth errors (refreshed once in place, never in a loop that burns the token
     limit) and hints longer than a minute (the daily quota)."""
-    if not isinstance(exc, TransientError) or isinstance(exc, OutcomeUnknownError | AuthError):
+    if isinstance(exc, OutcomeUnknownError):
+        return False
+    return _retriable_idempotent(exc)
+
+
+def _retriable_idempotent(exc: BaseException) -> bool:
+    """``_retriable`` for writes that can be repeated (update, invalid): an unknown
+    outcome is retried too, since applying them twice is applying them once."""
+    if not isinstance(exc, TransientError) or isinstance(exc, AuthError):
         return False
     return exc.retry_after_s is None or exc.retry_after_s <= MAX_CLIENT_WAIT_S
 
@@ -166,9 +192,9 @@ class FxiaokeClient:
         self._token_limiter = RateLimiter(
             TOKEN_CALLS_PER_MIN, 60.0, clock=clock, sleep=context.sleep
         )
-        self._retry = retrying(max_attempts=settings.max_attempts, sleep=context.sleep).copy(
-            retry=retry_if_exception(_retriable)
-        )
+        policy = retrying(max_attempts=settings.max_attempts, sleep=context.sleep)
+        self._retry = policy.copy(retry=retry_if_exception(_retriable))
+        self._retry_idempotent = policy.copy(retry=retry_if_exception(_retriable_idempotent))
         self._token_lock = threading.Lock()
         self._token: _Token | None = None
         self._rejected: str | None = None
@@ -225,7 +251,7 @@ class FxiaokeClient:
             "appSecret": self.settings.app_secret.get_secret_value(),
             "permanentCode": self.settings.permanent_code.get_secret_value(),
         }
-        payload = self._send(TOKEN_PATH, body, what="corpAccessToken", create=False)
+        payload = self._send(TOKEN_PATH, body, what="corpAccessToken", write=False)
         value, corp_id = payload.get("corpAccessToken"), payload.get("corpId")
         if not isinstance(value, str) or not value or not isinstance(corp_id, str):
             raise PermanentError("corpAccessToken: answer without corpAccessToken/corpId")
@@ -241,26 +267,58 @@ class FxiaokeClient:
 
     # ------------------------------------------------------------ calls
     def call(
-        self, path: str, data: Json | None, *, extra: Json | None = None, create: bool = False
+        self,
+        path: str,
+        data: Json | None,
+        *,
+        extra: Json | None = None,
+        write: bool = False,
+        idempotent: bool = True,
     ) -> Json:
         """POST one API call with the token envelope; retried on transient errors.
 
-        ``create=True`` makes a lost answer an OutcomeUnknownError that is not retried.
+        ``write=True``: an answer that leaves the outcome unknown (lost, 5xx, -1, -2,
+        50009) raises OutcomeUnknownError. A write that is not ``idempotent`` (a
+        create) is then not retried here: only the engine can look up first. An
+        idempotent write (update, invalid) is retried, and still raises
+        OutcomeUnknownError if it finally fails after any attempt with an unknown
+        outcome, so the engine never trusts the old value.
         """
-        return call_with_retries(self._retry, self._call_authenticated, path, data, extra, create)
+        if not write or not idempotent:
+            return call_with_retries(
+                self._retry, self._call_authenticated, path, data, extra, write
+            )
+        unknown: list[OutcomeUnknownError] = []
+
+        def attempt() -> Json:
+            try:
+                return self._call_authenticated(path, data, extra, True)
+            except OutcomeUnknownError as exc:
+                unknown.append(exc)
+                raise
+
+        try:
+            return call_with_retries(self._retry_idempotent, attempt)
+        except TransientError as exc:
+            if unknown and not isinstance(exc, OutcomeUnknownError):
+                raise OutcomeUnknownError(
+                    f"{exc}; an earlier attempt may have been applied ({unknown[-1]})",
+                    retry_after_s=exc.retry_after_s,
+                ) from exc
+            raise
 
     def _call_authenticated(
-        self, path: str, data: Json | None, extra: Json | None, create: bool
+        self, path: str, data: Json | None, extra: Json | None, write: bool
     ) -> Json:
         token = self._ensure_token()
         try:
-            return self._send(path, self._envelope(token, data, extra), what=path, create=create)
+            return self._send(path, self._envelope(token, data, extra), what=path, write=write)
         except AuthError:
             # 20016: the token expired or was replaced; a rejected call was not applied,
             # so one refresh and one retry are safe even for creates.
             self._invalidate(token.value)
             token = self._ensure_token()
-            return self._send(path, self._envelope(token, data, extra), what=path, create=create)
+            return self._send(path, self._envelope(token, data, extra), what=path, write=write)
 
     def _envelope(self, token: _Token, data: Json | None, extra: Json | None) -> Json:
         body: Json = {
@@ -273,7 +331,7 @@ class FxiaokeClient:
             body["data"] = data
         return body
 
-    def _send(self, path: str, body: Json, *, what: str, create: bool) -> Json:
+    def _send(self, path: str, body: Json, *, what: str, write: bool) -> Json:
         limited = self._limiter.slot(path) if path != TOKEN_PATH else nullcontext(0.0)
         try:
             with limited:
@@ -281,17 +339,17 @@ class FxiaokeClient:
                     path, params={"thirdTraceId": str(uuid.uuid4())}, json=body
                 )
         except httpx.HTTPError as exc:
-            raise_for_transport(exc, what=what, write=create)
+            raise_for_transport(exc, what=what, write=write)
             raise  # pragma: no cover - raise_for_transport always raises
-        raise_for_status(response, what=what, write=create)
+        raise_for_status(response, what=what, write=write)
+        cls = OutcomeUnknownError if write else TransientError
         try:
             payload = response.json()
         except ValueError:
-            cls = OutcomeUnknownError if create else TransientError
             raise cls(f"{what}: answer is not JSON") from None
         if not isinstance(payload, dict):
-            raise TransientError(f"{what}: answer is not a JSON object")
-        raise_for_error(payload, what=what, now=self._context.now())
+            raise cls(f"{what}: answer is not a JSON object")
+        raise_for_error(payload, what=what, now=self._context.now(), write=write)
         return payload
 
     # ------------------------------------------------------------ objects
@@ -364,7 +422,8 @@ class FxiaokeClient:
             data_path(api_name, "create"),
             {"object_data": {"dataObjectApiName": api_name, **object_data}},
             extra={"triggerApprovalFlow": False, "triggerWorkFlow": False},
-            create=True,
+            write=True,
+            idempotent=False,
         )
         data = body.get("data")
         data = data if isinstance(data, dict) else {}
@@ -372,11 +431,21 @@ class FxiaokeClient:
         return str(found) if found else None
 
     def update(self, api_name: str, record_id: str, fields: Json) -> None:
-        """Merge ``fields`` into the record (idempotent, so retried like a read)."""
+        """Merge ``fields`` into the record (idempotent, so retried even when unknown)."""
         self.call(
             data_path(api_name, "update"),
             {"object_data": {"dataObjectApiName": api_name, "_id": record_id, **fields}},
             extra={"triggerApprovalFlow": False, "triggerWorkFlow": False},
+            write=True,
+        )
+
+    def invalid(self, api_name: str, record_id: str) -> None:
+        """Invalidate (soft-delete) one record, reference §5 ``data/invalid``; idempotent."""
+        self.call(
+            data_path(api_name, "invalid"),
+            {"dataObjectApiName": api_name, "object_data_id": record_id},
+            extra={"triggerApprovalFlow": False, "triggerWorkFlow": False},
+            write=True,
         )
 
     def close(self) -> None:

@@ -8,13 +8,17 @@ unique, reference, read-only, number-as-string and decimal-places checks from
 seeded describes (``emulator_describes``), served by ``/cgi/crm/v2/object/describe``.
 
 Tests steer it with an injectable clock, ``expire_tokens()``, ``fail_next()``
-(or a ``fault_hook``) and read ``calls`` / ``errors`` counters.
+(or a ``fault_hook``) and read ``calls`` / ``errors`` counters. Besides the named
+faults, ``error:<code>`` answers errorCode <code> without doing the call,
+``error_after_apply:<code>`` does it and then answers <code> (a server that failed
+after the write), and ``http_<status>[_after_apply]`` does the same with an HTTP status.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import secrets
 import signal
 import threading
@@ -23,6 +27,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -58,8 +63,11 @@ FAULT_KINDS = frozenset(
         "busy",
         "rate",
         "token_expired",
+        "connect_refused",
     }
 )
+#: parametric faults: "error:50009", "error_after_apply:-1", "http_502", "http_504_after_apply"
+_PARAMETRIC_FAULT = re.compile(r"(error|error_after_apply):-?\d+|http_[45]\d\d(_after_apply)?")
 _SHANGHAI = timezone(timedelta(hours=8))
 
 Json = dict[str, Any]
@@ -67,6 +75,27 @@ Json = dict[str, Any]
 
 class EmulatedTimeout(httpx.ReadTimeout):
     """Raised through ``httpx.WSGITransport`` so the client sees a read timeout."""
+
+
+class EmulatedConnectError(httpx.ConnectError):
+    """Raised before anything is read, as if the server refused the connection."""
+
+
+def _valid_parametric(kind: str) -> bool:
+    if not _PARAMETRIC_FAULT.fullmatch(kind):
+        return False
+    status = kind.removeprefix("http_")[:3] if kind.startswith("http_") else None
+    return status is None or int(status) in {s.value for s in HTTPStatus}
+
+
+def _fault_parts(fault: str) -> tuple[str, bool]:
+    """A parametric fault as (answer, after apply?): ("error:50009", True) for
+    "error_after_apply:50009", ("http_502", False) for "http_502"."""
+    if fault.startswith("error_after_apply:"):
+        return "error:" + fault.split(":", 1)[1], True
+    if fault.startswith("http_") and fault.endswith("_after_apply"):
+        return fault.removesuffix("_after_apply"), True
+    return fault, False
 
 
 class FxiaokeEmulator(Emulator):
@@ -99,6 +128,9 @@ class FxiaokeEmulator(Emulator):
         self.trace_ids: deque[str | None] = deque(maxlen=1000)
         #: called with the path before each data call; may return a fault kind
         self.fault_hook: Callable[[str], str | None] | None = None
+        #: the reference (§5.2) shows no dataId in a custom-object create answer, and S4
+        #: shows one for preset objects: False answers custom creates without it
+        self.custom_create_returns_id = True
         self._faults: dict[str, deque[str]] = {}
         self._tokens: dict[str, float] = {}  # token → expires_at
         self._current: dict[str, tuple[str, float]] = {}  # flow → (token, issued_at)
@@ -150,8 +182,13 @@ class FxiaokeEmulator(Emulator):
 
     def fail_next(self, path: str, kind: str, times: int = 1) -> None:
         """Inject ``kind`` into the next ``times`` calls on ``path`` ("*" = any data path)."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)}")
+        if kind not in FAULT_KINDS and not _valid_parametric(kind):
+            known = [
+                *sorted(FAULT_KINDS),
+                "error[_after_apply]:<code>",
+                "http_<status>[_after_apply]",
+            ]
+            raise ValueError(f"unknown fault kind {kind!r}; known: {known}")
         with self._lock:
             self._faults.setdefault(path, deque()).extend([kind] * times)
 
@@ -231,19 +268,28 @@ class FxiaokeEmulator(Emulator):
         fault = self._next_fault(path)
         if fault == "timeout_before_apply":
             raise EmulatedTimeout("emulated read timeout")
-        if fault in {"http_500", "busy", "rate", "token_expired"}:
+        if fault == "connect_refused":
+            raise EmulatedConnectError("emulated connection refused")
+        if fault in {"busy", "rate", "token_expired"}:
             return self._fault_answer(fault)
+        answer, after_apply = _fault_parts(fault) if fault else ("", False)
+        if answer.startswith(("error:", "http_")) and not after_apply:
+            return self._fault_answer(answer)
         self._throttle(path)
         result = handler(body)
         if fault == "timeout_after_apply":
             raise EmulatedTimeout("emulated read timeout after the write was applied")
-        if fault == "http_500_after_apply":
-            return "500 Internal Server Error", {"errorCode": -2, "errorMessage": "error"}
+        if after_apply:
+            return self._fault_answer(answer)
         return "200 OK", self._ok(result)
 
     def _fault_answer(self, fault: str) -> tuple[str, Json]:
-        if fault == "http_500":
-            return "500 Internal Server Error", {"errorCode": -2, "errorMessage": "error"}
+        if fault.startswith("http_"):
+            status = HTTPStatus(int(fault.removeprefix("http_")))
+            return f"{status.value} {status.phrase}", {"errorCode": -2, "errorMessage": "error"}
+        if fault.startswith("error:"):
+            code = int(fault.removeprefix("error:"))
+            raise ApiError(code, f"emulated error {code}", "emulated")
         if fault == "token_expired":
             self.expire_tokens()
             raise ApiError(20016, "the cropId,cropAccessToken or authorization is error")
@@ -383,6 +429,8 @@ class FxiaokeEmulator(Emulator):
         if action == "create":
             assert object_data is not None
             rec = store.create(api_name, object_data)
+            if custom and not self.custom_create_returns_id:
+                return {}
             return {"dataId": rec["_id"], "data": {"_id": rec["_id"]}}
         if action == "update":
             assert object_data is not None

@@ -80,7 +80,8 @@ class FxiaokeSink:
         }
 
     def find_level(self, key: StockKey) -> str | None:
-        """The oldest live StockObj for (product, warehouse); duplicates are reconcile's job."""
+        """The oldest live StockObj for (product, warehouse); duplicates are reconcile's
+        job (design note 23), which keeps the record bound here."""
         filters = [flt(f, "EQ", v) for f, v in self._refs(key).items()]
         filters.append(flt("life_status", "EQ", "normal"))
         ids = self.client.find_ids(self.settings.stock_object, filters, limit=1)
@@ -106,13 +107,18 @@ class FxiaokeSink:
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
         self.client.update(self.settings.stock_object, crm_id, self._level_fields(value))
 
+    def invalidate_level(self, crm_id: str, key: StockKey) -> None:
+        """Invalidate a duplicate StockObj (``data/invalid``, reference §5)."""
+        self.client.invalid(self.settings.stock_object, crm_id)
+
     def prepare_levels(self, keys: Sequence[StockKey]) -> None:
         """Resolve the products and warehouses of ``keys`` in bulk (100 codes a query)."""
         self.products.resolve_many(key.sku for key in keys)
         self.warehouses.resolve_many(key.warehouse for key in keys)
 
     def read_levels(self) -> Iterator[CrmLevel]:
-        """Every live StockObj; ids that map to no ERP code come back as ``crm:<id>``."""
+        """Every live StockObj, oldest first, duplicates included; ids that map to no
+        ERP code come back as ``crm:<id>``."""
         s = self.settings
         fields = [
             s.stock_product_field,

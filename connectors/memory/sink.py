@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
-from sync.errors import OutcomeUnknownError, TransientError, UnmappedError
+from sync.errors import OutcomeUnknownError, PermanentError, TransientError, UnmappedError
 from sync.model import CrmLevel, LevelValue, Movement, StockKey
 from sync.ports import ConnectorContext
 from sync.settings import StrictModel
@@ -55,7 +55,8 @@ class MemoryCrm:
         self.calls: Counter[str] = Counter()
         self._ids = itertools.count(1)
         #: queue of faults: ("create_level", "lost") applies then raises OutcomeUnknownError,
-        #: ("update_level", "fail") raises TransientError without applying
+        #: ("update_level", "fail") raises TransientError without applying, ("…", "reject")
+        #: raises PermanentError without applying
         self.faults: list[tuple[str, str]] = []
 
     def _fault(self, op: str) -> str | None:
@@ -64,6 +65,8 @@ class MemoryCrm:
                 del self.faults[i]
                 if mode == "fail":
                     raise TransientError(f"memory CRM: injected failure on {op}")
+                if mode == "reject":
+                    raise PermanentError(f"memory CRM: {op} rejected (injected)")
                 return mode
         return None
 
@@ -107,12 +110,19 @@ class MemoryCrm:
         if mode == "lost":
             raise OutcomeUnknownError("memory CRM: answer lost after update")
 
+    def invalidate_level(self, crm_id: str, key: StockKey) -> None:
+        """Remove a (duplicate) record; removing one already gone is a no-op."""
+        self.calls["invalidate_level"] += 1
+        self._fault("invalidate_level")
+        self.levels.pop(crm_id, None)
+
     def prepare_levels(self, keys: Sequence[StockKey]) -> None:
         """Nothing to resolve in memory."""
 
     def read_levels(self) -> Iterator[CrmLevel]:
+        """Every record, duplicates included, oldest first (creation order)."""
         self.calls["read_levels"] += 1
-        for crm_id, r in sorted(self.levels.items()):
+        for crm_id, r in list(self.levels.items()):
             yield CrmLevel(r.key.sku, r.key.warehouse, r.value.real, crm_id, r.value.available)
 
     def find_movement(self, movement_key: str) -> str | None:
@@ -144,6 +154,18 @@ class MemoryCrm:
     # -- test helpers ---------------------------------------------------------------
     def values(self) -> dict[StockKey, Decimal]:
         return {r.key: r.value.real for r in self.levels.values()}
+
+    def add_record(self, key: StockKey, qty: Decimal, *, oldest: bool = False) -> str:
+        """Someone (a person, an import, another tool) creates a record, maybe a duplicate;
+        ``oldest``: one that predates every other record (read first, found first)."""
+        crm_id = f"L{next(self._ids)}"
+        record = _Record(key, LevelValue(qty, qty))
+        self.levels = {crm_id: record, **self.levels} if oldest else {**self.levels, crm_id: record}
+        return crm_id
+
+    def records(self, key: StockKey) -> dict[str, Decimal]:
+        """crm id → real stock of every record of ``key``, oldest first."""
+        return {i: r.value.real for i, r in self.levels.items() if r.key == key}
 
     def set_value(self, key: StockKey, qty: Decimal) -> None:
         """Someone edits the CRM by hand."""

@@ -58,6 +58,31 @@ class OutboxReads(StoreBase):
         with self.engine.connect() as conn:
             return [outbox_row(r) for r in conn.execute(q).mappings()]
 
+    def outbox_stuck(self, pipeline: str | None = None, limit: int = 1000) -> list[OutboxRow]:
+        """Rows that need a person: ``dead`` (replay with ``stocksync retry``) and ``blocked``
+        (the CRM does not know the SKU or warehouse yet), by pipeline then id."""
+        t = s.outbox
+        q = select(t).where(t.c.state.in_((DEAD, BLOCKED))).order_by(t.c.pipeline, t.c.id)
+        if pipeline:
+            q = q.where(t.c.pipeline == pipeline)
+        with self.engine.connect() as conn:
+            return [outbox_row(r) for r in conn.execute(q.limit(limit)).mappings()]
+
+    def outbox_states(self, pipeline: str, target: str, refs: Sequence[str]) -> dict[str, str]:
+        """ref → state of the rows of ``refs`` still in the outbox (a pushed row is gone)."""
+        t = s.outbox
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(refs), 900):
+                chunk = list(refs[start : start + 900])
+                rows = conn.execute(
+                    select(t.c.ref, t.c.state).where(
+                        t.c.pipeline == pipeline, t.c.target == target, t.c.ref.in_(chunk)
+                    )
+                )
+                found.update((r[0], r[1]) for r in rows)
+        return found
+
     def outbox_counts(self) -> dict[tuple[str, str], int]:
         t = s.outbox
         with self.engine.connect() as conn:

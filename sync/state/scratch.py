@@ -27,7 +27,7 @@ _BATCH = 10_000
 
 
 class SortedSpool:
-    """Rows (key, qty, tag) in, rows by key out: summed, or the first row per key."""
+    """Rows (key, qty, tag) in, rows by key out: summed, or every row grouped by key."""
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="stocksync-spool-")
@@ -70,17 +70,22 @@ class SortedSpool:
                 total += sum((Decimal(q) for q in exact.split()), Decimal(0))
             yield StockKey(sku, warehouse), total
 
-    def first(self) -> Iterator[tuple[StockKey, Decimal, str | None]]:
-        """The first row spooled for each key, in key order (later duplicates are ignored)."""
+    def grouped(self) -> Iterator[tuple[StockKey, list[tuple[Decimal, str | None]]]]:
+        """Every row, grouped by key in key order; within a key, in the order spooled.
+
+        A figure finer than micro-units comes back exactly (its text), never rounded."""
+        key: StockKey | None = None
+        group: list[tuple[Decimal, str | None]] = []
         for sku, warehouse, units, tag, exact in self._db.execute(
-            "SELECT sku, warehouse, qty, tag, exact FROM spool WHERE rowid IN"
-            " (SELECT MIN(rowid) FROM spool GROUP BY sku, warehouse) ORDER BY sku, warehouse"
+            "SELECT sku, warehouse, qty, tag, exact FROM spool ORDER BY sku, warehouse, rowid"
         ):
-            yield (
-                StockKey(sku, warehouse),
-                from_units(units) if exact is None else Decimal(exact),
-                tag,
-            )
+            if key is None or (sku, warehouse) != (key.sku, key.warehouse):
+                if key is not None:
+                    yield key, group
+                key, group = StockKey(sku, warehouse), []
+            group.append((from_units(units) if exact is None else Decimal(exact), tag))
+        if key is not None:
+            yield key, group
 
     def close(self) -> None:
         self._db.close()

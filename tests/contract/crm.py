@@ -75,6 +75,22 @@ class CrmSinkContract:
             assert lvl.crm_id == ids[lvl.stock_key]
             assert isinstance(lvl.qty, Decimal)
 
+    def test_read_levels_exposes_duplicates_and_invalidate_retires_one(
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey]
+    ) -> None:
+        """Two records for one key (design note 23): both are read, oldest first; the
+        older is what find_level binds; invalidating it leaves the other."""
+        key = mapped_keys[0]
+        older = contract_sink.create_level(key, LevelValue(Decimal(7), Decimal(7)))
+        newer = contract_sink.create_level(key, LevelValue(Decimal(3), Decimal(3)))
+        read = [(lvl.crm_id, lvl.qty) for lvl in contract_sink.read_levels()]
+        assert read == [(older, Decimal(7)), (newer, Decimal(3))]
+        assert contract_sink.find_level(key) == older
+        contract_sink.invalidate_level(older, key)
+        contract_sink.invalidate_level(older, key)  # idempotent
+        assert [lvl.crm_id for lvl in contract_sink.read_levels()] == [newer]
+        assert contract_sink.find_level(key) == newer
+
     def test_unmapped_sku_is_reported_not_created(
         self, contract_sink: CrmSink, unmapped_key: StockKey
     ) -> None:

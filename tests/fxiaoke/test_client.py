@@ -22,6 +22,7 @@ from sync.errors import (
     ConfigError,
     OutcomeUnknownError,
     PermanentError,
+    StockSyncError,
     TransientError,
 )
 from sync.model import LevelValue, StockKey
@@ -141,6 +142,31 @@ def test_error_codes_map_to_their_class(code: int, cls: type[Exception]) -> None
         assert str(code) in str(info.value)
         assert "无此操作的数据权限" in str(info.value)
         assert info.value.context["error_code"] == code
+
+
+#: for a write: the codes that leave the outcome unknown (design note 22)
+UNKNOWN_FOR_A_WRITE = {-1, -2, 50009}
+
+
+@pytest.mark.parametrize(
+    "code",
+    [-1, -2, 50009, 14001, 30004, 30002, 20016, 20005, 10006, 20017, 30003, 15002, 32000, 10013],
+)
+def test_a_write_knows_which_codes_leave_its_outcome_unknown(code: int) -> None:
+    with pytest.raises(StockSyncError) as info:
+        raise_for_error(_body(code), what="create", now=NOW, write=True)
+    assert isinstance(info.value, OutcomeUnknownError) is (code in UNKNOWN_FOR_A_WRITE)
+    if code in UNKNOWN_FOR_A_WRITE:
+        assert info.value.context["error_code"] == code
+        assert "may have been applied" in str(info.value)
+
+
+def test_a_write_answered_without_a_code_is_outcome_unknown() -> None:
+    with pytest.raises(OutcomeUnknownError):
+        raise_for_error({"errorMessage": "?"}, what="create", now=NOW, write=True)
+    with pytest.raises(TransientError) as info:
+        raise_for_error({"errorMessage": "?"}, what="query", now=NOW)
+    assert not isinstance(info.value, OutcomeUnknownError)
 
 
 def test_success_raises_nothing() -> None:

@@ -379,3 +379,50 @@ def test_demo_scenario_and_loopback_serving() -> None:
         assert answer["errorCode"] == 0
     with pytest.raises(ValueError):
         build_emulator("nope")
+
+
+@pytest.mark.parametrize("code", [-1, -2, 50009, 30004])
+def test_error_after_apply_writes_then_answers_the_code(api: Api, code: int) -> None:
+    api.emulator.fail_next(PRESET + "create", f"error_after_apply:{code}")
+    api.emulator.fail_next(PRESET + "create", f"error:{code}")
+    names = [f"after-{code}", f"refused-{code}"]
+    answers = [api.create("WarehouseObj", name=n, number=n)["errorCode"] for n in names]
+    assert answers == [code, code]
+    assert _warehouses(api, names) == [names[0]]
+
+
+def test_http_status_faults_before_and_after_apply(api: Api) -> None:
+    api.emulator.fail_next(PRESET + "create", "http_504_after_apply")
+    api.emulator.fail_next(PRESET + "create", "http_502")
+    body = {**api.env, "data": {"object_data": {"dataObjectApiName": "WarehouseObj"}}}
+    for status, name in ((504, "applied"), (502, "refused")):
+        body["data"]["object_data"].update(name=name, number=name)
+        assert api.http.post(PRESET + "create", json=body).status_code == status
+    assert _warehouses(api, ["applied", "refused"]) == ["applied"]
+    with pytest.raises(ValueError):
+        api.emulator.fail_next("*", "error_after_apply:busy")
+
+
+def test_connect_refused_reaches_nothing(api: Api) -> None:
+    api.emulator.fail_next(PRESET + "create", "connect_refused")
+    with pytest.raises(httpx.ConnectError):
+        api.create("WarehouseObj", name="x", number="x")
+    assert _warehouses(api, ["x"]) == []
+
+
+def _warehouses(api: Api, names: list[str]) -> list[str]:
+    return [r["name"] for r in api.emulator.records("WarehouseObj") if r["name"] in names]
+
+
+def test_custom_create_answer_with_or_without_data_id(api: Api) -> None:
+    """Reference §5.2: the custom-object example answers without dataId; both behaviours."""
+    with_id = api.create("stock_movement__c", erp_key__c="k1")
+    assert with_id["errorCode"] == 0 and with_id["dataId"]
+    api.emulator.custom_create_returns_id = False
+    without = api.create("stock_movement__c", erp_key__c="k2")
+    assert without["errorCode"] == 0 and "dataId" not in without and "data" not in without
+    assert {r["erp_key__c"] for r in api.emulator.movement_records()} == {"k1", "k2"}
+    preset = api.create("WarehouseObj", name="w-preset", number="w-preset")
+    assert preset["dataId"]  # preset objects keep answering with their id
+    with pytest.raises(ValueError):
+        api.emulator.fail_next("*", "http_599")

@@ -30,14 +30,17 @@ class Faults:
         self.emulator = emulator
         self.handler = handler_for(emulator)
         self.queued: dict[str, list[str]] = {}
-        self.before: Callable[[httpx.Request], None] | None = None
+        #: runs first; may raise, or return the answer to give instead of the emulator's
+        self.before: Callable[[httpx.Request], httpx.Response | None] | None = None
 
     def add(self, path: str, kind: str, times: int = 1) -> None:
         self.queued.setdefault(path, []).extend([kind] * times)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if self.before:
-            self.before(request)
+            answer = self.before(request)
+            if answer is not None:
+                return answer
         queue = self.queued.get(request.url.path) or []
         kind = queue.pop(0) if queue else None
         if kind == "timeout_after_apply":
@@ -143,3 +146,72 @@ def test_token_expiry_mid_run(
     assert emulator.calls[TOKEN] == 2
     assert emulator.errors[20016] == 1
     assert emulator.stock_records()[0]["real_stock"] == "50"
+
+
+# -- the HTTP layer: which transport failures leave a create's outcome unknown ----------
+NOT_SENT = [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout]
+MAYBE_SENT = [httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError]
+
+
+@pytest.mark.parametrize("exc", NOT_SENT, ids=lambda e: e.__name__)
+def test_create_that_never_left_is_retried_by_the_client(
+    rsink: FxiaokeSink, faults: Faults, emulator: FxiaokeEmulator, exc: type[Exception]
+) -> None:
+    raised = {"n": 0}
+
+    def refuse_first_create(request: httpx.Request) -> None:
+        if request.url.path == CREATE and not raised["n"]:
+            raised["n"] += 1
+            raise exc("injected", request=request)
+
+    faults.before = refuse_first_create
+    crm_id = rsink.create_level(KEY, LevelValue(Decimal(4), Decimal(4)))
+    assert [r["_id"] for r in emulator.stock_records()] == [crm_id]
+    assert emulator.calls[CREATE] == 1
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["after-apply", "before-apply"])
+@pytest.mark.parametrize("exc", [*MAYBE_SENT, httpx.RemoteProtocolError], ids=lambda e: e.__name__)
+def test_create_that_may_have_left_is_outcome_unknown(
+    rsink: FxiaokeSink,
+    faults: Faults,
+    emulator: FxiaokeEmulator,
+    exc: type[Exception],
+    applied: bool,
+) -> None:
+    def fail(request: httpx.Request) -> None:
+        if request.url.path == CREATE:
+            if applied:
+                faults.handler(request)
+            raise exc("injected", request=request)
+
+    faults.before = fail
+    with pytest.raises(OutcomeUnknownError):
+        rsink.create_level(KEY, LevelValue(Decimal(4), Decimal(4)))
+    assert len(emulator.stock_records()) == (1 if applied else 0)
+    assert emulator.calls[CREATE] == (1 if applied else 0)  # sent once, never blindly again
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text="<html>gateway</html>"),
+        httpx.Response(200, json=["not", "an", "object"]),
+        httpx.Response(200, json={"errorMessage": "no code"}),
+    ],
+    ids=["not-json", "not-an-object", "no-errorCode"],
+)
+def test_create_answered_unreadably_is_outcome_unknown(
+    rsink: FxiaokeSink, faults: Faults, emulator: FxiaokeEmulator, answer: httpx.Response
+) -> None:
+    def garble(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path != CREATE:
+            return None
+        faults.handler(request)
+        return answer
+
+    faults.before = garble
+    with pytest.raises(OutcomeUnknownError):
+        rsink.create_level(KEY, LevelValue(Decimal(4), Decimal(4)))
+    assert emulator.calls[CREATE] == 1
+    assert len(emulator.stock_records()) == 1

@@ -5,8 +5,9 @@ moves to the other warehouse, cancellations and re-approvals) is pulled into the
 ledger with movement mirroring on and pushed by the real Pusher through the
 Fxiaoke sink over HTTP, while the emulator injects faults at random calls:
 timeouts before and after the write was applied, 5xx before and after apply,
-30004 storms, -1 busy and token expiry. Push cycles then repeat, the clock
-moving past every backoff, until the outbox is empty.
+30004 storms, -1 busy, token expiry, and answers of -1, -2 or 50009 after the
+server applied the write (the outcome is unknown: design note 22). Push cycles
+then repeat, the clock moving past every backoff, until the outbox is empty.
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ KINDS = (
     "busy",
     "rate",
     "token_expired",
+    "error_after_apply:50009",
+    "http_504_after_apply",
+)
+#: answers to a create that leave its outcome unknown, the write applied or not
+UNKNOWN_ON_CREATE = (
+    "error_after_apply:50009",
+    "error_after_apply:-1",
+    "error_after_apply:-2",
+    "error:50009",
+    "error:-1",
+    "http_502_after_apply",
 )
 MAX_ROUNDS = 40
 
@@ -55,6 +67,12 @@ ops = st.one_of(
 #: (path or "*", the call on that path where it starts, fault, how many calls in a row)
 faults = st.tuples(
     st.sampled_from(PATHS), st.integers(1, 6), st.sampled_from(KINDS), st.integers(1, 4)
+)
+create_faults = st.tuples(
+    st.sampled_from((CREATE, M_CREATE)),
+    st.integers(1, 6),
+    st.sampled_from(UNKNOWN_ON_CREATE),
+    st.integers(1, 2),
 )
 
 
@@ -128,18 +146,20 @@ def expected_levels(rig: Rig) -> dict[StockKey, Decimal]:
 @given(
     history=st.lists(ops, min_size=1, max_size=25),
     plan=st.lists(faults, max_size=8),
+    on_create=st.lists(create_faults, max_size=3),
     bulk_bind_threshold=st.sampled_from((2, 1000)),
 )
 def test_no_duplicates_whatever_fails_over_http(
     store: StateStore,
     history: list[tuple[object, ...]],
     plan: list[tuple[str, int, str, int]],
+    on_create: list[tuple[str, int, str, int]],
     bulk_bind_threshold: int,
 ) -> None:
-    # at most 32 faults: more attempts than that, and no row can go dead because of them
+    # at most 38 faults: more attempts than that, and no row can go dead because of them
     options = PushOptions(max_attempts=64, bulk_bind_threshold=bulk_bind_threshold)
     rig = Rig(store, push_options=options)
-    faults = FaultPlan(plan)
+    faults = FaultPlan(on_create + plan)
     try:
         rig.emulator.fault_hook = faults
         for op in history:

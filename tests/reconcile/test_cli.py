@@ -152,3 +152,64 @@ def test_alerts_list(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
     code, out = cli("alerts", "list", "-c", str(path), "--format", "json")
     rows = json.loads(out)
     assert [(r["sku"], r["qty"], r["threshold"]) for r in rows] == [("A", "10", "20")]
+
+
+def test_reconcile_apply_reports_a_push_that_died_as_not_applied(
+    world: tuple[Path, MemoryErp, MemoryCrm],
+) -> None:
+    path, _, crm = world
+    crm.set_value(StockKey("B", "W1"), Decimal(77))
+    crm.set_value(StockKey("A", "W1"), Decimal(66))
+    crm.faults.append(("update_level", "reject"))  # the first overwrite (A) dies
+    code, out = cli("reconcile", "-c", str(path), "--apply", "--format", "json")
+    rows = {r["sku"]: r for r in json.loads(out)}
+    assert code == 1  # A is still different
+    assert (rows["A"]["action"], rows["A"]["applied"]) == ("overwrite", False)
+    assert (rows["B"]["action"], rows["B"]["applied"]) == ("overwrite", True)
+    assert crm.values() == {StockKey("A", "W1"): Decimal(66), StockKey("B", "W1"): Decimal(5)}
+    code, out = cli("conflicts", "list", "-c", str(path), "--open", "--format", "json")
+    assert [(c["kind"], c["ref"], c["resolution"]) for c in json.loads(out)] == [
+        ("crm_modified", "A@W1", None)
+    ]
+    code, out = cli("status", "-c", str(path), "--format", "json")
+    (stuck,) = json.loads(out)["stuck"]
+    assert (stuck["key"], stuck["state"]) == ("A@W1", "dead")
+
+
+def test_reconcile_apply_reports_a_push_left_for_a_retry_as_not_applied(
+    world: tuple[Path, MemoryErp, MemoryCrm],
+) -> None:
+    path, _, crm = world
+    crm.set_value(StockKey("B", "W1"), Decimal(77))
+    crm.faults.append(("update_level", "fail"))  # transient: retried in a later cycle
+    code, out = cli("reconcile", "-c", str(path), "--apply", "--format", "csv")
+    assert code == 1
+    header, row = out.splitlines()
+    assert header.endswith(",action,applied") and row.endswith(",overwrite,False")
+    assert crm.values()[StockKey("B", "W1")] == Decimal(77)
+    code, out = cli("status", "-c", str(path), "--format", "json")
+    status = json.loads(out)
+    assert status["stuck"] == [] and status["outbox"]["clitest"]["pending"] == 1
+
+
+def test_once_exits_1_while_a_dead_or_blocked_row_exists(
+    world: tuple[Path, MemoryErp, MemoryCrm],
+) -> None:
+    path, erp, crm = world
+    now = datetime.now(UTC)
+    erp.put(Movement("m:r:1:1", MovementKind.RECEIPT, "A", "W1", Decimal(1), now, now))
+    crm.faults.append(("update_level", "reject"))
+    code, out = cli("once", "-c", str(path))
+    assert code == 1 and "dead 1" in out and "1 dead and 0 blocked" in out
+    code, out = cli("once", "-c", str(path))  # nothing new: the dead row is still there
+    assert code == 1 and "dead 0" in out and "1 dead and 0 blocked" in out
+    code, out = cli("retry", "--all", "-c", str(path))
+    assert code == 0
+    code, out = cli("once", "-c", str(path))
+    assert code == 0 and crm.values()[StockKey("A", "W1")] == Decimal(311)
+
+    crm.skus = {"A", "B"}  # a product the CRM does not know
+    erp.put(Movement("m:r:2:1", MovementKind.RECEIPT, "Z", "W1", Decimal(4), now, now))
+    for _ in range(2):
+        code, out = cli("once", "-c", str(path))
+        assert code == 1 and "0 dead and 1 blocked" in out

@@ -101,3 +101,82 @@ def test_dry_run_reports_the_two_edits_apply_fixes_them(
     assert code == 0, out
     code, out = cli("conflicts", "list", "-c", str(path), "--open", "--format", "json")
     assert code == 0 and json.loads(out) == []
+
+
+def _add_stock(fx: FxiaokeEmulator, like: str, qty: str) -> str:
+    """Someone creates a second StockObj for the product × warehouse of record ``like``."""
+    model = fx.store.get("StockObj", like)
+    fields = {k: model[k] for k in ("product_id", "warehouse_id")}
+    numbers = {"real_stock": qty, "available_stock": qty, "blocked_stock": "0"}
+    return str(fx.store.create("StockObj", {**fields, **numbers})["_id"])
+
+
+def _use_policy(path: Path, policy: str) -> None:
+    config = json.loads(path.read_text())
+    config["pipelines"][0]["reconcile"] = {"duplicate_in_crm": policy}
+    path.write_text(json.dumps(config))
+
+
+def test_duplicate_stock_records_are_reported_then_invalidated(
+    world: tuple[Path, K3CloudEmulator, FxiaokeEmulator, int],
+) -> None:
+    path, _, fx, _ = world
+    code, _ = cli("once", "-c", str(path))
+    assert code == 0
+    bound, _ = stock_by_sku(fx)["SKU-0001"]
+    extra = _add_stock(fx, bound, "7")
+
+    code, out = cli("reconcile", "-c", str(path), "--format", "json")
+    assert code == 1, out
+    (row,) = json.loads(out)
+    assert (row["kind"], row["sku"], row["crm"], row["ledger"], row["action"]) == (
+        "duplicate_in_crm",
+        "SKU-0001",
+        "110",
+        "110",
+        "none",
+    )
+    assert row["crm_id"] == bound and row["duplicates"] == [{"crm_id": extra, "crm": "7"}]
+    code, out = cli("reconcile", "-c", str(path), "--format", "csv")
+    header, line = out.splitlines()
+    assert header.endswith(",pushed,crm_id,duplicates,action")
+    assert f",{bound},{extra}=7,none" in line
+    code, out = cli("reconcile", "-c", str(path), "--apply", "--format", "json")
+    assert code == 1 and json.loads(out)[0]["applied"] is False  # report_only by default
+    assert len(fx.stock_records()) == 3
+
+    _use_policy(path, "invalidate_extras")
+    code, out = cli("reconcile", "-c", str(path), "--apply", "--format", "json")
+    assert code == 0, out
+    (row,) = json.loads(out)
+    assert (row["kind"], row["action"], row["applied"]) == ("duplicate_in_crm", "invalidate", True)
+    assert stock_by_sku(fx)["SKU-0001"] == (bound, Decimal(110))
+    (gone,) = [r for r in fx.records("StockObj", include_invalid=True) if r["_id"] == extra]
+    assert gone["life_status"] == "invalid"
+    code, out = cli("reconcile", "-c", str(path))
+    assert code == 0, out
+    code, out = cli(
+        "conflicts", "list", "-c", str(path), "--kind", "duplicate_in_crm", "--format", "json"
+    )
+    (conflict,) = json.loads(out)
+    assert (conflict["ref"], conflict["resolution"]) == ("SKU-0001@WH-MAIN", "invalidated")
+
+
+def test_three_records_for_one_key_keep_the_bound_one(
+    world: tuple[Path, K3CloudEmulator, FxiaokeEmulator, int],
+) -> None:
+    path, _, fx, _ = world
+    _use_policy(path, "invalidate_extras")
+    code, _ = cli("once", "-c", str(path))
+    assert code == 0
+    bound, _ = stock_by_sku(fx)["SKU-0002"]
+    extras = [_add_stock(fx, bound, "45"), _add_stock(fx, bound, "3")]
+    fx.store.update("StockObj", {"_id": bound, "real_stock": "44"})  # and the bound one edited
+    code, out = cli("reconcile", "-c", str(path), "--apply", "--format", "json")
+    assert code == 0, out
+    found = {r["kind"]: r for r in json.loads(out)}
+    assert set(found) == {"duplicate_in_crm", "crm_modified"}
+    assert [d["crm_id"] for d in found["duplicate_in_crm"]["duplicates"]] == extras
+    assert all(r["applied"] for r in found.values())
+    live = [r for r in fx.stock_records() if r["_id"] in {bound, *extras}]
+    assert [(r["_id"], Decimal(str(r["real_stock"]))) for r in live] == [(bound, Decimal(45))]

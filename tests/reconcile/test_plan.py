@@ -7,7 +7,16 @@ from decimal import Decimal
 import pytest
 
 from sync.model import StockKey
-from sync.reconcile import Action, CrmValue, Finding, FindingKind, Policies, plan, shows
+from sync.reconcile import (
+    Action,
+    CrmRecord,
+    CrmValue,
+    Finding,
+    FindingKind,
+    Policies,
+    plan,
+    shows,
+)
 
 A, B, C, D = (StockKey("A", "W1"), StockKey("B", "W1"), StockKey("C", "W1"), StockKey("D", "W1"))
 REPORT = Policies("report_only", "report_only", "report_only", "report_only")
@@ -185,3 +194,33 @@ def test_shows_accepts_any_rounding_within_half_a_unit(crm: str, qty: str, expec
         return q.quantize(Decimal(1))
 
     assert shows(d(crm), d(qty), no_places) is expected
+
+
+def test_two_records_for_one_key_are_a_duplicate_reported_by_default() -> None:
+    extra = CrmRecord("c2", d(7))
+    crm = [(A, CrmValue(d(5), "c1", (extra,)))]
+    found = plan([(A, d(5))], [(A, d(5))], crm, [(A, d(5))])
+    assert kinds(found) == [(FindingKind.DUPLICATE_IN_CRM, A, Action.NONE)]
+    f = found[0]
+    assert (f.crm, f.crm_id, f.extras) == (d(5), "c1", (extra,))
+    assert f.duplicates_json() == [{"crm_id": "c2", "crm": "7"}]
+    fix = Policies(duplicate_in_crm="invalidate_extras")
+    assert kinds(plan([(A, d(5))], [(A, d(5))], crm, [(A, d(5))], policies=fix)) == [
+        (FindingKind.DUPLICATE_IN_CRM, A, Action.INVALIDATE)
+    ]
+
+
+def test_a_duplicate_key_is_also_compared_through_the_record_kept() -> None:
+    """The kept record was edited too, and an orphan key has duplicates: both kinds show."""
+    crm = [
+        (A, CrmValue(d(9), "c1", (CrmRecord("c2", d(5)),))),
+        (B, CrmValue(d(4), "c3", (CrmRecord("c4", d(4)), CrmRecord("c5", d(0))))),
+    ]
+    found = plan([(A, d(5))], [(A, d(5))], crm, [(A, d(5))])
+    assert kinds(found) == [
+        (FindingKind.DUPLICATE_IN_CRM, A, Action.NONE),
+        (FindingKind.CRM_MODIFIED, A, Action.OVERWRITE),
+        (FindingKind.DUPLICATE_IN_CRM, B, Action.NONE),
+        (FindingKind.ORPHAN_IN_CRM, B, Action.NONE),
+    ]
+    assert [r.crm_id for r in found[2].extras] == ["c4", "c5"]

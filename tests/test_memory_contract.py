@@ -1,0 +1,23 @@
+"""The in-memory CRM passes the shared CrmSink contract (it stands in for real sinks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.memory.sink import MemoryCrm
+from sync.model import StockKey
+from tests.contract.crm import CrmSinkContract
+
+
+class TestMemoryCrmContract(CrmSinkContract):
+    @pytest.fixture
+    def contract_sink(self) -> MemoryCrm:
+        return MemoryCrm(skus={"A", "B"}, warehouses={"W1", "W2"})
+
+    @pytest.fixture
+    def mapped_keys(self) -> list[StockKey]:
+        return [StockKey("A", "W1"), StockKey("B", "W2")]
+
+    @pytest.fixture
+    def unmapped_key(self) -> StockKey:
+        return StockKey("NO-SUCH-SKU", "W1")
