@@ -167,7 +167,7 @@ def test_reconcile_spool_sums_exactly() -> None:
             (KEY, Decimal("2.500001")),
             (StockKey("B", "W1"), Decimal("0.1234567")),
         ]
-        assert list(spool.first())[1] == (StockKey("B", "W1"), Decimal("0.1234567"), "x")
+        assert list(spool.grouped())[1] == (StockKey("B", "W1"), [(Decimal("0.1234567"), "x")])
 
 
 def test_no_conversion_rounds() -> None:

@@ -386,7 +386,9 @@ def test_error_after_apply_writes_then_answers_the_code(api: Api, code: int) -> 
     api.emulator.fail_next(PRESET + "create", f"error_after_apply:{code}")
     api.emulator.fail_next(PRESET + "create", f"error:{code}")
     names = [f"after-{code}", f"refused-{code}"]
-    answers = [api.create("WarehouseObj", name=n, number=n)["errorCode"] for n in names]
+    answers = [
+        api.create("WarehouseObj", name=n, number=n, is_default=False)["errorCode"] for n in names
+    ]
     assert answers == [code, code]
     assert _warehouses(api, names) == [names[0]]
 
@@ -396,7 +398,7 @@ def test_http_status_faults_before_and_after_apply(api: Api) -> None:
     api.emulator.fail_next(PRESET + "create", "http_502")
     body = {**api.env, "data": {"object_data": {"dataObjectApiName": "WarehouseObj"}}}
     for status, name in ((504, "applied"), (502, "refused")):
-        body["data"]["object_data"].update(name=name, number=name)
+        body["data"]["object_data"].update(name=name, number=name, is_default=False)
         assert api.http.post(PRESET + "create", json=body).status_code == status
     assert _warehouses(api, ["applied", "refused"]) == ["applied"]
     with pytest.raises(ValueError):
@@ -406,7 +408,7 @@ def test_http_status_faults_before_and_after_apply(api: Api) -> None:
 def test_connect_refused_reaches_nothing(api: Api) -> None:
     api.emulator.fail_next(PRESET + "create", "connect_refused")
     with pytest.raises(httpx.ConnectError):
-        api.create("WarehouseObj", name="x", number="x")
+        api.create("WarehouseObj", name="x", number="x", is_default=False)
     assert _warehouses(api, ["x"]) == []
 
 
@@ -422,7 +424,7 @@ def test_custom_create_answer_with_or_without_data_id(api: Api) -> None:
     without = api.create("stock_movement__c", erp_key__c="k2")
     assert without["errorCode"] == 0 and "dataId" not in without and "data" not in without
     assert {r["erp_key__c"] for r in api.emulator.movement_records()} == {"k1", "k2"}
-    preset = api.create("WarehouseObj", name="w-preset", number="w-preset")
+    preset = api.create("WarehouseObj", name="w-preset", number="w-preset", is_default=False)
     assert preset["dataId"]  # preset objects keep answering with their id
     with pytest.raises(ValueError):
         api.emulator.fail_next("*", "http_599")
