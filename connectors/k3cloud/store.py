@@ -55,6 +55,18 @@ FORMS: dict[str, StreamDef] = {d.form_id: d for d in STREAMS.values()}
 MASTER_FORMS = (MATERIAL_FORM, CONVERSION_FORM)
 KNOWN_FORMS = frozenset((*FORMS, INVENTORY, *MASTER_FORMS))
 BASE_UNIT_KEY = "FBaseUnitID.FNumber"
+#: k3cloud-stock-quantities.md §1.2, transcribed: form → base-qty key (line unit: FUnitID)
+BASE_QTY_KEYS = {
+    "STK_InStock": "FBaseUnitQty",
+    "SAL_OUTSTOCK": "FBaseUnitQty",
+    "PUR_MRB": "FBASEUNITQTY",
+    "SAL_RETURNSTOCK": "FBaseUnitQty",
+    "STK_TransferDirect": "FBaseQty",
+    "STK_MISCELLANEOUS": "FBaseQty",
+    "STK_MisDelivery": "FBaseQty",
+    "STK_StockCountGain": "FBaseGainQty",
+    "STK_StockCountLoss": "FBaseLossQty",
+}
 
 
 def form_fields(form_id: str) -> dict[str, FieldType]:
@@ -79,7 +91,7 @@ def form_fields(form_id: str) -> dict[str, FieldType]:
     for wh in defn.warehouse_fields:
         fields[f"{wh}.FNumber"] = "str"
     fields[defn.qty_field] = "num"
-    fields[defn.base_qty_field] = "num"
+    fields[BASE_QTY_KEYS[form_id]] = "num"
     return fields
 
 
@@ -293,7 +305,7 @@ class Store:
         defn = FORMS[form_id]
         entry_key = defn.entry_id_key.lower()
         qty_key = defn.qty_field.lower()
-        base_key = defn.base_qty_field.lower()
+        base_key = BASE_QTY_KEYS[form_id].lower()
         wh_keys = [f"{wh}.FNumber".lower() for wh in defn.warehouse_fields]
         rows: list[Row] = []
         for doc in self.docs[form_id].values():

@@ -95,6 +95,7 @@ def test_a_forgotten_base_key_is_refused_with_msgcode_9(emulator: K3CloudEmulato
 
 
 def test_every_stock_form_knows_its_base_key_unit_and_line_qty(emulator: K3CloudEmulator) -> None:
+    """The connector's keys against the emulator's transcription of §1.2."""
     for defn in STREAMS.values():
         keys = f"FID,{UNIT_KEY},{defn.qty_field},{defn.base_qty_field}"
         answer = post(
