@@ -401,16 +401,8 @@ class RowDecoder:
             raise _reject(defn, row, "missing material", base_key, MATERIAL_KEY)
         sku = material if type(material) is str else str(material)
         qty = row[-1]
-        if type(qty) is not Decimal or not qty.is_finite():
-            try:
-                qty = parse_qty(qty)
-            except ValueError as exc:
-                raise _reject(defn, row, str(exc), base_key, defn.read_qty_field) from exc
-        if self._to_base is not None:
-            try:
-                qty = self._to_base(sku, row[-2], qty)
-            except ValueError as exc:
-                raise _reject(defn, row, str(exc), base_key, UNIT_KEY) from exc
+        if type(qty) is not Decimal or not qty.is_finite() or self._to_base is not None:
+            qty = self._quantity(row, sku, base_key)
         dates = self._dates
         try:
             occurred_at = dates.get(date) or self._date(date)
@@ -431,11 +423,8 @@ class RowDecoder:
             if not warehouse:
                 raise _reject(defn, row, "missing warehouse", base_key, field)
             code = warehouse if type(warehouse) is str else str(warehouse)
-            counts = (
-                active
-                and (in_scope is None or in_scope(code))
-                and (orgs is None or str(org) in orgs)
-            )
+            counts = active and (in_scope is None or in_scope(code))
+            counts = counts and (orgs is None or str(org) in orgs)
             movements.append(
                 Movement(
                     base_key + suffix,
@@ -450,6 +439,20 @@ class RowDecoder:
                 )
             )
         return movements
+
+    def _quantity(self, row: Sequence[Any], sku: str, key: str) -> Decimal:
+        """The slow path: a quantity that is not a plain Decimal, or one to convert."""
+        defn = self._defn
+        try:
+            qty = parse_qty(row[-1])
+        except ValueError as exc:
+            raise _reject(defn, row, str(exc), key, defn.read_qty_field) from exc
+        if self._to_base is None:
+            return qty
+        try:
+            return self._to_base(sku, row[-2], qty)
+        except ValueError as exc:
+            raise _reject(defn, row, str(exc), key, UNIT_KEY) from exc
 
     def _date(self, value: Any) -> datetime:
         parsed = parse_erp_datetime(value, self._tz)
