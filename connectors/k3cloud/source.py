@@ -200,16 +200,22 @@ class K3CloudSource:
         return True
 
     def _decoder(self, defn: StreamDef, where: str) -> RowDecoder:
-        """A decoder with the scope rules and, when converting, a freshly read unit table."""
-        units = None
-        if defn.convert_units:
-            units = UnitTable.load(self.client, page_size=self.settings.page_size, where=where)
+        """A decoder with the scope rules and, when converting, a unit table read fresh
+        for this pull when its first row needs it (a pull with no rows reads none)."""
+        tables: list[UnitTable] = []
+
+        def to_base(material: str, unit: Any, qty: Decimal) -> Decimal:
+            if not tables:
+                page_size = self.settings.page_size
+                tables.append(UnitTable.load(self.client, page_size=page_size, where=where))
+            return tables[0].to_base(material, unit, qty)
+
         return RowDecoder(
             defn,
             self._tz,
             self._in_scope,
             orgs=self._orgs,
-            to_base=units.to_base if units else None,
+            to_base=to_base if defn.convert_units else None,
         )
 
     def _in_scope(self, warehouse: str) -> bool:

@@ -4,6 +4,7 @@ base-unit quantities with or without the form's base-qty key (stock-quantities Â
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,7 +13,7 @@ from connectors.k3cloud.emulator import K3CloudEmulator
 from connectors.k3cloud.mapping import STREAMS, UNIT_KEY
 from connectors.k3cloud.source import K3CloudSource
 from connectors.k3cloud.units import UnitTable
-from sync.model import Movement, RejectedRecord
+from sync.model import Cursor, Movement, RejectedRecord
 from tests.k3cloud.test_emulator import envelope_of, post
 
 OUTBOUND = {
@@ -176,6 +177,9 @@ def test_the_fallback_reads_units_only_where_the_key_is_missing(
     pulled(source, "purchase_receipt")
     # one key check per form for the source's life; base data only for the converting form
     assert emulator.calls["ExecuteBillQuery"] == 2 + 2 * (1 + 2) + 1
+    # an incremental pull that finds nothing reads no base data
+    list(source.pull("sales_outbound", Cursor(datetime(2030, 1, 1, tzinfo=UTC), ""), 50))
+    assert emulator.calls["ExecuteBillQuery"] == 2 + 2 * (1 + 2) + 1 + 1
 
 
 def test_a_unit_without_conversion_is_quarantined_not_counted(
