@@ -38,6 +38,18 @@ _CONFIG_CODES = {4, 5, 8, 9}
 _TRANSIENT_CODES = {6, 14}
 
 
+class MissingFieldError(ConfigError):
+    """MsgCode 9: the server's metadata has no field with this key (k3cloud.md §7).
+
+    A ConfigError like every MsgCode 9, with the key on ``field`` so that a caller
+    holding an inferred key (k3cloud-stock-quantities.md §1.2) can fall back.
+    """
+
+    def __init__(self, problems: list[ConfigProblem], *, field: str) -> None:
+        super().__init__(problems)
+        self.field = field
+
+
 class K3CloudClient:
     """One WebAPI endpoint with one identity. Not thread-safe (one session, like the SDK)."""
 
@@ -209,7 +221,10 @@ def _decode(response: httpx.Response, *, what: str, where: str) -> Any:
     if code in _CONFIG_CODES:
         missing = _MISSING_FIELD.search(message)
         detail = f"field {missing.group(1)} does not exist: " if missing else ""
-        raise ConfigError([ConfigProblem(where, f"{what}: {detail}{message} (MsgCode {code})")])
+        problems = [ConfigProblem(where, f"{what}: {detail}{message} (MsgCode {code})")]
+        if missing:
+            raise MissingFieldError(problems, field=missing.group(1))
+        raise ConfigError(problems)
     if code == 2:
         raise PermanentError(
             f"{what}: {message} (MsgCode 2)", hint="grant the API user query rights on the form"

@@ -30,7 +30,7 @@ from connectors.k3cloud import query as q
 from connectors.k3cloud.scenarios import seed
 from connectors.k3cloud.services import ANONYMOUS, HANDLERS, RawJson, encode, envelope
 from connectors.k3cloud.signing import api_signature, decode_app_secret, kd_signature
-from connectors.k3cloud.store import FORMS, INVENTORY, Store, line_ids, lookup
+from connectors.k3cloud.store import INVENTORY, KNOWN_FORMS, Store, line_ids
 
 SESSION_COOKIE = "kdservice-sessionid"
 MSG_SESSION_LOST = "会话信息已丢失，请重新登录"
@@ -87,18 +87,18 @@ class K3CloudEmulator(Emulator):
         *,
         bill_no: str | None = None,
         date: datetime | None = None,
-        stock_org: str = "100",
         status: str = "A",
     ) -> int:
         """A new bill (status A = created, or Z draft / C approved); returns its FID.
 
         Each line is ``{"material", "qty", "stock"}`` (transfers: ``src_stock`` and
-        ``dest_stock``), optional ``lot``.
+        ``dest_stock``), optional ``lot``, ``unit`` (default: the material's base
+        unit; ``qty`` is in this unit) and ``base_qty`` (default: converted with
+        the material's conversion; ValueError if it has none). The bill's orgs are
+        its first line's warehouses' orgs (``set_warehouse_org``).
         """
         with self._lock:
-            return self.store.create(
-                form_id, lines, bill_no=bill_no, date=date, stock_org=stock_org, status=status
-            )
+            return self.store.create(form_id, lines, bill_no=bill_no, date=date, status=status)
 
     def line_ids(self, form_id: str, fid: int) -> Sequence[int]:
         return line_ids(self.store.get(form_id, fid))
@@ -124,16 +124,49 @@ class K3CloudEmulator(Emulator):
             self.store.delete(form_id, fid)
 
     def edit_line(self, form_id: str, fid: int, entry_id: int, **changes: Any) -> None:
-        """Change ``qty``/``material``/``stock`` (or ``src_stock``/``dest_stock``) of one line."""
+        """Change ``qty``/``unit``/``material``/``stock`` (or ``src_stock``/``dest_stock``)
+        of one line; its base qty is converted again unless ``base_qty`` is given."""
         with self._lock:
             self.store.edit_line(form_id, fid, entry_id, changes)
 
     def set_opening(
-        self, material: str, stock: str, qty: Any, *, org: str = "100", lot: str = ""
+        self, material: str, stock: str, qty: Any, *, org: str | None = None, lot: str = ""
     ) -> None:
-        """Opening stock: part of STK_Inventory, but no document (the ledger's baseline)."""
+        """Opening stock in the base unit: part of STK_Inventory, but no document."""
         with self._lock:
             self.store.set_opening(material, stock, qty, org=org, lot=lot)
+
+    # -- base data and metadata ------------------------------------------------------
+
+    def add_material(self, number: str, base_unit: str) -> None:
+        """A material (BD_MATERIAL) counted in ``base_unit``; undeclared ones count in Pcs."""
+        with self._lock:
+            self.store.catalog.base_units[number] = base_unit
+            self.store.changed()
+
+    def add_conversion(
+        self, material: str, unit: str, numerator: Any, denominator: Any = 1
+    ) -> None:
+        """1 ``unit`` = numerator / denominator base units of ``material`` (BD_UNITCONVERTRATE)."""
+        with self._lock:
+            rate = (Decimal(str(numerator)), Decimal(str(denominator)))
+            self.store.catalog.conversions[(material, unit)] = rate
+            self.store.changed()
+
+    def set_warehouse_org(self, stock: str, org: str) -> None:
+        """The stock organisation ``stock`` belongs to (undeclared warehouses: org 100).
+        Set before creating documents or opening stock in that warehouse."""
+        with self._lock:
+            self.store.catalog.warehouse_orgs[stock] = org
+            self.store.changed()
+
+    def forget_fields(self, form_id: str, *keys: str) -> None:
+        """This server's metadata lacks ``keys`` on ``form_id``: queries naming them get
+        MsgCode 9 (the base-qty keys of k3cloud-stock-quantities.md §1.2 are inferred,
+        so a real server may not know them)."""
+        with self._lock:
+            self.store.hidden[form_id].update(key.lower() for key in keys)
+            self.store.changed()
 
     # -- faults and throttling -------------------------------------------------------
 
@@ -333,9 +366,9 @@ class K3CloudEmulator(Emulator):
         keys = [k.strip() for k in str(params.get("FieldKeys") or "").split(",") if k.strip()]
         if not form_id or not keys:
             raise q.QueryError(8, "参数错误：FormId 和 FieldKeys 不能为空")
-        if form_id not in FORMS and form_id != INVENTORY:
+        if form_id not in KNOWN_FORMS:
             raise q.QueryError(4, f"业务对象 {form_id} 不存在")
-        fields = lookup(form_id)
+        fields = self.store.fields(form_id)
         for key in keys:
             if key.lower() not in fields:
                 raise q.missing_field(key)

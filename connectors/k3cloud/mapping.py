@@ -3,12 +3,17 @@
 Each stream is one stock form. ExecuteBillQuery returns one row per entry line
 (header fields repeated) as a list in FieldKeys order, so the field list and the
 row decoder are built from the same ``StreamDef`` and cannot drift apart.
+
+Quantities: a line's quantity is read in the material's base unit, the unit of
+STK_Inventory FBaseQty (k3cloud-stock-quantities.md §1.2). A stream reads the
+form's base-qty key; where the server does not know that key it reads the line
+unit and line quantity instead and converts them (``units.UnitTable``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -23,6 +28,10 @@ SOURCE = "k3cloud"
 #: header keys selected for every stream, in this order, before the entry keys
 HEADER_KEYS = ("FID", "FBillNo", "FDate", "FDocumentStatus", "FCancelStatus", "FModifyDate")
 MATERIAL_KEY = "FMaterialId.FNumber"
+#: the line's own unit (库存单位 on stock bills), read only when converting (§1.2)
+UNIT_KEY = "FUnitID.FNumber"
+#: the organisation a single-sided form's stock belongs to; transfers name both sides'
+STOCK_ORG = "FStockOrgId"
 ERP_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 #: width of each number in a cursor tie-break, so string order == numeric order
 TIE_BREAK_WIDTH = 20
@@ -30,23 +39,36 @@ TIE_BREAK_WIDTH = 20
 
 @dataclass(frozen=True, slots=True)
 class Side:
-    """One stock effect of a line: which warehouse field, which kind, which sign."""
+    """One stock effect of a line: which warehouse field, which kind, which sign, and
+    which header field names the organisation that warehouse belongs to (k3cloud.md
+    §4: a transfer's FStockOutOrgId = 调出 for the out side, FStockOrgId = 调入)."""
 
     warehouse_field: str
     kind: MovementKind
     sign: int
     key_suffix: str = ""
+    org_field: str = STOCK_ORG
 
 
 @dataclass(frozen=True, slots=True)
 class StreamDef:
-    """A stock form as the connector reads it (reference §4 table)."""
+    """A stock form as the connector reads it (k3cloud.md §4 table, units from
+    k3cloud-stock-quantities.md §1.2).
+
+    ``qty_field`` is the quantity in the line's unit (FUnitID), ``base_qty_field``
+    the same quantity in the material's base unit. Rows carry the base qty, unless
+    ``convert_units``: then they carry FUnitID and the line qty, and the decoder
+    converts. ``org_scoped`` rows carry each side's organisation number as well.
+    """
 
     name: str
     form_id: str
     entry_entity: str
     qty_field: str
     sides: tuple[Side, ...]
+    base_qty_field: str = ""
+    convert_units: bool = False
+    org_scoped: bool = False
 
     @property
     def entry_id_key(self) -> str:
@@ -56,10 +78,22 @@ class StreamDef:
     def warehouse_fields(self) -> tuple[str, ...]:
         return tuple(side.warehouse_field for side in self.sides)
 
+    @property
+    def org_fields(self) -> tuple[str, ...]:
+        """The organisation fields of the sides, each once, in side order."""
+        return tuple(dict.fromkeys(side.org_field for side in self.sides))
 
-def _one(name: str, form: str, entity: str, qty: str, wh: str, kind: MovementKind) -> StreamDef:
+    @property
+    def read_qty_field(self) -> str:
+        """The quantity key a full pull requests: the base qty unless converting."""
+        return self.qty_field if self.convert_units else self.base_qty_field
+
+
+def _one(
+    name: str, form: str, entity: str, qty: str, base: str, wh: str, kind: MovementKind
+) -> StreamDef:
     sign = -1 if kind in _OUT else 1
-    return StreamDef(name, form, entity, qty, (Side(wh, kind, sign),))
+    return StreamDef(name, form, entity, qty, (Side(wh, kind, sign),), base)
 
 
 _OUT = {
@@ -77,6 +111,7 @@ STREAMS: dict[str, StreamDef] = {
             "STK_InStock",
             "FInStockEntry",
             "FRealQty",
+            "FBaseUnitQty",
             "FStockId",
             MovementKind.RECEIPT,
         ),
@@ -85,6 +120,7 @@ STREAMS: dict[str, StreamDef] = {
             "PUR_MRB",
             "FPURMRBENTRY",
             "FRMREALQTY",
+            "FBASEUNITQTY",
             "FSTOCKID",
             MovementKind.SUPPLIER_RETURN,
         ),
@@ -93,6 +129,7 @@ STREAMS: dict[str, StreamDef] = {
             "SAL_OUTSTOCK",
             "FEntity",
             "FRealQty",
+            "FBaseUnitQty",
             "FStockID",
             MovementKind.SHIPMENT,
         ),
@@ -101,6 +138,7 @@ STREAMS: dict[str, StreamDef] = {
             "SAL_RETURNSTOCK",
             "FEntity",
             "FRealQty",
+            "FBaseUnitQty",
             "FStockId",
             MovementKind.CUSTOMER_RETURN,
         ),
@@ -110,17 +148,35 @@ STREAMS: dict[str, StreamDef] = {
             "FBillEntry",
             "FQty",
             (
-                Side("FSrcStockId", MovementKind.TRANSFER_OUT, -1, ":out"),
-                Side("FDestStockId", MovementKind.TRANSFER_IN, 1, ":in"),
+                Side("FSrcStockId", MovementKind.TRANSFER_OUT, -1, ":out", "FStockOutOrgId"),
+                Side("FDestStockId", MovementKind.TRANSFER_IN, 1, ":in", STOCK_ORG),
             ),
+            "FBaseQty",
         ),
-        _one("misc_in", "STK_MISCELLANEOUS", "FEntity", "FQty", "FStockId", MovementKind.OTHER_IN),
-        _one("misc_out", "STK_MisDelivery", "FEntity", "FQty", "FStockId", MovementKind.OTHER_OUT),
+        _one(
+            "misc_in",
+            "STK_MISCELLANEOUS",
+            "FEntity",
+            "FQty",
+            "FBaseQty",
+            "FStockId",
+            MovementKind.OTHER_IN,
+        ),
+        _one(
+            "misc_out",
+            "STK_MisDelivery",
+            "FEntity",
+            "FQty",
+            "FBaseQty",
+            "FStockId",
+            MovementKind.OTHER_OUT,
+        ),
         _one(
             "count_gain",
             "STK_StockCountGain",
             "FBillEntry",
             "FGainQty",
+            "FBaseGainQty",
             "FStockId",
             MovementKind.COUNT_GAIN,
         ),
@@ -129,6 +185,7 @@ STREAMS: dict[str, StreamDef] = {
             "STK_StockCountLoss",
             "FBillEntry",
             "FLossQty",
+            "FBaseLossQty",
             "FStockId",
             MovementKind.COUNT_LOSS,
         ),
@@ -138,21 +195,44 @@ STREAMS: dict[str, StreamDef] = {
 STREAM_NAMES: tuple[str, ...] = tuple(STREAMS)
 
 
-def with_qty_field(defn: StreamDef, qty_field: str | None) -> StreamDef:
-    """The same stream reading another quantity field (a per-stream config override)."""
-    if not qty_field or qty_field == defn.qty_field:
-        return defn
-    return StreamDef(defn.name, defn.form_id, defn.entry_entity, qty_field, defn.sides)
+def configured(
+    defn: StreamDef,
+    *,
+    qty_field: str | None = None,
+    base_qty_field: str | None = None,
+    org_scoped: bool = False,
+) -> StreamDef:
+    """The same stream with the per-stream overrides of the settings applied.
+
+    ``base_qty_field=""`` says the server has no base-qty key for this form: the
+    stream converts line quantities from the start.
+    """
+    changes: dict[str, Any] = {"org_scoped": org_scoped}
+    if qty_field:
+        changes["qty_field"] = qty_field
+    if base_qty_field is not None:
+        changes["base_qty_field"] = base_qty_field
+        changes["convert_units"] = base_qty_field == ""
+    return replace(defn, **changes)
+
+
+def converting(defn: StreamDef) -> StreamDef:
+    """The same stream reading FUnitID and the line qty, to convert to the base unit."""
+    return replace(defn, convert_units=True)
 
 
 def field_keys(defn: StreamDef) -> list[str]:
-    """FieldKeys for a full pull; ``decode_row`` reads rows in exactly this order."""
+    """FieldKeys for a full pull; ``decode_row`` reads rows in exactly this order:
+    header, entry id, material, one warehouse per side, [one org per side],
+    [FUnitID], quantity."""
     return [
         *HEADER_KEYS,
         defn.entry_id_key,
         MATERIAL_KEY,
         *(f"{wh}.FNumber" for wh in defn.warehouse_fields),
-        defn.qty_field,
+        *(f"{side.org_field}.FNumber" for side in defn.sides if defn.org_scoped),
+        *((UNIT_KEY,) if defn.convert_units else ()),
+        defn.read_qty_field,
     ]
 
 
@@ -237,18 +317,27 @@ def row_cursor(row: Sequence[Any], tz: ZoneInfo) -> Cursor | None:
         return None
 
 
+#: (material, line unit, line qty) → base qty; ValueError names why a unit cannot convert
+ToBase = Callable[[str, Any, Decimal], Decimal]
+
+
 def decode_row(
     defn: StreamDef,
     row: Sequence[Any],
     tz: ZoneInfo,
     in_scope: Callable[[str], bool] | None = None,
+    *,
+    orgs: frozenset[str] | None = None,
+    to_base: ToBase | None = None,
 ) -> list[Movement]:
     """One row in ``field_keys(defn)`` order → its movement(s); RecordError if malformed.
 
-    A side whose warehouse is out of scope (``in_scope`` says False) is kept but
-    inactive: an edit that moves a line out of scope must withdraw its earlier effect.
+    A side whose warehouse is out of scope (``in_scope`` says False), or whose
+    organisation is not in ``orgs`` (org-scoped streams), is kept but inactive: an
+    edit that moves a line out of scope must withdraw its earlier effect. A
+    converting stream needs ``to_base``; a unit it cannot convert is a RecordError.
     """
-    return RowDecoder(defn, tz, in_scope).decode(row)
+    return RowDecoder(defn, tz, in_scope, orgs=orgs, to_base=to_base).decode(row)
 
 
 class RowDecoder:
@@ -256,17 +345,42 @@ class RowDecoder:
     worked out once: a full pull decodes every line the ERP holds, so the per-row
     path does only the checks and conversions each row needs."""
 
-    __slots__ = ("_dates", "_defn", "_in_scope", "_prefix", "_sides", "_tz", "_width")
+    __slots__ = (
+        "_dates",
+        "_defn",
+        "_in_scope",
+        "_no_orgs",
+        "_org_at",
+        "_orgs",
+        "_prefix",
+        "_sides",
+        "_to_base",
+        "_tz",
+        "_width",
+    )
 
     def __init__(
-        self, defn: StreamDef, tz: ZoneInfo, in_scope: Callable[[str], bool] | None = None
+        self,
+        defn: StreamDef,
+        tz: ZoneInfo,
+        in_scope: Callable[[str], bool] | None = None,
+        *,
+        orgs: frozenset[str] | None = None,
+        to_base: ToBase | None = None,
     ) -> None:
+        if defn.convert_units and to_base is None:
+            raise ValueError(f"{defn.name} converts units but no unit table was given")
         self._defn = defn
         self._tz = tz
         self._in_scope = in_scope
         #: parsed dates by their text: every line of a document repeats its header dates
         self._dates: dict[str, datetime] = {}
-        self._width = len(HEADER_KEYS) + 3 + len(defn.sides)
+        sides = len(defn.sides)
+        self._org_at = len(HEADER_KEYS) + 2 + sides
+        self._orgs = (orgs or frozenset()) if defn.org_scoped else None
+        self._no_orgs: tuple[None, ...] = (None,) * sides
+        self._to_base = to_base if defn.convert_units else None
+        self._width = len(field_keys(defn))
         self._prefix = f"{SOURCE}:{defn.form_id}:"
         self._sides = tuple(
             (side.kind, side.sign, side.key_suffix, f"{side.warehouse_field}.FNumber")
@@ -285,12 +399,10 @@ class RowDecoder:
             raise _reject(defn, row, "missing FID or entry id", base_key, "FID")
         if not material:
             raise _reject(defn, row, "missing material", base_key, MATERIAL_KEY)
+        sku = material if type(material) is str else str(material)
         qty = row[-1]
-        if type(qty) is not Decimal or not qty.is_finite():
-            try:
-                qty = parse_qty(qty)
-            except ValueError as exc:
-                raise _reject(defn, row, str(exc), base_key, defn.qty_field) from exc
+        if type(qty) is not Decimal or not qty.is_finite() or self._to_base is not None:
+            qty = self._quantity(row, sku, base_key)
         dates = self._dates
         try:
             occurred_at = dates.get(date) or self._date(date)
@@ -298,14 +410,21 @@ class RowDecoder:
         except (ValueError, TypeError) as exc:
             raise _reject(defn, row, str(exc), base_key, "FDate") from exc
         active = is_active(status, cancel)
-        sku = material if type(material) is str else str(material)
         doc_no = bill_no if type(bill_no) is str else str(bill_no or "")
         in_scope = self._in_scope
+        orgs = self._orgs
+        org_at = self._org_at
+        # the width check above guarantees one warehouse (and one org) per side
+        side_orgs = self._no_orgs if orgs is None else row[org_at : org_at + len(self._sides)]
         movements = []
-        for (kind, sign, suffix, field), warehouse in zip(self._sides, row[8:], strict=False):
+        for (kind, sign, suffix, field), warehouse, org in zip(
+            self._sides, row[8:org_at], side_orgs, strict=False
+        ):
             if not warehouse:
                 raise _reject(defn, row, "missing warehouse", base_key, field)
             code = warehouse if type(warehouse) is str else str(warehouse)
+            counts = active and (in_scope is None or in_scope(code))
+            counts = counts and (orgs is None or str(org) in orgs)
             movements.append(
                 Movement(
                     base_key + suffix,
@@ -316,10 +435,24 @@ class RowDecoder:
                     occurred_at,
                     updated_at,
                     doc_no,
-                    active and (in_scope is None or in_scope(code)),
+                    counts,
                 )
             )
         return movements
+
+    def _quantity(self, row: Sequence[Any], sku: str, key: str) -> Decimal:
+        """The slow path: a quantity that is not a plain Decimal, or one to convert."""
+        defn = self._defn
+        try:
+            qty = parse_qty(row[-1])
+        except ValueError as exc:
+            raise _reject(defn, row, str(exc), key, defn.read_qty_field) from exc
+        if self._to_base is None:
+            return qty
+        try:
+            return self._to_base(sku, row[-2], qty)
+        except ValueError as exc:
+            raise _reject(defn, row, str(exc), key, UNIT_KEY) from exc
 
     def _date(self, value: Any) -> datetime:
         parsed = parse_erp_datetime(value, self._tz)

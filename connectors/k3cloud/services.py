@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from connectors.k3cloud import query as q
-from connectors.k3cloud.store import FORMS, INVENTORY, form_fields, lookup
+from connectors.k3cloud.store import FORMS, KNOWN_FORMS, lookup
 
 if TYPE_CHECKING:
     from connectors.k3cloud.emulator import K3CloudEmulator
@@ -131,9 +131,9 @@ def _bill_query(emu: K3CloudEmulator, body: Mapping[str, Any]) -> tuple[Any, Non
 
 def _query_business_info(emu: K3CloudEmulator, body: Mapping[str, Any]) -> tuple[Any, None]:
     form_id = str(_data(body).get("FormId") or "")
-    if form_id not in FORMS and form_id != INVENTORY:
+    if form_id not in KNOWN_FORMS:
         raise q.QueryError(4, f"业务对象 {form_id} 不存在")
-    fields = [{"Key": key, "Type": kind} for key, kind in form_fields(form_id).items()]
+    fields = [{"Key": key, "Type": kind} for key, kind in emu.store.known_fields(form_id).items()]
     entity = FORMS[form_id].entry_entity if form_id in FORMS else "FBillHead"
     need = {"Id": form_id, "Entrys": [{"Key": entity, "Fields": fields}]}
     return {"Result": {"ResponseStatus": _success(), "NeedReturnData": need}}, None

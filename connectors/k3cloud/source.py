@@ -16,12 +16,15 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
-from connectors.k3cloud.client import K3CloudClient
+from connectors.k3cloud.client import K3CloudClient, MissingFieldError
 from connectors.k3cloud.mapping import (
+    STOCK_ORG,
     STREAM_NAMES,
     STREAMS,
     RowDecoder,
     StreamDef,
+    configured,
+    converting,
     field_keys,
     format_erp_datetime,
     key_field_keys,
@@ -29,8 +32,8 @@ from connectors.k3cloud.mapping import (
     parse_qty,
     row_as_dict,
     row_cursor,
-    with_qty_field,
 )
+from connectors.k3cloud.units import UnitTable
 from sync.errors import ConfigError, ConfigProblem, RecordError
 from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord
 from sync.ports import ConnectorContext
@@ -64,10 +67,19 @@ class K3CloudSettings(StrictModel):
     )
     qty_fields: dict[str, str] = Field(
         default_factory=dict,
-        description="per-stream quantity field key override, e.g. {count_gain: FGainQty}",
+        description="per-stream key of the quantity in the line's unit (FUnitID), read only "
+        "when converting to the base unit, e.g. {count_gain: FGainQty}",
+    )
+    base_qty_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="per-stream key of the quantity in the base unit, e.g. "
+        "{sales_outbound: FBaseUnitQty}; '' = the form has none, convert the line qty "
+        "with BD_MATERIAL / BD_UNITCONVERTRATE",
     )
     stock_orgs: list[str] = Field(
-        default_factory=list, description="FStockOrgId.FNumber values to include (empty = all)"
+        default_factory=list,
+        description="stock organisation numbers to include (empty = all); each side of a "
+        "transfer is matched by its own org (FStockOutOrgId out, FStockOrgId in)",
     )
     warehouses_include: list[str] = Field(
         default_factory=list, description="warehouse numbers to include (empty = all)"
@@ -91,9 +103,13 @@ class K3CloudSettings(StrictModel):
 
     @model_validator(mode="after")
     def _known_overrides(self) -> K3CloudSettings:
-        unknown = [s for s in self.qty_fields if s not in STREAMS]
-        if unknown:
-            raise ValueError(f"qty_fields: unknown stream(s) {unknown}")
+        for name, overrides in (
+            ("qty_fields", self.qty_fields),
+            ("base_qty_fields", self.base_qty_fields),
+        ):
+            unknown = [s for s in overrides if s not in STREAMS]
+            if unknown:
+                raise ValueError(f"{name}: unknown stream(s) {unknown}")
         return self
 
 
@@ -132,6 +148,9 @@ class K3CloudSource:
         self._tz = ZoneInfo(settings.timezone)
         self._include = frozenset(settings.warehouses_include)
         self._exclude = frozenset(settings.warehouses_exclude)
+        self._orgs = frozenset(settings.stock_orgs)
+        #: per form: does the server know the built-in base-qty key? (probed once)
+        self._base_known: dict[str, bool] = {}
 
     def streams(self) -> Sequence[str]:
         return tuple(self.settings.streams)
@@ -141,39 +160,102 @@ class K3CloudSource:
             raise ConfigError(
                 [ConfigProblem(f"erp.streams.{stream}", "stream not configured for k3cloud")]
             )
-        return with_qty_field(STREAMS[stream], self.settings.qty_fields.get(stream))
+        return configured(
+            STREAMS[stream],
+            qty_field=self.settings.qty_fields.get(stream),
+            base_qty_field=self.settings.base_qty_fields.get(stream),
+            org_scoped=bool(self._orgs),
+        )
+
+    def _readable(self, defn: StreamDef, where: str) -> StreamDef:
+        """``defn``, converting line quantities if the server lacks its base-qty key.
+
+        The built-in base keys are partly inferred (k3cloud-stock-quantities.md
+        §1.2), so the first pull of a form asks for its key once; MsgCode 9 naming
+        it switches the form to conversion. A key set in ``base_qty_fields`` is the
+        user's word: its MsgCode 9 is a ConfigError, as for any unknown key.
+        """
+        if defn.convert_units or defn.name in self.settings.base_qty_fields:
+            return defn
+        known = self._base_known.get(defn.form_id)
+        if known is None:
+            known = self._probe(defn, where)
+            self._base_known[defn.form_id] = known
+        return defn if known else converting(defn)
+
+    def _probe(self, defn: StreamDef, where: str) -> bool:
+        query = {
+            "FormId": defn.form_id,
+            "FieldKeys": f"FID,{defn.base_qty_field}",
+            "FilterString": "",
+            "TopRowCount": 1,
+            "Limit": 1,
+        }
+        try:
+            self.client.execute_bill_query(query, where=where)
+        except MissingFieldError as exc:
+            if exc.field.lower() != defn.base_qty_field.lower():
+                raise
+            return False
+        return True
+
+    def _decoder(self, defn: StreamDef, where: str) -> RowDecoder:
+        """A decoder with the scope rules and, when converting, a unit table read fresh
+        for this pull when its first row needs it (a pull with no rows reads none)."""
+        tables: list[UnitTable] = []
+
+        def to_base(material: str, unit: Any, qty: Decimal) -> Decimal:
+            if not tables:
+                page_size = self.settings.page_size
+                tables.append(UnitTable.load(self.client, page_size=page_size, where=where))
+            return tables[0].to_base(material, unit, qty)
+
+        return RowDecoder(
+            defn,
+            self._tz,
+            self._in_scope,
+            orgs=self._orgs,
+            to_base=to_base if defn.convert_units else None,
+        )
 
     def _in_scope(self, warehouse: str) -> bool:
         if self._include and warehouse not in self._include:
             return False
         return warehouse not in self._exclude
 
-    def _filter(self, *conditions: str) -> str:
+    def _filter(self, *conditions: str, org_fields: Sequence[str] = (STOCK_ORG,)) -> str:
+        """``conditions`` AND-ed, plus: any of ``org_fields`` is one of ``stock_orgs``.
+
+        A transfer is read when either side's org is in scope; the decoder then
+        counts only the sides whose own org is (k3cloud.md §4).
+        """
         parts = [c for c in conditions if c]
         if self.settings.stock_orgs:
             orgs = " OR ".join(
-                f"FStockOrgId.FNumber = {_sql_quote(o)}" for o in self.settings.stock_orgs
+                f"{org}.FNumber = {_sql_quote(o)}"
+                for org in org_fields
+                for o in self.settings.stock_orgs
             )
             parts.append(f"({orgs})")
         return " AND ".join(parts)
 
     def pull(self, stream: str, since: Cursor | None, page_size: int) -> Iterator[Page]:
         """Lines modified at or after ``since`` (seconds floor, ERP local time), every status."""
-        defn = self._definition(stream)
+        where = f"erp.streams.{stream}"
+        defn = self._readable(self._definition(stream), where)
         since_filter = ""
         if since is not None:
             since_filter = f"FModifyDate >= '{format_erp_datetime(since.updated_at, self._tz)}'"
         query = {
             "FormId": defn.form_id,
             "FieldKeys": ",".join(field_keys(defn)),
-            "FilterString": self._filter(since_filter),
+            "FilterString": self._filter(since_filter, org_fields=defn.org_fields),
             "OrderString": f"FModifyDate ASC, FID ASC, {defn.entry_id_key} ASC",
             "SubSystemId": "",
         }
         size = page_size or self.settings.page_size
         cursor = since
-        where = f"erp.streams.{stream}"
-        decoder = RowDecoder(defn, self._tz, self._in_scope)
+        decoder = self._decoder(defn, where)
         for rows in self.client.iter_bill_query(query, page_size=size, where=where):
             movements, rejects = self._decode_page(decoder, defn, stream, rows)
             for row in reversed(rows):
@@ -210,7 +292,9 @@ class K3CloudSource:
         query = {
             "FormId": defn.form_id,
             "FieldKeys": ",".join(key_field_keys(defn)),
-            "FilterString": self._filter(f"FDate >= '{format_erp_datetime(since, self._tz)}'"),
+            "FilterString": self._filter(
+                f"FDate >= '{format_erp_datetime(since, self._tz)}'", org_fields=defn.org_fields
+            ),
             "OrderString": f"FID ASC, {defn.entry_id_key} ASC",
             "SubSystemId": "",
         }

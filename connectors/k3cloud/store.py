@@ -5,6 +5,12 @@ line edits); each change stamps FModifyDate from an injectable clock, which is
 what incremental pulls depend on. STK_Inventory is derived from approved,
 non-cancelled documents plus opening stock, exactly what a connector must
 reproduce from the movements it pulls.
+
+Units and orgs (k3cloud-stock-quantities.md §1.2, k3cloud.md §4): a line has its
+own unit (FUnitID) and quantity, and a base quantity in the material's base unit,
+computed from the catalog's conversions when the line is saved (or given, as a
+floating conversion would). STK_Inventory counts base quantities. A document's
+orgs come from its warehouses: FStockOrgId, plus FStockOutOrgId on transfers.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connectors.k3cloud.mapping import STREAMS, StreamDef
+from connectors.k3cloud.catalog import CONVERSION_FORM, MATERIAL_FORM, Catalog, master_fields
+from connectors.k3cloud.mapping import STOCK_ORG, STREAMS, UNIT_KEY, StreamDef
 from connectors.k3cloud.query import FieldType, Row
 
 INVENTORY = "STK_Inventory"
@@ -45,21 +52,46 @@ INVENTORY_TYPES: dict[str, FieldType] = {
     "FQty": "num",
 }
 FORMS: dict[str, StreamDef] = {d.form_id: d for d in STREAMS.values()}
+MASTER_FORMS = (MATERIAL_FORM, CONVERSION_FORM)
+KNOWN_FORMS = frozenset((*FORMS, INVENTORY, *MASTER_FORMS))
+BASE_UNIT_KEY = "FBaseUnitID.FNumber"
+#: k3cloud-stock-quantities.md §1.2, transcribed: form → base-qty key (line unit: FUnitID)
+BASE_QTY_KEYS = {
+    "STK_InStock": "FBaseUnitQty",
+    "SAL_OUTSTOCK": "FBaseUnitQty",
+    "PUR_MRB": "FBASEUNITQTY",
+    "SAL_RETURNSTOCK": "FBaseUnitQty",
+    "STK_TransferDirect": "FBaseQty",
+    "STK_MISCELLANEOUS": "FBaseQty",
+    "STK_MisDelivery": "FBaseQty",
+    "STK_StockCountGain": "FBaseGainQty",
+    "STK_StockCountLoss": "FBaseLossQty",
+}
 
 
 def form_fields(form_id: str) -> dict[str, FieldType]:
-    """Canonical field keys of a form with their types (the emulator's 'metadata')."""
+    """Canonical field keys of a form with their types (the emulator's 'metadata').
+
+    Stock bills carry the line unit, line qty, base unit and base qty of §1.2's
+    table; only a transfer has FStockOutOrgId (k3cloud.md §4).
+    """
     if form_id == INVENTORY:
         return dict(INVENTORY_TYPES)
+    if form_id in MASTER_FORMS:
+        return dict(master_fields(form_id))
     defn = FORMS[form_id]
     fields = dict(HEADER_TYPES)
+    for org in defn.org_fields:
+        fields[f"{org}.FNumber"] = "str"
     fields[defn.entry_id_key] = "num"
     fields["FMaterialId.FNumber"] = "str"
     fields["FLot.FNumber"] = "str"
-    fields["FUnitID.FNumber"] = "str"
+    fields[UNIT_KEY] = "str"
+    fields[BASE_UNIT_KEY] = "str"
     for wh in defn.warehouse_fields:
         fields[f"{wh}.FNumber"] = "str"
     fields[defn.qty_field] = "num"
+    fields[BASE_QTY_KEYS[form_id]] = "num"
     return fields
 
 
@@ -80,11 +112,15 @@ def as_qty(value: Any) -> Any:
 
 @dataclass
 class Line:
+    """``qty`` in ``unit``; ``base_qty`` in the material's base unit (what stock counts)."""
+
     entry_id: int
     material: str
     qty: Any
     stocks: list[str]
     lot: str = ""
+    unit: str = ""
+    base_qty: Any = None
 
 
 @dataclass
@@ -96,6 +132,8 @@ class Document:
     created: datetime
     modified: datetime
     stock_org: str = "100"
+    #: the sending org of a transfer (FStockOutOrgId); other forms: the same as stock_org
+    stock_out_org: str = "100"
     status: str = "A"
     cancel: str = "A"
     approved: datetime | None = None
@@ -107,6 +145,9 @@ class Store:
 
     def __init__(self, now: Callable[[], datetime]) -> None:
         self.now = now
+        self.catalog = Catalog()
+        #: per form: lower-case field keys this server's metadata lacks
+        self.hidden: dict[str, set[str]] = defaultdict(set)
         self.docs: dict[str, dict[int, Document]] = {form: {} for form in FORMS}
         self.opening: dict[tuple[str, str, str, str], Decimal] = defaultdict(Decimal)
         self.version = 0
@@ -131,11 +172,12 @@ class Store:
         *,
         bill_no: str | None = None,
         date: datetime | None = None,
-        stock_org: str = "100",
         status: str = "A",
     ) -> int:
         defn = FORMS[form_id]
         now = self._now()
+        built = [self._line(defn, spec) for spec in lines]
+        stocks = built[0].stocks if built else ["", ""]
         fid = next(self._ids)
         doc = Document(
             form_id=form_id,
@@ -144,12 +186,12 @@ class Store:
             date=date or now.replace(hour=0, minute=0, second=0, microsecond=0),
             created=now,
             modified=now,
-            stock_org=stock_org,
+            stock_org=self.catalog.org_of(stocks[-1]),
+            stock_out_org=self.catalog.org_of(stocks[0]),
             status=status,
             approved=now if status == "C" else None,
+            lines=built,
         )
-        for spec in lines:
-            doc.lines.append(self._line(defn, spec))
         self.docs[form_id][fid] = doc
         self.version += 1
         return fid
@@ -159,13 +201,24 @@ class Store:
             stocks = [str(spec["src_stock"]), str(spec["dest_stock"])]
         else:
             stocks = [str(spec["stock"])]
-        return Line(
+        material = str(spec["material"])
+        line = Line(
             entry_id=next(self._entry_ids),
-            material=str(spec["material"]),
+            material=material,
             qty=as_qty(spec["qty"]),
             stocks=stocks,
             lot=str(spec.get("lot", "")),
+            unit=str(spec.get("unit") or self.catalog.base_unit(material)),
         )
+        self._rebase(line, spec.get("base_qty"))
+        return line
+
+    def _rebase(self, line: Line, base_qty: Any = None) -> None:
+        """The base qty as the ERP stores it on save: converted, or typed in (浮动换算)."""
+        if base_qty is not None:
+            line.base_qty = as_qty(base_qty)
+        else:
+            line.base_qty = self.catalog.to_base(line.material, line.unit, line.qty)
 
     def get(self, form_id: str, fid: int) -> Document:
         try:
@@ -198,18 +251,39 @@ class Store:
             line.qty = as_qty(changes["qty"])
         if changes.get("material") is not None:
             line.material = str(changes["material"])
+        if changes.get("unit") is not None:
+            line.unit = str(changes["unit"])
+        self._rebase(line, changes.get("base_qty"))
         for index, name in enumerate(("src_stock", "dest_stock")):
             if changes.get(name) is not None:
                 line.stocks[index] = str(changes[name])
         if changes.get("stock") is not None:
             line.stocks[0] = str(changes["stock"])
+        if doc.lines and line is doc.lines[0]:
+            doc.stock_org = self.catalog.org_of(line.stocks[-1])
+            doc.stock_out_org = self.catalog.org_of(line.stocks[0])
         self._touch(doc)
 
     def set_opening(
-        self, material: str, stock: str, qty: Any, *, org: str = "100", lot: str = ""
+        self, material: str, stock: str, qty: Any, *, org: str | None = None, lot: str = ""
     ) -> None:
+        """Opening on-hand in the material's base unit; org defaults to the warehouse's."""
+        org = org or self.catalog.org_of(stock)
         self.opening[(org, material, stock, lot)] = Decimal(str(qty))
         self.version += 1
+
+    def changed(self) -> None:
+        """Base data or metadata changed: cached rows and query results are stale."""
+        self.version += 1
+
+    def known_fields(self, form_id: str) -> dict[str, FieldType]:
+        """Canonical key → type as this server's metadata has the form (minus hidden keys)."""
+        hidden = self.hidden.get(form_id, set())
+        return {k: t for k, t in form_fields(form_id).items() if k.lower() not in hidden}
+
+    def fields(self, form_id: str) -> dict[str, FieldType]:
+        """Lower-case key → type, for case-insensitive field resolution in queries."""
+        return {k.lower(): t for k, t in self.known_fields(form_id).items()}
 
     # -- rows ------------------------------------------------------------------------
 
@@ -218,7 +292,12 @@ class Store:
         cached = self._rows.get(form_id)
         if cached is not None and cached[0] == self.version:
             return cached[1]
-        built = self._inventory_rows() if form_id == INVENTORY else self._bill_rows(form_id)
+        if form_id == INVENTORY:
+            built = self._inventory_rows()
+        elif form_id in MASTER_FORMS:
+            built = self.catalog.rows(form_id)
+        else:
+            built = self._bill_rows(form_id)
         self._rows[form_id] = (self.version, built)
         return built
 
@@ -226,6 +305,7 @@ class Store:
         defn = FORMS[form_id]
         entry_key = defn.entry_id_key.lower()
         qty_key = defn.qty_field.lower()
+        base_key = BASE_QTY_KEYS[form_id].lower()
         wh_keys = [f"{wh}.FNumber".lower() for wh in defn.warehouse_fields]
         rows: list[Row] = []
         for doc in self.docs[form_id].values():
@@ -239,6 +319,7 @@ class Store:
                 "fapprovedate": doc.approved,
                 "fcreatedate": doc.created,
                 "fstockorgid.fnumber": doc.stock_org,
+                "fstockoutorgid.fnumber": doc.stock_out_org,
                 "fbilltypeid.fnumber": "STD",
             }
             for line in doc.lines:
@@ -246,8 +327,10 @@ class Store:
                 row[entry_key] = line.entry_id
                 row["fmaterialid.fnumber"] = line.material
                 row["flot.fnumber"] = line.lot
-                row["funitid.fnumber"] = "Pcs"
+                row["funitid.fnumber"] = line.unit
+                row["fbaseunitid.fnumber"] = self.catalog.base_unit(line.material)
                 row[qty_key] = line.qty
+                row[base_key] = line.base_qty
                 for key, stock in zip(wh_keys, line.stocks, strict=True):
                     row[key] = stock
                 rows.append(row)
@@ -262,12 +345,11 @@ class Store:
                 if doc.status != "C" or doc.cancel == "B":
                     continue
                 for line in doc.lines:
-                    if not isinstance(line.qty, Decimal):
+                    if not isinstance(line.base_qty, Decimal):
                         continue
                     for side, stock in zip(sides, line.stocks, strict=True):
-                        totals[(doc.stock_org, line.material, stock, line.lot)] += (
-                            line.qty * side.sign
-                        )
+                        org = doc.stock_org if side.org_field == STOCK_ORG else doc.stock_out_org
+                        totals[(org, line.material, stock, line.lot)] += line.base_qty * side.sign
         return totals
 
     def _inventory_rows(self) -> list[Row]:
@@ -283,7 +365,7 @@ class Store:
                     "fstockorgid.fnumber": org,
                     "flot.fnumber": lot,
                     "fstockstatusid.fnumber": "KCZT01_SYS",
-                    "fbaseunitid.fnumber": "Pcs",
+                    "fbaseunitid.fnumber": self.catalog.base_unit(material),
                     "fbaseqty": qty,
                     "fqty": qty,
                 }

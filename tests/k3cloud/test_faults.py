@@ -123,7 +123,8 @@ def test_timeout_and_500_over_respx_are_retried(
     route.side_effect = side_effect
     assert len(pull(source)) == 5
     assert len(sleeps) == 2
-    assert route.call_count == 3
+    # two faults, then the base-qty key check (once per form) and the page
+    assert route.call_count == 4
 
 
 def test_non_numeric_quantity_is_quarantined(
@@ -135,7 +136,8 @@ def test_non_numeric_quantity_is_quarantined(
     def corrupt(request: httpx.Request) -> httpx.Response:
         response = real(request)
         rows = json.loads(response.content)
-        rows[1][-1] = "N/A"
+        if len(rows) > 1:  # the page, not the one-row base-qty key check
+            rows[1][-1] = "N/A"
         return httpx.Response(200, json=rows)
 
     route.side_effect = corrupt
@@ -143,8 +145,8 @@ def test_non_numeric_quantity_is_quarantined(
     assert len(pages) == 1
     assert len(pages[0].movements) == 4
     (reject,) = pages[0].rejects
-    assert reject.field == "FRealQty"
-    assert isinstance(reject.raw, dict) and reject.raw["FRealQty"] == "N/A"
+    assert reject.field == "FBaseUnitQty"
+    assert isinstance(reject.raw, dict) and reject.raw["FBaseUnitQty"] == "N/A"
     assert reject.key and reject.key.startswith("k3cloud:STK_InStock:")
     assert pages[0].cursor is not None
 
@@ -159,15 +161,30 @@ def test_edited_garbage_quantity_is_quarantined_too(
     assert sum(len(p.movements) for p in pages) == 5
 
 
+@pytest.mark.parametrize(
+    ("overrides", "bad_key"),
+    [
+        # a configured base key is the user's word: no fallback, the key is named
+        ({"base_qty_fields": {"count_gain": "FBaseGainQtyX"}}, "FBaseGainQtyX"),
+        # converting ("" = no base key): the line-qty key is read and checked
+        (
+            {"base_qty_fields": {"count_gain": ""}, "qty_fields": {"count_gain": "FGainQtyX"}},
+            "FGainQtyX",
+        ),
+    ],
+)
 def test_unknown_field_is_a_config_error_naming_it(
-    seeded: K3CloudEmulator, make_source: Callable[..., K3CloudSource]
+    seeded: K3CloudEmulator,
+    make_source: Callable[..., K3CloudSource],
+    overrides: dict[str, dict[str, str]],
+    bad_key: str,
 ) -> None:
-    source = make_source(streams=["count_gain"], qty_fields={"count_gain": "FGainQtyX"})
+    source = make_source(streams=["count_gain"], **overrides)
     with pytest.raises(ConfigError) as caught:
         list(source.pull("count_gain", None, 10))
     (problem,) = caught.value.problems
     assert problem.path == "erp.streams.count_gain"
-    assert "FGainQtyX" in problem.message
+    assert bad_key in problem.message
 
 
 def test_check_reports_success_and_wrong_url(

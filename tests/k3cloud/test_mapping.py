@@ -112,7 +112,7 @@ def test_decimal_exactness() -> None:
 def test_non_numeric_qty_is_a_record_error(bad: Any) -> None:
     with pytest.raises(RecordError) as caught:
         decode_row(STREAMS["purchase_receipt"], row("purchase_receipt", qty=bad), TZ)
-    assert caught.value.field == "FRealQty"
+    assert caught.value.field == "FBaseUnitQty"
     assert caught.value.key == "k3cloud:STK_InStock:100001:7"
 
 
