@@ -164,14 +164,24 @@ class Page:
     """One page of a stream, applied by the ledger in one transaction.
 
     ``cursor`` is the position *after* this page (None when the page is empty and
-    the stream had no position yet). ``rejects`` ride along so that quarantine and
-    the cursor advance commit together with the good rows.
+    the stream had no position yet, or when the source moves the position only
+    on the last page of a pull). ``rejects`` ride along so that quarantine and
+    the cursor advance commit together with the good rows. ``complete_documents``
+    (``document_key`` values): every line such a document currently has, within
+    the source's scope, is among this page's movements.
     """
 
     stream: str
     movements: Sequence[Movement]
     cursor: Cursor | None
     rejects: Sequence[RejectedRecord] = field(default_factory=tuple)
+    complete_documents: frozenset[str] = frozenset()
+
+
+def document_key(movement_key: str) -> str:
+    """The document part of a movement key: up to its third ':' ("{source}:{doc_type}:{doc_id}")."""
+    source, doc_type, doc_id = movement_key.split(":", 3)[:3]
+    return f"{source}:{doc_type}:{doc_id}"
 
 
 @dataclass(frozen=True, slots=True)

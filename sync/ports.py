@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
 
 from sync.model import CrmLevel, Cursor, LevelValue, Movement, OnHand, Page, StockKey
@@ -130,9 +130,18 @@ class MemoryTokenCache:
         self._tokens[name] = (value, expires_at)
 
 
-def _utcnow() -> datetime:
-    from datetime import UTC
+def source_zone(source: ErpSource) -> tzinfo:
+    """The time zone of the ERP's calendar: a source may say it with a ``timezone``
+    attribute holding a ``tzinfo`` (K/3 Cloud: ``erp.timezone``); without one, UTC.
 
+    The core reads dates a person gives (``pull.history_since``, ``backfill --since``)
+    as midnights in this zone, the ERP's own business days.
+    """
+    zone = getattr(source, "timezone", None)
+    return zone if isinstance(zone, tzinfo) else UTC
+
+
+def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from connectors._emulator import Emulator, LoopbackServer
@@ -35,6 +35,8 @@ from connectors.k3cloud.store import FORMS, INVENTORY, Store, line_ids, lookup
 SESSION_COOKIE = "kdservice-sessionid"
 MSG_SESSION_LOST = "会话信息已丢失，请重新登录"
 MSG_THROTTLED = "调用频率超过限制，请稍后再试"
+#: wording inferred: the reference documents only "HTTP non-200" for a wrong AcctID (§3.3)
+MSG_UNKNOWN_DATA_CENTRE = "数据中心不存在或已停用，请检查账套ID"
 FAULT_KINDS = ("http500", "response_error", "truncated", "auth", "throttle")
 DEMO_CREDENTIALS = {
     "acct_id": "65f0000000000a",
@@ -60,14 +62,28 @@ class K3CloudEmulator(Emulator):
         now: Callable[[], datetime] | None = None,
         timezone: str = "Asia/Shanghai",
         max_limit: int = 10_000,
+        limit_over_cap: Literal["cap", "refuse"] = "cap",
+        status_bumps_modify_date: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
         **credentials: str,
     ) -> None:
+        """``max_limit`` is the server's row cap per query (reference §3.1: 2000, or 10,000
+        from patch 23.11, set by ``WebAPIMaxQueryLimit``); a larger ``Limit`` is silently
+        cut to it (``limit_over_cap="cap"``) or refused with MsgCode 8 (``"refuse"``): the
+        reference does not say which. ``status_bumps_modify_date``: whether audit,
+        un-audit, cancel and un-cancel also stamp FModifyDate (not documented either,
+        k3cloud-stock-quantities.md §1.3); they always stamp their own date.
+        """
         self.base_path = "/" + base_path.strip("/") + "/"
         self.credentials = {**DEMO_CREDENTIALS, **credentials}
         self.lcid = 2052
-        self.store = Store(now or _local_now(ZoneInfo(timezone)))
+        self.store = Store(
+            now or _local_now(ZoneInfo(timezone)), status_bumps_modify_date=status_bumps_modify_date
+        )
         self.max_limit = max_limit
+        self.limit_over_cap = limit_over_cap
+        self.queries_answered = 0
+        self._after_query: dict[int, list[Callable[[], None]]] = {}
         self.calls: Counter[str] = Counter()
         self._sessions: set[str] = set()
         self._faults: deque[str] = deque()
@@ -76,6 +92,7 @@ class K3CloudEmulator(Emulator):
         self._monotonic = monotonic
         self._lock = threading.RLock()
         self._query_cache: dict[tuple[Any, ...], list[q.Row]] = {}
+        self._sorted_cache: dict[tuple[Any, ...], tuple[list[q.Row], list[Any] | None]] = {}
         self._cache_version = -1
 
     # -- document API (what tests and scenarios drive) -------------------------------
@@ -114,9 +131,14 @@ class K3CloudEmulator(Emulator):
             self.store.set_status(form_id, fid, "D")
 
     def cancel(self, form_id: str, fid: int) -> None:
-        """FCancelStatus B: never moves stock again."""
+        """FCancelStatus B: no longer moves stock (stamps FCancelDate)."""
         with self._lock:
             self.store.cancel(form_id, fid)
+
+    def uncancel(self, form_id: str, fid: int) -> None:
+        """FCancelStatus back to A: an approved bill moves stock again."""
+        with self._lock:
+            self.store.cancel(form_id, fid, cancelled=False)
 
     def delete(self, form_id: str, fid: int) -> None:
         """Gone without trace: incremental queries cannot see it, only the window rescan."""
@@ -134,6 +156,12 @@ class K3CloudEmulator(Emulator):
         """Opening stock: part of STK_Inventory, but no document (the ledger's baseline)."""
         with self._lock:
             self.store.set_opening(material, stock, qty, org=org, lot=lot)
+
+    def after_query(self, n: int, action: Callable[[], None]) -> None:
+        """Run ``action`` right after the ``n``-th ExecuteBillQuery from now is answered
+        (before its answer reaches the client): an ERP user editing between two pages."""
+        with self._lock:
+            self._after_query.setdefault(self.queries_answered + n, []).append(action)
 
     # -- faults and throttling -------------------------------------------------------
 
@@ -189,13 +217,11 @@ class K3CloudEmulator(Emulator):
 
     def inventory(self) -> dict[tuple[str, str], Decimal]:
         """STK_Inventory summed per (material, stock) over lots, non-zero only: the truth."""
-        _, rows = self.run_query(
-            {"FormId": INVENTORY, "FieldKeys": "FMaterialId.FNumber,FStockId.FNumber,FBaseQty"}
-        )
-        totals: dict[tuple[str, str], Decimal] = {}
-        for row in rows:
-            key = (str(row["fmaterialid.fnumber"]), str(row["fstockid.fnumber"]))
-            totals[key] = totals.get(key, Decimal(0)) + Decimal(str(row["fbaseqty"]))
+        with self._lock:
+            totals: dict[tuple[str, str], Decimal] = {}
+            for row in self.store.rows(INVENTORY):
+                key = (str(row["fmaterialid.fnumber"]), str(row["fstockid.fnumber"]))
+                totals[key] = totals.get(key, Decimal(0)) + Decimal(str(row["fbaseqty"]))
         return {k: v for k, v in totals.items() if v}
 
     def connection_info(self, base_url: str) -> dict[str, Any]:
@@ -253,8 +279,11 @@ class K3CloudEmulator(Emulator):
                 return 200, b"response_error:emulated server failure", uuid.uuid4().hex
             if fault == "auth":
                 self._sessions.clear()
-            sid = self._authenticate(environ, path, name)
             wrap = name in ("ExecuteBillQuery", "BillQuery")
+            sid = self._authenticate(environ, path, name)
+            if sid is None and self._unknown_data_centre(environ):
+                refusal = envelope(1, MSG_UNKNOWN_DATA_CENTRE)
+                return 500, encode([[refusal]] if wrap else refusal).encode(), uuid.uuid4().hex
             if fault == "throttle" or (name != "GetDataCenterList" and self._throttled()):
                 payload: Any = envelope(14, MSG_THROTTLED)
                 payload = [[payload]] if wrap else payload
@@ -263,6 +292,8 @@ class K3CloudEmulator(Emulator):
                 payload = [[payload]] if wrap else payload
             else:
                 payload, sid = self._dispatch(name, raw, wrap, sid)
+                if name == "ExecuteBillQuery":
+                    self._answered()
         body = (payload if isinstance(payload, RawJson) else encode(payload)).encode()
         if fault == "truncated":
             body = body[: max(1, len(body) // 2)]
@@ -288,6 +319,17 @@ class K3CloudEmulator(Emulator):
             payload = envelope(exc.msg_code, exc.message, exc.field)
         return ([[payload]] if wrap else payload), sid
 
+    def _answered(self) -> None:
+        self.queries_answered += 1
+        for action in self._after_query.pop(self.queries_answered, []):
+            action()
+
+    def _unknown_data_centre(self, environ: Mapping[str, Any]) -> bool:
+        """Signed headers naming another data centre than ours (reference §3.3: such a
+        request gets HTTP non-200; the body modelled is the MsgCode 1 envelope)."""
+        parts = _appdata(environ)
+        return bool(parts) and parts[0] != self.credentials["acct_id"]
+
     def _authenticate(self, environ: Mapping[str, Any], path: str, name: str) -> str | None:
         """A valid session id, or a new one when the signed headers check out; else None."""
         for candidate in _session_candidates(environ):
@@ -305,11 +347,8 @@ class K3CloudEmulator(Emulator):
     def _signature_ok(self, environ: Mapping[str, Any], path: str) -> bool:
         c = self.credentials
         app_key = environ.get("HTTP_X_KD_APPKEY", "")
-        try:
-            plain = base64.b64decode(environ.get("HTTP_X_KD_APPDATA", "")).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        parts = plain.split(",")
+        parts = _appdata(environ)
+        plain = ",".join(parts)
         if app_key != c["app_id"] or len(parts) < 2:
             return False
         if parts[0] != c["acct_id"] or parts[1] != c["username"]:
@@ -345,19 +384,67 @@ class K3CloudEmulator(Emulator):
             top = int(params.get("TopRowCount") or 0)
         except (TypeError, ValueError) as exc:
             raise q.QueryError(8, "参数错误：StartRow/Limit/TopRowCount 必须是整数") from exc
-        rows = self._matching(
-            form_id, params.get("FilterString"), params.get("OrderString"), fields
-        )
-        window = q.page_bounds(len(rows), start, limit, top, self.max_limit)
-        return keys, rows[window.start : window.stop]
+        size = self._page_size(limit)
+        return keys, self._page(form_id, params, fields, start, size, top)
+
+    def _page_size(self, limit: int) -> int:
+        """Rows one answer may hold: ``Limit`` up to the cap (0 = the cap)."""
+        if limit > self.max_limit and self.limit_over_cap == "refuse":
+            raise q.QueryError(8, f"参数错误：Limit 不能超过{self.max_limit}")
+        return limit if 0 < limit <= self.max_limit else self.max_limit
+
+    def _page(
+        self,
+        form_id: str,
+        params: Mapping[str, Any],
+        fields: dict[str, q.FieldType],
+        start: int,
+        size: int,
+        top: int,
+    ) -> list[q.Row]:
+        """One answer's rows. From row 0 the sorted rows are scanned from the first one
+        the filter's bounds allow (keyset paging); from a later StartRow the whole
+        filtered result is kept between pages (offset paging)."""
+        self._check_cache()
+        spec, order_spec = params.get("FilterString"), params.get("OrderString")
+        end = start + size if top <= 0 else min(start + size, top)
+        if start > 0:
+            rows = self._matching(form_id, spec, order_spec, fields)
+            return rows[start : max(start, min(end, len(rows)))]
+        compiled = q.compile_filter_bounds(spec, fields)
+        order = q.parse_order(order_spec, fields)
+        rows, index = self._sorted(form_id, order_spec, order)
+        if compiled is None:
+            return rows[:end]
+        predicate, bounds = compiled
+        begin = q.seek(index, bounds.get(order[0][0])) if index is not None else 0
+        return q.first_matching(rows, predicate, begin, end)
+
+    def _check_cache(self) -> None:
+        if self._cache_version != self.store.version:
+            self._query_cache.clear()
+            self._sorted_cache.clear()
+            self._cache_version = self.store.version
+
+    def _sorted(
+        self, form_id: str, order_spec: Any, order: list[tuple[str, bool]]
+    ) -> tuple[list[q.Row], list[Any] | None]:
+        """A form's rows in OrderString order, and the sort keys of the first order field
+        when it is ascending (what ``q.seek`` bisects); cached until the next change."""
+        cache_key = (form_id, json.dumps(order_spec, default=str))
+        cached = self._sorted_cache.get(cache_key)
+        if cached is None:
+            rows = self.store.rows(form_id)
+            ordered = q.sort_rows(rows, order) if order else list(rows)
+            index = q.seek_index(ordered, order[0][0]) if order and not order[0][1] else None
+            cached = (ordered, index)
+            self._sorted_cache[cache_key] = cached
+        return cached
 
     def _matching(
         self, form_id: str, spec: Any, order_spec: Any, fields: dict[str, q.FieldType]
     ) -> list[q.Row]:
-        """Filtered, sorted rows; cached until the next change so paging stays O(page)."""
-        if self._cache_version != self.store.version:
-            self._query_cache.clear()
-            self._cache_version = self.store.version
+        """Filtered, sorted rows; cached until the next change so offset paging stays O(page)."""
         cache_key = (form_id, json.dumps(spec, default=str), json.dumps(order_spec, default=str))
         cached = self._query_cache.get(cache_key)
         if cached is not None:
@@ -371,6 +458,15 @@ class K3CloudEmulator(Emulator):
             self._query_cache.clear()
         self._query_cache[cache_key] = result
         return result
+
+
+def _appdata(environ: Mapping[str, Any]) -> list[str]:
+    """X-Kd-Appdata decoded: [AcctID, UserName, LCID, OrgNum], or [] when unreadable."""
+    try:
+        plain = base64.b64decode(environ.get("HTTP_X_KD_APPDATA", ""), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return []
+    return plain.split(",") if plain else []
 
 
 def _session_candidates(environ: Mapping[str, Any]) -> list[str]:
