@@ -95,7 +95,6 @@ class PullSettings(StrictModel):
     rescan_days: int = Field(35, ge=1, description="window of the deletion rescan, in days")
 
 
-
 class PushSettings(StrictModel):
     batch_size: int = Field(200, ge=1, le=10000)
     max_attempts: int = Field(8, ge=1, description="a row is dead after this many failures")

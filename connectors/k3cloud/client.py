@@ -253,7 +253,6 @@ def _decode(response: httpx.Response, *, what: str, where: str) -> Any:
     _raise_for_msg_code(status, what=what, where=where)
 
 
-
 def _json_or_none(text: str) -> Any:
     """The body as JSON (floats as Decimal), or None when it is not JSON."""
     if not text or text[0] not in "[{":

@@ -53,9 +53,7 @@ def _offset_changes(start: datetime, end: datetime, zone: tzinfo) -> list[dateti
     return changes
 
 
-def _first_with(
-    low: datetime, high: datetime, offset: timedelta | None, zone: tzinfo
-) -> datetime:
+def _first_with(low: datetime, high: datetime, offset: timedelta | None, zone: tzinfo) -> datetime:
     """The first second in (low, high] at which ``zone`` has ``offset`` (bisection)."""
     while high - low > _SECOND:
         middle = low + (high - low) / 2

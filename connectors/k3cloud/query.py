@@ -8,6 +8,7 @@ is one O(n) pass plus one O(n log n) sort.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import operator
 import re
@@ -354,7 +355,7 @@ def seek_index(rows: Sequence[Row], key: str) -> list[Any] | None:
     None when the values do not compare with each other."""
     index = [(row.get(key) is not None, row.get(key)) for row in rows]
     try:
-        if any(a > b for a, b in zip(index, index[1:], strict=False)):
+        if any(a > b for a, b in itertools.pairwise(index)):
             return None
     except TypeError:
         return None

@@ -28,9 +28,9 @@ from connectors.k3cloud.mapping import (
     RowDecoder,
     StreamDef,
     field_keys,
-    parse_erp_datetime,
     key_field_keys,
     keys_for,
+    parse_erp_datetime,
     parse_qty,
     row_as_dict,
     with_qty_field,
@@ -215,7 +215,10 @@ class K3CloudSource:
         )
         decoder = RowDecoder(defn, self._tz, self._in_scope)
         width = len(keys)
-        stamps = _Stamps(self._tz, [keys.index("FModifyDate"), *range(width, width + len(self.settings.status_dates))])
+        stamps = _Stamps(
+            self._tz,
+            [keys.index("FModifyDate"), *range(width, width + len(self.settings.status_dates))],
+        )
         for rows, last in whole_documents(answers, fid_at):
             stamps.see(rows)
             lines = [r[:width] for r in rows] if self.settings.status_dates else rows
@@ -271,9 +274,7 @@ class K3CloudSource:
         }
         keyset = [("FID", 0, "num"), (defn.entry_id_key, 1, "num")]
         where = f"erp.streams.{stream}"
-        for rows in self.client.iter_keyset(
-            query, keyset, page_size=SCAN_PAGE_SIZE, where=where
-        ):
+        for rows in self.client.iter_keyset(query, keyset, page_size=SCAN_PAGE_SIZE, where=where):
             for fid, entry_id in rows:
                 yield from keys_for(defn, fid, entry_id)
 

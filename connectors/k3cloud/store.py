@@ -108,7 +108,9 @@ class Document:
 class Store:
     """Documents per form plus opening stock, with cached flat rows per form."""
 
-    def __init__(self, now: Callable[[], datetime], *, status_bumps_modify_date: bool = True) -> None:
+    def __init__(
+        self, now: Callable[[], datetime], *, status_bumps_modify_date: bool = True
+    ) -> None:
         self.now = now
         #: whether audit/un-audit/cancel/un-cancel also stamp FModifyDate (undocumented)
         self.status_bumps_modify_date = status_bumps_modify_date

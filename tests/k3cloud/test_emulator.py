@@ -236,7 +236,8 @@ def test_keyset_pages_seek_on_the_first_order_field(emulator: K3CloudEmulator) -
 
 def test_filter_bounds_follow_and_or() -> None:
     bounds = q.compile_filter_bounds(
-        "FRealQty > 1 AND (FID > 5 OR (FID = 5 AND FRealQty > 9)) AND (FBillNo = 'x' OR FRealQty > 0)",
+        "FRealQty > 1 AND (FID > 5 OR (FID = 5 AND FRealQty > 9))"
+        " AND (FBillNo = 'x' OR FRealQty > 0)",
         FIELDS,
     )
     assert bounds is not None

@@ -68,7 +68,7 @@ def test_secret_rotated_under_a_session_re_signs_once(
     assert len(pull(source)) == 5
     before = seeded.calls["ExecuteBillQuery"]
     seeded.rotate_secret("0" * 32)  # the admin regenerated it: the session goes too
-    with pytest.raises(PermanentError, match="erp.app_secret"):
+    with pytest.raises(PermanentError, match=r"erp\.app_secret"):
         pull(source)
     assert seeded.calls["ExecuteBillQuery"] == before + 2 and sleeps == []
 
