@@ -27,10 +27,11 @@ from zoneinfo import ZoneInfo
 
 from connectors._emulator import Emulator, LoopbackServer
 from connectors.k3cloud import query as q
+from connectors.k3cloud.bill_query import BillQueries
 from connectors.k3cloud.scenarios import seed
 from connectors.k3cloud.services import ANONYMOUS, HANDLERS, RawJson, encode, envelope
 from connectors.k3cloud.signing import api_signature, decode_app_secret, kd_signature
-from connectors.k3cloud.store import FORMS, INVENTORY, Store, line_ids, lookup
+from connectors.k3cloud.store import INVENTORY, Store, line_ids
 
 SESSION_COOKIE = "kdservice-sessionid"
 MSG_SESSION_LOST = "会话信息已丢失，请重新登录"
@@ -80,8 +81,7 @@ class K3CloudEmulator(Emulator):
         self.store = Store(
             now or _local_now(ZoneInfo(timezone)), status_bumps_modify_date=status_bumps_modify_date
         )
-        self.max_limit = max_limit
-        self.limit_over_cap = limit_over_cap
+        self.queries = BillQueries(self.store, max_limit=max_limit, limit_over_cap=limit_over_cap)
         self.queries_answered = 0
         self._after_query: dict[int, list[Callable[[], None]]] = {}
         self.calls: Counter[str] = Counter()
@@ -91,9 +91,6 @@ class K3CloudEmulator(Emulator):
         self._recent: deque[float] = deque()
         self._monotonic = monotonic
         self._lock = threading.RLock()
-        self._query_cache: dict[tuple[Any, ...], list[q.Row]] = {}
-        self._sorted_cache: dict[tuple[Any, ...], tuple[list[q.Row], list[Any] | None]] = {}
-        self._cache_version = -1
 
     # -- document API (what tests and scenarios drive) -------------------------------
 
@@ -162,6 +159,11 @@ class K3CloudEmulator(Emulator):
         (before its answer reaches the client): an ERP user editing between two pages."""
         with self._lock:
             self._after_query.setdefault(self.queries_answered + n, []).append(action)
+
+    def forget_query_actions(self) -> None:
+        """Drop the ``after_query`` actions that have not run yet."""
+        with self._lock:
+            self._after_query.clear()
 
     # -- faults and throttling -------------------------------------------------------
 
@@ -368,96 +370,7 @@ class K3CloudEmulator(Emulator):
 
     def run_query(self, params: Mapping[str, Any]) -> tuple[list[str], list[q.Row]]:
         """Validate and evaluate one ExecuteBillQuery parameter object → (keys, page rows)."""
-        form_id = str(params.get("FormId") or "")
-        keys = [k.strip() for k in str(params.get("FieldKeys") or "").split(",") if k.strip()]
-        if not form_id or not keys:
-            raise q.QueryError(8, "参数错误：FormId 和 FieldKeys 不能为空")
-        if form_id not in FORMS and form_id != INVENTORY:
-            raise q.QueryError(4, f"业务对象 {form_id} 不存在")
-        fields = lookup(form_id)
-        for key in keys:
-            if key.lower() not in fields:
-                raise q.missing_field(key)
-        try:
-            start = int(params.get("StartRow") or 0)
-            limit = int(params.get("Limit") or 0)
-            top = int(params.get("TopRowCount") or 0)
-        except (TypeError, ValueError) as exc:
-            raise q.QueryError(8, "参数错误：StartRow/Limit/TopRowCount 必须是整数") from exc
-        size = self._page_size(limit)
-        return keys, self._page(form_id, params, fields, start, size, top)
-
-    def _page_size(self, limit: int) -> int:
-        """Rows one answer may hold: ``Limit`` up to the cap (0 = the cap)."""
-        if limit > self.max_limit and self.limit_over_cap == "refuse":
-            raise q.QueryError(8, f"参数错误：Limit 不能超过{self.max_limit}")
-        return limit if 0 < limit <= self.max_limit else self.max_limit
-
-    def _page(
-        self,
-        form_id: str,
-        params: Mapping[str, Any],
-        fields: dict[str, q.FieldType],
-        start: int,
-        size: int,
-        top: int,
-    ) -> list[q.Row]:
-        """One answer's rows. From row 0 the sorted rows are scanned from the first one
-        the filter's bounds allow (keyset paging); from a later StartRow the whole
-        filtered result is kept between pages (offset paging)."""
-        self._check_cache()
-        spec, order_spec = params.get("FilterString"), params.get("OrderString")
-        end = start + size if top <= 0 else min(start + size, top)
-        if start > 0:
-            rows = self._matching(form_id, spec, order_spec, fields)
-            return rows[start : max(start, min(end, len(rows)))]
-        compiled = q.compile_filter_bounds(spec, fields)
-        order = q.parse_order(order_spec, fields)
-        rows, index = self._sorted(form_id, order_spec, order)
-        if compiled is None:
-            return rows[:end]
-        predicate, bounds = compiled
-        begin = q.seek(index, bounds.get(order[0][0])) if index is not None else 0
-        return q.first_matching(rows, predicate, begin, end)
-
-    def _check_cache(self) -> None:
-        if self._cache_version != self.store.version:
-            self._query_cache.clear()
-            self._sorted_cache.clear()
-            self._cache_version = self.store.version
-
-    def _sorted(
-        self, form_id: str, order_spec: Any, order: list[tuple[str, bool]]
-    ) -> tuple[list[q.Row], list[Any] | None]:
-        """A form's rows in OrderString order, and the sort keys of the first order field
-        when it is ascending (what ``q.seek`` bisects); cached until the next change."""
-        cache_key = (form_id, json.dumps(order_spec, default=str))
-        cached = self._sorted_cache.get(cache_key)
-        if cached is None:
-            rows = self.store.rows(form_id)
-            ordered = q.sort_rows(rows, order) if order else list(rows)
-            index = q.seek_index(ordered, order[0][0]) if order and not order[0][1] else None
-            cached = (ordered, index)
-            self._sorted_cache[cache_key] = cached
-        return cached
-
-    def _matching(
-        self, form_id: str, spec: Any, order_spec: Any, fields: dict[str, q.FieldType]
-    ) -> list[q.Row]:
-        """Filtered, sorted rows; cached until the next change so offset paging stays O(page)."""
-        cache_key = (form_id, json.dumps(spec, default=str), json.dumps(order_spec, default=str))
-        cached = self._query_cache.get(cache_key)
-        if cached is not None:
-            return cached
-        predicate = q.compile_filter(spec, fields)
-        order = q.parse_order(order_spec, fields)
-        rows = self.store.rows(form_id)
-        matched = rows if predicate is None else [r for r in rows if predicate(r)]
-        result = q.sort_rows(matched, order) if order else list(matched)
-        if len(self._query_cache) > 32:
-            self._query_cache.clear()
-        self._query_cache[cache_key] = result
-        return result
+        return self.queries.run(params)
 
 
 def _appdata(environ: Mapping[str, Any]) -> list[str]:

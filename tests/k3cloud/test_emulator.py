@@ -215,10 +215,10 @@ def test_paging_reuses_the_sorted_result(emulator: K3CloudEmulator) -> None:
         emulator.create_document("STK_InStock", [{"material": f"M{i}", "qty": "1", "stock": "W"}])
     query = {**QUERY, "OrderString": "FModifyDate ASC, FID ASC", "FilterString": "FID > 0"}
     _, first = emulator.run_query({**query, "StartRow": 0, "Limit": 10})
-    assert len(emulator._sorted_cache) == 1
+    assert len(emulator.queries._sorted_cache) == 1
     _, second = emulator.run_query({**query, "StartRow": 10, "Limit": 10})
     _, third = emulator.run_query({**query, "StartRow": 20, "Limit": 10})
-    assert len(emulator._query_cache) == 1
+    assert len(emulator.queries._query_cache) == 1
     assert first[-1]["fid"] < second[0]["fid"] and second[-1]["fid"] < third[0]["fid"]
 
 
