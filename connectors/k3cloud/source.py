@@ -347,19 +347,19 @@ class _Stamps:
     def __init__(self, zone: ZoneInfo, positions: Sequence[int]) -> None:
         self._zone = zone
         self._positions = positions
-        self._texts: set[str] = set()
+        #: stamps as sent (lines of a document repeat them); None for a date never set
+        self._texts: set[Any] = set()
 
     def see(self, rows: Sequence[Sequence[Any]]) -> None:
-        texts = self._texts
         for position in self._positions:
-            texts.update(r[position] for r in rows if isinstance(r[position], str) and r[position])
+            self._texts.update({row[position] for row in rows})
 
     def cursor(self) -> Cursor | None:
         newest: datetime | None = None
         for text in self._texts:
             try:
                 stamp = parse_erp_datetime(text, self._zone)
-            except ValueError:
+            except ValueError:  # None or unreadable: the decoder quarantines the line
                 continue
             newest = stamp if newest is None else max(newest, stamp)
         return None if newest is None else Cursor(newest, "")
