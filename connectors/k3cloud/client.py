@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -317,8 +317,15 @@ def keyset_after(keys: Sequence[KeyField], values: Sequence[Any]) -> str:
 
 def _literal(value: Any, kind: str) -> str:
     if kind == "num":
-        number = Decimal(str(value))
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            number = Decimal("NaN")
         if not number.is_finite():
-            raise TransientError(f"K/3 Cloud ExecuteBillQuery: key value {value!r} is not a number")
+            raise PermanentError(
+                f"K/3 Cloud ExecuteBillQuery: key value {value!r} is not a number",
+                hint="the form's FID and entry ids are numbers on every server we know; "
+                "report this answer",
+            )
         return format(number, "f")
     return "'" + str(value).replace("'", "''") + "'"

@@ -15,9 +15,10 @@ from typing import Literal
 import pytest
 
 from connectors._emulator import transport_for
+from connectors.k3cloud.client import keyset_after
 from connectors.k3cloud.emulator import K3CloudEmulator
 from connectors.k3cloud.source import K3CloudSource, build
-from sync.errors import ConfigError
+from sync.errors import ConfigError, PermanentError
 from sync.model import document_key
 from sync.ports import ConnectorContext
 
@@ -195,3 +196,13 @@ def test_a_refused_limit_names_pull_page_size() -> None:
         assert len(list(source.pull("purchase_receipt", None, 500))) == 1
     finally:
         source.close()
+
+
+def test_keyset_position_is_a_filter_literal() -> None:
+    keys = [("FID", 0, "num"), ("FEntity_FEntryID", 1, "num"), ("FBillNo", 2, "str")]
+    assert keyset_after(keys, [7, 12, "O'K"]) == (
+        "(FID > 7) OR (FID = 7 AND FEntity_FEntryID > 12)"
+        " OR (FID = 7 AND FEntity_FEntryID = 12 AND FBillNo > 'O''K')"
+    )
+    with pytest.raises(PermanentError, match="not a number"):
+        keyset_after(keys[:1], [None])
