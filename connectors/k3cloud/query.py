@@ -254,11 +254,20 @@ def _either_bounds(parts: list[Bounds]) -> Bounds:
 
 
 def _all(parts: list[Predicate]) -> Predicate:
-    return lambda row: all(p(row) for p in parts)
+    """AND as nested pairs: a generator per row cost more than the comparisons."""
+    first, *rest = parts
+    if not rest:
+        return first
+    second = _all(rest)
+    return lambda row: first(row) and second(row)
 
 
 def _any(parts: list[Predicate]) -> Predicate:
-    return lambda row: any(p(row) for p in parts)
+    first, *rest = parts
+    if not rest:
+        return first
+    second = _any(rest)
+    return lambda row: first(row) or second(row)
 
 
 def json_filter_tokens(items: Sequence[Any]) -> list[Token]:

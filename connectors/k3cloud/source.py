@@ -23,6 +23,7 @@ from connectors.k3cloud.client import K3CloudClient
 from connectors.k3cloud.localtime import earliest_local_reading
 from connectors.k3cloud.mapping import (
     ERP_DATETIME_FORMAT,
+    SOURCE,
     STREAM_NAMES,
     STREAMS,
     RowDecoder,
@@ -219,17 +220,19 @@ class K3CloudSource:
             self._tz,
             [keys.index("FModifyDate"), *range(width, width + len(self.settings.status_dates))],
         )
+        prefix = f"{SOURCE}:{defn.form_id}:"
         for rows, last in whole_documents(answers, fid_at):
             stamps.see(rows)
-            lines = [r[:width] for r in rows] if self.settings.status_dates else rows
-            movements, rejects = self._decode_page(decoder, defn, stream, lines)
-            cursor = stamps.cursor() if last else None
+            for row in rows:
+                del row[width:]  # the status dates: the decoder reads field_keys(defn) only
+            movements, rejects = self._decode_page(decoder, defn, stream, rows)
+            documents = {prefix + str(fid) for fid in {row[fid_at] for row in rows}}
             yield Page(
                 stream=stream,
                 movements=movements,
-                cursor=cursor,
+                cursor=stamps.cursor() if last else None,
                 rejects=rejects,
-                complete_documents=_complete(movements, rejects),
+                complete_documents=_complete(documents, rejects),
             )
 
     def _changed_since(self, since: Cursor | None) -> str:
@@ -365,8 +368,7 @@ class _Stamps:
         return None if newest is None else Cursor(newest, "")
 
 
-def _complete(movements: Sequence[Movement], rejects: Sequence[RejectedRecord]) -> frozenset[str]:
-    """Documents all of whose lines are movements of this page: none of their rows was
-    quarantined (a quarantined line's stored version must not be withdrawn)."""
-    broken = {document_key(r.key) for r in rejects if r.key}
-    return frozenset({document_key(m.key) for m in movements} - broken)
+def _complete(documents: set[str], rejects: Sequence[RejectedRecord]) -> frozenset[str]:
+    """The page's documents but those with a quarantined line: its stored version must
+    not be withdrawn as if the line were gone."""
+    return frozenset(documents - {document_key(r.key) for r in rejects if r.key})
