@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -242,3 +242,21 @@ def test_filter_bounds_follow_and_or() -> None:
     )
     assert bounds is not None
     assert bounds[1] == {"frealqty": Decimal(1), "fid": Decimal(5)}
+
+
+@pytest.mark.parametrize("over_cap", ["cap", "refuse"])
+def test_limit_above_the_servers_cap(over_cap: Literal["cap", "refuse"]) -> None:
+    """Reference §3.1: Limit may not exceed the server's cap (2000, or WebAPIMaxQueryLimit);
+    whether a server cuts the answer or refuses the query is not said: both, by switch."""
+    emulator = K3CloudEmulator(max_limit=3, limit_over_cap=over_cap)
+    for i in range(5):
+        emulator.create_document("STK_InStock", [{"material": f"M{i}", "qty": "1", "stock": "W"}])
+    query = {**QUERY, "OrderString": "FID ASC"}
+    assert len(emulator.run_query({**query, "Limit": 3})[1]) == 3
+    assert len(emulator.run_query({**query, "Limit": 0})[1]) == 3  # 0: the cap
+    if over_cap == "cap":
+        assert len(emulator.run_query({**query, "Limit": 4})[1]) == 3
+    else:
+        with pytest.raises(q.QueryError) as caught:
+            emulator.run_query({**query, "Limit": 4})
+        assert caught.value.msg_code == 8
