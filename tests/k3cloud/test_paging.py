@@ -8,7 +8,7 @@ and a short answer is not taken for the end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -206,3 +206,24 @@ def test_keyset_position_is_a_filter_literal() -> None:
     )
     with pytest.raises(PermanentError, match="not a number"):
         keyset_after(keys[:1], [None])
+
+
+def test_five_hundred_bills_with_edits_during_the_pull(
+    emulator: K3CloudEmulator, ledger: Callable[..., Ledger], clock: StepClock
+) -> None:
+    """The issue's larger case: 500 bills over three hours, page size 20, a bill edited
+    after each of the first 20 answers (32 bills were lost)."""
+    fids = []
+    for _ in range(500):
+        clock.current += timedelta(seconds=20)  # 500 × ~21 s ≈ three hours
+        fids.append(approved_bills(emulator, 1)[0])
+    for n in range(1, 21):
+        fid = fids[(n * 37) % 500]
+        entry = emulator.line_ids(FORM, fid)[0]
+        emulator.after_query(n, lambda f=fid, e=entry, q=n: emulator.edit_line(FORM, f, e, qty=q))
+    book = ledger(page_size=20)
+    book.cycle()
+    assert len(book.active_keys()) == 500
+    book.cycle()
+    # 480 bills of 1 and the 20 edited ones at 1 … 20
+    assert book.levels() == emulator.inventory() == {("P1", "CK001"): Decimal(480 + 210)}
