@@ -30,8 +30,10 @@ class ErpSource(Protocol):
     def pull(self, stream: str, since: Cursor | None, page_size: int) -> Iterator[Page]:
         """Yield pages of movements changed at or after ``since`` (None: everything).
 
-        Pages are ordered by (source_updated_at, tie-break); each page's cursor is
-        the position of its last record. Every document status is returned:
+        Each page's cursor is the position after it; a source whose pages do not
+        follow (source_updated_at, tie-break) order, such as a keyset on document ids,
+        leaves it None on every page but the last, which covers everything the pull
+        read (the core caps it at run start − overlap). Every document status is returned:
         cancelled, un-approved or deleted lines come back with ``active=False``.
         Re-reading records already seen is expected and harmless (ledger rule 1).
         Raises TransientError / PermanentError / ConfigError; malformed records go
