@@ -327,19 +327,29 @@ def whole_documents(
 ) -> Iterator[tuple[list[list[Any]], bool]]:
     """Answers in (FID, entry id) order regrouped so that no document is split: the
     rows of the last FID of an answer wait for the next answer, which may hold more
-    of its lines (a document longer than a page waits for as many as it takes).
-    Yields (rows, last): ``last`` marks the final group, after the empty answer.
+    of its lines. A document that fills a whole answer is longer than a page: it
+    waits for as many answers as it takes and comes alone. So a page holds whole
+    documents and outgrows the page size by less than one document, or is one
+    document. Yields (rows, last): ``last`` marks the final group, after the empty
+    answer.
     """
     pending: list[list[Any]] = []
+    alone = False  # pending is one document that filled a whole answer
     for rows in answers:
         batch = pending + rows if pending else rows
+        if alone:
+            fid = batch[0][fid_at]
+            end = next((i for i, row in enumerate(batch) if row[fid_at] != fid), len(batch))
+            if end < len(batch):
+                yield batch[:end], False
+                batch = batch[end:]
         last_fid = batch[-1][fid_at]
         cut = len(batch)
         while cut > 0 and batch[cut - 1][fid_at] == last_fid:
             cut -= 1
         if cut:
             yield batch[:cut], False
-        pending = batch[cut:]
+        pending, alone = batch[cut:], cut == 0 and len(batch) >= len(rows)
     if pending:
         yield pending, True
 

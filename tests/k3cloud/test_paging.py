@@ -17,7 +17,7 @@ import pytest
 from connectors._emulator import transport_for
 from connectors.k3cloud.client import keyset_after
 from connectors.k3cloud.emulator import K3CloudEmulator
-from connectors.k3cloud.source import K3CloudSource, build
+from connectors.k3cloud.source import K3CloudSource, build, whole_documents
 from sync.errors import ConfigError, PermanentError
 from sync.model import document_key
 from sync.ports import ConnectorContext
@@ -105,9 +105,9 @@ def test_status_change_between_pages_is_counted_next_cycle(
 def test_pages_hold_whole_documents(
     emulator: K3CloudEmulator, make_source: Callable[..., K3CloudSource]
 ) -> None:
-    """No page splits a document, even one longer than a page; a page outgrows the page
-    size by at most the lines of one document; each page names exactly its documents
-    as complete."""
+    """No page splits a document; one longer than a page comes alone; other pages
+    outgrow the page size by less than one document; each page names exactly its
+    documents as complete."""
     sizes = [1, 2, 7, 1, 3, 2]
     fids = [
         emulator.create_document(
@@ -127,7 +127,8 @@ def test_pages_hold_whole_documents(
             lines = [m for m in page.movements if document_key(m.key) == doc]
             assert len(lines) == sizes[fids.index(fid)], f"document {fid} split"
     assert seen == fids, "each document once, in FID order"
-    assert all(len(p.movements) <= 3 + max(sizes) - 1 for p in pages)
+    assert [len(p.movements) for p in pages if len(p.complete_documents) == 1].count(7) == 1
+    assert all(len(p.movements) <= 3 + 3 - 1 for p in pages if len(p.movements) != 7)
     assert [p.cursor is None for p in pages] == [True] * (len(pages) - 1) + [False]
 
 
@@ -227,3 +228,25 @@ def test_five_hundred_bills_with_edits_during_the_pull(
     book.cycle()
     # 480 bills of 1 and the 20 edited ones at 1 … 20
     assert book.levels() == emulator.inventory() == {("P1", "CK001"): Decimal(480 + 210)}
+
+
+@pytest.mark.parametrize(
+    ("fids", "limit", "pages"),
+    [
+        ([1, 1, 1, 1, 1, 2], 2, [[1, 1, 1, 1, 1], [2]]),
+        ([1, 2, 2, 2, 2, 3, 3, 4], 3, [[1], [2, 2, 2, 2], [3, 3], [4]]),
+        ([1, 2, 3, 4], 2, [[1], [2, 3], [4]]),
+        ([1, 1, 1, 2, 3, 3, 4, 5], 2, [[1, 1, 1], [2], [3, 3, 4], [5]]),
+        ([1, 1, 2, 2, 3], 4, [[1, 1], [2, 2], [3]]),
+        ([5], 3, [[5]]),
+    ],
+)
+def test_whole_documents_regroups_answers(
+    fids: list[int], limit: int, pages: list[list[int]]
+) -> None:
+    """Answers as a server gives them (``limit`` rows each, then an empty one) → pages."""
+    rows = [[fid, n] for n, fid in enumerate(fids)]
+    answers = [rows[i : i + limit] for i in range(0, len(rows), limit)]
+    got = list(whole_documents(answers, 0))
+    assert [[r[0] for r in group] for group, _ in got] == pages
+    assert [last for _, last in got] == [False] * (len(pages) - 1) + [True]
