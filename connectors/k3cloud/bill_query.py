@@ -70,21 +70,20 @@ class BillQueries:
         size: int,
         top: int,
     ) -> list[q.Row]:
-        """One answer's rows. From row 0 the sorted rows are scanned from the first one
-        the filter's bounds allow (keyset paging); from a later StartRow the whole
-        filtered result is kept between pages (offset paging)."""
+        """One answer's rows, out of the rows kept sorted per OrderString. From row 0 the
+        scan starts at the first row the filter's bounds allow (keyset paging); from a
+        later StartRow the filtered rows are kept between pages (offset paging)."""
         self._check_cache()
         spec, order_spec = params.get("FilterString"), params.get("OrderString")
         end = start + size if top <= 0 else min(start + size, top)
-        if start > 0:
-            rows = self._matching(form_id, spec, order_spec, fields)
-            return rows[start : max(start, min(end, len(rows)))]
-        compiled = q.compile_filter_bounds(spec, fields)
         order = q.parse_order(order_spec, fields)
+        compiled = q.compile_filter_bounds(spec, fields)
         rows, index = self._sorted(form_id, order_spec, order)
         if compiled is None:
-            return rows[:end]
+            return rows[start:end]
         predicate, bounds = compiled
+        if start > 0:
+            return self._matching(form_id, spec, order_spec, predicate, rows)[start:end]
         begin = q.seek(index, bounds.get(order[0][0])) if index is not None else 0
         return q.first_matching(rows, predicate, begin, end)
 
@@ -110,19 +109,14 @@ class BillQueries:
         return cached
 
     def _matching(
-        self, form_id: str, spec: Any, order_spec: Any, fields: dict[str, q.FieldType]
+        self, form_id: str, spec: Any, order_spec: Any, predicate: q.Predicate, rows: list[q.Row]
     ) -> list[q.Row]:
-        """Filtered, sorted rows; cached until the next change so offset paging stays O(page)."""
+        """The sorted ``rows`` that match; cached until the next change."""
         cache_key = (form_id, json.dumps(spec, default=str), json.dumps(order_spec, default=str))
         cached = self._query_cache.get(cache_key)
-        if cached is not None:
-            return cached
-        predicate = q.compile_filter(spec, fields)
-        order = q.parse_order(order_spec, fields)
-        rows = self.store.rows(form_id)
-        matched = rows if predicate is None else [r for r in rows if predicate(r)]
-        result = q.sort_rows(matched, order) if order else list(matched)
-        if len(self._query_cache) > 32:
-            self._query_cache.clear()
-        self._query_cache[cache_key] = result
-        return result
+        if cached is None:
+            cached = [row for row in rows if predicate(row)]
+            if len(self._query_cache) > 32:
+                self._query_cache.clear()
+            self._query_cache[cache_key] = cached
+        return cached
