@@ -8,6 +8,7 @@ leaves the ledger equal to the ERP's on-hand for every key, with no reconcile.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -32,6 +33,7 @@ class Act:
     bill: int
     qty: int
     warehouse: str
+    wait_s: int  # ERP time before the action: past the overlap or not
 
 
 acts = st.builds(
@@ -41,10 +43,12 @@ acts = st.builds(
     bill=st.integers(0, 30),
     qty=st.integers(1, 9),
     warehouse=st.sampled_from(["W1", "W2"]),
+    wait_s=st.sampled_from([0, 1, 90, 600]),
 )
 
 
-def apply(emulator: K3CloudEmulator, bills: list[int], act: Act) -> None:
+def apply(emulator: K3CloudEmulator, clock: StepClock, bills: list[int], act: Act) -> None:
+    clock.current += timedelta(seconds=act.wait_s)
     if act.action == "create":
         lines = [{"material": "P", "qty": act.qty, "stock": act.warehouse}] * (act.qty % 3 + 1)
         bills.append(emulator.create_document(FORM, lines, status="C"))
@@ -73,6 +77,7 @@ def test_ledger_equals_erp_after_every_quiet_cycle(
         emulator.create_document(FORM, [{"material": "P", "qty": 1, "stock": "W1"}] * n, status="C")
         for n in sizes
     ]
+    clock.current += timedelta(minutes=30)
     context = ConnectorContext(http_transport=transport_for(emulator))
     source = build(settings_for(emulator, streams=["purchase_receipt"]), context)
     book = Ledger(source, lambda: clock.current, page_size=page_size)
@@ -80,9 +85,11 @@ def test_ledger_equals_erp_after_every_quiet_cycle(
         for acts_of_round in rounds:
             for act in acts_of_round:
                 if act.after_query == 0:
-                    apply(emulator, bills, act)
+                    apply(emulator, clock, bills, act)
                 else:
-                    emulator.after_query(act.after_query, lambda a=act: apply(emulator, bills, a))
+                    emulator.after_query(
+                        act.after_query, lambda a=act: apply(emulator, clock, bills, a)
+                    )
             book.cycle()
             emulator.forget_query_actions()  # those past the pull's last page never fire
             book.cycle()

@@ -9,6 +9,7 @@ every change under both.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -23,6 +24,7 @@ from .rig import Ledger
 
 FORM = "STK_InStock"
 KEY = ("P1", "CK001")
+LATER = timedelta(minutes=10)
 
 
 @pytest.fixture(params=[True, False], ids=["stamps-modify-date", "own-dates-only"])
@@ -63,15 +65,29 @@ def test_the_switch_decides_whether_status_changes_stamp_fmodifydate(
     assert bool(rows) is emulator.store.status_bumps_modify_date
 
 
+def later_work(emulator: K3CloudEmulator, book: Ledger, clock: StepClock, fid: int) -> None:
+    """Time passes and another bill is re-saved unchanged and pulled: the cursor moves past
+    every earlier FModifyDate, overlap included, as on a working ERP."""
+    clock.current += LATER
+    entry = emulator.line_ids(FORM, fid)[0]
+    emulator.edit_line(FORM, fid, entry, qty="1")
+    clock.current += LATER
+    book.cycle()
+    clock.current += LATER
+
+
 def test_bill_pulled_under_review_counts_once_audited(
-    emulator: K3CloudEmulator, book: Ledger
+    emulator: K3CloudEmulator, book: Ledger, clock: StepClock
 ) -> None:
     """The issue's case: ERP 11, ledger 1, for ever, when the audit did not move FModifyDate."""
-    emulator.create_document(FORM, [{"material": "P1", "qty": "1", "stock": "CK001"}], status="C")
+    other = emulator.create_document(
+        FORM, [{"material": "P1", "qty": "1", "stock": "CK001"}], status="C"
+    )
     fid = emulator.create_document(
         FORM, [{"material": "P1", "qty": "10", "stock": "CK001"}], status="B"
     )
     book.cycle()
+    later_work(emulator, book, clock, other)
     assert book.levels() == {KEY: Decimal(1)}
     emulator.audit(FORM, fid)
     book.cycle()
@@ -88,16 +104,23 @@ def test_bill_pulled_under_review_counts_once_audited(
     ],
 )
 def test_every_status_change_is_seen_after_one_cycle(
-    emulator: K3CloudEmulator, book: Ledger, steps: tuple[str, ...], expected: int
+    emulator: K3CloudEmulator,
+    book: Ledger,
+    clock: StepClock,
+    steps: tuple[str, ...],
+    expected: int,
 ) -> None:
     """Other forms of the fault: un-audit, cancel and un-cancel, each pulled on its own."""
-    emulator.create_document(FORM, [{"material": "P1", "qty": "1", "stock": "CK001"}], status="C")
+    other = emulator.create_document(
+        FORM, [{"material": "P1", "qty": "1", "stock": "CK001"}], status="C"
+    )
     fid = emulator.create_document(
         FORM, [{"material": "P1", "qty": "10", "stock": "CK001"}], status="C"
     )
     book.cycle()
     assert book.levels() == {KEY: Decimal(11)}
     for step in steps:
+        later_work(emulator, book, clock, other)
         getattr(emulator, step)(FORM, fid)
         book.cycle()
         assert book.levels() == emulator.inventory()
