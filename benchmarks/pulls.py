@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from benchmarks.common import peak_rss_mb
 from connectors.k3cloud.client import K3CloudClient
 from connectors.k3cloud.mapping import STREAMS, field_keys
-from connectors.k3cloud.source import K3CloudSettings, K3CloudSource
+from connectors.k3cloud.source import STATUS_DATES, K3CloudSettings, K3CloudSource
 from sync.ledger import verify
 from sync.logging import configure
 from sync.model import StockKey
@@ -70,13 +70,14 @@ def source_for(info: dict[str, Any]) -> K3CloudSource:
 
 
 def full_query() -> dict[str, Any]:
-    """The query the source sends for a pull without a cursor."""
+    """The query the source sends for a pull without a cursor (the floor pages it by
+    StartRow, the source by a keyset on the same order)."""
     defn = STREAMS[STREAM]
     return {
         "FormId": defn.form_id,
-        "FieldKeys": ",".join(field_keys(defn)),
+        "FieldKeys": ",".join([*field_keys(defn), *STATUS_DATES]),
         "FilterString": "",
-        "OrderString": f"FModifyDate ASC, FID ASC, {defn.entry_id_key} ASC",
+        "OrderString": f"FID ASC, {defn.entry_id_key} ASC",
         "SubSystemId": "",
     }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -105,14 +105,16 @@ def backfill(
     stream: Annotated[str | None, typer.Option(help="only this stream")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Re-pull a window of ERP history. Idempotent: unchanged lines write nothing."""
+    """Re-pull a window of ERP history from midnight of --since in the ERP's time zone.
+    Idempotent: unchanged lines write nothing."""
     from sync.model import Cursor
-    from sync.pull import pull_stream
+    from sync.ports import source_zone
+    from sync.pull import day_start, pull_stream
     from sync.runtime import build_pipeline, ledger_options, open_store, pull_options
 
     def body() -> None:
         try:
-            start = datetime.combine(date.fromisoformat(since), time(0), tzinfo=UTC)
+            day = date.fromisoformat(since)
         except ValueError:
             fail(f"--since {since!r} is not a date", "use YYYY-MM-DD")
         settings = cfg.load(config)
@@ -120,6 +122,7 @@ def backfill(
         store = open_store(settings)
         runtime = build_pipeline(p, store)
         try:
+            start = day_start(day, source_zone(runtime.source))
             streams = [stream] if stream else list(runtime.source.streams())
             unknown = set(streams) - set(runtime.source.streams())
             if unknown:

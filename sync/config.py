@@ -13,7 +13,7 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from datetime import date, datetime, time
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -85,21 +85,22 @@ class ScheduleSettings(StrictModel):
 
 
 class PullSettings(StrictModel):
-    page_size: int = Field(1000, ge=1, le=10000, description="records per page (one transaction)")
+    page_size: int = Field(
+        1000,
+        ge=1,
+        le=10000,
+        description="records per page, each page one transaction; also the rows asked of the "
+        "ERP per request (K/3 Cloud: the Limit of ExecuteBillQuery)",
+    )
     overlap_s: float = Field(
         120.0, ge=0, description="re-read this many seconds before the cursor (late commits)"
     )
     history_since: date | None = Field(
-        None, description="first run starts here (default: the ERP's whole history)"
+        None,
+        description="first run starts at midnight of this day in the ERP's time zone "
+        "(default: the ERP's whole history)",
     )
     rescan_days: int = Field(35, ge=1, description="window of the deletion rescan, in days")
-
-    def history_start(self) -> datetime | None:
-        from datetime import UTC
-
-        if self.history_since is None:
-            return None
-        return datetime.combine(self.history_since, time(0), tzinfo=UTC)
 
 
 class PushSettings(StrictModel):

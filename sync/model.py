@@ -196,7 +196,8 @@ class Page:
     """One page of a stream, applied by the ledger in one transaction.
 
     ``cursor`` is the position *after* this page (None when the page is empty and
-    the stream had no position yet). ``rejects`` ride along so that quarantine and
+    the stream had no position yet, or when the source moves the position only
+    on the last page of a pull). ``rejects`` ride along so that quarantine and
     the cursor advance commit together with the good rows.
 
     ``complete_documents`` names documents (``document_key``) whose every current

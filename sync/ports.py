@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
 
 from sync.model import CrmLevel, Cursor, LevelValue, Movement, OnHand, Page, StockKey
@@ -30,8 +30,10 @@ class ErpSource(Protocol):
     def pull(self, stream: str, since: Cursor | None, page_size: int) -> Iterator[Page]:
         """Yield pages of movements changed at or after ``since`` (None: everything).
 
-        Pages are ordered by (source_updated_at, tie-break); each page's cursor is
-        the position of its last record. Every document status is returned:
+        Each page's cursor is the position after it; a source whose pages do not
+        follow (source_updated_at, tie-break) order, such as a keyset on document ids,
+        leaves it None on every page but the last, which covers everything the pull
+        read (the core caps it at run start − overlap). Every document status is returned:
         cancelled, un-approved or deleted lines come back with ``active=False``.
         Re-reading records already seen is expected and harmless (ledger rule 1).
         Raises TransientError / PermanentError / ConfigError; malformed records go
@@ -154,9 +156,18 @@ class MemoryTokenCache:
         self._tokens[name] = (value, expires_at)
 
 
-def _utcnow() -> datetime:
-    from datetime import UTC
+def source_zone(source: ErpSource) -> tzinfo:
+    """The time zone of the ERP's calendar: a source may say it with a ``timezone``
+    attribute holding a ``tzinfo`` (K/3 Cloud: ``erp.timezone``); without one, UTC.
 
+    The core reads dates a person gives (``pull.history_since``, ``backfill --since``)
+    as midnights in this zone, the ERP's own business days.
+    """
+    zone = getattr(source, "timezone", None)
+    return zone if isinstance(zone, tzinfo) else UTC
+
+
+def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 

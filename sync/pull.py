@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 
 import structlog
@@ -23,7 +23,7 @@ from sync.ledger import (
     set_baseline,
 )
 from sync.model import Cursor, Page, StockKey
-from sync.ports import ErpSource
+from sync.ports import ErpSource, source_zone
 from sync.prefetch import Prefetched, gc_paused
 from sync.state.store import StateStore, StoredMovement
 
@@ -36,8 +36,9 @@ Clock = Callable[[], datetime]
 class PullOptions:
     page_size: int = 1000
     overlap_s: float = 120.0
-    #: where a stream without a cursor starts (None: the ERP's whole history)
-    history_since: datetime | None = None
+    #: the day a stream without a cursor starts, at midnight in the ERP's zone
+    #: (``sync.ports.source_zone``); None: the ERP's whole history
+    history_since: date | None = None
 
 
 @dataclass(slots=True)
@@ -67,15 +68,23 @@ class PullReport:
 
 
 def start_cursor(
-    store: StateStore, pipeline: str, stream: str, options: PullOptions
+    store: StateStore, pipeline: str, stream: str, options: PullOptions, zone: tzinfo = UTC
 ) -> Cursor | None:
-    """Where the next pull of ``stream`` starts: the stored cursor minus the overlap."""
+    """Where the next pull of ``stream`` starts: the stored cursor minus the overlap, else
+    midnight of ``history_since`` in the ERP's ``zone``."""
     stored = store.cursor(pipeline, stream)
     if stored is not None:
         return Cursor(stored.updated_at - timedelta(seconds=options.overlap_s), "")
     if options.history_since is not None:
-        return Cursor(options.history_since, "")
+        return Cursor(day_start(options.history_since, zone), "")
     return None
+
+
+def day_start(day: date, zone: tzinfo) -> datetime:
+    """The first instant of ``day`` in ``zone``, in UTC. fold=0 is right for both kinds of
+    change at midnight: a repeated midnight gives its first occurrence, and a skipped
+    one (00:00 → 01:00) the offset before the change, i.e. the instant the day began."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
 def pull_stream(
@@ -100,7 +109,9 @@ def pull_stream(
     report = PullReport()
     started = now()
     cursor_limit = started - timedelta(seconds=options.overlap_s)
-    begin = since if since is not None else start_cursor(store, pipeline, stream, options)
+    begin = since
+    if begin is None:
+        begin = start_cursor(store, pipeline, stream, options, source_zone(source))
     pages = Prefetched(source.pull(stream, begin, options.page_size), name=f"pull-{stream}")
     with pages:
         for page in pages:

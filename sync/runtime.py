@@ -34,7 +34,7 @@ def pull_options(p: PipelineBase) -> PullOptions:
     return PullOptions(
         page_size=p.pull.page_size,
         overlap_s=p.pull.overlap_s,
-        history_since=p.pull.history_start(),
+        history_since=p.pull.history_since,
     )
 
 

@@ -122,6 +122,14 @@ INVALID = [
         "required key is missing",
     ),
     (
+        "pipelines:\n  - name: a\n    crm: {type: memory-crm}\n"
+        "    erp: {type: k3cloud, server_url: 'http://h/k3cloud/', acct_id: a, username: u,\n"
+        "          app_id: i, app_secret: ssssssss, page_size: 2000}\n",
+        "pipelines[0].erp",
+        "erp.page_size is no longer read: set pull.page_size (rows per page, one "
+        "transaction each; also the Limit of each ExecuteBillQuery, at most 10000)",
+    ),
+    (
         BASE + "    precision: 9\n",
         "pipelines[0].precision",
         "input should be less than or equal to 6",

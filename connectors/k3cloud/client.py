@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +33,16 @@ AUTH_HINT = (
     "check acct_id (数据中心ID), username, app_id and app_secret "
     "(第三方系统登录授权 in K/3 Cloud) and that the app is enabled for this user"
 )
+SIGNATURE_HINT = (
+    "check erp.username, erp.app_id and erp.app_secret against 第三方系统登录授权 in K/3 Cloud "
+    "(the app must be enabled for this user); erp.acct_id was accepted"
+)
+ACCT_HINT = (
+    "check erp.acct_id: it is the data centre id (数据中心ID / 账套ID) shown by "
+    "GetDataCenterList or the K/3 Cloud login page, not its name or number"
+)
 _MISSING_FIELD = re.compile(r"元数据中标识为(.+?)的字段不存在")
+_LIMIT_REFUSED = re.compile(r"Limit", re.IGNORECASE)
 _CONFIG_CODES = {4, 5, 8, 9}
 _TRANSIENT_CODES = {6, 14}
 
@@ -100,19 +109,54 @@ class K3CloudClient:
     def iter_bill_query(
         self, query: dict[str, Any], *, page_size: int, where: str
     ) -> Iterator[list[list[Any]]]:
-        """Page through a query with StartRow/Limit until a short page; stable only with an
-        OrderString that ends in unique ids."""
+        """Page with StartRow/Limit until an empty answer, for result sets that do not change
+        while they are read. A short answer is not the end: a server may cap Limit below
+        what we ask (reference §3.1, ``WebAPIMaxQueryLimit``) without saying so."""
         limit = max(1, min(page_size, MAX_LIMIT))
         start = 0
         while True:
             rows = self.execute_bill_query(
                 {**query, "StartRow": start, "Limit": limit, "TopRowCount": 0}, where=where
             )
-            if rows:
-                yield rows
-            if len(rows) < limit:
+            if not rows:
                 return
+            yield rows
             start += len(rows)
+
+    def iter_keyset(
+        self, query: dict[str, Any], keys: Sequence[KeyField], *, page_size: int, where: str
+    ) -> Iterator[list[list[Any]]]:
+        """Page in the order of ``keys`` (unique together), each page asking for rows after
+        the last one read, until an empty answer.
+
+        Unlike StartRow, a position given by key values does not move when rows before it
+        change, appear or vanish between two pages: every row present from the first page
+        to the last whose keys lie ahead of the position is read (design note on paging).
+        ``keys`` are (field key, position in the row, "num" or "str"); the query's own
+        FilterString is kept and AND-ed with the position.
+        """
+        limit = max(1, min(page_size, MAX_LIMIT))
+        order = ", ".join(f"{field} ASC" for field, _, _ in keys)
+        base = query.get("FilterString") or ""
+        after: list[Any] | None = None
+        while True:
+            position = "" if after is None else keyset_after(keys, after)
+            filters = " AND ".join(f"({f})" for f in (base, position) if f)
+            rows = self.execute_bill_query(
+                {
+                    **query,
+                    "FilterString": filters,
+                    "OrderString": order,
+                    "StartRow": 0,
+                    "Limit": limit,
+                    "TopRowCount": 0,
+                },
+                where=where,
+            )
+            if not rows:
+                return
+            yield rows
+            after = [rows[-1][index] for _, index, _ in keys]
 
     def query_business_info(self, form_id: str, *, where: str) -> Any:
         return self.call(QUERY_BUSINESS_INFO, {"data": {"FormId": form_id}}, where=where)
@@ -131,17 +175,21 @@ class K3CloudClient:
         return call_with_retries(policy, self._call_with_reauth, service, body, where)
 
     def _call_with_reauth(self, service: str, body: dict[str, Any], where: str) -> Any:
-        """A lost session or refused signature: drop the session and re-sign once, then stop."""
-        try:
-            return self._post(service, body, where)
-        except AuthError:
-            self._drop_session()
+        """A lost session: drop it and re-sign once. A refused fresh signature: stop at once
+        (signing again with the same credentials cannot succeed)."""
+        if self._session_id is not None:
+            try:
+                return self._post(service, body, where)
+            except AuthError:
+                self._drop_session()
         try:
             return self._post(service, body, where)
         except AuthError as exc:
             self._drop_session()
             raise PermanentError(
-                f"K/3 Cloud refused the credentials: {exc.message}", hint=AUTH_HINT
+                f"K/3 Cloud refused the signed request of user {self._identity['username']!r} "
+                f"(erp.username, erp.app_id, erp.app_secret): {exc.message}",
+                hint=SIGNATURE_HINT,
             ) from exc
 
     def _drop_session(self) -> None:
@@ -189,31 +237,67 @@ def _response_status(payload: Any) -> dict[str, Any] | None:
 
 
 def _decode(response: httpx.Response, *, what: str, where: str) -> Any:
-    """THE error mapping for K/3 Cloud: HTTP status, text errors, bad JSON and MsgCodes.
+    """THE error mapping for K/3 Cloud: envelopes first, then HTTP status, text errors,
+    bad JSON and MsgCodes.
 
     K/3 Cloud answers business errors with HTTP 200 and an envelope whose MsgCode
-    says what happened; the SDKs never look at it, so we must.
+    says what happened; the SDKs never look at it, so we must. The envelope is read
+    before the status: a wrong AcctID gets HTTP 500 with a MsgCode 1 envelope
+    (reference §3.3), which is a wrong setting, not a server failure to retry.
     """
     if response.status_code == 404:
         raise PermanentError(
             f"{what}: HTTP 404 at {response.request.url}",
             hint="check server_url: it is the K/3 Cloud site root, e.g. http://host/k3cloud/",
         )
-    raise_for_status(response, what=what)
     text = response.text
+    payload = _json_or_none(text)
+    status = _response_status(payload)
+    if status is not None and response.status_code != 200:
+        _raise_refused_status(status, response.status_code, what=what)
+    raise_for_status(response, what=what)
     if text.startswith("response_error:"):
         raise TransientError(f"{what}: {mask(text[:300])}")
-    try:
-        payload = json.loads(text, parse_float=Decimal)
-    except ValueError as exc:
-        raise TransientError(f"{what}: malformed or truncated JSON ({len(text)} bytes)") from exc
-    status = _response_status(payload)
+    if payload is None:
+        raise TransientError(f"{what}: malformed or truncated JSON ({len(text)} bytes)")
     if status is None:
         return payload
-    code = status.get("MsgCode")
+    _raise_for_msg_code(status, what=what, where=where)
+
+
+def _json_or_none(text: str) -> Any:
+    """The body as JSON (floats as Decimal), or None when it is not JSON."""
+    if not text or text[0] not in "[{":
+        return None
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return None
+
+
+def _message(status: dict[str, Any]) -> str:
     errors = status.get("Errors") or []
     message = "; ".join(str(e.get("Message")) for e in errors if isinstance(e, dict)) or "error"
-    message = mask(message)
+    return mask(message)
+
+
+def _raise_refused_status(status: dict[str, Any], http_status: int, *, what: str) -> None:
+    """An error envelope at a non-200 status. MsgCode 1 there is the data centre (AcctID)
+    the server does not know; any other code is a server failure, retried."""
+    code = status.get("MsgCode")
+    message = _message(status)
+    if code == 1:
+        raise PermanentError(
+            f"{what}: K/3 Cloud does not know the data centre in erp.acct_id: "
+            f"{message} (HTTP {http_status}, MsgCode 1)",
+            hint=ACCT_HINT,
+        )
+    raise TransientError(f"{what}: HTTP {http_status}: {message} (MsgCode {code})")
+
+
+def _raise_for_msg_code(status: dict[str, Any], *, what: str, where: str) -> None:
+    code = status.get("MsgCode")
+    message = _message(status)
     if code == 1:
         raise AuthError(f"{what}: {message} (MsgCode 1)")
     if code in _TRANSIENT_CODES:
@@ -221,7 +305,8 @@ def _decode(response: httpx.Response, *, what: str, where: str) -> Any:
     if code in _CONFIG_CODES:
         missing = _MISSING_FIELD.search(message)
         detail = f"field {missing.group(1)} does not exist: " if missing else ""
-        problems = [ConfigProblem(where, f"{what}: {detail}{message} (MsgCode {code})")]
+        path = "pull.page_size" if _LIMIT_REFUSED.search(message) else where
+        problems = [ConfigProblem(path, f"{what}: {detail}{message} (MsgCode {code})")]
         if missing:
             raise MissingFieldError(problems, field=missing.group(1))
         raise ConfigError(problems)
@@ -230,3 +315,32 @@ def _decode(response: httpx.Response, *, what: str, where: str) -> Any:
             f"{what}: {message} (MsgCode 2)", hint="grant the API user query rights on the form"
         )
     raise PermanentError(f"{what}: {message} (MsgCode {code})")
+
+
+KeyField = tuple[str, int, str]
+
+
+def keyset_after(keys: Sequence[KeyField], values: Sequence[Any]) -> str:
+    """``k1 > v1 OR (k1 = v1 AND k2 > v2) OR …``: rows strictly after ``values``."""
+    literals = [_literal(value, kind) for (_, _, kind), value in zip(keys, values, strict=True)]
+    branches = []
+    for depth, (field, _, _) in enumerate(keys):
+        equal = [f"{keys[i][0]} = {literals[i]}" for i in range(depth)]
+        branches.append(" AND ".join([*equal, f"{field} > {literals[depth]}"]))
+    return " OR ".join(f"({b})" for b in branches)
+
+
+def _literal(value: Any, kind: str) -> str:
+    if kind == "num":
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            number = Decimal("NaN")
+        if not number.is_finite():
+            raise PermanentError(
+                f"K/3 Cloud ExecuteBillQuery: key value {value!r} is not a number",
+                hint="the form's FID and entry ids are numbers on every server we know; "
+                "report this answer",
+            )
+        return format(number, "f")
+    return "'" + str(value).replace("'", "''") + "'"

@@ -22,19 +22,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from connectors._emulator import Emulator, LoopbackServer
 from connectors.k3cloud import query as q
+from connectors.k3cloud.bill_query import BillQueries
 from connectors.k3cloud.scenarios import seed
 from connectors.k3cloud.services import ANONYMOUS, HANDLERS, RawJson, encode, envelope
 from connectors.k3cloud.signing import api_signature, decode_app_secret, kd_signature
-from connectors.k3cloud.store import INVENTORY, KNOWN_FORMS, Store, line_ids
+from connectors.k3cloud.store import INVENTORY, Store, line_ids
 
 SESSION_COOKIE = "kdservice-sessionid"
 MSG_SESSION_LOST = "会话信息已丢失，请重新登录"
 MSG_THROTTLED = "调用频率超过限制，请稍后再试"
+#: wording inferred: the reference documents only "HTTP non-200" for a wrong AcctID (§3.3)
+MSG_UNKNOWN_DATA_CENTRE = "数据中心不存在或已停用，请检查账套ID"
 FAULT_KINDS = ("http500", "response_error", "truncated", "auth", "throttle")
 DEMO_CREDENTIALS = {
     "acct_id": "65f0000000000a",
@@ -60,14 +63,27 @@ class K3CloudEmulator(Emulator):
         now: Callable[[], datetime] | None = None,
         timezone: str = "Asia/Shanghai",
         max_limit: int = 10_000,
+        limit_over_cap: Literal["cap", "refuse"] = "cap",
+        status_bumps_modify_date: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
         **credentials: str,
     ) -> None:
+        """``max_limit`` is the server's row cap per query (reference §3.1: 2000, or 10,000
+        from patch 23.11, set by ``WebAPIMaxQueryLimit``); a larger ``Limit`` is silently
+        cut to it (``limit_over_cap="cap"``) or refused with MsgCode 8 (``"refuse"``): the
+        reference does not say which. ``status_bumps_modify_date``: whether audit,
+        un-audit, cancel and un-cancel also stamp FModifyDate (not documented either,
+        k3cloud-stock-quantities.md §1.3); they always stamp their own date.
+        """
         self.base_path = "/" + base_path.strip("/") + "/"
         self.credentials = {**DEMO_CREDENTIALS, **credentials}
         self.lcid = 2052
-        self.store = Store(now or _local_now(ZoneInfo(timezone)))
-        self.max_limit = max_limit
+        self.store = Store(
+            now or _local_now(ZoneInfo(timezone)), status_bumps_modify_date=status_bumps_modify_date
+        )
+        self.queries = BillQueries(self.store, max_limit=max_limit, limit_over_cap=limit_over_cap)
+        self.queries_answered = 0
+        self._after_query: dict[int, list[Callable[[], None]]] = {}
         self.calls: Counter[str] = Counter()
         self._sessions: set[str] = set()
         self._faults: deque[str] = deque()
@@ -75,8 +91,6 @@ class K3CloudEmulator(Emulator):
         self._recent: deque[float] = deque()
         self._monotonic = monotonic
         self._lock = threading.RLock()
-        self._query_cache: dict[tuple[Any, ...], list[q.Row]] = {}
-        self._cache_version = -1
 
     # -- document API (what tests and scenarios drive) -------------------------------
 
@@ -114,9 +128,14 @@ class K3CloudEmulator(Emulator):
             self.store.set_status(form_id, fid, "D")
 
     def cancel(self, form_id: str, fid: int) -> None:
-        """FCancelStatus B: never moves stock again."""
+        """FCancelStatus B: no longer moves stock (stamps FCancelDate)."""
         with self._lock:
             self.store.cancel(form_id, fid)
+
+    def uncancel(self, form_id: str, fid: int) -> None:
+        """FCancelStatus back to A: an approved bill moves stock again."""
+        with self._lock:
+            self.store.cancel(form_id, fid, cancelled=False)
 
     def delete(self, form_id: str, fid: int) -> None:
         """Gone without trace: incremental queries cannot see it, only the window rescan."""
@@ -167,6 +186,17 @@ class K3CloudEmulator(Emulator):
         with self._lock:
             self.store.hidden[form_id].update(key.lower() for key in keys)
             self.store.changed()
+
+    def after_query(self, n: int, action: Callable[[], None]) -> None:
+        """Run ``action`` right after the ``n``-th ExecuteBillQuery from now is answered
+        (before its answer reaches the client): an ERP user editing between two pages."""
+        with self._lock:
+            self._after_query.setdefault(self.queries_answered + n, []).append(action)
+
+    def forget_query_actions(self) -> None:
+        """Drop the ``after_query`` actions that have not run yet."""
+        with self._lock:
+            self._after_query.clear()
 
     # -- faults and throttling -------------------------------------------------------
 
@@ -222,13 +252,11 @@ class K3CloudEmulator(Emulator):
 
     def inventory(self) -> dict[tuple[str, str], Decimal]:
         """STK_Inventory summed per (material, stock) over lots, non-zero only: the truth."""
-        _, rows = self.run_query(
-            {"FormId": INVENTORY, "FieldKeys": "FMaterialId.FNumber,FStockId.FNumber,FBaseQty"}
-        )
-        totals: dict[tuple[str, str], Decimal] = {}
-        for row in rows:
-            key = (str(row["fmaterialid.fnumber"]), str(row["fstockid.fnumber"]))
-            totals[key] = totals.get(key, Decimal(0)) + Decimal(str(row["fbaseqty"]))
+        with self._lock:
+            totals: dict[tuple[str, str], Decimal] = {}
+            for row in self.store.rows(INVENTORY):
+                key = (str(row["fmaterialid.fnumber"]), str(row["fstockid.fnumber"]))
+                totals[key] = totals.get(key, Decimal(0)) + Decimal(str(row["fbaseqty"]))
         return {k: v for k, v in totals.items() if v}
 
     def connection_info(self, base_url: str) -> dict[str, Any]:
@@ -286,8 +314,11 @@ class K3CloudEmulator(Emulator):
                 return 200, b"response_error:emulated server failure", uuid.uuid4().hex
             if fault == "auth":
                 self._sessions.clear()
-            sid = self._authenticate(environ, path, name)
             wrap = name in ("ExecuteBillQuery", "BillQuery")
+            sid = self._authenticate(environ, path, name)
+            if sid is None and self._unknown_data_centre(environ):
+                refusal = envelope(1, MSG_UNKNOWN_DATA_CENTRE)
+                return 500, encode([[refusal]] if wrap else refusal).encode(), uuid.uuid4().hex
             if fault == "throttle" or (name != "GetDataCenterList" and self._throttled()):
                 payload: Any = envelope(14, MSG_THROTTLED)
                 payload = [[payload]] if wrap else payload
@@ -296,6 +327,8 @@ class K3CloudEmulator(Emulator):
                 payload = [[payload]] if wrap else payload
             else:
                 payload, sid = self._dispatch(name, raw, wrap, sid)
+                if name == "ExecuteBillQuery":
+                    self._answered()
         body = (payload if isinstance(payload, RawJson) else encode(payload)).encode()
         if fault == "truncated":
             body = body[: max(1, len(body) // 2)]
@@ -321,6 +354,17 @@ class K3CloudEmulator(Emulator):
             payload = envelope(exc.msg_code, exc.message, exc.field)
         return ([[payload]] if wrap else payload), sid
 
+    def _answered(self) -> None:
+        self.queries_answered += 1
+        for action in self._after_query.pop(self.queries_answered, []):
+            action()
+
+    def _unknown_data_centre(self, environ: Mapping[str, Any]) -> bool:
+        """Signed headers naming another data centre than ours (reference §3.3: such a
+        request gets HTTP non-200; the body modelled is the MsgCode 1 envelope)."""
+        parts = _appdata(environ)
+        return bool(parts) and parts[0] != self.credentials["acct_id"]
+
     def _authenticate(self, environ: Mapping[str, Any], path: str, name: str) -> str | None:
         """A valid session id, or a new one when the signed headers check out; else None."""
         for candidate in _session_candidates(environ):
@@ -338,11 +382,8 @@ class K3CloudEmulator(Emulator):
     def _signature_ok(self, environ: Mapping[str, Any], path: str) -> bool:
         c = self.credentials
         app_key = environ.get("HTTP_X_KD_APPKEY", "")
-        try:
-            plain = base64.b64decode(environ.get("HTTP_X_KD_APPDATA", "")).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        parts = plain.split(",")
+        parts = _appdata(environ)
+        plain = ",".join(parts)
         if app_key != c["app_id"] or len(parts) < 2:
             return False
         if parts[0] != c["acct_id"] or parts[1] != c["username"]:
@@ -362,48 +403,16 @@ class K3CloudEmulator(Emulator):
 
     def run_query(self, params: Mapping[str, Any]) -> tuple[list[str], list[q.Row]]:
         """Validate and evaluate one ExecuteBillQuery parameter object → (keys, page rows)."""
-        form_id = str(params.get("FormId") or "")
-        keys = [k.strip() for k in str(params.get("FieldKeys") or "").split(",") if k.strip()]
-        if not form_id or not keys:
-            raise q.QueryError(8, "参数错误：FormId 和 FieldKeys 不能为空")
-        if form_id not in KNOWN_FORMS:
-            raise q.QueryError(4, f"业务对象 {form_id} 不存在")
-        fields = self.store.fields(form_id)
-        for key in keys:
-            if key.lower() not in fields:
-                raise q.missing_field(key)
-        try:
-            start = int(params.get("StartRow") or 0)
-            limit = int(params.get("Limit") or 0)
-            top = int(params.get("TopRowCount") or 0)
-        except (TypeError, ValueError) as exc:
-            raise q.QueryError(8, "参数错误：StartRow/Limit/TopRowCount 必须是整数") from exc
-        rows = self._matching(
-            form_id, params.get("FilterString"), params.get("OrderString"), fields
-        )
-        window = q.page_bounds(len(rows), start, limit, top, self.max_limit)
-        return keys, rows[window.start : window.stop]
+        return self.queries.run(params)
 
-    def _matching(
-        self, form_id: str, spec: Any, order_spec: Any, fields: dict[str, q.FieldType]
-    ) -> list[q.Row]:
-        """Filtered, sorted rows; cached until the next change so paging stays O(page)."""
-        if self._cache_version != self.store.version:
-            self._query_cache.clear()
-            self._cache_version = self.store.version
-        cache_key = (form_id, json.dumps(spec, default=str), json.dumps(order_spec, default=str))
-        cached = self._query_cache.get(cache_key)
-        if cached is not None:
-            return cached
-        predicate = q.compile_filter(spec, fields)
-        order = q.parse_order(order_spec, fields)
-        rows = self.store.rows(form_id)
-        matched = rows if predicate is None else [r for r in rows if predicate(r)]
-        result = q.sort_rows(matched, order) if order else list(matched)
-        if len(self._query_cache) > 32:
-            self._query_cache.clear()
-        self._query_cache[cache_key] = result
-        return result
+
+def _appdata(environ: Mapping[str, Any]) -> list[str]:
+    """X-Kd-Appdata decoded: [AcctID, UserName, LCID, OrgNum], or [] when unreadable."""
+    try:
+        plain = base64.b64decode(environ.get("HTTP_X_KD_APPDATA", ""), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return []
+    return plain.split(",") if plain else []
 
 
 def _session_candidates(environ: Mapping[str, Any]) -> list[str]:

@@ -7,6 +7,8 @@ is one O(n) pass plus one O(n log n) sort.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import operator
 import re
@@ -19,6 +21,9 @@ FieldType = Literal["str", "num", "date"]
 Row = dict[str, Any]
 Predicate = Callable[[Row], bool]
 Token = tuple[str, str]
+#: lower bounds a filter implies, field key → least value a matching row can hold
+Bounds = dict[str, Any]
+Compiled = tuple[Predicate, Bounds]
 
 MSG_FIELD_MISSING = "元数据中标识为{}的字段不存在"
 
@@ -131,27 +136,31 @@ class _Parser:
         token = self.peek()
         return token is not None and token[0] == "ident" and token[1].upper() == word
 
-    def parse(self) -> Predicate:
-        predicate = self.expr()
+    def parse(self) -> Compiled:
+        compiled = self.expr()
         if self.peek() is not None:
             raise QueryError(8, f"FilterString 语法错误: unexpected {self.peek()}")
-        return predicate
+        return compiled
 
-    def expr(self) -> Predicate:
+    def expr(self) -> Compiled:
         parts = [self.term()]
         while self.is_word("OR"):
             self.pos += 1
             parts.append(self.term())
-        return parts[0] if len(parts) == 1 else _any(parts)
+        if len(parts) == 1:
+            return parts[0]
+        return _any([p for p, _ in parts]), _either_bounds([b for _, b in parts])
 
-    def term(self) -> Predicate:
+    def term(self) -> Compiled:
         parts = [self.factor()]
         while self.is_word("AND"):
             self.pos += 1
             parts.append(self.factor())
-        return parts[0] if len(parts) == 1 else _all(parts)
+        if len(parts) == 1:
+            return parts[0]
+        return _all([p for p, _ in parts]), _both_bounds([b for _, b in parts])
 
-    def factor(self) -> Predicate:
+    def factor(self) -> Compiled:
         token = self.peek()
         if token is not None and token[0] == "lp":
             self.pos += 1
@@ -168,9 +177,12 @@ class _Parser:
             self.pos += 1
         if self.is_word("IN"):
             self.pos += 1
-            return _membership(key, self.literal_list(kind), negate)
+            values = self.literal_list(kind)
+            return _membership(key, values, negate), {} if negate else _least(key, values)
         op = self.take("op", "operator")[1]
-        return _comparison(key, _OPS[op], self.literal(kind))
+        value = self.literal(kind)
+        bounds = {key: value} if op in (">", ">=", "=") else {}
+        return _comparison(key, _OPS[op], value), bounds
 
     def literal(self, kind: FieldType) -> Any:
         token = self.peek()
@@ -210,12 +222,52 @@ def _membership(key: str, values: frozenset[Any], negate: bool) -> Predicate:
     return predicate
 
 
+def _least(key: str, values: frozenset[Any]) -> Bounds:
+    try:
+        return {key: min(values)}
+    except TypeError:
+        return {}
+
+
+def _both_bounds(parts: list[Bounds]) -> Bounds:
+    """AND: every bound holds, so the greatest per field."""
+    merged: Bounds = {}
+    for bounds in parts:
+        for key, value in bounds.items():
+            try:
+                merged[key] = value if key not in merged else max(merged[key], value)
+            except TypeError:
+                merged.pop(key, None)
+    return merged
+
+
+def _either_bounds(parts: list[Bounds]) -> Bounds:
+    """OR: only a field bounded in every branch is bounded, by the least of them."""
+    merged = dict(parts[0])
+    for bounds in parts[1:]:
+        for key in list(merged):
+            try:
+                merged[key] = min(merged[key], bounds[key])
+            except (KeyError, TypeError):
+                del merged[key]
+    return merged
+
+
 def _all(parts: list[Predicate]) -> Predicate:
-    return lambda row: all(p(row) for p in parts)
+    """AND as nested pairs: a generator per row cost more than the comparisons."""
+    first, *rest = parts
+    if not rest:
+        return first
+    second = _all(rest)
+    return lambda row: first(row) and second(row)
 
 
 def _any(parts: list[Predicate]) -> Predicate:
-    return lambda row: any(p(row) for p in parts)
+    first, *rest = parts
+    if not rest:
+        return first
+    second = _any(rest)
+    return lambda row: first(row) or second(row)
 
 
 def json_filter_tokens(items: Sequence[Any]) -> list[Token]:
@@ -241,6 +293,16 @@ def json_filter_tokens(items: Sequence[Any]) -> list[Token]:
 
 def compile_filter(spec: Any, fields: Mapping[str, FieldType]) -> Predicate | None:
     """A FilterString (text or JSON array, or a JSON array as text) → predicate; None = all."""
+    compiled = compile_filter_bounds(spec, fields)
+    return None if compiled is None else compiled[0]
+
+
+def compile_filter_bounds(spec: Any, fields: Mapping[str, FieldType]) -> Compiled | None:
+    """``compile_filter`` plus the lower bound per field that every matching row meets.
+
+    The bounds let the emulator seek in rows sorted on a bounded field, as a
+    database seeks an index, so keyset paging costs one page, not one scan.
+    """
     if spec is None or spec == "" or spec == []:
         return None
     if isinstance(spec, str) and spec.lstrip().startswith("["):
@@ -295,3 +357,37 @@ def page_bounds(total: int, start_row: int, limit: int, top_row_count: int, cap:
     if top_row_count > 0:
         end = min(end, top_row_count)
     return range(start, max(start, min(end, total)))
+
+
+def seek_index(rows: Sequence[Row], key: str) -> list[Any] | None:
+    """Sort keys of ``rows`` (sorted ascending on ``key``, None first) for ``seek``;
+    None when the values do not compare with each other."""
+    index = [(row.get(key) is not None, row.get(key)) for row in rows]
+    try:
+        if any(a > b for a, b in itertools.pairwise(index)):
+            return None
+    except TypeError:
+        return None
+    return index
+
+
+def seek(index: Sequence[Any], bound: Any) -> int:
+    """The first position whose value can meet a lower ``bound`` (0 when unbounded)."""
+    if bound is None:
+        return 0
+    try:
+        return bisect.bisect_left(index, (True, bound))
+    except TypeError:
+        return 0
+
+
+def first_matching(rows: Sequence[Row], predicate: Predicate, begin: int, end: int) -> list[Row]:
+    """Matching rows number 0 … ``end`` − 1 (counted from ``begin``), scanning no further."""
+    found: list[Row] = []
+    for position in range(begin, len(rows)):
+        if len(found) >= end:
+            break
+        row = rows[position]
+        if predicate(row):
+            found.append(row)
+    return found

@@ -74,8 +74,21 @@ def _json_number(value: Any) -> Any:
     return _NUMBER + format(value, "f") if isinstance(value, Decimal) else value
 
 
+_DATE_TEXTS: dict[datetime, str] = {}
+
+
 def _json_date(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """Dates as ISO text, remembered: every line of a document repeats its header dates."""
+    if value is None:
+        return None
+    text = _DATE_TEXTS.get(value)
+    if text is None:
+        if not isinstance(value, datetime):
+            return value
+        if len(_DATE_TEXTS) >= 65_536:
+            _DATE_TEXTS.clear()
+        text = _DATE_TEXTS[value] = value.isoformat()
+    return text
 
 
 def encode_rows(rows: list[list[Any]]) -> str:

@@ -1,14 +1,17 @@
 """The K/3 Cloud ErpSource: settings, factory and the four read paths.
 
-Documents are pulled by FModifyDate (every status, so un-approvals and
-cancellations arrive as inactive lines), deletions are found by the window
-rescan on FDate, and on-hand comes from STK_Inventory.
+Documents are pulled by the dates a change stamps (FModifyDate, and the status
+dates FApproveDate and FCancelDate, OR-ed; every status, so un-approvals and
+cancellations arrive as inactive lines), in keyset pages of whole documents.
+Deletions are found by the window rescan on FDate, and on-hand comes from
+STK_Inventory.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -17,7 +20,10 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator, model_validator
 
 from connectors.k3cloud.client import K3CloudClient, MissingFieldError
+from connectors.k3cloud.localtime import earliest_local_reading
 from connectors.k3cloud.mapping import (
+    ERP_DATETIME_FORMAT,
+    SOURCE,
     STOCK_ORG,
     STREAM_NAMES,
     STREAMS,
@@ -26,20 +32,24 @@ from connectors.k3cloud.mapping import (
     configured,
     converting,
     field_keys,
-    format_erp_datetime,
     key_field_keys,
     keys_for,
+    parse_erp_datetime,
     parse_qty,
     row_as_dict,
-    row_cursor,
 )
 from connectors.k3cloud.units import UnitTable
 from sync.errors import ConfigError, ConfigProblem, RecordError
-from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord
+from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord, document_key
 from sync.ports import ConnectorContext
 from sync.settings import Secret, StrictModel, TimeZoneName
 
 INVENTORY_FORM = "STK_Inventory"
+#: dates that status changes stamp (k3cloud-stock-quantities.md §1.3)
+STATUS_DATES = ("FApproveDate", "FCancelDate")
+#: rows per answer of the window rescan and the on-hand snapshot (reference §6: ≤ 2000)
+SCAN_PAGE_SIZE = 2000
+_FIELD_KEY = re.compile(r"F[A-Za-z0-9_]*(\.[A-Za-z0-9_]+)?")
 
 
 class K3CloudSettings(StrictModel):
@@ -57,9 +67,15 @@ class K3CloudSettings(StrictModel):
     org_num: int = Field(0, description="organisation number sent in the login data (0 = default)")
     timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per request, seconds")
     verify_tls: bool = Field(True, description="verify the server's TLS certificate")
-    page_size: int = Field(2000, ge=1, le=10000, description="rows per ExecuteBillQuery page")
     timezone: TimeZoneName = Field(
-        "Asia/Shanghai", description="IANA zone of the ERP's naive local times (FDate, FModifyDate)"
+        "Asia/Shanghai",
+        description="IANA zone of the ERP's naive local times (FDate, FModifyDate); "
+        "pull.history_since and backfill --since are midnights in this zone",
+    )
+    status_dates: list[str] = Field(
+        default_factory=lambda: list(STATUS_DATES),
+        description="header dates that status changes stamp, pulled like FModifyDate "
+        "(audit stamps FApproveDate, cancel FCancelDate; FModifyDate is not documented to move)",
     )
     streams: list[str] = Field(
         default_factory=lambda: list(STREAM_NAMES),
@@ -90,6 +106,24 @@ class K3CloudSettings(StrictModel):
     max_attempts: int = Field(
         5, ge=1, le=20, description="attempts per request on transient errors"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _page_size_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "page_size" in data:
+            raise ValueError(
+                "erp.page_size is no longer read: set pull.page_size (rows per page, one "
+                "transaction each; also the Limit of each ExecuteBillQuery, at most 10000)"
+            )
+        return data
+
+    @field_validator("status_dates")
+    @classmethod
+    def _field_keys(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not _FIELD_KEY.fullmatch(v)]
+        if bad:
+            raise ValueError(f"not field keys: {bad}")
+        return list(dict.fromkeys(value))
 
     @field_validator("streams")
     @classmethod
@@ -146,6 +180,8 @@ class K3CloudSource:
         self.settings = settings
         self.client = client
         self._tz = ZoneInfo(settings.timezone)
+        #: the zone the core reads business days in (``sync.ports.source_zone``)
+        self.timezone = self._tz
         self._include = frozenset(settings.warehouses_include)
         self._exclude = frozenset(settings.warehouses_exclude)
         self._orgs = frozenset(settings.stock_orgs)
@@ -206,8 +242,7 @@ class K3CloudSource:
 
         def to_base(material: str, unit: Any, qty: Decimal) -> Decimal:
             if not tables:
-                page_size = self.settings.page_size
-                tables.append(UnitTable.load(self.client, page_size=page_size, where=where))
+                tables.append(UnitTable.load(self.client, page_size=SCAN_PAGE_SIZE, where=where))
             return tables[0].to_base(material, unit, qty)
 
         return RowDecoder(
@@ -240,30 +275,54 @@ class K3CloudSource:
         return " AND ".join(parts)
 
     def pull(self, stream: str, since: Cursor | None, page_size: int) -> Iterator[Page]:
-        """Lines modified at or after ``since`` (seconds floor, ERP local time), every status."""
+        """Lines of documents changed at or after ``since``, every status, in pages of whole
+        documents ordered by (FID, entry id); ``since`` None reads everything.
+
+        The lower bound is fixed for the whole pull and pages follow a keyset, so edits
+        between pages lose nothing (design note on paging). Only the last page carries a
+        cursor: the newest stamp read, which the core caps at run start − overlap.
+        """
         where = f"erp.streams.{stream}"
         defn = self._readable(self._definition(stream), where)
-        since_filter = ""
-        if since is not None:
-            since_filter = f"FModifyDate >= '{format_erp_datetime(since.updated_at, self._tz)}'"
+        keys = field_keys(defn)
         query = {
             "FormId": defn.form_id,
-            "FieldKeys": ",".join(field_keys(defn)),
-            "FilterString": self._filter(since_filter, org_fields=defn.org_fields),
-            "OrderString": f"FModifyDate ASC, FID ASC, {defn.entry_id_key} ASC",
+            "FieldKeys": ",".join([*keys, *self.settings.status_dates]),
+            "FilterString": self._filter(self._changed_since(since), org_fields=defn.org_fields),
             "SubSystemId": "",
         }
-        size = page_size or self.settings.page_size
-        cursor = since
+        fid_at = keys.index("FID")
+        keyset = [("FID", fid_at, "num"), (defn.entry_id_key, keys.index(defn.entry_id_key), "num")]
+        answers = self.client.iter_keyset(query, keyset, page_size=page_size, where=where)
         decoder = self._decoder(defn, where)
-        for rows in self.client.iter_bill_query(query, page_size=size, where=where):
+        width = len(keys)
+        stamps = _Stamps(
+            self._tz,
+            [keys.index("FModifyDate"), *range(width, width + len(self.settings.status_dates))],
+        )
+        prefix = f"{SOURCE}:{defn.form_id}:"
+        for rows, last in whole_documents(answers, fid_at):
+            stamps.see(rows)
+            for row in rows:
+                del row[width:]  # the status dates: the decoder reads field_keys(defn) only
             movements, rejects = self._decode_page(decoder, defn, stream, rows)
-            for row in reversed(rows):
-                last = row_cursor(row, self._tz)
-                if last is not None:
-                    cursor = max(cursor, last) if cursor is not None else last
-                    break
-            yield Page(stream=stream, movements=movements, cursor=cursor, rejects=rejects)
+            documents = {prefix + str(fid) for fid in {row[fid_at] for row in rows}}
+            yield Page(
+                stream=stream,
+                movements=movements,
+                cursor=stamps.cursor() if last else None,
+                rejects=rejects,
+                complete_documents=_complete(documents, rejects),
+            )
+
+    def _changed_since(self, since: Cursor | None) -> str:
+        """FModifyDate or any status date at or after ``since``, in the ERP's local time
+        reaching back over a clock change (``earliest_local_reading``)."""
+        if since is None:
+            return ""
+        bound = earliest_local_reading(since.updated_at, self._tz).strftime(ERP_DATETIME_FORMAT)
+        dates = ["FModifyDate", *self.settings.status_dates]
+        return "(" + " OR ".join(f"{d} >= '{bound}'" for d in dates) + ")"
 
     def _decode_page(
         self, decoder: RowDecoder, defn: StreamDef, stream: str, rows: list[list[Any]]
@@ -289,36 +348,36 @@ class K3CloudSource:
     def keys_in_window(self, stream: str, since: datetime) -> Iterator[str]:
         """Keys of every line whose FDate >= ``since``, whatever its status (ids only)."""
         defn = self._definition(stream)
+        bound = earliest_local_reading(since, self._tz).strftime(ERP_DATETIME_FORMAT)
         query = {
             "FormId": defn.form_id,
             "FieldKeys": ",".join(key_field_keys(defn)),
-            "FilterString": self._filter(
-                f"FDate >= '{format_erp_datetime(since, self._tz)}'", org_fields=defn.org_fields
-            ),
-            "OrderString": f"FID ASC, {defn.entry_id_key} ASC",
+            "FilterString": self._filter(f"FDate >= '{bound}'", org_fields=defn.org_fields),
             "SubSystemId": "",
         }
+        keyset = [("FID", 0, "num"), (defn.entry_id_key, 1, "num")]
         where = f"erp.streams.{stream}"
-        for rows in self.client.iter_bill_query(
-            query, page_size=self.settings.page_size, where=where
-        ):
+        for rows in self.client.iter_keyset(query, keyset, page_size=SCAN_PAGE_SIZE, where=where):
             for fid, entry_id in rows:
                 yield from keys_for(defn, fid, entry_id)
 
     def on_hand(self) -> Iterator[OnHand]:
-        """STK_Inventory FBaseQty per material × warehouse, summed over lots/locations/status."""
+        """STK_Inventory FBaseQty per material × warehouse, summed over lots/locations/status.
+
+        Paged by FID (one id per stock dimension), so rows that change while the
+        snapshot is read cannot push another row out of it.
+        """
         query = {
             "FormId": INVENTORY_FORM,
-            "FieldKeys": "FMaterialId.FNumber,FStockId.FNumber,FBaseQty",
+            "FieldKeys": "FMaterialId.FNumber,FStockId.FNumber,FBaseQty,FID",
             "FilterString": self._filter("FBaseQty <> 0"),
-            "OrderString": "FMaterialId.FNumber ASC, FStockId.FNumber ASC",
             "SubSystemId": "",
         }
         totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-        for rows in self.client.iter_bill_query(
-            query, page_size=self.settings.page_size, where="erp.on_hand"
+        for rows in self.client.iter_keyset(
+            query, [("FID", 3, "str")], page_size=SCAN_PAGE_SIZE, where="erp.on_hand"
         ):
-            for material, warehouse, qty in rows:
+            for material, warehouse, qty, _ in rows:
                 if not material or not warehouse or not self._in_scope(str(warehouse)):
                     continue
                 totals[(str(material), str(warehouse))] += parse_qty(qty)
@@ -341,3 +400,65 @@ class K3CloudSource:
 
     def close(self) -> None:
         self.client.close()
+
+
+def whole_documents(
+    answers: Iterable[list[list[Any]]], fid_at: int
+) -> Iterator[tuple[list[list[Any]], bool]]:
+    """Answers in (FID, entry id) order regrouped so that no document is split: the
+    rows of the last FID of an answer wait for the next answer, which may hold more
+    of its lines. A document that fills a whole answer is longer than a page: it
+    waits for as many answers as it takes and comes alone. So a page holds whole
+    documents and outgrows the page size by less than one document, or is one
+    document. Yields (rows, last): ``last`` marks the final group, after the empty
+    answer.
+    """
+    pending: list[list[Any]] = []
+    alone = False  # pending is one document that filled a whole answer
+    for rows in answers:
+        batch = pending + rows if pending else rows
+        if alone:
+            fid = batch[0][fid_at]
+            end = next((i for i, row in enumerate(batch) if row[fid_at] != fid), len(batch))
+            if end < len(batch):
+                yield batch[:end], False
+                batch = batch[end:]
+        last_fid = batch[-1][fid_at]
+        cut = len(batch)
+        while cut > 0 and batch[cut - 1][fid_at] == last_fid:
+            cut -= 1
+        if cut:
+            yield batch[:cut], False
+        pending, alone = batch[cut:], cut == 0 and len(batch) >= len(rows)
+    if pending:
+        yield pending, True
+
+
+class _Stamps:
+    """The newest change stamp read in one pull (FModifyDate or a status date)."""
+
+    def __init__(self, zone: ZoneInfo, positions: Sequence[int]) -> None:
+        self._zone = zone
+        self._positions = positions
+        #: stamps as sent (lines of a document repeat them); None for a date never set
+        self._texts: set[Any] = set()
+
+    def see(self, rows: Sequence[Sequence[Any]]) -> None:
+        for position in self._positions:
+            self._texts.update({row[position] for row in rows})
+
+    def cursor(self) -> Cursor | None:
+        newest: datetime | None = None
+        for text in self._texts:
+            try:
+                stamp = parse_erp_datetime(text, self._zone)
+            except ValueError:  # None or unreadable: the decoder quarantines the line
+                continue
+            newest = stamp if newest is None else max(newest, stamp)
+        return None if newest is None else Cursor(newest, "")
+
+
+def _complete(documents: set[str], rejects: Sequence[RejectedRecord]) -> frozenset[str]:
+    """The page's documents but those with a quarantined line: its stored version must
+    not be withdrawn as if the line were gone."""
+    return frozenset(documents - {document_key(r.key) for r in rejects if r.key})

@@ -15,6 +15,7 @@ orgs come from its warehouses: FStockOrgId, plus FStockOutOrgId on transfers.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ HEADER_TYPES: dict[str, FieldType] = {
     "FCancelStatus": "str",
     "FModifyDate": "date",
     "FApproveDate": "date",
+    "FCancelDate": "date",
     "FCreateDate": "date",
     "FStockOrgId.FNumber": "str",
     "FBillTypeID.FNumber": "str",
@@ -137,17 +139,22 @@ class Document:
     status: str = "A"
     cancel: str = "A"
     approved: datetime | None = None
+    cancelled: datetime | None = None
     lines: list[Line] = field(default_factory=list)
 
 
 class Store:
     """Documents per form plus opening stock, with cached flat rows per form."""
 
-    def __init__(self, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, now: Callable[[], datetime], *, status_bumps_modify_date: bool = True
+    ) -> None:
         self.now = now
         self.catalog = Catalog()
         #: per form: lower-case field keys this server's metadata lacks
         self.hidden: dict[str, set[str]] = defaultdict(set)
+        #: whether audit/un-audit/cancel/un-cancel also stamp FModifyDate (undocumented)
+        self.status_bumps_modify_date = status_bumps_modify_date
         self.docs: dict[str, dict[int, Document]] = {form: {} for form in FORMS}
         self.opening: dict[tuple[str, str, str, str], Decimal] = defaultdict(Decimal)
         self.version = 0
@@ -161,8 +168,8 @@ class Store:
         """ERP stamps have whole seconds (rows serialise them as ``yyyy-MM-ddTHH:mm:ss``)."""
         return self.now().replace(microsecond=0)
 
-    def _touch(self, doc: Document) -> None:
-        doc.modified = self._now()
+    def _touch(self, doc: Document, at: datetime | None = None) -> None:
+        doc.modified = at or self._now()
         self.version += 1
 
     def create(
@@ -227,15 +234,25 @@ class Store:
             raise KeyError(f"no {form_id} document with FID {fid}") from None
 
     def set_status(self, form_id: str, fid: int, status: str) -> None:
+        """Audit (→ C) or un-audit (→ D): FApproveDate is stamped with the time of either
+        (an un-audit changes the approval; assumed, k3cloud-stock-quantities.md §1.3)."""
         doc = self.get(form_id, fid)
         doc.status = status
-        doc.approved = self._now() if status == "C" else None
-        self._touch(doc)
+        doc.approved = self._now()
+        self._status_changed(doc, doc.approved)
 
-    def cancel(self, form_id: str, fid: int) -> None:
+    def cancel(self, form_id: str, fid: int, *, cancelled: bool = True) -> None:
+        """Cancel (FCancelStatus B) or un-cancel (A); FCancelDate stamped either way."""
         doc = self.get(form_id, fid)
-        doc.cancel = "B"
-        self._touch(doc)
+        doc.cancel = "B" if cancelled else "A"
+        doc.cancelled = self._now()
+        self._status_changed(doc, doc.cancelled)
+
+    def _status_changed(self, doc: Document, at: datetime) -> None:
+        if self.status_bumps_modify_date:
+            self._touch(doc, at)
+        else:
+            self.version += 1
 
     def delete(self, form_id: str, fid: int) -> None:
         self.get(form_id, fid)
@@ -317,6 +334,7 @@ class Store:
                 "fcancelstatus": doc.cancel,
                 "fmodifydate": doc.modified,
                 "fapprovedate": doc.approved,
+                "fcanceldate": doc.cancelled,
                 "fcreatedate": doc.created,
                 "fstockorgid.fnumber": doc.stock_org,
                 "fstockoutorgid.fnumber": doc.stock_out_org,
@@ -354,12 +372,11 @@ class Store:
 
     def _inventory_rows(self) -> list[Row]:
         rows: list[Row] = []
-        for index, ((org, material, stock, lot), qty) in enumerate(
-            sorted(self.inventory().items())
-        ):
+        for (org, material, stock, lot), qty in sorted(self.inventory().items()):
             rows.append(
                 {
-                    "fid": f"INV{index:010d}",
+                    # one stable id per stock dimension, as T_STK_INVENTORY's FID
+                    "fid": _inventory_id(org, material, stock, lot),
                     "fmaterialid.fnumber": material,
                     "fstockid.fnumber": stock,
                     "fstockorgid.fnumber": org,
@@ -375,3 +392,8 @@ class Store:
 
 def line_ids(doc: Document) -> Sequence[int]:
     return [line.entry_id for line in doc.lines]
+
+
+def _inventory_id(org: str, material: str, stock: str, lot: str) -> str:
+    text = "\x1f".join((org, material, stock, lot))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -81,8 +81,14 @@ class ErpSourceContract:
         for stream, pages in pulled.items():
             cursors = [c for c, _ in pages if c is not None]
             assert cursors == sorted(cursors), f"{stream}: cursors went backwards"
+            if pages:
+                assert pages[-1][0] is not None, f"{stream}: the last page sets the position"
+            # a page may leave the position alone (cursor None: a source that moves it only
+            # at the end of a pull); a position, once given, covers every line read so far
+            read: list[Movement] = []
             for cursor, movements in pages:
-                for m in movements:
+                read.extend(movements)
+                for m in read if cursor is not None else ():
                     assert cursor is not None
                     assert m.source_updated_at <= cursor.updated_at, (stream, m.key)
 

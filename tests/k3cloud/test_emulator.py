@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -215,6 +215,48 @@ def test_paging_reuses_the_sorted_result(emulator: K3CloudEmulator) -> None:
         emulator.create_document("STK_InStock", [{"material": f"M{i}", "qty": "1", "stock": "W"}])
     query = {**QUERY, "OrderString": "FModifyDate ASC, FID ASC", "FilterString": "FID > 0"}
     _, first = emulator.run_query({**query, "StartRow": 0, "Limit": 10})
-    assert len(emulator._query_cache) == 1
+    assert len(emulator.queries._sorted_cache) == 1
     _, second = emulator.run_query({**query, "StartRow": 10, "Limit": 10})
-    assert len(emulator._query_cache) == 1 and first[-1]["fid"] < second[0]["fid"]
+    _, third = emulator.run_query({**query, "StartRow": 20, "Limit": 10})
+    assert len(emulator.queries._query_cache) == 1
+    assert first[-1]["fid"] < second[0]["fid"] and second[-1]["fid"] < third[0]["fid"]
+
+
+def test_keyset_pages_seek_on_the_first_order_field(emulator: K3CloudEmulator) -> None:
+    fids = [
+        emulator.create_document("STK_InStock", [{"material": f"M{i}", "qty": "1", "stock": "W"}])
+        for i in range(30)
+    ]
+    query = {**QUERY, "OrderString": "FID ASC", "Limit": 4}
+    _, rows = emulator.run_query({**query, "FilterString": f"FID > {fids[9]} OR FID = 0"})
+    assert [r["fid"] for r in rows] == fids[10:14]
+    _, rows = emulator.run_query({**query, "FilterString": f"FID >= {fids[28]} AND FID < 0"})
+    assert rows == []
+
+
+def test_filter_bounds_follow_and_or() -> None:
+    bounds = q.compile_filter_bounds(
+        "FRealQty > 1 AND (FID > 5 OR (FID = 5 AND FRealQty > 9))"
+        " AND (FBillNo = 'x' OR FRealQty > 0)",
+        FIELDS,
+    )
+    assert bounds is not None
+    assert bounds[1] == {"frealqty": Decimal(1), "fid": Decimal(5)}
+
+
+@pytest.mark.parametrize("over_cap", ["cap", "refuse"])
+def test_limit_above_the_servers_cap(over_cap: Literal["cap", "refuse"]) -> None:
+    """Reference §3.1: Limit may not exceed the server's cap (2000, or WebAPIMaxQueryLimit);
+    whether a server cuts the answer or refuses the query is not said: both, by switch."""
+    emulator = K3CloudEmulator(max_limit=3, limit_over_cap=over_cap)
+    for i in range(5):
+        emulator.create_document("STK_InStock", [{"material": f"M{i}", "qty": "1", "stock": "W"}])
+    query = {**QUERY, "OrderString": "FID ASC"}
+    assert len(emulator.run_query({**query, "Limit": 3})[1]) == 3
+    assert len(emulator.run_query({**query, "Limit": 0})[1]) == 3  # 0: the cap
+    if over_cap == "cap":
+        assert len(emulator.run_query({**query, "Limit": 4})[1]) == 3
+    else:
+        with pytest.raises(q.QueryError) as caught:
+            emulator.run_query({**query, "Limit": 4})
+        assert caught.value.msg_code == 8

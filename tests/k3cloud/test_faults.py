@@ -43,18 +43,34 @@ def test_lost_session_reauthenticates_once(
     before = seeded.calls["ExecuteBillQuery"]
     seeded.inject("auth")
     assert len(pull(source)) == 5
-    assert seeded.calls["ExecuteBillQuery"] == before + 2
+    # the refused page again after signing afresh, then the empty page that ends the pull
+    assert seeded.calls["ExecuteBillQuery"] == before + 3
     assert sleeps == [], "re-authentication is immediate, not a backoff"
 
 
 def test_refused_credentials_become_permanent_with_a_hint(
     seeded: K3CloudEmulator, source: K3CloudSource
 ) -> None:
+    secret = seeded.credentials["app_secret"]
     seeded.rotate_secret("0" * 32)
     with pytest.raises(PermanentError) as caught:
         pull(source)
-    assert caught.value.hint and "app_secret" in caught.value.hint
-    assert seeded.calls["ExecuteBillQuery"] == 2
+    assert caught.value.hint and "erp.app_secret" in caught.value.hint
+    assert "erp.acct_id was accepted" in caught.value.hint
+    assert secret not in str(caught.value) and "0" * 32 not in str(caught.value)
+    # a fresh signature refused: signing again with the same settings cannot help
+    assert seeded.calls["ExecuteBillQuery"] == 1
+
+
+def test_secret_rotated_under_a_session_re_signs_once(
+    seeded: K3CloudEmulator, source: K3CloudSource, sleeps: Sleeps
+) -> None:
+    assert len(pull(source)) == 5
+    before = seeded.calls["ExecuteBillQuery"]
+    seeded.rotate_secret("0" * 32)  # the admin regenerated it: the session goes too
+    with pytest.raises(PermanentError, match=r"erp\.app_secret"):
+        pull(source)
+    assert seeded.calls["ExecuteBillQuery"] == before + 2 and sleeps == []
 
 
 def test_throttling_backs_off_then_succeeds(
@@ -123,8 +139,9 @@ def test_timeout_and_500_over_respx_are_retried(
     route.side_effect = side_effect
     assert len(pull(source)) == 5
     assert len(sleeps) == 2
-    # two faults, then the base-qty key check (once per form) and the page
-    assert route.call_count == 4
+    # two faults, the base-qty key check (once per form), the page, the empty page that ends
+    # the pull
+    assert route.call_count == 5
 
 
 def test_non_numeric_quantity_is_quarantined(
@@ -136,8 +153,9 @@ def test_non_numeric_quantity_is_quarantined(
     def corrupt(request: httpx.Request) -> httpx.Response:
         response = real(request)
         rows = json.loads(response.content)
+        keys = json.loads(request.content)["data"]["FieldKeys"].split(",")
         if len(rows) > 1:  # the page, not the one-row base-qty key check
-            rows[1][-1] = "N/A"
+            rows[1][keys.index("FBaseUnitQty")] = "N/A"
         return httpx.Response(200, json=rows)
 
     route.side_effect = corrupt
@@ -149,6 +167,8 @@ def test_non_numeric_quantity_is_quarantined(
     assert isinstance(reject.raw, dict) and reject.raw["FBaseUnitQty"] == "N/A"
     assert reject.key and reject.key.startswith("k3cloud:STK_InStock:")
     assert pages[0].cursor is not None
+    # the document lacks a line, so the ledger must not withdraw what it stored for it
+    assert pages[0].complete_documents == frozenset()
 
 
 def test_edited_garbage_quantity_is_quarantined_too(

@@ -34,7 +34,7 @@ def test_registry_resolves_settings_factory_and_emulator() -> None:
     )
     assert isinstance(spec.build(settings, ConnectorContext()), K3CloudSource)
     assert "***" in repr(settings.app_secret)
-    assert K3CloudSettings.model_json_schema()["properties"]["page_size"]["description"]
+    assert K3CloudSettings.model_json_schema()["properties"]["status_dates"]["description"]
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,8 @@ def test_registry_resolves_settings_factory_and_emulator() -> None:
     [
         ({"streams": ["nope"]}, "unknown stream"),
         ({"timezone": "Mars/Olympus"}, "unknown time zone"),
-        ({"page_size": 20000}, "less than or equal"),
+        ({"page_size": 2000}, "set pull.page_size"),
+        ({"status_dates": ["FApproveDate; drop"]}, "not field keys"),
         ({"qty_fields": {"nope": "FQty"}}, "unknown stream"),
         ({"surprise": 1}, "Extra inputs"),
     ],
