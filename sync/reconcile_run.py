@@ -230,16 +230,21 @@ def _zero_orphans(pipeline: Pipeline, orphans: list[Finding]) -> list[Finding]:
         try:
             pipeline.sink.update_level(f.crm_id, f.key, LevelValue(Decimal(0), Decimal(0)))
         except (TransientError, PermanentError) as exc:
-            log.warning(
-                "reconcile_write_failed",
-                pipeline=pipeline.name,
-                kind=f.kind.value,
-                crm_id=f.crm_id,
-                error=mask(str(exc)),
-            )
+            _write_failed(pipeline, f, f.crm_id, exc)
             continue
         done.append(f)
     return done
+
+
+def _write_failed(pipeline: Pipeline, f: Finding, crm_id: str, exc: Exception) -> None:
+    """A reconcile write that failed: logged (masked); the finding stays not applied."""
+    log.warning(
+        "reconcile_write_failed",
+        pipeline=pipeline.name,
+        kind=f.kind.value,
+        crm_id=crm_id,
+        error=mask(str(exc)),
+    )
 
 
 def _invalidate_extras(pipeline: Pipeline, duplicates: list[Finding]) -> list[Finding]:
@@ -255,13 +260,7 @@ def _invalidate_extras(pipeline: Pipeline, duplicates: list[Finding]) -> list[Fi
             for extra in f.extras:
                 pipeline.sink.invalidate_level(extra.crm_id, f.key)
         except (TransientError, PermanentError) as exc:
-            log.warning(
-                "reconcile_write_failed",
-                pipeline=pipeline.name,
-                kind=f.kind.value,
-                crm_id=extra.crm_id,
-                error=mask(str(exc)),
-            )
+            _write_failed(pipeline, f, extra.crm_id, exc)
             continue
         done.append(f)
     rebind = [f for f in done if f.crm_id and _bound_elsewhere(pipeline, f)]
