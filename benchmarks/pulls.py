@@ -23,8 +23,9 @@ from sqlalchemy import func, select
 
 from benchmarks.common import peak_rss_mb
 from connectors.k3cloud.client import K3CloudClient
-from connectors.k3cloud.mapping import STREAMS, field_keys
-from connectors.k3cloud.source import STATUS_DATES, K3CloudSettings, K3CloudSource
+from connectors.k3cloud.settings import STATUS_DATES, K3CloudSettings
+from connectors.k3cloud.source import K3CloudSource
+from connectors.k3cloud.streams import STREAMS, field_keys
 from sync.ledger import verify
 from sync.logging import configure
 from sync.model import StockKey

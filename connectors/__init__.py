@@ -69,7 +69,7 @@ BUILTIN: dict[str, ConnectorSpec] = {
         ConnectorSpec(
             name="k3cloud",
             role="erp",
-            settings="connectors.k3cloud.source:K3CloudSettings",
+            settings="connectors.k3cloud.settings:K3CloudSettings",
             factory="connectors.k3cloud.source:build",
             emulator="connectors.k3cloud.emulator:build_emulator",
             description="Kingdee K/3 Cloud (金蝶云星空) WebAPI",

@@ -78,7 +78,7 @@ def _fields(model: type, prefix: str = "") -> set[str]:
 
 def test_example_config_documents_every_option() -> None:
     from connectors.fxiaoke.sink import FxiaokeSettings
-    from connectors.k3cloud.source import K3CloudSettings
+    from connectors.k3cloud.settings import K3CloudSettings
 
     example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
     present = _keys(example)

@@ -25,8 +25,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connectors.k3cloud.catalog import CONVERSION_FORM, MATERIAL_FORM, Catalog, master_fields
-from connectors.k3cloud.mapping import STOCK_ORG, STREAMS, UNIT_KEY, StreamDef
 from connectors.k3cloud.query import FieldType, Row
+from connectors.k3cloud.streams import STOCK_ORG, STREAMS, UNIT_KEY, StreamDef
 
 INVENTORY = "STK_Inventory"
 HEADER_TYPES: dict[str, FieldType] = {

@@ -10,7 +10,8 @@ import pytest
 
 from connectors._emulator import transport_for
 from connectors.k3cloud.emulator import K3CloudEmulator
-from connectors.k3cloud.source import K3CloudSettings, K3CloudSource, build
+from connectors.k3cloud.settings import K3CloudSettings
+from connectors.k3cloud.source import K3CloudSource, build
 from sync.ports import ConnectorContext
 
 

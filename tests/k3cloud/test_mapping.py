@@ -9,15 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connectors.k3cloud.mapping import (
-    STREAMS,
-    decode_row,
-    field_keys,
-    is_active,
-    parse_qty,
-    row_cursor,
-    tie_break,
-)
+from connectors.k3cloud.mapping import decode_row, is_active, parse_qty, row_cursor, tie_break
+from connectors.k3cloud.streams import STREAMS, field_keys
 from sync.errors import RecordError
 from sync.model import MovementKind
 

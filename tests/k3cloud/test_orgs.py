@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connectors.k3cloud.emulator import K3CloudEmulator
-from connectors.k3cloud.mapping import STREAMS, configured, decode_row, field_keys
+from connectors.k3cloud.mapping import decode_row
 from connectors.k3cloud.source import K3CloudSource
+from connectors.k3cloud.streams import STREAMS, configured, field_keys
 from sync.model import Movement
 from tests.k3cloud.test_emulator import envelope_of, post
 

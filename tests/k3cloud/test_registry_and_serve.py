@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 import connectors
 from connectors.k3cloud.emulator import K3CloudEmulator
-from connectors.k3cloud.source import K3CloudSettings, K3CloudSource
+from connectors.k3cloud.settings import K3CloudSettings
+from connectors.k3cloud.source import K3CloudSource
 from sync.ports import ConnectorContext
 
 ROOT = Path(__file__).resolve().parents[2]

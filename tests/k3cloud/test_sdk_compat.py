@@ -11,7 +11,7 @@ from k3cloud_webapi_sdk.main import K3CloudApiSdk
 
 from connectors._emulator import LoopbackServer
 from connectors.k3cloud.emulator import build_emulator
-from connectors.k3cloud.mapping import STREAMS, field_keys
+from connectors.k3cloud.streams import STREAMS, field_keys
 
 
 @pytest.fixture(scope="module")

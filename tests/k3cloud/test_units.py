@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 
 from connectors.k3cloud.emulator import K3CloudEmulator
-from connectors.k3cloud.mapping import STREAMS, UNIT_KEY
 from connectors.k3cloud.source import K3CloudSource
+from connectors.k3cloud.streams import STREAMS, UNIT_KEY
 from connectors.k3cloud.units import UnitTable
 from sync.model import Cursor, Movement, RejectedRecord
 from tests.k3cloud.test_emulator import envelope_of, post

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from connectors._emulator import transport_for
 from connectors.k3cloud.emulator import K3CloudEmulator
-from connectors.k3cloud.mapping import STREAMS
 from connectors.k3cloud.source import build
 from connectors.k3cloud.store import BASE_QTY_KEYS
+from connectors.k3cloud.streams import STREAMS
 from sync.ports import ConnectorContext
 from tests.k3cloud.conftest import StepClock, settings_for
 from tests.k3cloud.test_scenario import Follower
