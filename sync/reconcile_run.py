@@ -23,7 +23,7 @@ import structlog
 
 from sync.errors import PermanentError, TransientError
 from sync.ledger import apply_page
-from sync.model import LevelValue, Movement, MovementKind, Page, StockKey
+from sync.model import LevelValue, Movement, MovementKind, Page, StockKey, exact_units
 from sync.push import PushReport
 from sync.reconcile import (
     CONFLICT_KINDS,
@@ -175,14 +175,19 @@ def _settle_drift(pipeline: Pipeline, drift: list[Finding], result: ReconcileRes
     store.set_meta(pipeline.name, "reconcile_seq", str(seq))
     result.vanished = report.vanished
     run_id = result.run_id
+    precision = ledger_options(pipeline.settings).precision
     for chunk in _chunks(drift):
         movements = []
         for f in chunk:
             erp = f.erp if f.erp is not None else Decimal(0)
             ledger = levels.get(f.key, Decimal(0)) if report.vanished else (f.ledger or Decimal(0))
-            result.done.append(f)
             if erp == ledger:
+                result.done.append(f)
                 continue  # the rescan settled it: the ERP document was deleted
+            if exact_units(erp - ledger, precision) is not None:
+                result.done.append(f)
+            # else the ledger cannot hold the correction exactly: apply_page quarantines it
+            # (a record_error naming pipelines[].precision) and the drift is not fixed
             movements.append(
                 Movement(
                     key=f"reconcile:{pipeline.name}:{f.key.sku}:{f.key.warehouse}:{seq}",

@@ -149,3 +149,35 @@ def test_redetected_conflict_is_updated_not_duplicated(make_pipeline: MakePipeli
     rows = mp.store.conflicts(pipeline=mp.name)
     assert len(rows) == 1 and rows[0].occurrences == 2 and rows[0].crm_qty == Decimal(98)
     assert replace(rows[0], crm_qty=None).resolution is None
+
+
+def test_a_correction_the_ledger_cannot_hold_is_not_applied(make_pipeline: MakePipeline) -> None:
+    """The ERP's on-hand moved by 0.0000001 (finer than the store's micro-units): the
+    ADJUSTMENT is quarantined, never rounded, so the drift is reported as not fixed."""
+    mp = synced(make_pipeline)
+    mp.erp.set_opening("A", "W1", "10.0000001")
+
+    result = reconcile(mp.pipeline, apply_changes=True)
+
+    [drift] = [f for f in result.findings if f.kind is FindingKind.ERP_LEDGER_DRIFT]
+    assert drift not in result.done and result.remaining == 1
+    assert mp.store.level(mp.name, A) == Decimal(15)
+    errors = mp.store.conflicts(pipeline=mp.name, kind="record_error", open_only=True)
+    assert [r.ref.startswith(f"reconcile:{mp.name}:A:W1:") for r in errors] == [True]
+    assert "pipelines[].precision" in (errors[0].detail or {}).get("reason", "")
+
+
+def test_a_correction_finer_than_the_pipelines_precision_is_not_applied(
+    make_pipeline: MakePipeline,
+) -> None:
+    """Same kind, another setting: precision 2 keeps cents; a drift of 0.005 is not one."""
+    mp = synced(make_pipeline, "    precision: 2\n")
+    mp.erp.set_opening("B", "W1", "20.005")
+    mp.erp.set_opening("A", "W1", "10.01")  # a drift the ledger can hold: fixed
+
+    result = reconcile(mp.pipeline, apply_changes=True)
+
+    fixed = {f.key for f in result.done if f.kind is FindingKind.ERP_LEDGER_DRIFT}
+    assert fixed == {A} and result.remaining == 1
+    assert mp.store.level(mp.name, A) == Decimal("15.01")
+    assert mp.store.level(mp.name, B) == Decimal(17)
