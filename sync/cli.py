@@ -101,7 +101,10 @@ def emit(
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else columns or [])
         writer.writeheader()
         for row in rows:
-            writer.writerow(row)
+            # booleans as JSON writes them (true/false), not Python's True/False
+            writer.writerow(
+                {k: str(v).lower() if isinstance(v, bool) else v for k, v in row.items()}
+            )
         return
     if fmt != "table":
         fail(f"unknown format {fmt!r}", "use table, json or csv")

@@ -106,8 +106,15 @@ def reconcile_cmd(
                     result = reconcile(runtime)
             finally:
                 runtime.close()
-            remaining += result.remaining
             done = {(f.kind, f.key) for f in result.done}
+            if only is None:
+                remaining += result.remaining
+            else:  # the exit status speaks of the kind asked for
+                remaining += sum(
+                    1
+                    for f in result.conflicts
+                    if f.kind.value == only and (f.kind, f.key) not in done
+                )
             for f in result.findings:
                 if only is not None and f.kind.value != only:
                     continue
@@ -135,10 +142,17 @@ def reconcile_cmd(
                     f"{result.remaining} remaining",
                     markup=False,
                 )
-        emit(rows, format, "differences")
+        emit(rows, format, "differences", columns=_columns(apply))
         return 1 if remaining else 0
 
     raise typer.Exit(guarded(body))
+
+
+def _columns(apply: bool) -> list[str]:
+    """The reconcile output's columns (the CSV header even when nothing differs)."""
+    columns = ["pipeline", "kind", "sku", "warehouse", "erp", "ledger", "crm", "pushed"]
+    columns += ["crm_id", "duplicates", "action"]
+    return [*columns, "applied"] if apply else columns
 
 
 # ------------------------------------------------------------------------ conflicts

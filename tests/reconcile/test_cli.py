@@ -132,12 +132,23 @@ def test_conflicts_list_show_resolve(world: tuple[Path, MemoryErp, MemoryCrm]) -
 def test_reconcile_only_filter_and_apply(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
     path, _, crm = world
     crm.set_value(StockKey("B", "W1"), Decimal(77))
+    # --only: the rows and the exit status speak of that kind alone
     code, out = cli("reconcile", "-c", str(path), "--only", "orphan_in_crm", "--format", "json")
-    assert code == 1 and json.loads(out) == []
+    assert code == 0 and json.loads(out) == []
+    code, out = cli("reconcile", "-c", str(path), "--only", "crm_modified", "--format", "json")
+    assert code == 1 and [r["kind"] for r in json.loads(out)] == ["crm_modified"]
+    code, out = cli("reconcile", "-c", str(path), "--only", "orphan_in_crm", "--format", "csv")
+    assert code == 0 and out.splitlines() == [
+        "pipeline,kind,sku,warehouse,erp,ledger,crm,pushed,crm_id,duplicates,action"
+    ]
     code, _ = cli("reconcile", "-c", str(path), "--only", "bogus")
     assert code == 2
     code, out = cli("reconcile", "-c", str(path), "--apply", "--format", "csv")
-    assert code == 0 and out.splitlines()[0].endswith(",action,applied")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].endswith(",action,applied")
+    assert lines[1].startswith("clitest,crm_modified,B,W1,") and lines[1].endswith(
+        ",overwrite,true"
+    )
     assert crm.values()[StockKey("B", "W1")] == Decimal(5)
 
 
@@ -185,7 +196,7 @@ def test_reconcile_apply_reports_a_push_left_for_a_retry_as_not_applied(
     code, out = cli("reconcile", "-c", str(path), "--apply", "--format", "csv")
     assert code == 1
     header, row = out.splitlines()
-    assert header.endswith(",action,applied") and row.endswith(",overwrite,False")
+    assert header.endswith(",action,applied") and row.endswith(",overwrite,false")
     assert crm.values()[StockKey("B", "W1")] == Decimal(77)
     code, out = cli("status", "-c", str(path), "--format", "json")
     status = json.loads(out)
