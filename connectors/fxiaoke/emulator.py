@@ -447,12 +447,24 @@ class FxiaokeEmulator(Emulator):
         return {}
 
 
-DEMO_PRODUCTS = [(f"SKU-{i:04d}", f"Demo product {i}") for i in range(1, 21)]
-DEMO_WAREHOUSES = [("WH-MAIN", "Main warehouse"), ("WH-EAST", "East warehouse")]
+#: the demo's own codes, then those of the K/3 Cloud emulator's demo scenario
+#: (connectors/k3cloud/scenarios.py), so that `stocksync emulator k3cloud` and
+#: `stocksync emulator fxiaoke`, both on their default scenario, sync without blocked rows
+DEMO_PRODUCTS = [
+    *((f"SKU-{i:04d}", f"Demo product {i}") for i in range(1, 21)),
+    *((code, f"K/3 Cloud demo material {code}") for code in ("1.01.001", "1.01.002", "1.02.001")),
+    ("2.01.001", "K/3 Cloud demo material 2.01.001"),
+]
+DEMO_WAREHOUSES = [
+    ("WH-MAIN", "Main warehouse"),
+    ("WH-EAST", "East warehouse"),
+    *((code, f"K/3 Cloud demo warehouse {code}") for code in ("CK001", "CK002", "CK003")),
+]
 
 
 def build_emulator(scenario: str | None = None, **options: Any) -> FxiaokeEmulator:
-    """An emulator, empty or seeded: scenario "demo" adds 20 products and 2 warehouses."""
+    """An emulator, empty or seeded: scenario "demo" adds 24 products and 5 warehouses (20
+    and 2 of its own, and the codes of the K/3 Cloud emulator's demo scenario)."""
     emulator = FxiaokeEmulator(**options)
     if scenario == "demo":
         for code, name in DEMO_PRODUCTS:

@@ -16,7 +16,7 @@ from connectors.fxiaoke.client import (
     raise_for_error,
     seconds_until_quota_reset,
 )
-from connectors.fxiaoke.emulator import FxiaokeEmulator
+from connectors.fxiaoke.emulator import DEMO_PRODUCTS, FxiaokeEmulator
 from sync.errors import (
     AuthError,
     ConfigError,
@@ -270,7 +270,7 @@ def test_keyset_paging_from_the_start(make_sink: SinkFactory, emulator: FxiaokeE
     transport = RecordingTransport(emulator)
     client = make_sink(transport=transport).client
     rows = list(client.iter_query("ProductObj", [], keyset=True, page_size=100))
-    assert len(rows) == 250 + 20
+    assert len(rows) == 250 + len(DEMO_PRODUCTS)
     infos = [b["data"]["search_query_info"] for b in transport.bodies(QUERY)]
     assert [i["offset"] for i in infos] == [0, 0, 0]
 

@@ -15,6 +15,8 @@ TOKEN = "/cgi/corpAccessToken/get/V2"
 PRESET = "/cgi/crm/v2/data/"
 CUSTOM = "/cgi/crm/custom/v2/data/"
 
+K3_DEMO_CODES = ["1.01.001", "1.01.002", "1.02.001", "2.01.001"]
+
 
 class Api:
     def __init__(self, emulator: FxiaokeEmulator) -> None:
@@ -269,7 +271,8 @@ def test_update_merges_and_invalid_delete_recover(api: Api, emulator: FxiaokeEmu
         ("STARTWITH", ["SKU-001"], [f"SKU-{i:04d}" for i in range(10, 20)]),
         ("LIKE", ["-002"], ["SKU-0020"]),
         ("GT", ["SKU-0018"], ["SKU-0019", "SKU-0020"]),
-        ("LTE", ["SKU-0002"], ["SKU-0001", "SKU-0002"]),
+        # text order: the K/3 Cloud demo's codes ("1.01.001"…) sort before "SKU-"
+        ("LTE", ["SKU-0002"], [*K3_DEMO_CODES, "SKU-0001", "SKU-0002"]),
         ("BETWEEN", ["SKU-0004", "SKU-0006"], ["SKU-0004", "SKU-0005", "SKU-0006"]),
     ],
 )
@@ -364,7 +367,8 @@ def test_rate_limit_daily_quota_and_faults(
 
 def test_demo_scenario_and_loopback_serving() -> None:
     emulator = build_emulator("demo")
-    assert len(emulator.records("ProductObj")) == 20
+    assert len(emulator.records("ProductObj")) == 24
+    assert len(emulator.records("WarehouseObj")) == 5
     with LoopbackServer(emulator) as server:
         info = emulator.connection_info(server.url)
         assert set(info) == {"url", "app_id", "app_secret", "permanent_code", "open_user_id"}
