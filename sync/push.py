@@ -87,8 +87,14 @@ def value_hash(*parts: object) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def _canonical(qty: Decimal) -> Decimal:
+    """``qty`` normalised, a zero of either sign as 0: -0.001 shown at 2 dp is -0.00,
+    the same 0 the CRM holds, and must hash as it (else a write that changes nothing)."""
+    return qty.normalize() if qty else Decimal(0)
+
+
 def _level_hash(value: LevelValue) -> str:
-    return value_hash(value.real.normalize(), value.available.normalize())
+    return value_hash(_canonical(value.real), _canonical(value.available))
 
 
 def _movement_hash(m: Movement) -> str:

@@ -18,7 +18,7 @@ from connectors.fxiaoke.sink import FxiaokeSink, build
 from connectors.memory.source import MemoryErp
 from sync.ledger import LedgerOptions
 from sync.model import Movement, MovementKind, StockKey
-from sync.ports import ConnectorContext
+from sync.ports import ConnectorContext, MemoryTokenCache, TokenCache
 from sync.pull import PullOptions, pull_all
 from sync.push import Pusher, PushOptions, PushReport
 from sync.state import StateStore
@@ -44,15 +44,23 @@ class Rig:
     push_options: PushOptions = field(default_factory=PushOptions)
     clock: FakeClock = field(default_factory=FakeClock)
     pipeline: str = field(default_factory=lambda: f"p{uuid.uuid4().hex[:10]}")
+    #: where tokens outlive a ``restart()`` (the state DB in production); None: in memory
+    token_cache: TokenCache | None = None
 
     def __post_init__(self) -> None:
         self.emulator: FxiaokeEmulator = build_emulator("demo", clock=self.clock.time)
         self.erp = MemoryErp(now=self.clock.now)
-        self.transport = RecordingTransport(self.emulator)
+        self.transport: RecordingTransport = RecordingTransport(self.emulator)
+        self.tokens = self.token_cache or MemoryTokenCache()
+        self._start()
+        self._lines = 0
+
+    def _start(self) -> None:
         context = ConnectorContext(
             pipeline=self.pipeline,
             now=self.clock.now,
             sleep=self.clock.sleep,
+            token_cache=self.tokens,
             http_transport=self.transport,
         )
         self.sink: FxiaokeSink = build(
@@ -61,7 +69,12 @@ class Rig:
         self.pusher = Pusher(
             self.store, self.sink, self.pipeline, now=self.clock.now, options=self.push_options
         )
-        self._lines = 0
+
+    def restart(self) -> None:
+        """A new process on the same state DB and CRM: fresh sink, client and pusher, so
+        every cache (describes, codes, the token in memory) is gone but ``token_cache``."""
+        self.sink.close()
+        self._start()
 
     def close(self) -> None:
         self.sink.close()

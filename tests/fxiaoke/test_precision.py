@@ -43,6 +43,21 @@ def test_a_level_with_three_decimals_is_written_rounded_and_then_left_alone(
     assert result.conflicts == [] and result.remaining == 0
 
 
+def test_a_level_just_below_zero_shows_zero_and_costs_no_write(make_world: MakeWorld) -> None:
+    """-0.001 at 2 dp is "-0.00": the same 0 the CRM shows, so not a change to push
+    (found by the push recovery property test: a negative zero hashed apart)."""
+    w = make_world()
+    w.put("0.375")
+    w.cycle()
+    w.put("-0.375")
+    assert w.cycle() == (1, 0)
+    assert w.record()["real_stock"] == "0"
+    w.emulator.reset_counters()
+    w.put("-0.001")
+    assert w.cycle() == (0, 1)
+    assert w.emulator.calls[CREATE] == w.emulator.calls[UPDATE] == 0
+
+
 def test_reconcile_accepts_either_rounding_of_a_tie_and_nothing_else(
     make_world: MakeWorld,
 ) -> None:
