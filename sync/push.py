@@ -77,9 +77,13 @@ class PushReport:
         return self.dead + self.blocked
 
 
+def reserved_for(key: StockKey, reservations: Mapping[str, Decimal]) -> Decimal:
+    """The configured reservation of ``key``: "SKU@WAREHOUSE", else "SKU", else 0."""
+    return reservations.get(str(key), reservations.get(key.sku, Decimal(0)))
+
+
 def level_value(key: StockKey, level: Decimal, reservations: Mapping[str, Decimal]) -> LevelValue:
-    reserved = reservations.get(str(key), reservations.get(key.sku, Decimal(0)))
-    return LevelValue(real=level, available=level - reserved)
+    return LevelValue(real=level, available=level - reserved_for(key, reservations))
 
 
 def value_hash(*parts: object) -> str:

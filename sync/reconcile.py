@@ -117,6 +117,8 @@ class CrmValue:
     qty: Decimal
     crm_id: str
     extras: tuple[CrmRecord, ...] = ()
+    #: the record's available figure, when the CRM keeps one (compared with L − reserved)
+    available: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,36 @@ def _duplicates(row: _Row, policies: Policies) -> Iterator[Finding]:
         )
 
 
-def _decide(row: _Row, policies: Policies, shown: Shown) -> Iterator[Finding]:
+#: the reservation of a key (available = level − reserved), as the push computes it
+Reserved = Callable[[StockKey], Decimal]
+
+
+def _edited(
+    c: CrmValue,
+    reference: Decimal,
+    ledger_qty: Decimal,
+    shown: Shown,
+    reserved: Reserved | None,
+    key: StockKey,
+) -> bool:
+    """Does the CRM show something stocksync neither wrote last nor would write now?
+
+    Real stock is compared with P (else L); available, when the CRM keeps it and the
+    reservations are known, with the same minus the key's reservation: a person who
+    edits available stock alone is found too."""
+    if not shows(c.qty, reference, shown) and not shows(c.qty, ledger_qty, shown):
+        return True
+    if c.available is None or reserved is None:
+        return False
+    r = reserved(key)
+    return not shows(c.available, reference - r, shown) and not shows(
+        c.available, ledger_qty - r, shown
+    )
+
+
+def _decide(
+    row: _Row, policies: Policies, shown: Shown, reserved: Reserved | None = None
+) -> Iterator[Finding]:
     e, l_, c, p = row.erp, row.ledger, row.crm, row.pushed
     crm_qty = c.qty if c is not None else None
     crm_id = c.crm_id if c is not None else None
@@ -235,7 +266,7 @@ def _decide(row: _Row, policies: Policies, shown: Shown) -> Iterator[Finding]:
     # C is compared with what we last wrote; never written: with the ledger. A CRM
     # already showing the ledger's value needs nothing, whatever the binding says.
     reference = p if p is not None else ledger_qty
-    if not shows(c.qty, reference, shown) and not shows(c.qty, ledger_qty, shown):
+    if _edited(c, reference, ledger_qty, shown, reserved, row.key):
         wins = policies.crm_modified == "erp_wins"
         yield finding(FindingKind.CRM_MODIFIED, Action.OVERWRITE if wins else Action.NONE)
 
@@ -248,6 +279,7 @@ def plan(
     in_flux: Set[StockKey] = frozenset(),
     policies: Policies = Policies(),
     shown: Shown = exact,
+    reserved: Reserved | None = None,
 ) -> list[Finding]:
     """Every difference between E, L, C and P, with the action ``policies`` imply. Pure.
 
@@ -258,7 +290,9 @@ def plan(
     in ``in_flux`` moved while E was taken: it yields one ``in_flux`` finding and
     no conflict, and is compared next time. The CRM is compared at its field's
     precision (``shows``): a ledger 139.625 and a CRM 139.62 (or 139.63) are in
-    sync. Time is linear in the number of keys; memory holds only findings.
+    sync. With ``reserved``, a CRM value's ``available`` is compared too (with
+    the same reference less the key's reservation). Time is linear in the number
+    of keys; memory holds only findings.
     """
     findings: list[Finding] = []
     for row in merge(erp_on_hand, ledger_levels, crm_levels, pushed):
@@ -277,7 +311,7 @@ def plan(
             )
             continue
         findings.extend(_duplicates(row, policies))
-        findings.extend(_decide(row, policies, shown))
+        findings.extend(_decide(row, policies, shown, reserved))
     return findings
 
 

@@ -24,7 +24,7 @@ import structlog
 from sync.errors import PermanentError, TransientError
 from sync.ledger import apply_page
 from sync.model import LevelValue, Movement, MovementKind, Page, StockKey, exact_units
-from sync.push import PushReport
+from sync.push import PushReport, reserved_for
 from sync.reconcile import (
     CONFLICT_KINDS,
     Action,
@@ -105,16 +105,29 @@ def _erp_sorted(pipeline: Pipeline, spool: SortedSpool) -> Iterator[tuple[StockK
 def _crm_sorted(pipeline: Pipeline, spool: SortedSpool) -> Iterator[tuple[StockKey, CrmValue]]:
     """The CRM's records by key. Several records for one key (duplicates, design note 23):
     the one bound is kept and compared, else the oldest (the one a push would bind)."""
-    spool.add((lvl.stock_key, lvl.qty, lvl.crm_id) for lvl in pipeline.sink.read_levels())
+    levels = pipeline.sink.read_levels()
+    spool.add((lvl.stock_key, lvl.qty, _pack(lvl.crm_id, lvl.available)) for lvl in levels)
     for key, rows in spool.grouped():
-        records = [CrmRecord(crm_id or "", qty) for qty, crm_id in rows]
+        unpacked = [(qty, *_unpack(tag)) for qty, tag in rows]
+        records = [CrmRecord(crm_id, qty) for qty, crm_id, _ in unpacked]
+        available = {crm_id: avail for _, crm_id, avail in unpacked}
         kept = records[0]
         if len(records) > 1:
             binding = pipeline.store.binding(pipeline.name, LEVEL, level_ref(key))
             bound = [r for r in records if binding is not None and r.crm_id == binding.crm_id]
             kept = bound[0] if bound else kept
         extras = tuple(r for r in records if r is not kept)
-        yield key, CrmValue(kept.qty, kept.crm_id, extras)
+        yield key, CrmValue(kept.qty, kept.crm_id, extras, available.get(kept.crm_id))
+
+
+def _pack(crm_id: str, available: Decimal | None) -> str:
+    """A CRM record's id and available figure as one spool tag (ids hold no \x1f)."""
+    return f"{crm_id}\x1f{'' if available is None else available}"
+
+
+def _unpack(tag: str | None) -> tuple[str, Decimal | None]:
+    crm_id, _, available = (tag or "").partition("\x1f")
+    return crm_id, Decimal(available) if available else None
 
 
 def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[Finding], int]:
@@ -147,7 +160,13 @@ def _plan(
     # one streamed query feeds two sides; tee buffers only the small lag between them
     ledger_rows, pushed_rows = itertools.tee(store.iter_level_bindings(pipeline.name))
     pushed = ((k, p) for k, _, p in pushed_rows if p is not None)
-    findings = plan(erp, ledger(ledger_rows), crm, pushed, in_flux, policies, _shown(pipeline))
+    reservations = pipeline.settings.push.reservations
+
+    def reserved(key: StockKey) -> Decimal:
+        return reserved_for(key, reservations)
+
+    shown = _shown(pipeline)
+    findings = plan(erp, ledger(ledger_rows), crm, pushed, in_flux, policies, shown, reserved)
     return findings, counter[0]
 
 

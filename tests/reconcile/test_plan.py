@@ -224,3 +224,20 @@ def test_a_duplicate_key_is_also_compared_through_the_record_kept() -> None:
         (FindingKind.ORPHAN_IN_CRM, B, Action.NONE),
     ]
     assert [r.crm_id for r in found[2].extras] == ["c4", "c5"]
+
+
+def test_an_edit_of_available_stock_alone_is_crm_modified() -> None:
+    """Real stock as written, available edited by a person: found (with the reservations)."""
+
+    def reserved(key: StockKey) -> Decimal:
+        return d(3) if key == A else d(0)
+
+    crm = [(A, CrmValue(d(10), "c1", available=d(4))), (B, CrmValue(d(5), "c2", available=d(5)))]
+    levels = [(A, d(10)), (B, d(5))]
+    found = plan(levels, levels, crm, levels, reserved=reserved)
+    assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
+    # 10 − 3 = 7 is what stocksync writes: in sync; without reservations known, not compared
+    crm[0] = (A, CrmValue(d(10), "c1", available=d(7)))
+    assert plan(levels, levels, crm, levels, reserved=reserved) == []
+    crm[0] = (A, CrmValue(d(10), "c1", available=d(4)))
+    assert plan(levels, levels, crm, levels) == []
