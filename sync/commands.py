@@ -92,6 +92,13 @@ def retry(
                 "`stocksync status` lists the dead rows with their ids and last errors",
             )
         store = open_state(config)
+        if ids and not all_rows:
+            missing = sorted(set(ids) - store.dead_ids(ids))
+            if missing:  # nothing is requeued: the operator meant other rows
+                fail(
+                    f"no dead outbox row with id {', '.join(map(str, missing))}",
+                    "`stocksync status` lists the dead rows with their ids and last errors",
+                )
         count = store.requeue_dead(None if all_rows else ids, datetime.now(UTC))
         out.print(f"requeued {count} dead row(s)", markup=False)
 

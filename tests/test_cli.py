@@ -240,6 +240,14 @@ def test_status_lists_dead_and_blocked_rows(tmp_path: Path) -> None:
     row = next(line for line in table.stdout.splitlines() if "A@W1" in line)
     assert str(dead["id"]) in row and "rejected (injected)" in row
 
+    # a blocked row or an unknown id is not a dead row: said, and nothing is requeued
+    for ids in ([str(blocked["id"])], [str(dead["id"]), "9999"]):
+        refused = run("retry", *ids, env=env, cwd=tmp_path)
+        assert refused.returncode == 2, refused
+        assert f"no dead outbox row with id {ids[-1]}" in refused.stdout + refused.stderr
+    data = json.loads(run("status", "--format", "json", env=env, cwd=tmp_path).stdout)
+    assert {r["key"] for r in data["stuck"]} == {"A@W1", "C@W1"}
+
     retried = run("retry", str(dead["id"]), env=env, cwd=tmp_path)
     assert retried.returncode == 0 and "requeued 1 dead row(s)" in retried.stdout
     data = json.loads(run("status", "--format", "json", env=env, cwd=tmp_path).stdout)

@@ -113,6 +113,13 @@ class OutboxReads(StoreBase):
                 ).scalar_one()
             )
 
+    def dead_ids(self, ids: Sequence[int]) -> set[int]:
+        """Those of ``ids`` that are dead outbox rows (what ``retry ID…`` can requeue)."""
+        t = s.outbox
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.id).where(t.c.state == DEAD, t.c.id.in_(list(ids))))
+            return {int(r[0]) for r in rows}
+
     def requeue_dead(self, ids: Sequence[int] | None, now: datetime) -> int:
         t = s.outbox
         q = update(t).where(t.c.state == DEAD)
