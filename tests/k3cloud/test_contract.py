@@ -36,9 +36,7 @@ def contract_remove_line(contract_source: K3CloudSource, emulator: K3CloudEmulat
     """A user deletes the middle line of an approved three-line receipt (an edit)."""
 
     def remove() -> str:
-        approved = [
-            doc for doc in emulator.store.docs["STK_InStock"].values() if doc.status == "C"
-        ]
+        approved = [doc for doc in emulator.store.docs["STK_InStock"].values() if doc.status == "C"]
         doc = next(d for d in approved if len(d.lines) == 3)
         entry = doc.lines[1].entry_id
         emulator.remove_line("STK_InStock", doc.fid, entry)
