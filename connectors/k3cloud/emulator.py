@@ -148,6 +148,12 @@ class K3CloudEmulator(Emulator):
         with self._lock:
             self.store.edit_line(form_id, fid, entry_id, changes)
 
+    def remove_line(self, form_id: str, fid: int, entry_id: int) -> None:
+        """Delete one entry line of a bill (an edit: stamps FModifyDate). KeyError for an
+        unknown line, ValueError for the bill's only line (delete the bill instead)."""
+        with self._lock:
+            self.store.remove_line(form_id, fid, entry_id)
+
     def set_opening(
         self, material: str, stock: str, qty: Any, *, org: str | None = None, lot: str = ""
     ) -> None:

@@ -281,6 +281,22 @@ class Store:
             doc.stock_out_org = self.catalog.org_of(line.stocks[0])
         self._touch(doc)
 
+    def remove_line(self, form_id: str, fid: int, entry_id: int) -> None:
+        """A user's edit that deletes one entry line: saved like any edit, so FModifyDate
+        is stamped (k3cloud-stock-quantities.md §1.3, Save (edit)). KeyError for an
+        unknown line; ValueError for the bill's only line (a bill is saved with at least
+        one entry line, assumed: delete the bill instead)."""
+        doc = self.get(form_id, fid)
+        kept = [ln for ln in doc.lines if ln.entry_id != entry_id]
+        if len(kept) == len(doc.lines):
+            raise KeyError(f"{form_id} {fid} has no line {entry_id}")
+        if not kept:
+            raise ValueError(f"{form_id} {fid}: a bill keeps at least one line; delete the bill")
+        doc.lines = kept
+        doc.stock_org = self.catalog.org_of(kept[0].stocks[-1])
+        doc.stock_out_org = self.catalog.org_of(kept[0].stocks[0])
+        self._touch(doc)
+
     def set_opening(
         self, material: str, stock: str, qty: Any, *, org: str | None = None, lot: str = ""
     ) -> None:

@@ -149,7 +149,7 @@ class ErpSourceContract:
         try:
             remove_line: Callable[[], str] = request.getfixturevalue("contract_remove_line")
         except pytest.FixtureLookupError:
-            pytest.skip("the source does not declare support for line removal")
+            pytest.skip("the source provides no contract_remove_line (no multi-line documents)")
         store = StateStore("sqlite://")
         store.upgrade()
         options = PullOptions(page_size=contract_page_size)

@@ -13,6 +13,8 @@ from connectors.k3cloud.source import K3CloudSource
 from sync.errors import ConfigError, PermanentError, TransientError
 from tests.contract.erp import ErpSourceContract, FaultCase
 
+RemoveLine = Callable[[], str]
+
 
 @pytest.fixture
 def contract_source(
@@ -27,6 +29,20 @@ def contract_source(
         if i % 2 == 0:
             emulator.audit("STK_InStock", fid)
     return make_source(streams=["purchase_receipt", "sales_outbound", "transfer", "count_loss"])
+
+
+@pytest.fixture
+def contract_remove_line(contract_source: K3CloudSource, emulator: K3CloudEmulator) -> RemoveLine:
+    """A user deletes the middle line of an approved three-line receipt (an edit)."""
+
+    def remove() -> str:
+        approved = [doc for doc in emulator.store.docs["STK_InStock"].values() if doc.status == "C"]
+        doc = next(d for d in approved if len(d.lines) == 3)
+        entry = doc.lines[1].entry_id
+        emulator.remove_line("STK_InStock", doc.fid, entry)
+        return f"k3cloud:STK_InStock:{doc.fid}:{entry}"
+
+    return remove
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from connectors.k3cloud.emulator import K3CloudEmulator, build_emulator
 from connectors.k3cloud.signing import signed_headers
 from connectors.k3cloud.store import lookup
 
+from .conftest import StepClock
+
 FIELDS = lookup("STK_InStock")
 
 
@@ -260,3 +262,37 @@ def test_limit_above_the_servers_cap(over_cap: Literal["cap", "refuse"]) -> None
         with pytest.raises(q.QueryError) as caught:
             emulator.run_query({**query, "Limit": 4})
         assert caught.value.msg_code == 8
+
+
+@pytest.mark.parametrize("bumps", [True, False])
+def test_removing_a_line_is_an_edit_that_stamps_fmodifydate(bumps: bool) -> None:
+    """k3cloud-stock-quantities.md §1.3: a saved edit stamps FModifyDate, whatever the
+    status switch says; the removed line leaves the rows and on-hand at once."""
+    clock = StepClock()
+    emulator = K3CloudEmulator(now=clock, status_bumps_modify_date=bumps)
+    lines = [{"material": "A", "qty": q, "stock": "W1"} for q in ("1", "2", "4")]
+    fid = emulator.create_document("STK_StockCountGain", lines, status="C")
+    first, second, third = emulator.line_ids("STK_StockCountGain", fid)
+    before = emulator.store.get("STK_StockCountGain", fid).modified
+    emulator.remove_line("STK_StockCountGain", fid, second)
+    doc = emulator.store.get("STK_StockCountGain", fid)
+    assert doc.modified > before
+    assert emulator.line_ids("STK_StockCountGain", fid) == [first, third]
+    assert emulator.inventory() == {("A", "W1"): Decimal(5)}
+    query = {
+        "FormId": "STK_StockCountGain",
+        "FieldKeys": "FID,FBillEntry_FEntryID,FModifyDate",
+        "FilterString": f"FModifyDate > '{before.isoformat()}'",
+    }
+    rows = emulator.run_query(query)[1]
+    assert [r["fbillentry_fentryid"] for r in rows] == [first, third]
+
+
+def test_removing_an_unknown_or_the_only_line_is_refused(emulator: K3CloudEmulator) -> None:
+    fid = emulator.create_document("STK_InStock", [{"material": "A", "qty": "1", "stock": "W"}])
+    (only,) = emulator.line_ids("STK_InStock", fid)
+    with pytest.raises(KeyError, match="no line"):
+        emulator.remove_line("STK_InStock", fid, only + 1)
+    with pytest.raises(ValueError, match="at least one line"):
+        emulator.remove_line("STK_InStock", fid, only)
+    assert emulator.line_ids("STK_InStock", fid) == [only]
