@@ -113,15 +113,9 @@ def push(levels: int, changed: int, per_key: int = 5) -> Result:
     products = {sku: emulator.add_product(sku) for sku in skus}
     warehouses = {wh: emulator.add_warehouse(wh) for wh in WAREHOUSES}
     recorder = _Recorder(emulator, clock.time)
-    info = emulator.connection_info("http://fxiaoke.bench")
     settings = FxiaokeSettings.model_validate(
         {
-            "type": "fxiaoke",
-            "base_url": info["url"],
-            "app_id": info["app_id"],
-            "app_secret": info["app_secret"],
-            "permanent_code": info["permanent_code"],
-            "open_user_id": info["open_user_id"],
+            **emulator.crm_settings("http://fxiaoke.bench"),
             "rate_limit_calls": LIMIT_CALLS,
             "rate_limit_period_s": LIMIT_PERIOD_S,
             # known ids, so that the first push is creates only (setup, not measured)

@@ -226,6 +226,15 @@ class FxiaokeEmulator(Emulator):
             "open_user_id": self.open_user_id,
         }
 
+    def crm_settings(self, base_url: str) -> dict[str, Any]:
+        """The ``crm:`` section of a config that points at this emulator at ``base_url``."""
+        info = self.connection_info(base_url)
+        return {
+            "type": "fxiaoke",
+            "base_url": info["url"],
+            **{k: info[k] for k in ("app_id", "app_secret", "permanent_code", "open_user_id")},
+        }
+
     # ------------------------------------------------------------ WSGI
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]

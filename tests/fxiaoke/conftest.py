@@ -40,14 +40,8 @@ class FakeClock:
 
 
 def settings_for(emulator: FxiaokeEmulator, **overrides: Any) -> FxiaokeSettings:
-    info = emulator.connection_info(BASE_URL)
     values: dict[str, Any] = {
-        "type": "fxiaoke",
-        "base_url": info["url"],
-        "app_id": info["app_id"],
-        "app_secret": info["app_secret"],
-        "permanent_code": info["permanent_code"],
-        "open_user_id": info["open_user_id"],
+        **emulator.crm_settings(BASE_URL),
         **overrides,
     }
     return FxiaokeSettings.model_validate(values)

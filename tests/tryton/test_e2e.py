@@ -43,7 +43,6 @@ def synced(
     for code in scenario.WAREHOUSES:
         crm.add_warehouse(code, code)
     with LoopbackServer(crm) as srv:
-        info = crm.connection_info(srv.url)
         raw: dict[str, Any] = {
             "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
             "metrics": None,
@@ -52,14 +51,7 @@ def synced(
                     "name": "tryton",
                     "pull": {"overlap_s": 5},
                     "erp": {"type": "tryton", **tryton_server.settings()},
-                    "crm": {
-                        "type": "fxiaoke",
-                        "base_url": info["url"],
-                        "app_id": info["app_id"],
-                        "app_secret": info["app_secret"],
-                        "permanent_code": info["permanent_code"],
-                        "open_user_id": info["open_user_id"],
-                    },
+                    "crm": crm.crm_settings(srv.url),
                 }
             ],
         }

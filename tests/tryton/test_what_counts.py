@@ -86,14 +86,7 @@ def make_pipeline(
                         "name": "tryton",
                         "pull": {"overlap_s": 5, "page_size": page_size},
                         "erp": {"type": "tryton", **tryton_server.settings()},
-                        "crm": {
-                            "type": "fxiaoke",
-                            "base_url": info["url"],
-                            "app_id": info["app_id"],
-                            "app_secret": info["app_secret"],
-                            "permanent_code": info["permanent_code"],
-                            "open_user_id": info["open_user_id"],
-                        },
+                        "crm": crm.crm_settings(info["url"]),
                     }
                 ],
             }
