@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import secrets
 import signal
 import threading
@@ -31,9 +30,14 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
-
 from connectors._emulator import Emulator, LoopbackServer
+from connectors.fxiaoke.emulator_faults import (
+    FAULT_KINDS,
+    EmulatedConnectError,
+    EmulatedTimeout,
+    fault_parts,
+    valid_parametric,
+)
 from connectors.fxiaoke.emulator_rules import (
     ERR_BUSINESS,
     ERR_PARAM,
@@ -54,48 +58,9 @@ DATA_ACTIONS = ("query", "get", "create", "update", "invalid", "delete", "recove
 
 TOKEN_LIFETIME_S = 7200.0
 TOKEN_REUSE_S = 6600.0
-FAULT_KINDS = frozenset(
-    {
-        "timeout_after_apply",
-        "timeout_before_apply",
-        "http_500",
-        "http_500_after_apply",
-        "busy",
-        "rate",
-        "token_expired",
-        "connect_refused",
-    }
-)
-#: parametric faults: "error:50009", "error_after_apply:-1", "http_502", "http_504_after_apply"
-_PARAMETRIC_FAULT = re.compile(r"(error|error_after_apply):-?\d+|http_[45]\d\d(_after_apply)?")
 _SHANGHAI = timezone(timedelta(hours=8))
 
 Json = dict[str, Any]
-
-
-class EmulatedTimeout(httpx.ReadTimeout):
-    """Raised through ``httpx.WSGITransport`` so the client sees a read timeout."""
-
-
-class EmulatedConnectError(httpx.ConnectError):
-    """Raised before anything is read, as if the server refused the connection."""
-
-
-def _valid_parametric(kind: str) -> bool:
-    if not _PARAMETRIC_FAULT.fullmatch(kind):
-        return False
-    status = kind.removeprefix("http_")[:3] if kind.startswith("http_") else None
-    return status is None or int(status) in {s.value for s in HTTPStatus}
-
-
-def _fault_parts(fault: str) -> tuple[str, bool]:
-    """A parametric fault as (answer, after apply?): ("error:50009", True) for
-    "error_after_apply:50009", ("http_502", False) for "http_502"."""
-    if fault.startswith("error_after_apply:"):
-        return "error:" + fault.split(":", 1)[1], True
-    if fault.startswith("http_") and fault.endswith("_after_apply"):
-        return fault.removesuffix("_after_apply"), True
-    return fault, False
 
 
 class FxiaokeEmulator(Emulator):
@@ -182,7 +147,7 @@ class FxiaokeEmulator(Emulator):
 
     def fail_next(self, path: str, kind: str, times: int = 1) -> None:
         """Inject ``kind`` into the next ``times`` calls on ``path`` ("*" = any data path)."""
-        if kind not in FAULT_KINDS and not _valid_parametric(kind):
+        if kind not in FAULT_KINDS and not valid_parametric(kind):
             known = [
                 *sorted(FAULT_KINDS),
                 "error[_after_apply]:<code>",
@@ -281,7 +246,7 @@ class FxiaokeEmulator(Emulator):
             raise EmulatedConnectError("emulated connection refused")
         if fault in {"busy", "rate", "token_expired"}:
             return self._fault_answer(fault)
-        answer, after_apply = _fault_parts(fault) if fault else ("", False)
+        answer, after_apply = fault_parts(fault) if fault else ("", False)
         if answer.startswith(("error:", "http_")) and not after_apply:
             return self._fault_answer(answer)
         self._throttle(path)
