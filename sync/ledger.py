@@ -150,8 +150,23 @@ def reject_ref(stream: str, reject: RejectedRecord) -> str:
     return f"{stream}:raw:{digest}"
 
 
+def whole_documents(page: Page) -> frozenset[str]:
+    """The page's complete documents whose lines the ledger may judge.
+
+    A line the source quarantined (``page.rejects``) is still in its document: that
+    document is not judged this page, or its stored line would be withdrawn as if
+    removed. A reject without a key could belong to any: then none is judged.
+    """
+    documents = page.complete_documents
+    if not documents or not page.rejects:
+        return documents
+    if any(r.key is None for r in page.rejects):
+        return frozenset()
+    return documents - {document_key(r.key) for r in page.rejects if r.key is not None}
+
+
 def _load_lines(
-    tx: Tx, pipeline: str, page: Page, incoming: Sequence[IncomingLine]
+    tx: Tx, pipeline: str, documents: frozenset[str], incoming: Sequence[IncomingLine]
 ) -> tuple[dict[str, LedgerLine], list[LedgerLine]]:
     """The stored lines of the page's keys, and every stored line of its complete documents.
 
@@ -159,7 +174,6 @@ def _load_lines(
     holds the page's own lines of that document: only keys of other documents are
     looked up one by one. Without complete documents this is the plain look-up.
     """
-    documents = page.complete_documents
     if not documents:
         return tx.load_movements(pipeline, [line.key for line in incoming]), []
     stored = tx.load_document_lines(pipeline, sorted(documents))
@@ -170,11 +184,15 @@ def _load_lines(
 
 
 def _withdraw_removed_lines(
-    page: Page, incoming: Sequence[IncomingLine], stored: Sequence[LedgerLine], plan: PagePlan
+    page: Page,
+    documents: frozenset[str],
+    incoming: Sequence[IncomingLine],
+    stored: Sequence[LedgerLine],
+    plan: PagePlan,
 ) -> None:
     """Add to ``plan`` the withdrawal of every stored line a complete document lost."""
     cursor_us = None if page.cursor is None else epoch_micros(page.cursor.updated_at)
-    stamps = document_stamps(page.complete_documents, incoming, cursor_us)
+    stamps = document_stamps(documents, incoming, cursor_us)
     present = {m.key for m in page.movements}
     plan.withdrawn = plan_withdrawals(stored, present, stamps, page.stream)
     if not plan.withdrawn:
@@ -223,11 +241,12 @@ def apply_page(
     ``options.precision`` are quarantined with the page's rejects.
     """
     incoming, rejects = prepare_page(page, options.precision, pipeline)
+    documents = whole_documents(page)
     with store.transaction() as tx:
-        existing, stored = _load_lines(tx, pipeline, page, incoming)
+        existing, stored = _load_lines(tx, pipeline, documents, incoming)
         plan = plan_page(incoming, existing)
-        if page.complete_documents:
-            _withdraw_removed_lines(page, incoming, stored, plan)
+        if documents:
+            _withdraw_removed_lines(page, documents, incoming, stored, plan)
         tx.insert_movements(pipeline, page.stream, plan.inserts, now, run_id=run_id, reason=reason)
         tx.update_movements(pipeline, page.stream, plan.updates, now, run_id=run_id, reason=reason)
         if plan.withdrawn:

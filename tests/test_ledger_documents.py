@@ -9,7 +9,7 @@ import pytest
 
 from connectors.memory.source import MemoryErp
 from sync.ledger import LINE_REMOVED, apply_page, verify
-from sync.model import Cursor, Movement, MovementKind, Page, StockKey
+from sync.model import Cursor, Movement, MovementKind, Page, RejectedRecord, StockKey
 from sync.pull import PullOptions, pull_all
 from sync.state import StateStore
 from sync.state.rows import display_ref
@@ -186,6 +186,30 @@ def test_a_quarantined_line_of_a_complete_document_is_not_withdrawn(
     # line 2 edited to a quantity the ledger cannot keep: quarantined, still in the document
     edited = [_line("memory:t:9", 1, "1", t1), _line("memory:t:9", 2, "2.0000001", t1)]
     result = apply_page(any_store, pipeline, _page(edited, {"memory:t:9"}, t1), now=t1)
+    assert (result.rejected, result.withdrawn) == (1, 0)
+    assert any_store.levels(pipeline)[StockKey("M2", "CK001")] == 2
+
+
+@pytest.mark.parametrize("reject_key", ["memory:t:7:2", None])
+def test_a_line_the_source_quarantined_keeps_its_document_from_being_judged(
+    any_store: StateStore, pipeline: str, clock: Clock, reject_key: str | None
+) -> None:
+    """The source could not read line 2 (a RejectedRecord, not a movement): the line is
+    still in the document, so the page names it complete but nothing is withdrawn. A
+    reject without a key could be any document's line: no document is judged."""
+    t0 = clock.now
+    lines = [_line("memory:t:7", 1, "1", t0), _line("memory:t:7", 2, "2", t0)]
+    apply_page(any_store, pipeline, _page(lines, {"memory:t:7"}, t0), now=t0)
+    t1 = clock.advance(60)
+    reject = RejectedRecord(stream="s", reason="unreadable qty", raw={}, key=reject_key)
+    page = Page(
+        "s",
+        [_line("memory:t:7", 1, "1", t1)],
+        Cursor(t1, "z"),
+        rejects=[reject],
+        complete_documents=frozenset({"memory:t:7"}),
+    )
+    result = apply_page(any_store, pipeline, page, now=t1)
     assert (result.rejected, result.withdrawn) == (1, 0)
     assert any_store.levels(pipeline)[StockKey("M2", "CK001")] == 2
 

@@ -34,7 +34,7 @@ from connectors.k3cloud.streams import (
 )
 from connectors.k3cloud.units import UnitTable
 from sync.errors import ConfigError, ConfigProblem, RecordError
-from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord, document_key
+from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord
 from sync.ports import ConnectorContext
 
 INVENTORY_FORM = "STK_Inventory"
@@ -183,7 +183,7 @@ class K3CloudSource:
         query = {
             "FormId": defn.form_id,
             "FieldKeys": ",".join([*keys, *self.settings.status_dates]),
-            "FilterString": self._filter(self._changed_since(since), org_fields=defn.org_fields),
+            "FilterString": self._pull_filter(since, defn),
             "SubSystemId": "",
         }
         fid_at = keys.index("FID")
@@ -207,8 +207,17 @@ class K3CloudSource:
                 movements=movements,
                 cursor=stamps.cursor() if last else None,
                 rejects=rejects,
-                complete_documents=_complete(documents, rejects),
+                complete_documents=frozenset(documents),
             )
+
+    def _pull_filter(self, since: Cursor | None, defn: StreamDef) -> str:
+        """The first pull reads the documents of ``stock_orgs`` only; an incremental pull
+        reads every document changed since the cursor, whatever its org: an edit can move
+        a document out of scope (another warehouse, another org), and only a re-read
+        tells the ledger that its lines stopped counting. The decoder yields lines out of
+        scope inactive, side by side (design note 25)."""
+        changed = self._changed_since(since)
+        return self._filter(changed, org_fields=defn.org_fields) if since is None else changed
 
     def _changed_since(self, since: Cursor | None) -> str:
         """FModifyDate or any status date at or after ``since``, in the ERP's local time
@@ -241,13 +250,14 @@ class K3CloudSource:
         return movements, rejects
 
     def keys_in_window(self, stream: str, since: datetime) -> Iterator[str]:
-        """Keys of every line whose FDate >= ``since``, whatever its status (ids only)."""
+        """Keys of every line whose FDate >= ``since``, whatever its status or org (ids only):
+        a document moved out of ``stock_orgs`` is still in the ERP, not deleted."""
         defn = self._definition(stream)
         bound = earliest_local_reading(since, self._tz).strftime(ERP_DATETIME_FORMAT)
         query = {
             "FormId": defn.form_id,
             "FieldKeys": ",".join(key_field_keys(defn)),
-            "FilterString": self._filter(f"FDate >= '{bound}'", org_fields=defn.org_fields),
+            "FilterString": f"FDate >= '{bound}'",
             "SubSystemId": "",
         }
         keyset = [("FID", 0, "num"), (defn.entry_id_key, 1, "num")]
@@ -351,9 +361,3 @@ class _Stamps:
                 continue
             newest = stamp if newest is None else max(newest, stamp)
         return None if newest is None else Cursor(newest, "")
-
-
-def _complete(documents: set[str], rejects: Sequence[RejectedRecord]) -> frozenset[str]:
-    """The page's documents but those with a quarantined line: its stored version must
-    not be withdrawn as if the line were gone."""
-    return frozenset(documents - {document_key(r.key) for r in rejects if r.key})
