@@ -18,7 +18,7 @@ from sync.model import (
     QuantityScaleError,
     RejectedRecord,
     epoch_micros,
-    exact_units,
+    qty_units,
 )
 from sync.state.rows import IncomingLine
 
@@ -32,15 +32,12 @@ def prepare(m: Movement, precision: int) -> IncomingLine:
     Everything after this compares integers and strings. The quantity is kept
     exactly; ``QuantityScaleError`` when it has more than ``precision`` decimals.
     """
-    units = exact_units(m.qty, precision)  # cached: documents repeat a few quantities
-    if units is None:
-        raise QuantityScaleError(f"quantity {m.qty:f} has more than {precision} decimal places")
     return IncomingLine(
         m.key,
         _KIND_TEXT[m.kind],  # the plain str: some drivers adapt by exact type
         m.sku,
         m.warehouse,
-        units,
+        qty_units(m.qty, precision),  # QuantityScaleError past ``precision``; never rounds
         epoch_micros(m.occurred_at),
         epoch_micros(m.source_updated_at),
         m.doc_no[:128],

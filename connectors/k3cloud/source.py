@@ -82,6 +82,8 @@ class K3CloudSource:
         self._orgs = frozenset(settings.stock_orgs)
         #: per form: does the server know the built-in base-qty key? (probed once)
         self._base_known: dict[str, bool] = {}
+        #: base units and conversions, read when a converting stream first needs them
+        self._units: UnitTable | None = None
 
     def streams(self) -> Sequence[str]:
         return tuple(self.settings.streams)
@@ -131,14 +133,28 @@ class K3CloudSource:
         return True
 
     def _decoder(self, defn: StreamDef, where: str) -> RowDecoder:
-        """A decoder with the scope rules and, when converting, a unit table read fresh
-        for this pull when its first row needs it (a pull with no rows reads none)."""
-        tables: list[UnitTable] = []
+        """A decoder with the scope rules and, when converting, the source's unit table.
+
+        The table (every material's base unit and conversion) is read when a row first
+        needs it and kept for the source's life, shared by the streams; a line it cannot
+        convert makes this pull read it again once (a material or a conversion added in
+        the ERP since), so a line is quarantined only against fresh master data.
+        """
+        fresh = [False]
+
+        def load() -> UnitTable:
+            fresh[0] = True
+            self._units = UnitTable.load(self.client, page_size=SCAN_PAGE_SIZE, where=where)
+            return self._units
 
         def to_base(material: str, unit: Any, qty: Decimal) -> Decimal:
-            if not tables:
-                tables.append(UnitTable.load(self.client, page_size=SCAN_PAGE_SIZE, where=where))
-            return tables[0].to_base(material, unit, qty)
+            table = self._units or load()
+            try:
+                return table.to_base(material, unit, qty)
+            except ValueError:
+                if fresh[0]:
+                    raise
+                return load().to_base(material, unit, qty)
 
         return RowDecoder(
             defn,

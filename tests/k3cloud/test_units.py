@@ -175,13 +175,35 @@ def test_the_fallback_reads_units_only_where_the_key_is_missing(
     pulled(source, "sales_outbound")
     pulled(source, "sales_outbound")
     pulled(source, "purchase_receipt")
-    # one key check per form for the source's life; base data only for the converting form.
-    # Every read goes on to an empty answer: a pull of rows is 2 answers, materials and
-    # conversions 2 each; the empty purchase_receipt pull is its one empty answer
-    assert emulator.calls["ExecuteBillQuery"] == 2 + 2 * (2 + 2 * 2) + 1
+    # one key check per form and one read of the base data (materials and conversions)
+    # for the source's life, by the converting form only. Every read goes on to an empty
+    # answer: a pull of rows is 2 answers, materials and conversions 2 each; the empty
+    # purchase_receipt pull is its one empty answer
+    assert emulator.calls["ExecuteBillQuery"] == 2 + (2 + 2 * 2) + 2 + 1
     # an incremental pull that finds nothing reads no base data
     list(source.pull("sales_outbound", Cursor(datetime(2030, 1, 1, tzinfo=UTC), ""), 50))
-    assert emulator.calls["ExecuteBillQuery"] == 2 + 2 * (2 + 2 * 2) + 1 + 1
+    assert emulator.calls["ExecuteBillQuery"] == 2 + (2 + 2 * 2) + 2 + 1 + 1
+
+
+def test_a_conversion_added_after_the_base_data_was_read_is_read_again(
+    emulator: K3CloudEmulator, make_source: Callable[..., K3CloudSource]
+) -> None:
+    """The source keeps the base data; a line it cannot convert makes the pull read them
+    again once, so a unit set up in the ERP since is converted, not quarantined."""
+    boxes(emulator)
+    ship_two_boxes(emulator)
+    emulator.forget_fields("SAL_OUTSTOCK", "FBaseUnitQty")
+    source = make_source()
+    (movement,), _ = pulled(source, "sales_outbound")
+    assert movement.qty == Decimal(-24)
+    emulator.add_conversion("A-100", "Crate", 48)
+    crate = emulator.create_document(
+        "SAL_OUTSTOCK", [{"material": "A-100", "qty": "1", "unit": "Crate", "stock": "CK001"}]
+    )
+    emulator.audit("SAL_OUTSTOCK", crate)
+    movements, rejects = pulled(source, "sales_outbound")
+    assert rejects == []
+    assert sorted(m.qty for m in movements) == [Decimal(-48), Decimal(-24)]
 
 
 def test_a_unit_without_conversion_is_quarantined_not_counted(
