@@ -213,12 +213,21 @@ def _duplicates(row: _Row, policies: Policies) -> Iterator[Finding]:
 Reserved = Callable[[StockKey], Decimal]
 
 
+@dataclass(frozen=True, slots=True)
+class AvailableCheck:
+    """How to compare a CRM record's available figure: the key's reservation, and the
+    available field as the CRM shows it (its own precision, which may differ from real's)."""
+
+    reserved: Reserved
+    shown: Shown = exact
+
+
 def _edited(
     c: CrmValue,
     reference: Decimal,
     ledger_qty: Decimal,
     shown: Shown,
-    reserved: Reserved | None,
+    available: AvailableCheck | None,
     key: StockKey,
 ) -> bool:
     """Does the CRM show something stocksync neither wrote last nor would write now?
@@ -228,16 +237,16 @@ def _edited(
     edits available stock alone is found too."""
     if not shows(c.qty, reference, shown) and not shows(c.qty, ledger_qty, shown):
         return True
-    if c.available is None or reserved is None:
+    if c.available is None or available is None:
         return False
-    r = reserved(key)
-    return not shows(c.available, reference - r, shown) and not shows(
-        c.available, ledger_qty - r, shown
+    r, show = available.reserved(key), available.shown
+    return not shows(c.available, reference - r, show) and not shows(
+        c.available, ledger_qty - r, show
     )
 
 
 def _decide(
-    row: _Row, policies: Policies, shown: Shown, reserved: Reserved | None = None
+    row: _Row, policies: Policies, shown: Shown, available: AvailableCheck | None = None
 ) -> Iterator[Finding]:
     e, l_, c, p = row.erp, row.ledger, row.crm, row.pushed
     crm_qty = c.qty if c is not None else None
@@ -266,7 +275,7 @@ def _decide(
     # C is compared with what we last wrote; never written: with the ledger. A CRM
     # already showing the ledger's value needs nothing, whatever the binding says.
     reference = p if p is not None else ledger_qty
-    if _edited(c, reference, ledger_qty, shown, reserved, row.key):
+    if _edited(c, reference, ledger_qty, shown, available, row.key):
         wins = policies.crm_modified == "erp_wins"
         yield finding(FindingKind.CRM_MODIFIED, Action.OVERWRITE if wins else Action.NONE)
 
@@ -279,7 +288,7 @@ def plan(
     in_flux: Set[StockKey] = frozenset(),
     policies: Policies = Policies(),
     shown: Shown = exact,
-    reserved: Reserved | None = None,
+    available: AvailableCheck | None = None,
 ) -> list[Finding]:
     """Every difference between E, L, C and P, with the action ``policies`` imply. Pure.
 
@@ -290,8 +299,9 @@ def plan(
     in ``in_flux`` moved while E was taken: it yields one ``in_flux`` finding and
     no conflict, and is compared next time. The CRM is compared at its field's
     precision (``shows``): a ledger 139.625 and a CRM 139.62 (or 139.63) are in
-    sync. With ``reserved``, a CRM value's ``available`` is compared too (with
-    the same reference less the key's reservation). Time is linear in the number
+    sync. With ``available``, a CRM value's available figure is compared too
+    (the same reference less the key's reservation, at the available field's
+    precision). Time is linear in the number
     of keys; memory holds only findings.
     """
     findings: list[Finding] = []
@@ -311,7 +321,7 @@ def plan(
             )
             continue
         findings.extend(_duplicates(row, policies))
-        findings.extend(_decide(row, policies, shown, reserved))
+        findings.extend(_decide(row, policies, shown, available))
     return findings
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +28,7 @@ from sync.push import PushReport, reserved_for
 from sync.reconcile import (
     CONFLICT_KINDS,
     Action,
+    AvailableCheck,
     CrmRecord,
     CrmValue,
     Finding,
@@ -165,19 +166,17 @@ def _plan(
     def reserved(key: StockKey) -> Decimal:
         return reserved_for(key, reservations)
 
-    shown = _shown(pipeline)
-    findings = plan(erp, ledger(ledger_rows), crm, pushed, in_flux, policies, shown, reserved)
-    return findings, counter[0]
-
-
-def _shown(pipeline: Pipeline) -> Callable[[Decimal], Decimal]:
-    """A quantity as the sink's CRM shows it (each field at its precision)."""
     sink = pipeline.sink
 
-    def shown(qty: Decimal) -> Decimal:
+    def shown(qty: Decimal) -> Decimal:  # real stock as the CRM shows it
         return sink.shown_level(LevelValue(qty, qty)).real
 
-    return shown
+    def shown_available(qty: Decimal) -> Decimal:  # at the available field's precision
+        return sink.shown_level(LevelValue(qty, qty)).available
+
+    available = AvailableCheck(reserved, shown_available)
+    findings = plan(erp, ledger(ledger_rows), crm, pushed, in_flux, policies, shown, available)
+    return findings, counter[0]
 
 
 def _chunks(items: Sequence[Finding]) -> Iterator[Sequence[Finding]]:

@@ -9,6 +9,7 @@ import pytest
 from sync.model import StockKey
 from sync.reconcile import (
     Action,
+    AvailableCheck,
     CrmRecord,
     CrmValue,
     Finding,
@@ -234,10 +235,26 @@ def test_an_edit_of_available_stock_alone_is_crm_modified() -> None:
 
     crm = [(A, CrmValue(d(10), "c1", available=d(4))), (B, CrmValue(d(5), "c2", available=d(5)))]
     levels = [(A, d(10)), (B, d(5))]
-    found = plan(levels, levels, crm, levels, reserved=reserved)
+    found = plan(levels, levels, crm, levels, available=AvailableCheck(reserved))
     assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
     # 10 − 3 = 7 is what stocksync writes: in sync; without reservations known, not compared
     crm[0] = (A, CrmValue(d(10), "c1", available=d(7)))
-    assert plan(levels, levels, crm, levels, reserved=reserved) == []
+    assert plan(levels, levels, crm, levels, available=AvailableCheck(reserved)) == []
     crm[0] = (A, CrmValue(d(10), "c1", available=d(4)))
     assert plan(levels, levels, crm, levels) == []
+
+
+def test_available_is_compared_at_its_own_fields_precision() -> None:
+    """Real stock holds 2 decimals, available whole units (another tenant's describe):
+    a CRM available of 7 for a ledger 7.4 is how that field shows it, not an edit."""
+
+    def whole(q: Decimal) -> Decimal:
+        return q.quantize(Decimal(1))
+
+    crm = [(A, CrmValue(d("7.4"), "c1", available=d(7)))]
+    levels = [(A, d("7.4"))]
+    at_whole = AvailableCheck(lambda key: d(0), whole)
+    assert plan(levels, levels, crm, levels, shown=two_places, available=at_whole) == []
+    at_cents = AvailableCheck(lambda key: d(0), two_places)
+    found = plan(levels, levels, crm, levels, shown=two_places, available=at_cents)
+    assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
