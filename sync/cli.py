@@ -92,6 +92,7 @@ def emit(
     columns: list[str] | None = None,
 ) -> None:
     """Print rows as a rich table, JSON or CSV (``columns``: the CSV header when no rows)."""
+    check_format(fmt)
     if fmt == "json":
         out.print_json(json.dumps(rows, default=str, ensure_ascii=False))
         return
@@ -106,8 +107,6 @@ def emit(
                 {k: str(v).lower() if isinstance(v, bool) else v for k, v in row.items()}
             )
         return
-    if fmt != "table":
-        fail(f"unknown format {fmt!r}", "use table, json or csv")
     if not rows:
         out.print(f"{title or 'nothing'}: none", markup=False)
         return

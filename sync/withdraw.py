@@ -9,17 +9,14 @@ and is withdrawn like a cancelled line: a new inactive version and a delta of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 
 from sync.model import document_key
 from sync.state.rows import IncomingLine, LedgerLine
 
-#: the stamp bound of a document named with no line in a page without a cursor
-UNBOUNDED = None
-
 
 def document_stamps(
-    documents: Iterable[str], lines: Sequence[IncomingLine], cursor_us: int | None
+    documents: Set[str], lines: Sequence[IncomingLine], cursor_us: int | None
 ) -> dict[str, int | None]:
     """The ERP stamp (µs) of each complete document as this page read it.
 
@@ -27,17 +24,12 @@ def document_stamps(
     page; a document named with no line (all its lines deleted) gets the page's
     cursor, which no line of the page is newer than (None without a cursor).
     """
-    stamps: dict[str, int | None] = dict.fromkeys(documents, cursor_us)
-    seen: set[str] = set()
+    newest: dict[str, int] = {}
     for line in lines:
         doc = document_key(line.key)
-        if doc not in stamps:
-            continue
-        stamp = stamps[doc]
-        if doc not in seen or stamp is None or line.updated_us > stamp:
-            stamps[doc] = line.updated_us
-            seen.add(doc)
-    return stamps
+        if doc in documents and line.updated_us > newest.get(doc, line.updated_us - 1):
+            newest[doc] = line.updated_us
+    return {doc: newest.get(doc, cursor_us) for doc in documents}
 
 
 def plan_withdrawals(
@@ -62,7 +54,7 @@ def plan_withdrawals(
     for old in stored:
         if not old.active or old.key in present or old.stream != stream:
             continue
-        stamp = stamps.get(document_key(old.key), UNBOUNDED)
+        stamp = stamps.get(document_key(old.key))
         if stamp is not None and old.updated_us > stamp:
             continue
         new = IncomingLine(

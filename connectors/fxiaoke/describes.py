@@ -92,9 +92,3 @@ class DescribeCache:
             self.fetches += 1
         log.debug("describe_cached", object=api_name, fields=len(found.fields))
         return found
-
-    def fresh(self, api_name: str) -> bool:
-        """Is a describe of ``api_name`` cached and not expired?"""
-        with self._lock:
-            cached = self._cache.get(api_name)
-            return cached is not None and self._clock() < cached[1]

@@ -129,7 +129,7 @@ def seeded_describes() -> dict[str, ObjectDescribe]:
     """The §7 inventory objects of the reference plus the default movement mirror.
 
     The mirror is a tenant's own custom object; its quantity field is seeded
-    with 4 decimal places, the ledger's default precision.
+    with 4 decimal places (a tenant's choice; the ledger keeps up to 6).
     """
     f = FieldDescribe
     objects = [

@@ -29,10 +29,6 @@ EXECUTE_BILL_QUERY = SERVICE_PREFIX + "ExecuteBillQuery"
 QUERY_BUSINESS_INFO = SERVICE_PREFIX + "QueryBusinessInfo"
 SESSION_COOKIE = "kdservice-sessionid"
 MAX_LIMIT = 10_000
-AUTH_HINT = (
-    "check acct_id (数据中心ID), username, app_id and app_secret "
-    "(第三方系统登录授权 in K/3 Cloud) and that the app is enabled for this user"
-)
 SIGNATURE_HINT = (
     "check erp.username, erp.app_id and erp.app_secret against 第三方系统登录授权 in K/3 Cloud "
     "(the app must be enabled for this user); erp.acct_id was accepted"
@@ -343,4 +339,9 @@ def _literal(value: Any, kind: str) -> str:
                 "report this answer",
             )
         return format(number, "f")
-    return "'" + str(value).replace("'", "''") + "'"
+    return sql_quote(str(value))
+
+
+def sql_quote(value: str) -> str:
+    """A FilterString text literal: single quotes, an inner quote doubled."""
+    return "'" + value.replace("'", "''") + "'"

@@ -20,17 +20,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.k3cloud.streams import (
-    ERP_DATETIME_FORMAT,
     HEADER_KEYS,
     MATERIAL_KEY,
     SOURCE,
-    TIE_BREAK_WIDTH,
     UNIT_KEY,
     StreamDef,
     field_keys,
 )
 from sync.errors import RecordError
-from sync.model import Cursor, Movement
+from sync.model import Movement
 
 
 def is_active(document_status: Any, cancel_status: Any) -> bool:
@@ -76,28 +74,9 @@ def _parse_local(value: str, tz: ZoneInfo) -> datetime:
     return parsed.astimezone(tz)
 
 
-def format_erp_datetime(moment: datetime, tz: ZoneInfo) -> str:
-    """An aware datetime as the ERP's local time in a FilterString literal (seconds floor)."""
-    local = moment.astimezone(tz) if moment.tzinfo else moment
-    return local.strftime(ERP_DATETIME_FORMAT)
-
-
-def tie_break(fid: Any, entry_id: Any) -> str:
-    """``FID:EntryID`` zero-padded so that string order equals (FID, EntryID) order."""
-    return f"{int(fid):0{TIE_BREAK_WIDTH}d}:{int(entry_id):0{TIE_BREAK_WIDTH}d}"
-
-
 def row_as_dict(defn: StreamDef, row: Sequence[Any]) -> dict[str, Any]:
     """The raw row keyed by field, for quarantine payloads."""
     return dict(zip(field_keys(defn), row, strict=False))
-
-
-def row_cursor(row: Sequence[Any], tz: ZoneInfo) -> Cursor | None:
-    """The position of one full-pull row, or None when its ids or date are unreadable."""
-    try:
-        return Cursor(parse_erp_datetime(row[5], tz), tie_break(row[0], row[6]))
-    except (ValueError, TypeError, IndexError):
-        return None
 
 
 #: (material, line unit, line qty) → base qty; ValueError names why a unit cannot convert

@@ -1,4 +1,4 @@
-"""The K/3 Cloud ErpSource: settings, factory and the four read paths.
+"""The K/3 Cloud ErpSource: factory and the four read paths (settings in ``settings``).
 
 Documents are pulled by the dates a change stamps (FModifyDate, and the status
 dates FApproveDate and FCancelDate, OR-ed; every status, so un-approvals and
@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connectors.k3cloud.client import K3CloudClient, MissingFieldError
+from connectors.k3cloud.client import K3CloudClient, MissingFieldError, sql_quote
 from connectors.k3cloud.localtime import earliest_local_reading
 from connectors.k3cloud.mapping import RowDecoder, parse_erp_datetime, parse_qty, row_as_dict
 from connectors.k3cloud.settings import K3CloudSettings
@@ -60,10 +60,6 @@ def build(settings: K3CloudSettings, context: ConnectorContext) -> K3CloudSource
         sleep=context.sleep,
     )
     return K3CloudSource(settings, client)
-
-
-def _sql_quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 class K3CloudSource:
@@ -178,7 +174,7 @@ class K3CloudSource:
         parts = [c for c in conditions if c]
         if self.settings.stock_orgs:
             orgs = " OR ".join(
-                f"{org}.FNumber = {_sql_quote(o)}"
+                f"{org}.FNumber = {sql_quote(o)}"
                 for org in org_fields
                 for o in self.settings.stock_orgs
             )

@@ -24,8 +24,6 @@ UNIT_KEY = "FUnitID.FNumber"
 #: the organisation a single-sided form's stock belongs to; transfers name both sides'
 STOCK_ORG = "FStockOrgId"
 ERP_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-#: width of each number in a cursor tie-break, so string order == numeric order
-TIE_BREAK_WIDTH = 20
 
 
 @dataclass(frozen=True, slots=True)

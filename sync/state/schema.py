@@ -34,7 +34,7 @@ _QTY_EXP = Decimal(1).scaleb(-6)
 
 
 def to_units(qty: Decimal) -> int:
-    """Decimal → integer micro-units (quantities beyond 6 dp are rounded half-even)."""
+    """Decimal → integer micro-units, exactly; QuantityScaleError beyond 6 dp (never rounds)."""
     return qty_units(qty)
 
 

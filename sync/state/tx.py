@@ -36,8 +36,7 @@ from sync.state.schema import to_micros
 from sync.state.tx_ops import OperationsWrites
 from sync.state.upsert import upsert, upsert_statement
 
-_LINE_COLUMNS = LINE_COLUMNS  # the order LedgerLine is made in
-_MOVEMENT_COLUMNS = ("pipeline", *_LINE_COLUMNS, "recorded_at")
+_MOVEMENT_COLUMNS = ("pipeline", *LINE_COLUMNS, "recorded_at")
 _OUTBOX_COLUMNS = (
     "pipeline",
     "target",
@@ -86,15 +85,15 @@ def _select_sql(conn: Connection, n: int) -> str:
     if sql is None:
         if postgres:
             sql = (
-                f"SELECT {', '.join('m.' + c for c in _LINE_COLUMNS)}"
+                f"SELECT {', '.join('m.' + c for c in LINE_COLUMNS)}"
                 " FROM unnest(CAST(%(keys)s AS VARCHAR[])) AS k(key) CROSS JOIN LATERAL"
-                f" (SELECT {', '.join(_LINE_COLUMNS)} FROM movements"
+                f" (SELECT {', '.join(LINE_COLUMNS)} FROM movements"
                 " WHERE movements.pipeline = %(pipeline)s AND movements.key = k.key"
                 " LIMIT 1) AS m"
             )
         else:
             t = s.movements
-            stmt = select(*(t.c[name] for name in _LINE_COLUMNS)).where(
+            stmt = select(*(t.c[name] for name in LINE_COLUMNS)).where(
                 t.c.pipeline == bindparam("pipeline"),
                 t.c.key.in_([bindparam(f"k{i}") for i in range(n)]),
             )
@@ -109,7 +108,7 @@ _SELECT_CACHE: dict[tuple[str, int], str] = {}
 def _line_values(
     line: IncomingLine, stream: str, version: int, run_id: str | None, reason: str | None
 ) -> tuple[Any, ...]:
-    """A line as a tuple in ``_LINE_COLUMNS`` order."""
+    """A line as a tuple in ``LINE_COLUMNS`` order."""
     return (
         line.key,
         stream,

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connectors.k3cloud.mapping import decode_row, is_active, parse_qty, row_cursor, tie_break
+from connectors.k3cloud.mapping import decode_row, is_active, parse_qty
 from connectors.k3cloud.streams import STREAMS, field_keys
 from sync.errors import RecordError
 from sync.model import MovementKind
@@ -117,15 +117,6 @@ def test_missing_material_or_warehouse_is_a_record_error(kw: dict[str, Any], fie
     with pytest.raises(RecordError) as caught:
         decode_row(STREAMS["purchase_receipt"], row("purchase_receipt", **kw), TZ)
     assert caught.value.field == field
-
-
-def test_tie_break_orders_numerically_and_cursor_is_aware() -> None:
-    assert tie_break(9, 100) < tie_break(10, 1) < tie_break(10, 2)
-    cursor = row_cursor(row("purchase_receipt", fid=9, entry=12), TZ)
-    assert cursor is not None
-    assert cursor.updated_at.utcoffset() is not None
-    assert cursor.tie_break == tie_break(9, 12)
-    assert row_cursor(row("purchase_receipt", modified=None), TZ) is None
 
 
 def test_configured_timezone_is_applied() -> None:
