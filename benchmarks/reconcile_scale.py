@@ -85,6 +85,10 @@ class GeneratedErp:
             if not key.sku.startswith("SKU"):
                 yield OnHand(key.sku, key.warehouse, qty)
 
+    def reserved(self) -> None:
+        """This generated ERP keeps no reservations."""
+        return None
+
     def check(self) -> str:
         return "generated ERP"
 

@@ -103,6 +103,31 @@ class PullSettings(StrictModel):
     rescan_days: int = Field(35, ge=1, description="window of the deletion rescan, in days")
 
 
+def _micro_units(value: Decimal) -> Decimal:
+    """A stock quantity the ledger can hold exactly: at most 6 decimal places, never rounded."""
+    if exact_units(value) is None:
+        raise ValueError("at most 6 decimal places (the ledger keeps quantities in micro-units)")
+    return value
+
+
+#: a quantity in the base unit that the ledger holds exactly
+Quantity = Annotated[Decimal, AfterValidator(_micro_units)]
+
+
+def _reservation_key(value: str) -> str:
+    """A static reservation names one stock key: ``SKU@WAREHOUSE`` (issue 15)."""
+    sku, at, warehouse = value.rpartition("@")
+    if not at or not sku or not warehouse:
+        raise ValueError(
+            f"{value!r} names no warehouse: a reservation holds stock in one warehouse, "
+            f"so write it as '{value or 'SKU'}@WAREHOUSE' (one entry per warehouse)"
+        )
+    return value
+
+
+ReservationKey = Annotated[str, AfterValidator(_reservation_key)]
+
+
 class PushSettings(StrictModel):
     batch_size: int = Field(200, ge=1, le=10000)
     max_attempts: int = Field(8, ge=1, description="a row is dead after this many failures")
@@ -111,9 +136,10 @@ class PushSettings(StrictModel):
     mirror_movements: bool = Field(
         False, description="also write each movement to the CRM's movement object"
     )
-    reservations: dict[str, Decimal] = Field(
+    reservations: dict[ReservationKey, Annotated[Quantity, Field(ge=0)]] = Field(
         default_factory=dict,
-        description='reserved quantity per "SKU" or "SKU@WAREHOUSE": available = level − reserved',
+        description='static reserved quantity per "SKU@WAREHOUSE", added to what the ERP '
+        "reserves: available = on hand − reserved (a bare SKU is refused: name the warehouse)",
     )
 
 
@@ -130,17 +156,6 @@ class WebhookSettings(StrictModel):
     url: str
     timeout_s: float = Field(10.0, gt=0)
     max_attempts: int = Field(5, ge=1)
-
-
-def _micro_units(value: Decimal) -> Decimal:
-    """A stock quantity the ledger can hold exactly: at most 6 decimal places, never rounded."""
-    if exact_units(value) is None:
-        raise ValueError("at most 6 decimal places (the ledger keeps quantities in micro-units)")
-    return value
-
-
-#: a quantity in the base unit that the ledger holds exactly
-Quantity = Annotated[Decimal, AfterValidator(_micro_units)]
 
 
 class AlertSettings(StrictModel):

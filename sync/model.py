@@ -228,6 +228,24 @@ class OnHand:
 
 
 @dataclass(frozen=True, slots=True)
+class Reserved:
+    """The ERP's reserved quantity for one stock key at snapshot time, in the base unit.
+
+    Stock on hand that an order has claimed but not yet shipped (K/3 Cloud's lock
+    quantity ``FBaseLockQty``; Tryton's assigned outgoing moves). Available is on
+    hand − reserved, and may be below zero when the ERP lets reservations exceed stock.
+    """
+
+    sku: str
+    warehouse: str
+    qty: Decimal
+
+    @property
+    def stock_key(self) -> StockKey:
+        return StockKey(self.sku, self.warehouse)
+
+
+@dataclass(frozen=True, slots=True)
 class StockLevel:
     """The ledger's level for one stock key (baseline + Σ effective quantities)."""
 

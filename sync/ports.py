@@ -9,12 +9,12 @@ update, else create → bind — so every sink gets it for free and cannot get i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
 
-from sync.model import CrmLevel, Cursor, LevelValue, Movement, OnHand, Page, StockKey
+from sync.model import CrmLevel, Cursor, LevelValue, Movement, OnHand, Page, Reserved, StockKey
 
 
 @runtime_checkable
@@ -51,6 +51,18 @@ class ErpSource(Protocol):
 
     def on_hand(self) -> Iterator[OnHand]:
         """The ERP's current on-hand per stock key, in the base unit."""
+        ...
+
+    def reserved(self) -> Iterable[Reserved] | None:
+        """The ERP's reserved stock now, per stock key, in the base unit; None when this
+        ERP keeps no reservations (the CRM then shows available = on hand).
+
+        A snapshot of the keys that have any: a key left out has none, so a release
+        shows as the key dropping out. Items for one key add up (a source may give
+        one per lot or location). The core reads it once per cycle, right after the
+        pull (design note 29), so its cost must grow with the reserved keys, not with
+        every key the ERP stocks. Raises TransientError / PermanentError / ConfigError.
+        """
         ...
 
     def check(self) -> str:

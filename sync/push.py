@@ -29,6 +29,7 @@ from sync.errors import (
 from sync.ledger import queue_pending_levels
 from sync.model import LevelValue, Movement, StockKey
 from sync.ports import CrmSink
+from sync.reservations import level_value, static_reserved
 from sync.settings import mask
 from sync.state.store import (
     BLOCKED,
@@ -52,7 +53,7 @@ class PushOptions:
     max_attempts: int = 8
     retry_initial_s: float = 30.0
     retry_max_s: float = 3600.0
-    #: reserved quantities per "SKU" or "SKU@WAREHOUSE": available = level − reservation
+    #: static reservations per "SKU@WAREHOUSE", added to the ERP's reserved stock
     reservations: Mapping[str, Decimal] = field(default_factory=dict)
     #: with at least this many unbound level rows, bind from one bulk read instead of lookups
     bulk_bind_threshold: int = 20
@@ -75,15 +76,6 @@ class PushReport:
     @property
     def failed(self) -> int:
         return self.dead + self.blocked
-
-
-def reserved_for(key: StockKey, reservations: Mapping[str, Decimal]) -> Decimal:
-    """The configured reservation of ``key``: "SKU@WAREHOUSE", else "SKU", else 0."""
-    return reservations.get(str(key), reservations.get(key.sku, Decimal(0)))
-
-
-def level_value(key: StockKey, level: Decimal, reservations: Mapping[str, Decimal]) -> LevelValue:
-    return LevelValue(real=level, available=level - reserved_for(key, reservations))
 
 
 def value_hash(*parts: object) -> str:
@@ -184,9 +176,19 @@ class Pusher:
         log.warning("push_blocked", pipeline=self.pipeline, what=exc.what, code=exc.code)
 
     # -- one row --------------------------------------------------------------------
+    def reserved_of(self, key: StockKey) -> Decimal:
+        """Reserved stock of ``key``: the ERP's last snapshot plus the static reservation."""
+        return self.store.reserved(self.pipeline, key) + static_reserved(
+            key, self.options.reservations
+        )
+
+    def value_of(self, key: StockKey) -> LevelValue:
+        """What the CRM should hold for ``key`` now: on hand and available."""
+        return level_value(self.store.level(self.pipeline, key), self.reserved_of(key))
+
     def _push_level(self, row: OutboxRow, report: PushReport, bulk_bound: bool) -> None:
         key = parse_level_ref(row.ref)
-        value = level_value(key, self.store.level(self.pipeline, key), self.options.reservations)
+        value = self.value_of(key)
         # "unchanged" is judged on what the CRM shows (its field precision), and that
         # is what the binding remembers as pushed: 139.625 shown as 139.62 is no write
         shown = self.sink.shown_level(value)

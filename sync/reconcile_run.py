@@ -24,7 +24,7 @@ import structlog
 from sync.errors import PermanentError, TransientError
 from sync.ledger import apply_page
 from sync.model import LevelValue, Movement, MovementKind, Page, StockKey, exact_units
-from sync.push import PushReport, reserved_for
+from sync.push import PushReport
 from sync.reconcile import (
     CONFLICT_KINDS,
     Action,
@@ -36,6 +36,7 @@ from sync.reconcile import (
     Policies,
     plan,
 )
+from sync.reservations import static_reserved
 from sync.runtime import Pipeline, ledger_options
 from sync.settings import mask
 from sync.state.scratch import SortedSpool
@@ -164,7 +165,7 @@ def _plan(
     reservations = pipeline.settings.push.reservations
 
     def reserved(key: StockKey) -> Decimal:
-        return reserved_for(key, reservations)
+        return store.reserved(pipeline.name, key) + static_reserved(key, reservations)
 
     sink = pipeline.sink
 

@@ -21,6 +21,7 @@ from sync.ledger import LedgerOptions
 from sync.ports import ConnectorContext, CrmSink, ErpSource
 from sync.pull import PullOptions, PullReport, RescanReport, ensure_baseline, pull_all, rescan
 from sync.push import Pusher, PushOptions, PushReport
+from sync.reservations import ReservationReport, refresh_reservations
 from sync.state import StateStore
 
 log = structlog.get_logger("stocksync.runtime")
@@ -108,6 +109,17 @@ class Pipeline:
             run_id=run_id,
         )
 
+    def refresh_reservations(self) -> ReservationReport:
+        """Read the ERP's reserved stock and queue the keys whose figure changed."""
+        return refresh_reservations(
+            self.store,
+            self.source,
+            self.name,
+            now=self.now(),
+            static=self.settings.push.reservations,
+            precision=self.settings.precision,
+        )
+
     def pusher(self) -> Pusher:
         return Pusher(
             self.store, self.sink, self.name, now=self.now, options=push_options(self.settings)
@@ -154,6 +166,8 @@ class CycleResult:
     pulled: int = 0
     applied: int = 0
     rejected: int = 0
+    #: keys whose reserved stock changed this cycle
+    reserved: int = 0
     push: PushReport = field(default_factory=PushReport)
     stopped: bool = False
     error: str | None = None
@@ -186,6 +200,9 @@ def run_cycle(
         )
         result.stopped = report.stopped
         if not report.stopped:
+            # right after the pull, never before it: a shipment that releases a
+            # reservation is then seen with or before the release (design note 29)
+            result.reserved = pipeline.refresh_reservations().changed
             result.push = pipeline.pusher().run(stop=stop, on_row=on_row)
             result.stopped = result.push.stopped
             from sync.alerts import check_alerts

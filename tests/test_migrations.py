@@ -37,8 +37,9 @@ def test_a_0001_database_upgrades_and_its_lines_stay_unchanged(
     old.close()
 
     store = StateStore(url)
-    assert store.upgrade() == "0003"
+    assert store.upgrade() == "0004"
     columns = {c["name"] for c in inspect(store.engine).get_columns("movements")}
+    assert store.reserved_units("p") == {}  # reserved stock comes with the first snapshot
     assert "content_hash" not in columns
     assert store.levels("p") == {StockKey("A", "W1"): Decimal(5)}
     assert store.pending_levels("p") == []  # nothing was waiting for a push before

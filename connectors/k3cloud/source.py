@@ -302,6 +302,10 @@ class K3CloudSource:
             if qty != 0:
                 yield OnHand(sku=sku, warehouse=warehouse, qty=qty)
 
+    def reserved(self) -> None:
+        """Not read yet: the CRM shows available = on hand (issue 15 replaces this)."""
+        return None
+
     def check(self) -> str:
         """Sign in and read one form's metadata; errors come out typed with hints."""
         form = STREAMS[self.settings.streams[0]].form_id

@@ -30,6 +30,7 @@ from sync.model import (
     OnHand,
     Page,
     RejectedRecord,
+    Reserved,
     StockKey,
     document_key,
 )
@@ -42,6 +43,9 @@ class MemoryErpSettings(StrictModel):
 
     type: Literal["memory"] = "memory"
     streams: list[str] = Field(default_factory=lambda: ["moves"])
+    reservations: bool = Field(
+        True, description="report reserved stock (false: an ERP that keeps none)"
+    )
 
 
 class MemoryErp:
@@ -54,8 +58,12 @@ class MemoryErp:
         streams: Sequence[str] = ("moves",),
         *,
         now: Callable[[], datetime] | None = None,
+        reservations: bool = True,
     ) -> None:
         self._streams = list(streams)
+        #: whether this ERP keeps reservations (``reserved()`` gives None when not)
+        self.keeps_reservations = reservations
+        self._reserved: dict[StockKey, Decimal] = {}
         self._now = now or (lambda: datetime.now(UTC))
         self._lines: dict[str, tuple[str, Movement]] = {}
         #: documents whose last line was deleted by an edit: document key → (stream, stamp)
@@ -117,6 +125,16 @@ class MemoryErp:
                 self._lines[other] = (line_stream, m._replace(source_updated_at=stamp))
             if not rest:
                 self._emptied[doc] = (stream, stamp)
+
+    def reserve(self, sku: str, warehouse: str, qty: Decimal | int | str) -> None:
+        """Set the reserved stock of one key (an order's reservation made, changed or
+        released: 0 releases it). Reservations may exceed on-hand, as ERPs allow."""
+        with self._lock:
+            key = StockKey(sku, warehouse)
+            if Decimal(qty):
+                self._reserved[key] = Decimal(qty)
+            else:
+                self._reserved.pop(key, None)
 
     def add_raw(self, stream: str, raw: dict[str, object]) -> None:
         """A malformed record the source will quarantine."""
@@ -188,6 +206,13 @@ class MemoryErp:
             if qty:
                 yield OnHand(key.sku, key.warehouse, qty)
 
+    def reserved(self) -> list[Reserved] | None:
+        """Every key with reserved stock (None when this ERP keeps no reservations)."""
+        if not self.keeps_reservations:
+            return None
+        with self._lock:
+            return [Reserved(k.sku, k.warehouse, q) for k, q in sorted(self._reserved.items())]
+
     def check(self) -> str:
         if self.fail_next is not None:
             raise TransientError("memory ERP: injected failure")
@@ -237,5 +262,7 @@ REGISTRY: dict[str, MemoryErp] = {}
 def build(settings: MemoryErpSettings, context: ConnectorContext) -> MemoryErp:
     erp = REGISTRY.get(context.pipeline)
     if erp is None:
-        erp = REGISTRY[context.pipeline] = MemoryErp(settings.streams, now=context.now)
+        erp = REGISTRY[context.pipeline] = MemoryErp(
+            settings.streams, now=context.now, reservations=settings.reservations
+        )
     return erp

@@ -318,6 +318,10 @@ class TrytonSource:
                 if qty != 0 and row.get("code"):
                     yield OnHand(str(row["code"]), code, qty)
 
+    def reserved(self) -> None:
+        """Not read yet: the CRM shows available = on hand (issue 15 replaces this)."""
+        return None
+
     def check(self) -> str:
         """Log in and count warehouses: proves URL, credentials, database and stock module."""
         user_id = self.client.login()

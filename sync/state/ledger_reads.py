@@ -203,6 +203,28 @@ class LedgerReads(StoreBase):
                 for r in conn.execute(select(t).where(t.c.pipeline == pipeline)).mappings()
             }
 
+    def reserved(self, pipeline: str, key: StockKey) -> Decimal:
+        """The ERP's reserved stock of ``key`` as of the last snapshot (0 when none)."""
+        t = s.reserved_stock
+        with self.engine.connect() as conn:
+            units = conn.execute(
+                select(t.c.qty).where(
+                    t.c.pipeline == pipeline, t.c.sku == key.sku, t.c.warehouse == key.warehouse
+                )
+            ).scalar()
+        return from_units(units)
+
+    def reserved_units(self, pipeline: str) -> dict[StockKey, int]:
+        """Every key with reserved stock in the last snapshot, in micro-units."""
+        t = s.reserved_stock
+        with self.engine.connect() as conn:
+            return {
+                StockKey(r[0], r[1]): int(r[2])
+                for r in conn.execute(
+                    select(t.c.sku, t.c.warehouse, t.c.qty).where(t.c.pipeline == pipeline)
+                )
+            }
+
     def baselines(self, pipeline: str) -> dict[StockKey, Decimal]:
         t = s.baselines
         with self.engine.connect() as conn:

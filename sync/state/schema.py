@@ -153,6 +153,17 @@ baselines = Table(
     Column("note", String(200), nullable=False, default=""),
 )
 
+#: the ERP's reserved stock per key, as of the last snapshot (nonzero rows only)
+reserved_stock = Table(
+    "reserved_stock",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("sku", String(CODE), primary_key=True),
+    Column("warehouse", String(CODE), primary_key=True),
+    Column("qty", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 cursors = Table(
     "cursors",
     metadata,

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    bindparam,
     delete,
     insert,
     select,
@@ -32,6 +33,45 @@ class OperationsWrites:
     """Mixed into ``Tx``: writes on the connection of the current transaction."""
 
     conn: Connection
+
+    # -- reserved stock -------------------------------------------------------
+    def set_reserved(self, pipeline: str, changes: Mapping[StockKey, int], now: datetime) -> None:
+        """Store the ERP's reserved stock of these keys (micro-units); 0 deletes the row.
+
+        Rows go in key order, like every writer of per-key rows (no deadlock on a server).
+        """
+        t = s.reserved_stock
+        gone = sorted(k for k, units in changes.items() if not units)
+        kept = sorted((k, units) for k, units in changes.items() if units)
+        if gone:
+            self.conn.execute(
+                delete(t).where(
+                    t.c.pipeline == bindparam("b_pipeline"),
+                    t.c.sku == bindparam("b_sku"),
+                    t.c.warehouse == bindparam("b_warehouse"),
+                ),
+                [
+                    {"b_pipeline": pipeline, "b_sku": k.sku, "b_warehouse": k.warehouse}
+                    for k in gone
+                ],
+            )
+        if kept:
+            upsert(
+                self.conn,
+                t,
+                [
+                    {
+                        "pipeline": pipeline,
+                        "sku": k.sku,
+                        "warehouse": k.warehouse,
+                        "qty": units,
+                        "updated_at": now,
+                    }
+                    for k, units in kept
+                ],
+                ("pipeline", "sku", "warehouse"),
+                lambda new: {"qty": new.qty, "updated_at": new.updated_at},
+            )
 
     # -- conflicts ----------------------------------------------------------
     def record_conflict(

@@ -74,7 +74,7 @@ def test_reconcile_accepts_either_rounding_of_a_tie_and_nothing_else(
 
 
 def test_a_reservation_is_sent_as_blocked_stock(make_world: MakeWorld) -> None:
-    w = make_world("    push: {reservations: {SKU-0001: '2.5'}}\n")
+    w = make_world("    push: {reservations: {SKU-0001@WH-MAIN: '2.5'}}\n")
     w.put("10.125")
     w.cycle()
     rec = w.record()

@@ -39,9 +39,10 @@ from sync import config as cfg
 from sync.errors import TransientError
 from sync.model import StockKey
 from sync.ports import ConnectorContext
-from sync.push import PushOptions, level_value
+from sync.push import PushOptions
 from sync.reconcile import Policies
 from sync.reconcile_run import reconcile
+from sync.reservations import level_value, static_reserved
 from sync.runtime import Pipeline
 from sync.state import StateStore
 from sync.state.store import LEVEL, parse_level_ref
@@ -63,7 +64,7 @@ __all__ = ["make_world"]
 EXAMPLES = int(os.environ.get("STOCKSYNC_PUSH_EXAMPLES", "150"))
 MAX_ROUNDS = 40
 #: blocked = real − available must hold with a reservation, not only at 0
-RESERVATIONS = {"SKU-0002": Decimal("0.375")}
+RESERVATIONS = {"SKU-0002@WH-MAIN": Decimal("0.375"), "SKU-0003@WH-EAST": Decimal("1.5")}
 POLICIES = Policies(orphan_in_crm="zero", duplicate_in_crm="invalidate_extras")
 STOCK = "StockObj"
 
@@ -364,7 +365,7 @@ STEPS = (Decimal("0.001"), Decimal("-0.001"))
 
 def shown(key: StockKey, level: Decimal) -> tuple[Decimal, Decimal]:
     """Real and available stock of ``level`` as StockObj shows them (2 dp, half-even)."""
-    value = level_value(key, level, RESERVATIONS)
+    value = level_value(level, static_reserved(key, RESERVATIONS))
     return at_places(value.real, 2), at_places(value.available, 2)
 
 
