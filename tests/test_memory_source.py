@@ -71,8 +71,32 @@ def contract_remove_line(contract_source: MemoryErp) -> Callable[[], str]:
     return remove
 
 
+@pytest.fixture
+def contract_reserve(
+    contract_source: MemoryErp,
+) -> Callable[[str, str, Decimal], Callable[[], None]]:
+    def reserve(sku: str, warehouse: str, qty: Decimal) -> Callable[[], None]:
+        contract_source.reserve(sku, warehouse, qty)
+        return lambda: contract_source.reserve(sku, warehouse, 0)
+
+    return reserve
+
+
 class TestMemoryContract(ErpSourceContract):
     pass
+
+
+class TestMemoryWithoutReservationsContract(ErpSourceContract):
+    """An ERP that keeps no reservations: ``reserved()`` says so with None."""
+
+    @pytest.fixture
+    def contract_source(self, contract_source: MemoryErp) -> MemoryErp:
+        contract_source.keeps_reservations = False
+        return contract_source
+
+    @pytest.fixture
+    def contract_reserve(self) -> None:
+        return None
 
 
 def _complete(erp: MemoryErp, since: Cursor | None, page_size: int) -> list[frozenset[str]]:

@@ -11,6 +11,10 @@ Fixtures a subclass provides:
   several lines of the contract data, as a user's edit of the document in the ERP
   would, and returns the removed line's movement key. Without it the
   line-removal test is skipped.
+- ``contract_reserve`` (optional; a source that reports reserved stock provides it):
+  a callable ``(sku, warehouse, qty) -> release`` that reserves ``qty`` of a key the
+  contract data holds stock of, as an order would in the ERP, and returns a callable
+  that releases that reservation. Without it the source must report None.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from sync.model import Cursor, Movement, MovementKind, OnHand, StockKey, document_key
+from sync.model import Cursor, Movement, MovementKind, OnHand, Reserved, StockKey, document_key
 from sync.ports import ErpSource
 from sync.pull import PullOptions
 from sync.pull import pull_all as pull_into_ledger
@@ -131,6 +135,35 @@ class ErpSourceContract:
             assert (row.sku, row.warehouse) not in seen, "one row per stock key"
             seen.add((row.sku, row.warehouse))
 
+    def test_reserved_is_a_snapshot_or_none(
+        self, contract_source: ErpSource, request: pytest.FixtureRequest
+    ) -> None:
+        """``reserved()``: None for an ERP without reservations, else typed items whose
+        quantities per key add up; a reservation shows, and a release drops it out."""
+        reserve = _optional_fixture(request, "contract_reserve")
+        if reserve is None:
+            assert contract_source.reserved() is None, (
+                "a source that reports reservations provides contract_reserve"
+            )
+            return
+
+        def snapshot() -> dict[StockKey, Decimal]:
+            items = contract_source.reserved()
+            assert items is not None, "this source reports reservations"
+            totals: dict[StockKey, Decimal] = {}
+            for item in items:
+                assert isinstance(item, Reserved) and isinstance(item.qty, Decimal)
+                totals[item.stock_key] = totals.get(item.stock_key, Decimal(0)) + item.qty
+            return {k: q for k, q in totals.items() if q}
+
+        before = snapshot()
+        row = next(iter(contract_source.on_hand()))
+        release = reserve(row.sku, row.warehouse, Decimal(3))
+        held = before.get(row.stock_key, Decimal(0))
+        assert snapshot() == {**before, row.stock_key: held + 3}
+        release()
+        assert snapshot() == before
+
     def test_errors_map_to_typed_errors(
         self, contract_source: ErpSource, contract_page_size: int, contract_faults: list[FaultCase]
     ) -> None:
@@ -182,3 +215,11 @@ class ErpSourceContract:
                 assert (sibling.active, sibling.qty) == (was.active, was.qty), key
         finally:
             store.close()
+
+
+def _optional_fixture(request: pytest.FixtureRequest, name: str) -> Any:
+    """The value of fixture ``name``, or None when the test class does not define it."""
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        return None
