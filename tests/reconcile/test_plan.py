@@ -9,9 +9,9 @@ import pytest
 from sync.model import StockKey
 from sync.reconcile import (
     Action,
-    AvailableCheck,
     CrmRecord,
     CrmValue,
+    FigureCheck,
     Finding,
     FindingKind,
     Policies,
@@ -227,19 +227,21 @@ def test_a_duplicate_key_is_also_compared_through_the_record_kept() -> None:
     assert [r.crm_id for r in found[2].extras] == ["c4", "c5"]
 
 
-def test_an_edit_of_available_stock_alone_is_crm_modified() -> None:
-    """Real stock as written, available edited by a person: found (with the reservations)."""
+def test_an_edit_of_available_stock_alone_is_crm_available_modified() -> None:
+    """Real stock as written, available edited by a person: its own kind (reservations known)."""
 
-    def reserved(key: StockKey) -> Decimal:
+    def static(key: StockKey) -> Decimal:
         return d(3) if key == A else d(0)
 
     crm = [(A, CrmValue(d(10), "c1", available=d(4))), (B, CrmValue(d(5), "c2", available=d(5)))]
     levels = [(A, d(10)), (B, d(5))]
-    found = plan(levels, levels, crm, levels, available=AvailableCheck(reserved))
-    assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
-    # 10 − 3 = 7 is what stocksync writes: in sync; without reservations known, not compared
+    found = plan(levels, levels, crm, levels, figures=FigureCheck(static))
+    assert kinds(found) == [(FindingKind.CRM_AVAILABLE_MODIFIED, A, Action.OVERWRITE)]
+    f = found[0]
+    assert (f.erp, f.ledger, f.crm, f.pushed, f.crm_id) == (None, d(7), d(4), d(7), "c1")
+    # 10 − 3 = 7 is what stocksync writes: in sync; without figures, not compared
     crm[0] = (A, CrmValue(d(10), "c1", available=d(7)))
-    assert plan(levels, levels, crm, levels, available=AvailableCheck(reserved)) == []
+    assert plan(levels, levels, crm, levels, figures=FigureCheck(static)) == []
     crm[0] = (A, CrmValue(d(10), "c1", available=d(4)))
     assert plan(levels, levels, crm, levels) == []
 
@@ -253,8 +255,8 @@ def test_available_is_compared_at_its_own_fields_precision() -> None:
 
     crm = [(A, CrmValue(d("7.4"), "c1", available=d(7)))]
     levels = [(A, d("7.4"))]
-    at_whole = AvailableCheck(lambda key: d(0), whole)
-    assert plan(levels, levels, crm, levels, shown=two_places, available=at_whole) == []
-    at_cents = AvailableCheck(lambda key: d(0), two_places)
-    found = plan(levels, levels, crm, levels, shown=two_places, available=at_cents)
-    assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
+    at_whole = FigureCheck(available=whole)
+    assert plan(levels, levels, crm, levels, shown=two_places, figures=at_whole) == []
+    at_cents = FigureCheck(available=two_places)
+    found = plan(levels, levels, crm, levels, shown=two_places, figures=at_cents)
+    assert kinds(found) == [(FindingKind.CRM_AVAILABLE_MODIFIED, A, Action.OVERWRITE)]
