@@ -135,7 +135,8 @@ class Finding:
     The values are in the figure the kind is about. On hand (drift, ``crm_modified``,
     missing, orphan, duplicate, in flux): E, L, C, P. ``reserved_drift``: the
     ERP's reserved, the stored reserved, the CRM's blocked figure, None.
-    ``crm_reserved_modified``: the ERP's reserved (None when it keeps none), the
+    ``crm_reserved_modified``: the ERP's reserved (None when it keeps none, or when
+    the key has no reservation in its snapshot nor stored), the
     reserved stocksync writes (stored + static), the CRM's blocked figure, None
     (the binding keeps no reserved figure). ``crm_available_modified``: None,
     L − reserved, the CRM's available figure, P − reserved.
