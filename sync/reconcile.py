@@ -290,8 +290,9 @@ def _decide(
             yield finding(FindingKind.MISSING_IN_CRM, _wins(policies.missing_in_crm, Action.CREATE))
         return
     if not known:
-        # a CRM record at zero with no stock anywhere agrees with the ERP (e.g. one we zeroed)
-        if c.qty != 0:
+        # a CRM record at zero with no stock anywhere agrees with the ERP (e.g. one we zeroed);
+        # all of it: an available or blocked figure left on it still shows stock
+        if c.qty or c.available or c.reserved:
             zero = policies.orphan_in_crm == "zero"
             yield finding(FindingKind.ORPHAN_IN_CRM, Action.ZERO if zero else Action.NONE)
         return

@@ -411,3 +411,16 @@ def test_a_key_in_flux_still_has_its_reserved_drift() -> None:
         (FindingKind.IN_FLUX, A, Action.NONE),
         (FindingKind.RESERVED_DRIFT, A, Action.STORE),
     ]
+
+
+def test_an_orphan_at_zero_with_available_stock_left_is_still_an_orphan() -> None:
+    """Real 0 but available 0.25 (a person's edit): the record still shows stock."""
+    zero = Policies(orphan_in_crm="zero")
+    crm = [(C, CrmValue(d(0), "c9", available=d("0.25"), reserved=d(0)))]
+    assert kinds(plan([], [], crm, [], policies=zero)) == [
+        (FindingKind.ORPHAN_IN_CRM, C, Action.ZERO)
+    ]
+    crm = [(C, CrmValue(d(0), "c9", available=d(0), reserved=d(2)))]
+    assert kinds(plan([], [], crm, [])) == [(FindingKind.ORPHAN_IN_CRM, C, Action.NONE)]
+    crm = [(C, CrmValue(d(0), "c9", available=d(0), reserved=d(0)))]
+    assert plan([], [], crm, [], policies=zero) == []
