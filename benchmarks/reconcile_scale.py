@@ -104,21 +104,22 @@ class GeneratedCrm(MemoryCrm):
     def __init__(self, keys: int) -> None:
         super().__init__()
         self.keys = keys
-        self.edited: dict[str, tuple[StockKey, Decimal]] = {}
+        #: crm id → (key, real, available) of the records written or edited since
+        self.edited: dict[str, tuple[StockKey, Decimal, Decimal]] = {}
 
     def read_levels(self) -> Iterator[CrmLevel]:
         self.calls["read_levels"] += 1
         for i in range(self.keys):
             crm_id = f"L{i}"
-            key, qty = self.edited.get(crm_id, (key_of(i), qty_of(i)))
-            yield CrmLevel(key.sku, key.warehouse, qty, crm_id, qty)
+            key, qty, available = self.edited.get(crm_id, (key_of(i), qty_of(i), qty_of(i)))
+            yield CrmLevel(key.sku, key.warehouse, qty, crm_id, available)
         for crm_id, r in self.levels.items():  # records created or written since
             if crm_id not in self.edited:
                 yield CrmLevel(r.key.sku, r.key.warehouse, r.value.real, crm_id, r.value.available)
 
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
         self.calls["update_level"] += 1
-        self.edited[crm_id] = (key, value.real)
+        self.edited[crm_id] = (key, value.real, value.available)
 
 
 def _chunks(n: int, size: int = 50_000) -> Iterator[range]:
@@ -168,7 +169,7 @@ def run(keys: int = 100_000) -> dict[str, Any]:
         setup_s = time.perf_counter() - t0
         rss_before = _peak_rss_mb()
         # a few differences of each kind
-        crm.edited["L1"] = (key_of(1), Decimal(-1))  # someone edits the CRM
+        crm.edited["L1"] = (key_of(1), Decimal(-1), qty_of(1))  # someone edits real stock
         erp.changed[key_of(2)] = Decimal(9999)  # a movement the pull missed
         erp.changed[StockKey("NEWSKU", "WH0")] = Decimal(5)  # new in the ERP
         orphan = StockKey("ZZORPHAN", "WH0")  # a CRM record the ERP never had

@@ -39,7 +39,10 @@ app.add_typer(alerts_app, name="alerts")
 PipelineOpt = Annotated[str | None, typer.Option("--pipeline", help="only this pipeline")]
 KINDS = (
     "erp_ledger_drift",
+    "reserved_drift",
     "crm_modified",
+    "crm_reserved_modified",
+    "crm_available_modified",
     "missing_in_crm",
     "orphan_in_crm",
     "duplicate_in_crm",
@@ -79,7 +82,7 @@ def reconcile_cmd(
         str | None, typer.Option("--only", help=f"one kind: {', '.join(KINDS)}")
     ] = None,
 ) -> None:
-    """Three-way reconcile: ERP on-hand vs ledger vs CRM.
+    """Three-way reconcile: ERP on-hand and reserved vs ledger vs CRM.
 
     Without --apply it prints the plan: no adjustment, no CRM write (it does pull
     the ERP into the ledger first). Exit 0 in sync, 1 differences found (with

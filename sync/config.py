@@ -150,6 +150,12 @@ class ReconcileSettings(StrictModel):
     orphan_in_crm: Literal["report_only", "zero"] = "report_only"
     #: two or more live CRM records for one key: keep the bound one, invalidate the others
     duplicate_in_crm: Literal["report_only", "invalidate_extras"] = "report_only"
+    #: the ERP's reserved stock ≠ the figure stored: store the ERP's and push the key
+    reserved_drift: Policy = "erp_wins"
+    #: the CRM's blocked figure edited: push the key again
+    crm_reserved_modified: Policy = "erp_wins"
+    #: the CRM's available figure edited: push the key again
+    crm_available_modified: Policy = "erp_wins"
 
 
 class WebhookSettings(StrictModel):

@@ -284,6 +284,8 @@ class CrmLevel:
     qty: Decimal
     crm_id: str
     available: Decimal | None = None
+    #: the record's blocked (reserved) figure, when the CRM keeps one (Fxiaoke ``blocked_stock``)
+    reserved: Decimal | None = None
 
     @property
     def stock_key(self) -> StockKey:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from sync.model import CrmLevel, Cursor, LevelValue, Movement, OnHand, Page, Reserved, StockKey
@@ -100,6 +101,13 @@ class CrmSink(Protocol):
         CRM with it, so a level the CRM cannot hold exactly is neither re-pushed nor
         reported. A rounded number is quantized (its exponent is the field's: 2 dp →
         ``Decimal("139.62")``); a sink that stores any value returns ``value`` itself.
+        """
+        ...
+
+    def shown_reserved(self, value: LevelValue) -> Decimal:
+        """The blocked (reserved) figure the CRM shows once ``value`` is written:
+        ``shown_level(value).reserved`` (real − available as rounded), at the blocked
+        field's own precision. Reconcile compares the CRM's blocked figure with it.
         """
         ...
 

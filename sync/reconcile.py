@@ -1,21 +1,28 @@
 """Three-way reconcile, the decision half (DESIGN §6): ERP vs ledger vs CRM, no I/O.
 
-``plan`` merge-joins four inputs sorted by (sku, warehouse) — ERP on-hand (E),
-ledger levels (L), CRM values (C) and last pushed values (P) — in one pass, so
-memory stays flat however many keys there are: only the findings are kept.
-``sync.reconcile_run`` fetches the inputs and applies the findings.
+``plan`` merge-joins five inputs sorted by (sku, warehouse) — ERP on-hand (E),
+ledger levels (L), CRM values (C), last pushed values (P) and reserved stock
+(the ERP's snapshot beside the figure stored by the last cycle) — in one pass,
+so memory stays flat however many keys there are: only the findings are kept.
+Each of the CRM's three figures (real, available, blocked) has its own finding
+kind. ``sync.reconcile_run`` fetches the inputs and applies the findings.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Set
+from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from sync.model import StockKey
+from sync.reconcile_figures import FigureCheck as FigureCheck
+from sync.reconcile_figures import Shown as Shown
+from sync.reconcile_figures import available_edited, reserved_edited
+from sync.reconcile_figures import exact as exact
+from sync.reconcile_figures import shows as shows
 
 if TYPE_CHECKING:
     from sync.reconcile_run import ReconcileResult
@@ -24,7 +31,14 @@ if TYPE_CHECKING:
 
 class FindingKind(StrEnum):
     ERP_LEDGER_DRIFT = "erp_ledger_drift"
+    #: the ERP's reserved stock differs from the figure the last cycle stored
+    RESERVED_DRIFT = "reserved_drift"
+    #: real stock (on hand) edited in the CRM
     CRM_MODIFIED = "crm_modified"
+    #: the blocked (reserved) figure edited in the CRM
+    CRM_RESERVED_MODIFIED = "crm_reserved_modified"
+    #: the available figure edited in the CRM
+    CRM_AVAILABLE_MODIFIED = "crm_available_modified"
     MISSING_IN_CRM = "missing_in_crm"
     ORPHAN_IN_CRM = "orphan_in_crm"
     DUPLICATE_IN_CRM = "duplicate_in_crm"
@@ -36,6 +50,8 @@ class Action(StrEnum):
     NONE = "none"
     #: write an ADJUSTMENT movement so that L = E
     ADJUST = "adjust"
+    #: store the ERP's reserved figure and queue the key for a push
+    STORE = "store"
     #: push the ledger level over the CRM's value
     OVERWRITE = "overwrite"
     #: create the CRM record
@@ -47,40 +63,14 @@ class Action(StrEnum):
 
 
 Policy = Literal["erp_wins", "report_only"]
-#: a quantity as the CRM shows it (``CrmSink.shown_level``), e.g. 139.625 → 139.62
-Shown = Callable[[Decimal], Decimal]
-
-
-def exact(qty: Decimal) -> Decimal:
-    """A CRM that holds every quantity exactly."""
-    return qty
-
-
-def shows(crm: Decimal, qty: Decimal, shown: Shown = exact) -> bool:
-    """Does a CRM value ``crm`` show ``qty`` at the CRM field's precision?
-
-    Yes when it is the value stocksync writes (``shown``: half-even, 139.625 →
-    139.62); and, when that rounds, also any value within half a unit of the
-    field's last place — 139.63 is a correct rounding of 139.625 too (half-up, as
-    a person or another tool may round), so it is not a CRM edit.
-    """
-    if crm == qty:  # the common case, without asking the sink
-        return True
-    written = shown(qty)
-    if crm == written:
-        return True
-    if written == qty:
-        return False
-    exponent = written.as_tuple().exponent
-    if not isinstance(exponent, int):
-        return False
-    return abs(crm - qty) <= Decimal(5).scaleb(exponent - 1)
-
 
 #: the kinds that are differences (in_flux is a "look again next time", not a conflict)
 CONFLICT_KINDS = (
     FindingKind.ERP_LEDGER_DRIFT,
+    FindingKind.RESERVED_DRIFT,
     FindingKind.CRM_MODIFIED,
+    FindingKind.CRM_RESERVED_MODIFIED,
+    FindingKind.CRM_AVAILABLE_MODIFIED,
     FindingKind.MISSING_IN_CRM,
     FindingKind.ORPHAN_IN_CRM,
     FindingKind.DUPLICATE_IN_CRM,
@@ -96,6 +86,9 @@ class Policies:
     missing_in_crm: Policy = "erp_wins"
     orphan_in_crm: Literal["report_only", "zero"] = "report_only"
     duplicate_in_crm: Literal["report_only", "invalidate_extras"] = "report_only"
+    reserved_drift: Policy = "erp_wins"
+    crm_reserved_modified: Policy = "erp_wins"
+    crm_available_modified: Policy = "erp_wins"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +112,35 @@ class CrmValue:
     extras: tuple[CrmRecord, ...] = ()
     #: the record's available figure, when the CRM keeps one (compared with L − reserved)
     available: Decimal | None = None
+    #: the record's blocked figure, when the CRM keeps one (compared with reserved)
+    reserved: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedValue:
+    """A key's reserved stock: the ERP's snapshot figure and the one the last cycle stored.
+
+    ``erp`` is None when the ERP keeps no reservations (``ErpSource.reserved`` gave
+    None): nothing to compare then. Neither includes the static overlay.
+    """
+
+    erp: Decimal | None
+    stored: Decimal
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One difference for one stock key, with every value seen and the action implied."""
+    """One difference for one stock key, with every value seen and the action implied.
+
+    The values are in the figure the kind is about. On hand (drift, ``crm_modified``,
+    missing, orphan, duplicate, in flux): E, L, C, P. ``reserved_drift``: the
+    ERP's reserved, the stored reserved, the CRM's blocked figure, None.
+    ``crm_reserved_modified``: the ERP's reserved (None when it keeps none, or when
+    the key has no reservation in its snapshot nor stored), the
+    reserved stocksync writes (stored + static), the CRM's blocked figure, None
+    (the binding keeps no reserved figure). ``crm_available_modified``: None,
+    L − reserved, the CRM's available figure, P − reserved.
+    """
 
     kind: FindingKind
     key: StockKey
@@ -152,6 +169,7 @@ class _Row:
     ledger: Decimal | None = None
     crm: CrmValue | None = None
     pushed: Decimal | None = None
+    reserved: ReservedValue | None = None
 
 
 def _tagged(
@@ -175,23 +193,26 @@ def merge(
     ledger: Iterable[tuple[StockKey, Decimal]],
     crm: Iterable[tuple[StockKey, CrmValue]],
     pushed: Iterable[tuple[StockKey, Decimal | None]],
+    reserved: Iterable[tuple[StockKey, ReservedValue]] = (),
 ) -> Iterator[_Row]:
-    """Full outer merge-join of four key-sorted streams, one row per key."""
-    streams = [
-        _tagged(source, index, side)
-        for index, (side, source) in enumerate(
-            (("erp", erp), ("ledger", ledger), ("crm", crm), ("pushed", pushed))
-        )
-    ]
+    """Full outer merge-join of five key-sorted streams, one row per key."""
+    sides: tuple[tuple[str, Iterable[tuple[StockKey, object]]], ...] = (
+        ("erp", erp),
+        ("ledger", ledger),
+        ("crm", crm),
+        ("pushed", pushed),
+        ("reserved", reserved),
+    )
+    streams = [_tagged(source, index, side) for index, (side, source) in enumerate(sides)]
     current: tuple[str, str] | None = None
     current_key: StockKey | None = None
-    values: list[object] = [None, None, None, None]
+    values: list[object] = [None] * len(sides)
     # (order, side) pairs are unique, so tuples never compare keys or values
     for order, index, key, value in heapq.merge(*streams):
         if order != current:
             if current_key is not None:
                 yield _Row(current_key, *values)  # type: ignore[arg-type]
-            current, current_key, values = order, key, [None, None, None, None]
+            current, current_key, values = order, key, [None] * len(sides)
         values[index] = value
     if current_key is not None:
         yield _Row(current_key, *values)  # type: ignore[arg-type]
@@ -209,44 +230,47 @@ def _duplicates(row: _Row, policies: Policies) -> Iterator[Finding]:
         )
 
 
-#: the reservation of a key (available = level − reserved), as the push computes it
-Reserved = Callable[[StockKey], Decimal]
+def _wins(policy: str, action: Action) -> Action:
+    return action if policy == "erp_wins" else Action.NONE
 
 
-@dataclass(frozen=True, slots=True)
-class AvailableCheck:
-    """How to compare a CRM record's available figure: the key's reservation, and the
-    available field as the CRM shows it (its own precision, which may differ from real's)."""
+def _reserved_drift(row: _Row, policies: Policies) -> Iterator[Finding]:
+    """``reserved_drift`` when the ERP's reserved figure is not the one stored."""
+    r = row.reserved
+    if r is not None and r.erp is not None and r.erp != r.stored:
+        crm = row.crm.reserved if row.crm is not None else None
+        crm_id = row.crm.crm_id if row.crm is not None else None
+        action = _wins(policies.reserved_drift, Action.STORE)
+        kind = FindingKind.RESERVED_DRIFT
+        yield Finding(kind, row.key, r.erp, r.stored, crm, None, action, crm_id)
 
-    reserved: Reserved
-    shown: Shown = exact
 
-
-def _edited(
-    c: CrmValue,
-    reference: Decimal,
-    ledger_qty: Decimal,
-    shown: Shown,
-    available: AvailableCheck | None,
-    key: StockKey,
-) -> bool:
-    """Does the CRM show something stocksync neither wrote last nor would write now?
-
-    Real stock is compared with P (else L); available, when the CRM keeps it and the
-    reservations are known, with the same minus the key's reservation: a person who
-    edits available stock alone is found too."""
-    if not shows(c.qty, reference, shown) and not shows(c.qty, ledger_qty, shown):
-        return True
-    if c.available is None or available is None:
-        return False
-    r, show = available.reserved(key), available.shown
-    return not shows(c.available, reference - r, show) and not shows(
-        c.available, ledger_qty - r, show
-    )
+def _figures(
+    row: _Row, on_hand: tuple[Decimal, ...], policies: Policies, check: FigureCheck
+) -> Iterator[Finding]:
+    """The CRM's available and blocked figures against what stocksync last wrote
+    (P − r; the binding keeps on hand only, so r is the reservation stored now) and
+    what it would write now (L − r), r being the stored reservation plus the static one."""
+    c = row.crm
+    assert c is not None
+    stored = row.reserved.stored if row.reserved is not None else Decimal(0)
+    reserved = stored + check.static(row.key)
+    erp = row.reserved.erp if row.reserved is not None else None
+    ledger = on_hand[-1]
+    if c.reserved is not None and reserved_edited(c.reserved, on_hand, reserved, check):
+        action = _wins(policies.crm_reserved_modified, Action.OVERWRITE)
+        kind = FindingKind.CRM_RESERVED_MODIFIED
+        yield Finding(kind, row.key, erp, reserved, c.reserved, None, action, c.crm_id)
+    if c.available is not None and available_edited(c.available, on_hand, reserved, check):
+        action = _wins(policies.crm_available_modified, Action.OVERWRITE)
+        pushed = row.pushed - reserved if row.pushed is not None else None
+        kind = FindingKind.CRM_AVAILABLE_MODIFIED
+        available = ledger - reserved
+        yield Finding(kind, row.key, None, available, c.available, pushed, action, c.crm_id)
 
 
 def _decide(
-    row: _Row, policies: Policies, shown: Shown, available: AvailableCheck | None = None
+    row: _Row, policies: Policies, shown: Shown, figures: FigureCheck | None = None
 ) -> Iterator[Finding]:
     e, l_, c, p = row.erp, row.ledger, row.crm, row.pushed
     crm_qty = c.qty if c is not None else None
@@ -259,25 +283,26 @@ def _decide(
     ledger_qty = l_ if l_ is not None else Decimal(0)
     known = e is not None or l_ is not None
     if known and erp_qty != ledger_qty:
-        wins = policies.erp_ledger_drift == "erp_wins"
-        yield finding(FindingKind.ERP_LEDGER_DRIFT, Action.ADJUST if wins else Action.NONE)
+        yield finding(FindingKind.ERP_LEDGER_DRIFT, _wins(policies.erp_ledger_drift, Action.ADJUST))
+    yield from _reserved_drift(row, policies)
     if c is None:
         if erp_qty or ledger_qty:
-            wins = policies.missing_in_crm == "erp_wins"
-            yield finding(FindingKind.MISSING_IN_CRM, Action.CREATE if wins else Action.NONE)
+            yield finding(FindingKind.MISSING_IN_CRM, _wins(policies.missing_in_crm, Action.CREATE))
         return
     if not known:
-        # a CRM record at zero with no stock anywhere agrees with the ERP (e.g. one we zeroed)
-        if c.qty != 0:
+        # a CRM record at zero with no stock anywhere agrees with the ERP (e.g. one we zeroed);
+        # all of it: an available or blocked figure left on it still shows stock
+        if c.qty or c.available or c.reserved:
             zero = policies.orphan_in_crm == "zero"
             yield finding(FindingKind.ORPHAN_IN_CRM, Action.ZERO if zero else Action.NONE)
         return
     # C is compared with what we last wrote; never written: with the ledger. A CRM
     # already showing the ledger's value needs nothing, whatever the binding says.
     reference = p if p is not None else ledger_qty
-    if _edited(c, reference, ledger_qty, shown, available, row.key):
-        wins = policies.crm_modified == "erp_wins"
-        yield finding(FindingKind.CRM_MODIFIED, Action.OVERWRITE if wins else Action.NONE)
+    if not shows(c.qty, reference, shown) and not shows(c.qty, ledger_qty, shown):
+        yield finding(FindingKind.CRM_MODIFIED, _wins(policies.crm_modified, Action.OVERWRITE))
+    if figures is not None:
+        yield from _figures(row, (reference, ledger_qty), policies, figures)
 
 
 def plan(
@@ -288,24 +313,29 @@ def plan(
     in_flux: Set[StockKey] = frozenset(),
     policies: Policies = Policies(),
     shown: Shown = exact,
-    available: AvailableCheck | None = None,
+    figures: FigureCheck | None = None,
+    reserved: Iterable[tuple[StockKey, ReservedValue]] = (),
 ) -> list[Finding]:
-    """Every difference between E, L, C and P, with the action ``policies`` imply. Pure.
+    """Every difference between E, L, C, P and reserved stock, with the action
+    ``policies`` imply. Pure.
 
     Each input must be sorted by (sku, warehouse) with unique keys (ValueError
     otherwise). A missing ERP figure counts as zero when the ledger knows the key
     (ERPs leave empty stock out of on-hand). A CRM value with ``extras`` is a
     ``duplicate_in_crm``; the key's other findings compare the record kept. A key
     in ``in_flux`` moved while E was taken: it yields one ``in_flux`` finding and
-    no conflict, and is compared next time. The CRM is compared at its field's
-    precision (``shows``): a ledger 139.625 and a CRM 139.62 (or 139.63) are in
-    sync. With ``available``, a CRM value's available figure is compared too
-    (the same reference less the key's reservation, at the available field's
-    precision). Time is linear in the number
-    of keys; memory holds only findings.
+    no on-hand or CRM finding, and is compared next time (its ``reserved_drift``
+    is still found: the reserved snapshot does not depend on the movement). The
+    CRM is compared at its field's precision (``shows``): a ledger 139.625 and a
+    CRM 139.62 (or 139.63) are in sync. ``reserved``: the keys with reserved
+    stock in the ERP's snapshot or stored by the last cycle; one whose figures
+    differ is a ``reserved_drift``. With ``figures``, a CRM value's available and
+    blocked figures are compared too (``sync.reconcile_figures``), each its own
+    kind, against the stored reservation of the key plus its static one. Time
+    is linear in the number of keys; memory holds only findings.
     """
     findings: list[Finding] = []
-    for row in merge(erp_on_hand, ledger_levels, crm_levels, pushed):
+    for row in merge(erp_on_hand, ledger_levels, crm_levels, pushed, reserved):
         if row.key in in_flux:
             findings.append(
                 Finding(
@@ -319,9 +349,10 @@ def plan(
                     row.crm.crm_id if row.crm else None,
                 )
             )
+            findings.extend(_reserved_drift(row, policies))
             continue
         findings.extend(_duplicates(row, policies))
-        findings.extend(_decide(row, policies, shown, available))
+        findings.extend(_decide(row, policies, shown, figures))
     return findings
 
 

@@ -1,12 +1,14 @@
 """Three-way reconcile, the I/O half: fetch E, L, C, P (DESIGN §6.1), plan, apply.
 
 Sequence: baseline if the pipeline has none, catch up (pull), snapshot E, catch
-up again (keys moved by the second catch-up are in flux), read C, stream L and
-P from the state DB, ``plan``. With ``apply``: drift is first re-checked after
-a window rescan — a deleted ERP document must become an inactive line (and a
-``vanished_in_erp`` conflict), not an adjustment that a later rescan would
-count twice — then corrected by ADJUSTMENT movements; CRM edits are re-pushed,
-missing records created, orphans zeroed if configured, and the Pusher runs.
+up again (keys moved by the second catch-up are in flux), read the ERP's
+reserved snapshot and the stored one, read C, stream L and P from the state
+DB, ``plan``. With ``apply``: drift is first re-checked after a window rescan —
+a deleted ERP document must become an inactive line (and a ``vanished_in_erp``
+conflict), not an adjustment that a later rescan would count twice — then
+corrected by ADJUSTMENT movements; reserved figures that drifted are stored
+(``sync.reservations.store_reserved``), CRM edits are re-pushed, missing
+records created, orphans zeroed if configured, and the Pusher runs.
 Every conflict finding becomes a ``conflicts`` row and a log event.
 """
 
@@ -28,17 +30,19 @@ from sync.push import PushReport
 from sync.reconcile import (
     CONFLICT_KINDS,
     Action,
-    AvailableCheck,
     CrmRecord,
     CrmValue,
+    FigureCheck,
     Finding,
     FindingKind,
     Policies,
+    ReservedValue,
     plan,
 )
-from sync.reservations import static_reserved
+from sync.reservations import snapshot_totals, static_reserved, store_reserved
 from sync.runtime import Pipeline, ledger_options
 from sync.settings import mask
+from sync.state.schema import from_units
 from sync.state.scratch import SortedSpool
 from sync.state.store import LEVEL, StateStore, level_ref
 
@@ -51,6 +55,7 @@ Row = tuple[StockKey, Decimal]
 #: what a conflict row's ``resolution`` says once its action was applied
 RESOLUTIONS = {
     Action.ADJUST: "adjusted",
+    Action.STORE: "stored",
     Action.OVERWRITE: "overwritten",
     Action.CREATE: "created",
     Action.ZERO: "zeroed",
@@ -91,7 +96,14 @@ class ReconcileResult:
 def policies_of(pipeline: Pipeline) -> Policies:
     r = pipeline.settings.reconcile
     return Policies(
-        r.erp_ledger_drift, r.crm_modified, r.missing_in_crm, r.orphan_in_crm, r.duplicate_in_crm
+        r.erp_ledger_drift,
+        r.crm_modified,
+        r.missing_in_crm,
+        r.orphan_in_crm,
+        r.duplicate_in_crm,
+        r.reserved_drift,
+        r.crm_reserved_modified,
+        r.crm_available_modified,
     )
 
 
@@ -108,46 +120,97 @@ def _crm_sorted(pipeline: Pipeline, spool: SortedSpool) -> Iterator[tuple[StockK
     """The CRM's records by key. Several records for one key (duplicates, design note 23):
     the one bound is kept and compared, else the oldest (the one a push would bind)."""
     levels = pipeline.sink.read_levels()
-    spool.add((lvl.stock_key, lvl.qty, _pack(lvl.crm_id, lvl.available)) for lvl in levels)
+    spool.add(
+        (lvl.stock_key, lvl.qty, _pack(lvl.crm_id, lvl.available, lvl.reserved)) for lvl in levels
+    )
     for key, rows in spool.grouped():
         unpacked = [(qty, *_unpack(tag)) for qty, tag in rows]
-        records = [CrmRecord(crm_id, qty) for qty, crm_id, _ in unpacked]
-        available = {crm_id: avail for _, crm_id, avail in unpacked}
+        records = [CrmRecord(crm_id, qty) for qty, crm_id, _, _ in unpacked]
+        figures = {crm_id: (avail, blocked) for _, crm_id, avail, blocked in unpacked}
         kept = records[0]
         if len(records) > 1:
             binding = pipeline.store.binding(pipeline.name, LEVEL, level_ref(key))
             bound = [r for r in records if binding is not None and r.crm_id == binding.crm_id]
             kept = bound[0] if bound else kept
         extras = tuple(r for r in records if r is not kept)
-        yield key, CrmValue(kept.qty, kept.crm_id, extras, available.get(kept.crm_id))
+        yield key, CrmValue(kept.qty, kept.crm_id, extras, *figures[kept.crm_id])
 
 
-def _pack(crm_id: str, available: Decimal | None) -> str:
-    """A CRM record's id and available figure as one spool tag (ids hold no \x1f)."""
-    return f"{crm_id}\x1f{'' if available is None else available}"
+def _pack(crm_id: str, available: Decimal | None, reserved: Decimal | None) -> str:
+    """A CRM record's id, available and blocked figures as one spool tag (ids hold no \x1f)."""
+    figures = ("" if q is None else str(q) for q in (available, reserved))
+    return "\x1f".join((crm_id, *figures))
 
 
-def _unpack(tag: str | None) -> tuple[str, Decimal | None]:
-    crm_id, _, available = (tag or "").partition("\x1f")
-    return crm_id, Decimal(available) if available else None
+def _unpack(tag: str | None) -> tuple[str, Decimal | None, Decimal | None]:
+    crm_id, available, reserved = (tag or "\x1f\x1f").split("\x1f")
+    return crm_id, _opt(available), _opt(reserved)
+
+
+def _opt(text: str) -> Decimal | None:
+    return Decimal(text) if text else None
+
+
+def _reserved_sorted(pipeline: Pipeline) -> list[tuple[StockKey, ReservedValue]]:
+    """The keys with reserved stock in the ERP's snapshot or stored by the last cycle,
+    sorted, with both figures (``erp`` None when the ERP keeps no reservations).
+
+    Held in memory, not spooled: the port's contract makes the snapshot the keys
+    with reserved stock (``ErpSource.reserved``), and ``refresh_reservations``
+    already holds the stored figures the same way every cycle — both grow with
+    open reservations, not with the keys of the pipeline.
+    """
+    snapshot = pipeline.source.reserved()
+    stored = pipeline.store.reserved_units(pipeline.name)
+    erp = snapshot_totals(snapshot) if snapshot is not None else None
+    keys = sorted(stored.keys() | (erp or {}).keys())
+    return [
+        (
+            key,
+            ReservedValue(
+                None if erp is None else erp.get(key, Decimal(0)),
+                from_units(stored.get(key, 0)),
+            ),
+        )
+        for key in keys
+    ]
 
 
 def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[Finding], int]:
-    """Fetch the four sides (DESIGN §6.1) and plan; returns the findings and keys compared."""
+    """Fetch the five sides (DESIGN §6.1) and plan; returns the findings and keys compared."""
     pipeline.ensure_baseline(run_id)
     _catch_up(pipeline, run_id)
     # both snapshots are spooled to disk and read back sorted: memory stays flat
     with SortedSpool() as erp_spool, SortedSpool() as crm_spool:
         erp = _erp_sorted(pipeline, erp_spool)
         in_flux = _catch_up(pipeline, run_id)
+        reserved = _reserved_sorted(pipeline)
         crm = _crm_sorted(pipeline, crm_spool)
-        return _plan(pipeline, erp, crm, in_flux, policies)
+        return _plan(pipeline, erp, crm, reserved, in_flux, policies)
+
+
+def _figure_check(pipeline: Pipeline) -> FigureCheck:
+    """The CRM's available and blocked figures at their fields' precision, and the static
+    reservations (``push.reservations``) added to the stored ones."""
+    sink, reservations = pipeline.sink, pipeline.settings.push.reservations
+
+    def static(key: StockKey) -> Decimal:
+        return static_reserved(key, reservations)
+
+    def available(qty: Decimal) -> Decimal:
+        return sink.shown_level(LevelValue(qty, qty)).available
+
+    def reserved(on_hand: Decimal, qty: Decimal) -> Decimal:
+        return sink.shown_reserved(LevelValue(on_hand, on_hand - qty))
+
+    return FigureCheck(static, available, reserved)
 
 
 def _plan(
     pipeline: Pipeline,
     erp: Iterator[tuple[StockKey, Decimal]],
     crm: Iterator[tuple[StockKey, CrmValue]],
+    reserved: list[tuple[StockKey, ReservedValue]],
     in_flux: set[StockKey],
     policies: Policies,
 ) -> tuple[list[Finding], int]:
@@ -162,21 +225,15 @@ def _plan(
     # one streamed query feeds two sides; tee buffers only the small lag between them
     ledger_rows, pushed_rows = itertools.tee(store.iter_level_bindings(pipeline.name))
     pushed = ((k, p) for k, _, p in pushed_rows if p is not None)
-    reservations = pipeline.settings.push.reservations
-
-    def reserved(key: StockKey) -> Decimal:
-        return store.reserved(pipeline.name, key) + static_reserved(key, reservations)
-
     sink = pipeline.sink
 
     def shown(qty: Decimal) -> Decimal:  # real stock as the CRM shows it
         return sink.shown_level(LevelValue(qty, qty)).real
 
-    def shown_available(qty: Decimal) -> Decimal:  # at the available field's precision
-        return sink.shown_level(LevelValue(qty, qty)).available
-
-    available = AvailableCheck(reserved, shown_available)
-    findings = plan(erp, ledger(ledger_rows), crm, pushed, in_flux, policies, shown, available)
+    figures = _figure_check(pipeline)
+    findings = plan(
+        erp, ledger(ledger_rows), crm, pushed, in_flux, policies, shown, figures, reserved
+    )
     return findings, counter[0]
 
 
@@ -232,17 +289,36 @@ def _settle_drift(pipeline: Pipeline, drift: list[Finding], result: ReconcileRes
 
 
 def _force_push(store: StateStore, pipeline: str, findings: list[Finding], now: datetime) -> None:
-    """Make the pusher write these keys: forget the pushed hash (or the dead binding), enqueue."""
+    """Make the pusher write these keys: forget the pushed hash (or the dead binding), enqueue.
+
+    Once per key (a key may have several findings, one per figure). The on hand last
+    pushed stays as the binding has it: a finding's ``pushed`` is in its own figure.
+    """
+    by_ref = {level_ref(f.key): f for f in findings}
+    # read before the transaction: a second connection must not run inside it
+    bindings = {ref: store.binding(pipeline, LEVEL, ref) for ref in by_ref}
     with store.transaction() as tx:
-        for f in findings:
-            ref = level_ref(f.key)
+        for ref, f in by_ref.items():
+            binding = bindings[ref]
             if f.kind is FindingKind.MISSING_IN_CRM:
                 tx.unbind(pipeline, LEVEL, ref)
             elif f.crm_id is not None:
+                pushed = binding.pushed_qty if binding is not None else None
                 tx.bind(
-                    pipeline, LEVEL, ref, f.crm_id, pushed_hash=None, pushed_qty=f.pushed, now=None
+                    pipeline, LEVEL, ref, f.crm_id, pushed_hash=None, pushed_qty=pushed, now=None
                 )
-        tx.enqueue(pipeline, LEVEL, [level_ref(f.key) for f in findings], now)
+        tx.enqueue(pipeline, LEVEL, list(by_ref), now)
+
+
+def _store_reserved(pipeline: Pipeline, drift: list[Finding]) -> list[Finding]:
+    """Store the ERP's reserved figure of each ``reserved_drift`` and queue its key; a
+    figure finer than the pipeline's precision is refused (``reserved_inexact``), not done."""
+    figures = {f.key: f.erp for f in drift if f.erp is not None}
+    precision = ledger_options(pipeline.settings).precision
+    stored = store_reserved(
+        pipeline.store, pipeline.name, figures, now=pipeline.now(), precision=precision
+    )
+    return [f for f in drift if f.key in stored]
 
 
 def _zero_orphans(pipeline: Pipeline, orphans: list[Finding]) -> list[Finding]:
@@ -313,6 +389,8 @@ def apply(pipeline: Pipeline, result: ReconcileResult) -> None:
         by_action[f.action].append(f)
     if by_action[Action.ADJUST]:
         _settle_drift(pipeline, by_action[Action.ADJUST], result)
+    if by_action[Action.STORE]:
+        result.done += _store_reserved(pipeline, by_action[Action.STORE])
     repush = by_action[Action.OVERWRITE] + by_action[Action.CREATE]
     if repush:
         _force_push(pipeline.store, pipeline.name, repush, pipeline.now())

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 import structlog
 
-from sync.model import STORE_PRECISION, LevelValue, StockKey, exact_units
+from sync.model import STORE_PRECISION, LevelValue, Reserved, StockKey, exact_units
 from sync.ports import ErpSource
 from sync.state.store import LEVEL, StateStore, level_ref
+from sync.state.tx import Tx
 
 log = structlog.get_logger("stocksync.reservations")
 
@@ -71,6 +72,88 @@ class ReservationReport:
     rejected: int = 0
 
 
+def snapshot_totals(snapshot: Iterable[Reserved]) -> dict[StockKey, Decimal]:
+    """An ERP's reserved snapshot summed per key (items for one key add up, ``ErpSource.reserved``).
+
+    Keys whose items sum to zero are kept (at 0): stored as nothing, i.e. released.
+    """
+    totals: dict[StockKey, Decimal] = defaultdict(Decimal)
+    for item in snapshot:
+        totals[item.stock_key] += item.qty
+    return dict(totals)
+
+
+def _changes(
+    stored: Mapping[StockKey, int], totals: Mapping[StockKey, Decimal], precision: int
+) -> tuple[dict[StockKey, int], dict[StockKey, Decimal], int]:
+    """(changed keys → new micro-units, 0 = released; figures too fine to store; keys reserved).
+
+    ``stored`` are the keys compared: a key of ``stored`` absent from ``totals`` is released.
+    A figure with more decimals than ``precision`` keeps the stored one (never rounded).
+    """
+    fresh: dict[StockKey, int] = {}
+    inexact: dict[StockKey, Decimal] = {}
+    for key, qty in totals.items():
+        units = exact_units(qty, precision)
+        if units is None:
+            inexact[key] = qty
+            units = stored.get(key, 0)
+        if units:
+            fresh[key] = units
+    changes = {
+        key: fresh.get(key, 0)
+        for key in stored.keys() | fresh.keys()
+        if stored.get(key, 0) != fresh.get(key, 0)
+    }
+    return changes, inexact, len(fresh)
+
+
+def _record_inexact(
+    tx: Tx, pipeline: str, inexact: Mapping[StockKey, Decimal], now: datetime, precision: int
+) -> None:
+    for key, qty in sorted(inexact.items()):
+        tx.record_conflict(
+            kind=INEXACT,
+            pipeline=pipeline,
+            ref=level_ref(key),
+            now=now,
+            erp=qty,
+            detail={
+                "message": f"the ERP reports {qty:f} reserved, more than {precision} "
+                "decimal places; the previous figure is kept (raise "
+                "pipelines[].precision if the ERP really counts this finely)"
+            },
+        )
+
+
+def store_reserved(
+    store: StateStore,
+    pipeline: str,
+    figures: Mapping[StockKey, Decimal],
+    *,
+    now: datetime,
+    precision: int = STORE_PRECISION,
+) -> set[StockKey]:
+    """Store the ERP's reserved figure of just these keys and queue those that changed.
+
+    ``figures``: key → the ERP's reserved stock (0 = released), e.g. reconcile's
+    ``reserved_drift`` findings under ``erp_wins``. Other keys and the static
+    overlay are left alone. One transaction, with the same diff and the same
+    refusal of a too-fine figure (a ``reserved_inexact`` conflict) as
+    ``refresh_reservations``. Returns the keys whose stored figure now is the
+    given one (changed or already equal); a too-fine figure's key is not among them.
+    """
+    every = store.reserved_units(pipeline)
+    stored = {key: every[key] for key in figures if key in every}
+    changes, inexact, _ = _changes(stored, figures, precision)
+    if changes or inexact:
+        with store.transaction() as tx:
+            tx.set_reserved(pipeline, changes, now)
+            tx.enqueue(pipeline, LEVEL, [level_ref(k) for k in sorted(changes)], now)
+            _record_inexact(tx, pipeline, inexact, now, precision)
+    return set(figures) - set(inexact)
+
+
 def refresh_reservations(
     store: StateStore,
     source: ErpSource,
@@ -91,24 +174,8 @@ def refresh_reservations(
     """
     snapshot = source.reserved()
     report = ReservationReport(supported=snapshot is not None)
-    totals: dict[StockKey, Decimal] = defaultdict(Decimal)
-    for item in snapshot if snapshot is not None else ():
-        totals[item.stock_key] += item.qty
-    stored = store.reserved_units(pipeline)
-    fresh: dict[StockKey, int] = {}
-    inexact: dict[StockKey, Decimal] = {}
-    for key, qty in totals.items():
-        units = exact_units(qty, precision)
-        if units is None:
-            inexact[key] = qty
-            units = stored.get(key, 0)
-        if units:
-            fresh[key] = units
-    changes = {
-        key: fresh.get(key, 0)
-        for key in stored.keys() | fresh.keys()
-        if stored.get(key, 0) != fresh.get(key, 0)
-    }
+    totals = snapshot_totals(snapshot if snapshot is not None else ())
+    changes, inexact, report.keys = _changes(store.reserved_units(pipeline), totals, precision)
     old_static: dict[str, str] = json.loads(store.meta(pipeline, STATIC_META) or "{}")
     new_static = {ref: format(qty, "f") for ref, qty in sorted(static.items())}
     static_changed = {
@@ -123,20 +190,8 @@ def refresh_reservations(
             tx.enqueue(pipeline, LEVEL, [level_ref(k) for k in queue], now)
             if old_static != new_static:
                 tx.set_meta(pipeline, STATIC_META, json.dumps(new_static, sort_keys=True))
-            for key, qty in sorted(inexact.items()):
-                tx.record_conflict(
-                    kind=INEXACT,
-                    pipeline=pipeline,
-                    ref=level_ref(key),
-                    now=now,
-                    erp=qty,
-                    detail={
-                        "message": f"the ERP reports {qty:f} reserved, more than {precision} "
-                        "decimal places; the previous figure is kept (raise "
-                        "pipelines[].precision if the ERP really counts this finely)"
-                    },
-                )
-    report.keys, report.changed, report.rejected = len(fresh), len(queue), len(inexact)
+            _record_inexact(tx, pipeline, inexact, now, precision)
+    report.changed, report.rejected = len(queue), len(inexact)
     if queue or inexact:
         log.info(
             "reservations_refreshed",

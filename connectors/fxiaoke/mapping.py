@@ -54,6 +54,14 @@ def shown_level(s: FxiaokeSettings, value: LevelValue, stock: ObjectFields) -> L
     )
 
 
+def shown_blocked(s: FxiaokeSettings, shown: LevelValue, stock: ObjectFields) -> Decimal:
+    """The blocked figure written for ``shown`` (from ``shown_level``): real − available
+    at the blocked field's decimal places (as is when no blocked field is configured)."""
+    if not s.stock_blocked_field:
+        return shown.reserved
+    return at_places(shown.reserved, stock.decimal_places(s.stock_blocked_field))
+
+
 def level_fields(s: FxiaokeSettings, shown: LevelValue, stock: ObjectFields) -> dict[str, str]:
     """Every stock number field, as strings (§5.3). ``shown`` comes from ``shown_level``.
 
@@ -65,8 +73,7 @@ def level_fields(s: FxiaokeSettings, shown: LevelValue, stock: ObjectFields) -> 
         s.stock_available_field: decimal_str(shown.available),
     }
     if s.stock_blocked_field:
-        places = stock.decimal_places(s.stock_blocked_field)
-        fields[s.stock_blocked_field] = decimal_str(at_places(shown.reserved, places))
+        fields[s.stock_blocked_field] = decimal_str(shown_blocked(s, shown, stock))
     return fields
 
 

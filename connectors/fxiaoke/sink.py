@@ -19,6 +19,7 @@ from connectors.fxiaoke.mapping import (
     movement_fields,
     parse_decimal,
     reference_id,
+    shown_blocked,
     shown_level,
 )
 from connectors.fxiaoke.resolver import CodeResolver
@@ -91,6 +92,11 @@ class FxiaokeSink:
         """``value`` at the decimal places of the StockObj fields (describe, cached)."""
         return shown_level(self.settings, value, self.describes.get(self.settings.stock_object))
 
+    def shown_reserved(self, value: LevelValue) -> Decimal:
+        """The blocked_stock figure written for ``value`` (its own decimal places)."""
+        stock = self.describes.get(self.settings.stock_object)
+        return shown_blocked(self.settings, shown_level(self.settings, value, stock), stock)
+
     def _level_fields(self, value: LevelValue) -> dict[str, str]:
         stock = self.describes.get(self.settings.stock_object)
         return level_fields(self.settings, shown_level(self.settings, value, stock), stock)
@@ -118,7 +124,8 @@ class FxiaokeSink:
 
     def read_levels(self) -> Iterator[CrmLevel]:
         """Every live StockObj, oldest first, duplicates included; ids that map to no
-        ERP code come back as ``crm:<id>``."""
+        ERP code come back as ``crm:<id>``. ``reserved`` is the blocked figure when
+        ``stock_blocked_field`` is configured (else None)."""
         s = self.settings
         fields = [
             s.stock_product_field,
@@ -126,6 +133,8 @@ class FxiaokeSink:
             s.stock_real_field,
             s.stock_available_field,
         ]
+        if s.stock_blocked_field:
+            fields.append(s.stock_blocked_field)
         rows = self.client.iter_query(
             s.stock_object, [flt("life_status", "EQ", "normal")], fields=fields, keyset=True
         )
@@ -143,6 +152,7 @@ class FxiaokeSink:
         warehouse_ids = [reference_id(r.get(s.stock_warehouse_field)) for r in rows]
         skus = self.products.codes_for(i for i in product_ids if i)
         whs = self.warehouses.codes_for(i for i in warehouse_ids if i)
+        blocked = s.stock_blocked_field
         for row, pid, wid in zip(rows, product_ids, warehouse_ids, strict=True):
             yield CrmLevel(
                 sku=code_or_orphan(skus, pid),
@@ -150,6 +160,7 @@ class FxiaokeSink:
                 qty=parse_decimal(row.get(s.stock_real_field)) or Decimal(0),
                 crm_id=str(row["_id"]),
                 available=parse_decimal(row.get(s.stock_available_field)),
+                reserved=parse_decimal(row.get(blocked)) if blocked else None,
             )
 
     # ------------------------------------------------------------ movements

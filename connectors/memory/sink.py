@@ -33,7 +33,14 @@ class MemoryCrmSettings(StrictModel):
 @dataclass
 class _Record:
     key: StockKey
+    #: real and available stock as stored
     value: LevelValue
+    #: the blocked figure as stored (None: real − available, as a record made by hand)
+    reserved: Decimal | None = None
+
+    @property
+    def blocked(self) -> Decimal:
+        return self.value.reserved if self.reserved is None else self.reserved
 
 
 class MemoryCrm:
@@ -93,12 +100,19 @@ class MemoryCrm:
             value.available.quantize(unit, rounding=ROUND_HALF_EVEN),
         )
 
+    def shown_reserved(self, value: LevelValue) -> Decimal:
+        """Blocked = real − available as shown (each at ``precision``, so it is too)."""
+        return self.shown_level(value).reserved
+
+    def _stored(self, key: StockKey, value: LevelValue) -> _Record:
+        return _Record(key, self.shown_level(value), self.shown_reserved(value))
+
     def create_level(self, key: StockKey, value: LevelValue) -> str:
         self.calls["create_level"] += 1
         mode = self._fault("create_level")
         self._check(key)
         crm_id = f"L{next(self._ids)}"
-        self.levels[crm_id] = _Record(key, self.shown_level(value))
+        self.levels[crm_id] = self._stored(key, value)
         if mode == "lost":
             raise OutcomeUnknownError("memory CRM: answer lost after create")
         return crm_id
@@ -106,7 +120,7 @@ class MemoryCrm:
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
         self.calls["update_level"] += 1
         mode = self._fault("update_level")
-        self.levels[crm_id] = _Record(key, self.shown_level(value))
+        self.levels[crm_id] = self._stored(key, value)
         if mode == "lost":
             raise OutcomeUnknownError("memory CRM: answer lost after update")
 
@@ -120,10 +134,13 @@ class MemoryCrm:
         """Nothing to resolve in memory."""
 
     def read_levels(self) -> Iterator[CrmLevel]:
-        """Every record, duplicates included, oldest first (creation order)."""
+        """Every record, duplicates included, oldest first (creation order), with its
+        real, available and blocked figures."""
         self.calls["read_levels"] += 1
         for crm_id, r in list(self.levels.items()):
-            yield CrmLevel(r.key.sku, r.key.warehouse, r.value.real, crm_id, r.value.available)
+            yield CrmLevel(
+                r.key.sku, r.key.warehouse, r.value.real, crm_id, r.value.available, r.blocked
+            )
 
     def find_movement(self, movement_key: str) -> str | None:
         self.calls["find_movement"] += 1
@@ -167,11 +184,31 @@ class MemoryCrm:
         """crm id → real stock of every record of ``key``, oldest first."""
         return {i: r.value.real for i, r in self.levels.items() if r.key == key}
 
+    def _records_of(self, key: StockKey) -> list[_Record]:
+        return [r for r in self.levels.values() if r.key == key]
+
     def set_value(self, key: StockKey, qty: Decimal) -> None:
-        """Someone edits the CRM by hand."""
-        for r in self.levels.values():
-            if r.key == key:
-                r.value = LevelValue(qty, qty)
+        """Someone edits the real stock of ``key``'s records by hand (the other figures stay)."""
+        for r in self._records_of(key):
+            r.reserved = r.blocked
+            r.value = LevelValue(qty, r.value.available)
+
+    def set_available(self, key: StockKey, qty: Decimal) -> None:
+        """Someone edits the available stock of ``key``'s records by hand."""
+        for r in self._records_of(key):
+            r.reserved = r.blocked
+            r.value = LevelValue(r.value.real, qty)
+
+    def set_reserved(self, key: StockKey, qty: Decimal) -> None:
+        """Someone edits the blocked (reserved) stock of ``key``'s records by hand."""
+        for r in self._records_of(key):
+            r.reserved = qty
+
+    def figures(self, key: StockKey) -> tuple[Decimal, Decimal, Decimal]:
+        """(real, available, blocked) of ``key``'s first record; KeyError when it has none."""
+        for r in self._records_of(key):
+            return r.value.real, r.value.available, r.blocked
+        raise KeyError(key)
 
 
 REGISTRY: dict[str, MemoryCrm] = {}

@@ -9,12 +9,13 @@ import pytest
 from sync.model import StockKey
 from sync.reconcile import (
     Action,
-    AvailableCheck,
     CrmRecord,
     CrmValue,
+    FigureCheck,
     Finding,
     FindingKind,
     Policies,
+    ReservedValue,
     plan,
     shows,
 )
@@ -227,19 +228,21 @@ def test_a_duplicate_key_is_also_compared_through_the_record_kept() -> None:
     assert [r.crm_id for r in found[2].extras] == ["c4", "c5"]
 
 
-def test_an_edit_of_available_stock_alone_is_crm_modified() -> None:
-    """Real stock as written, available edited by a person: found (with the reservations)."""
+def test_an_edit_of_available_stock_alone_is_crm_available_modified() -> None:
+    """Real stock as written, available edited by a person: its own kind (reservations known)."""
 
-    def reserved(key: StockKey) -> Decimal:
+    def static(key: StockKey) -> Decimal:
         return d(3) if key == A else d(0)
 
     crm = [(A, CrmValue(d(10), "c1", available=d(4))), (B, CrmValue(d(5), "c2", available=d(5)))]
     levels = [(A, d(10)), (B, d(5))]
-    found = plan(levels, levels, crm, levels, available=AvailableCheck(reserved))
-    assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
-    # 10 − 3 = 7 is what stocksync writes: in sync; without reservations known, not compared
+    found = plan(levels, levels, crm, levels, figures=FigureCheck(static))
+    assert kinds(found) == [(FindingKind.CRM_AVAILABLE_MODIFIED, A, Action.OVERWRITE)]
+    f = found[0]
+    assert (f.erp, f.ledger, f.crm, f.pushed, f.crm_id) == (None, d(7), d(4), d(7), "c1")
+    # 10 − 3 = 7 is what stocksync writes: in sync; without figures, not compared
     crm[0] = (A, CrmValue(d(10), "c1", available=d(7)))
-    assert plan(levels, levels, crm, levels, available=AvailableCheck(reserved)) == []
+    assert plan(levels, levels, crm, levels, figures=FigureCheck(static)) == []
     crm[0] = (A, CrmValue(d(10), "c1", available=d(4)))
     assert plan(levels, levels, crm, levels) == []
 
@@ -253,8 +256,171 @@ def test_available_is_compared_at_its_own_fields_precision() -> None:
 
     crm = [(A, CrmValue(d("7.4"), "c1", available=d(7)))]
     levels = [(A, d("7.4"))]
-    at_whole = AvailableCheck(lambda key: d(0), whole)
-    assert plan(levels, levels, crm, levels, shown=two_places, available=at_whole) == []
-    at_cents = AvailableCheck(lambda key: d(0), two_places)
-    found = plan(levels, levels, crm, levels, shown=two_places, available=at_cents)
-    assert kinds(found) == [(FindingKind.CRM_MODIFIED, A, Action.OVERWRITE)]
+    at_whole = FigureCheck(available=whole)
+    assert plan(levels, levels, crm, levels, shown=two_places, figures=at_whole) == []
+    at_cents = FigureCheck(available=two_places)
+    found = plan(levels, levels, crm, levels, shown=two_places, figures=at_cents)
+    assert kinds(found) == [(FindingKind.CRM_AVAILABLE_MODIFIED, A, Action.OVERWRITE)]
+
+
+# -- reserved and available: each figure its own kind --------------------------------
+def reserved_of(*pairs: tuple[StockKey, str | None, str]) -> list[tuple[StockKey, ReservedValue]]:
+    """The fifth stream: (key, the ERP's reserved or None, the stored reserved)."""
+    return [(k, ReservedValue(None if e is None else d(e), d(s))) for k, e, s in pairs]
+
+
+def test_an_erp_reservation_not_stored_yet_is_reserved_drift_stored_by_default() -> None:
+    levels = [(A, d(10)), (B, d(5))]
+    crm = [
+        (A, CrmValue(d(10), "c1", available=d(10), reserved=d(0))),
+        (B, CrmValue(d(5), "c2", available=d(3), reserved=d(2))),
+    ]
+    # A: reserved 4 in the ERP, nothing stored; B: stored 2, the ERP released it
+    reserved = reserved_of((A, "4", "0"), (B, "0", "2"))
+    found = plan(levels, levels, crm, levels, figures=FigureCheck(), reserved=reserved)
+    assert kinds(found) == [
+        (FindingKind.RESERVED_DRIFT, A, Action.STORE),
+        (FindingKind.RESERVED_DRIFT, B, Action.STORE),
+    ]
+    a, b = found
+    assert (a.erp, a.ledger, a.crm, a.pushed, a.crm_id) == (d(4), d(0), d(0), None, "c1")
+    assert (b.erp, b.ledger, b.crm, b.pushed, b.crm_id) == (d(0), d(2), d(2), None, "c2")
+    report = Policies(reserved_drift="report_only")
+    found = plan(levels, levels, crm, levels, policies=report, reserved=reserved)
+    assert kinds(found) == [
+        (FindingKind.RESERVED_DRIFT, A, Action.NONE),
+        (FindingKind.RESERVED_DRIFT, B, Action.NONE),
+    ]
+
+
+def test_a_reservation_on_a_key_without_stock_or_record_is_drift_too() -> None:
+    """Reserved beyond on hand (the ERP allows it) on a key nothing else knows."""
+    found = plan([], [], [], [], reserved=reserved_of((C, "3", "0")))
+    assert kinds(found) == [(FindingKind.RESERVED_DRIFT, C, Action.STORE)]
+    assert (found[0].erp, found[0].ledger, found[0].crm) == (d(3), d(0), None)
+
+
+def test_an_erp_that_keeps_no_reservations_gives_no_reserved_drift() -> None:
+    """erp None: nothing to compare, whatever is stored; available is compared with on hand."""
+    levels = [(A, d(10))]
+    crm = [(A, CrmValue(d(10), "c1", available=d(10), reserved=d(0)))]
+    assert plan(levels, levels, crm, levels, figures=FigureCheck()) == []
+    assert plan(levels, levels, [], [], reserved=reserved_of((A, None, "0"))) == [
+        Finding(FindingKind.MISSING_IN_CRM, A, d(10), d(10), None, None, Action.CREATE)
+    ]
+    crm = [(A, CrmValue(d(10), "c1", available=d(9), reserved=d(0)))]
+    found = plan(levels, levels, crm, levels, figures=FigureCheck())
+    assert kinds(found) == [(FindingKind.CRM_AVAILABLE_MODIFIED, A, Action.OVERWRITE)]
+    assert (found[0].ledger, found[0].crm) == (d(10), d(9))
+
+
+def test_an_edit_of_blocked_stock_alone_is_crm_reserved_modified() -> None:
+    levels = [(A, d(10)), (B, d(5))]
+    reserved = reserved_of((A, "3", "3"), (B, "1", "1"))
+    crm = [
+        (A, CrmValue(d(10), "c1", available=d(7), reserved=d(8))),  # a person typed 8
+        (B, CrmValue(d(5), "c2", available=d(4), reserved=d(1))),
+    ]
+    found = plan(levels, levels, crm, levels, figures=FigureCheck(), reserved=reserved)
+    assert kinds(found) == [(FindingKind.CRM_RESERVED_MODIFIED, A, Action.OVERWRITE)]
+    f = found[0]
+    assert (f.erp, f.ledger, f.crm, f.pushed, f.crm_id) == (d(3), d(3), d(8), None, "c1")
+    report = Policies(crm_reserved_modified="report_only")
+    found = plan(
+        levels, levels, crm, levels, policies=report, figures=FigureCheck(), reserved=reserved
+    )
+    assert kinds(found) == [(FindingKind.CRM_RESERVED_MODIFIED, A, Action.NONE)]
+
+
+def test_the_static_overlay_is_part_of_what_stocksync_writes() -> None:
+    """ERP reserved 3 stored, static 2 for A@W1: the CRM shows blocked 5 and available 5."""
+
+    def static(key: StockKey) -> Decimal:
+        return d(2) if key == A else d(0)
+
+    levels = [(A, d(10))]
+    reserved = reserved_of((A, "3", "3"))
+    crm = [(A, CrmValue(d(10), "c1", available=d(5), reserved=d(5)))]
+    assert plan(levels, levels, crm, levels, figures=FigureCheck(static), reserved=reserved) == []
+    crm = [(A, CrmValue(d(10), "c1", available=d(7), reserved=d(3)))]  # the overlay lost
+    found = plan(levels, levels, crm, levels, figures=FigureCheck(static), reserved=reserved)
+    assert kinds(found) == [
+        (FindingKind.CRM_RESERVED_MODIFIED, A, Action.OVERWRITE),
+        (FindingKind.CRM_AVAILABLE_MODIFIED, A, Action.OVERWRITE),
+    ]
+    assert [(f.erp, f.ledger, f.crm) for f in found] == [(d(3), d(5), d(3)), (None, d(5), d(7))]
+
+
+def test_each_figure_edit_has_its_own_policy() -> None:
+    levels = [(A, d(10))]
+    reserved = reserved_of((A, "3", "3"))
+    crm = [(A, CrmValue(d(11), "c1", available=d(1), reserved=d(2)))]
+    mixed = Policies(crm_modified="report_only", crm_available_modified="report_only")
+    found = plan(
+        levels, levels, crm, levels, policies=mixed, figures=FigureCheck(), reserved=reserved
+    )
+    assert kinds(found) == [
+        (FindingKind.CRM_MODIFIED, A, Action.NONE),
+        (FindingKind.CRM_RESERVED_MODIFIED, A, Action.OVERWRITE),
+        (FindingKind.CRM_AVAILABLE_MODIFIED, A, Action.NONE),
+    ]
+
+
+def blocked_at_cents(on_hand: Decimal, reserved: Decimal) -> Decimal:
+    """Fxiaoke's rule: real and available rounded half-even to 2 dp, blocked their difference."""
+    return two_places(on_hand) - two_places(on_hand - reserved)
+
+
+@pytest.mark.parametrize(
+    ("crm", "in_sync"),
+    [("0.00", True), ("0.01", True), ("0.015", True), ("0.02", False), ("0.1", False)],
+)
+def test_blocked_is_compared_as_stocksync_derives_it(crm: str, in_sync: bool) -> None:
+    """On hand 0.125 reserved 0.01: real 0.12, available 0.115 → 0.12, blocked 0.00 is
+    written; 0.01 (the reservation itself at 2 dp) is a correct figure too."""
+    levels = [(A, d("0.125"))]
+    check = FigureCheck(available=two_places, reserved=blocked_at_cents)
+    crm_value = CrmValue(d("0.12"), "c1", available=d("0.12"), reserved=d(crm))
+    found = plan(
+        levels,
+        levels,
+        [(A, crm_value)],
+        [(A, d("0.12"))],
+        shown=two_places,
+        figures=check,
+        reserved=reserved_of((A, "0.01", "0.01")),
+    )
+    expected = [] if in_sync else [(FindingKind.CRM_RESERVED_MODIFIED, A, Action.OVERWRITE)]
+    assert kinds(found) == expected
+
+
+def test_a_key_in_flux_still_has_its_reserved_drift() -> None:
+    """On hand moved while E was taken: compared next time; the reserved snapshot stands."""
+    levels = [(A, d(10))]
+    crm = [(A, CrmValue(d(9), "c1", available=d(1), reserved=d(0)))]
+    found = plan(
+        levels,
+        levels,
+        crm,
+        levels,
+        in_flux={A},
+        figures=FigureCheck(),
+        reserved=reserved_of((A, "4", "0")),
+    )
+    assert kinds(found) == [
+        (FindingKind.IN_FLUX, A, Action.NONE),
+        (FindingKind.RESERVED_DRIFT, A, Action.STORE),
+    ]
+
+
+def test_an_orphan_at_zero_with_available_stock_left_is_still_an_orphan() -> None:
+    """Real 0 but available 0.25 (a person's edit): the record still shows stock."""
+    zero = Policies(orphan_in_crm="zero")
+    crm = [(C, CrmValue(d(0), "c9", available=d("0.25"), reserved=d(0)))]
+    assert kinds(plan([], [], crm, [], policies=zero)) == [
+        (FindingKind.ORPHAN_IN_CRM, C, Action.ZERO)
+    ]
+    crm = [(C, CrmValue(d(0), "c9", available=d(0), reserved=d(2)))]
+    assert kinds(plan([], [], crm, [])) == [(FindingKind.ORPHAN_IN_CRM, C, Action.NONE)]
+    crm = [(C, CrmValue(d(0), "c9", available=d(0), reserved=d(0)))]
+    assert plan([], [], crm, [], policies=zero) == []
