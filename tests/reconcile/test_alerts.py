@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sync.alerts import check_alerts, detect, threshold_of
 from sync.config import AlertSettings
-from sync.model import StockKey
+from sync.model import LevelValue, StockKey
 from sync.pull import ensure_baseline
 from sync.runtime import run_cycle
 from sync.state.store import AlertState
@@ -15,6 +15,10 @@ from tests.reconcile.conftest import MakePipeline, WebhookReceiver, utc
 
 A, B = StockKey("A", "W1"), StockKey("B", "W2")
 NOW = utc(2026, 3, 1)
+
+
+def _on_hand(qty: int) -> LevelValue:
+    return LevelValue(real=Decimal(qty), available=Decimal(qty))
 
 
 def test_thresholds_prefer_sku_at_warehouse_then_sku_then_crm_then_default() -> None:
@@ -30,15 +34,15 @@ def test_thresholds_prefer_sku_at_warehouse_then_sku_then_crm_then_default() -> 
 
 def test_detect_fires_on_crossings_only() -> None:
     limit = {A: Decimal(10)}.get
-    events, states = detect("p", [(A, Decimal(12))], limit, {}, NOW)
+    events, states = detect("p", [(A, _on_hand(12))], limit, {}, NOW)
     assert events == [] and states[A].low is False  # first sight, not low: remembered, silent
-    events, states = detect("p", [(A, Decimal(4))], limit, states, NOW)
+    events, states = detect("p", [(A, _on_hand(4))], limit, states, NOW)
     assert [e.transition for e in events] == ["low"]
     prior = {A: AlertState(True, Decimal(10), Decimal(4), NOW)}
-    assert detect("p", [(A, Decimal(3))], limit, prior, NOW) == ([], {})
-    events, _ = detect("p", [(A, Decimal(10))], limit, prior, NOW)
+    assert detect("p", [(A, _on_hand(3))], limit, prior, NOW) == ([], {})
+    events, _ = detect("p", [(A, _on_hand(10))], limit, prior, NOW)
     assert [e.transition for e in events] == ["recovered"]
-    events, _ = detect("p", [(A, Decimal(1))], lambda k: None, prior, NOW)
+    events, _ = detect("p", [(A, _on_hand(1))], lambda k: None, prior, NOW)
     assert [e.transition for e in events] == ["recovered"]  # threshold removed
 
 
@@ -61,8 +65,12 @@ def test_crossing_fires_one_webhook_each_way(
         "pipeline": mp.name,
         "sku": "A",
         "warehouse": "W1",
+        "basis": "on_hand",
         "qty": "7",
         "threshold": "10",
+        "on_hand": "7",
+        "reserved": "0",
+        "available": "7",
         "at": mp.clock.now.isoformat(),
     }
 
