@@ -274,6 +274,8 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def _format_path(loc: tuple[Any, ...]) -> str:
     out = ""
+    if loc and loc[-1] == "[key]":  # pydantic's mark of a refused mapping key: the key is the path
+        loc = loc[:-1]
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
