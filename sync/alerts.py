@@ -1,10 +1,15 @@
 """Safety-stock alerts (DESIGN §7): fire once when a level crosses below, once when it recovers.
 
-``thresholds_for`` and ``detect`` are pure; ``check_alerts`` reads levels and
-the persisted ``alert_states``, detects crossings, persists the new states and
-notifies: a structured log event always, a webhook (JSON POST, bounded
-retries) when configured. A failing webhook is retried, then logged and left:
-alerts never fail or block the sync.
+The compared figure is ``alerts.basis``: on hand, or available = on hand −
+reserved (ERP reserved + ``push.reservations``; issue 15: stock that is all
+reserved is out of stock for sales). ``threshold_of`` and ``detect`` are pure;
+``check_alerts`` reads the keys that may have crossed (``sync.alert_scope``:
+levels and reserved figures written since the last check, low keys, changed
+thresholds; every key only when the settings changed) and their persisted
+``alert_states``, detects crossings, persists the new states and notifies: a
+structured log event always, a webhook (JSON POST, bounded retries) when
+configured. A failing webhook is retried, then logged and left: alerts never
+fail or block the sync.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from sync.config import AlertSettings, WebhookSettings
-from sync.model import StockKey, exact_units
+from sync.alert_scope import figures, scope
+from sync.config import AlertSettings, Basis, WebhookSettings
+from sync.model import LevelValue, StockKey, exact_units
 from sync.state.store import AlertState
 
 if TYPE_CHECKING:
@@ -40,26 +46,54 @@ Transition = Literal["low", "recovered"]
 
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
-    """A crossing: ``low`` when qty went below threshold, ``recovered`` when back at/above it."""
+    """A crossing: ``low`` when qty went below threshold, ``recovered`` when back at/above it.
+
+    ``qty`` is the compared figure: ``value.real`` (on hand) or ``value.available``
+    as ``basis`` says.
+    """
 
     pipeline: str
     key: StockKey
     transition: Transition
-    qty: Decimal
+    value: LevelValue
     threshold: Decimal
     at: datetime
+    basis: Basis = "on_hand"
+
+    @property
+    def qty(self) -> Decimal:
+        return compared(self.value, self.basis)
+
+    @property
+    def name(self) -> str:
+        return "stock_low" if self.transition == "low" else "stock_recovered"
+
+    def fields(self) -> dict[str, str]:
+        """The figures of the event (payload and log event): basis, qty, on hand, reserved."""
+        return {
+            "basis": self.basis,
+            "qty": str(self.qty),
+            "threshold": str(self.threshold),
+            "on_hand": str(self.value.real),
+            "reserved": str(self.value.reserved),
+            "available": str(self.value.available),
+        }
 
     def payload(self) -> dict[str, Any]:
         """The webhook body (documented in the README)."""
         return {
-            "event": "stock_low" if self.transition == "low" else "stock_recovered",
+            "event": self.name,
             "pipeline": self.pipeline,
             "sku": self.key.sku,
             "warehouse": self.key.warehouse,
-            "qty": str(self.qty),
-            "threshold": str(self.threshold),
+            **self.fields(),
             "at": self.at.isoformat(),
         }
+
+
+def compared(value: LevelValue, basis: Basis) -> Decimal:
+    """The figure alerts compare with the threshold: on hand or available."""
+    return value.real if basis == "on_hand" else value.available
 
 
 def threshold_of(
@@ -94,26 +128,30 @@ _FINE = "more than 6 decimal places (the ledger keeps micro-units)"
 
 def detect(
     pipeline: str,
-    levels: Iterable[tuple[StockKey, Decimal]],
+    values: Iterable[tuple[StockKey, LevelValue]],
     threshold: Callable[[StockKey], Decimal | None],
     states: Mapping[StockKey, AlertState],
     now: datetime,
+    basis: Basis = "on_hand",
 ) -> tuple[list[AlertEvent], dict[StockKey, AlertState]]:
     """Crossings since the last check and the states to persist. Pure.
 
-    A key seen for the first time fires only if it is already low. Staying on
-    the same side fires nothing; a key whose threshold was removed recovers.
+    Compares ``compared(value, basis)`` with the key's threshold: below it is
+    low (available below zero, reservations over stock, is low too). A key seen
+    for the first time fires only if it is already low. Staying on the same side
+    fires nothing; a key whose threshold was removed recovers.
     """
     events: list[AlertEvent] = []
     changed: dict[StockKey, AlertState] = {}
-    for key, qty in levels:
-        limit = threshold(key)
-        previous = states.get(key)
+    for key, value in values:
+        qty, limit, previous = compared(value, basis), threshold(key), states.get(key)
         if limit is None:
             if previous is not None and previous.low:
                 changed[key] = AlertState(False, None, qty, now)
                 events.append(
-                    AlertEvent(pipeline, key, "recovered", qty, previous.threshold or qty, now)
+                    AlertEvent(
+                        pipeline, key, "recovered", value, previous.threshold or qty, now, basis
+                    )
                 )
             continue
         low = qty < limit
@@ -123,7 +161,8 @@ def detect(
             since = now if crossed or previous is None else previous.changed_at
             changed[key] = AlertState(low, limit, qty, since)
         if low != was_low:
-            events.append(AlertEvent(pipeline, key, "low" if low else "recovered", qty, limit, now))
+            transition: Transition = "low" if low else "recovered"
+            events.append(AlertEvent(pipeline, key, transition, value, limit, now, basis))
     return events, changed
 
 
@@ -187,23 +226,27 @@ def _check(
     if settings.default_threshold is None and not settings.thresholds and not crm:
         return []
     store, now = pipeline.store, pipeline.now()
-    events, changed = detect(
-        pipeline.name,
-        store.iter_levels(pipeline.name),
-        lambda key: threshold_of(key, settings, crm),
-        store.alert_states(pipeline.name),
-        now,
+    static = pipeline.settings.push.reservations
+
+    def threshold(key: StockKey) -> Decimal | None:
+        return threshold_of(key, settings, crm)
+
+    keys = scope(
+        store, pipeline.name, settings, static=static, crm=crm, threshold=threshold, now=now
     )
+    values = figures(store, pipeline.name, keys.on_hand, static)
+    events, changed = detect(pipeline.name, values, threshold, keys.states, now, settings.basis)
     with store.transaction() as tx:
         tx.put_alert_states(pipeline.name, changed)
+        for name, value in keys.meta.items():
+            tx.set_meta(pipeline.name, name, value)
     for event in events:
         log.warning(
-            "stock_low" if event.transition == "low" else "stock_recovered",
+            event.name,
             pipeline=event.pipeline,
             sku=event.key.sku,
             warehouse=event.key.warehouse,
-            qty=str(event.qty),
-            threshold=str(event.threshold),
+            **event.fields(),
         )
         if settings.webhook is not None:
             send_webhook(event, settings.webhook, transport=transport, sleep=sleep)

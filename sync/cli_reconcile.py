@@ -269,10 +269,19 @@ def report_cmd(
     days: Annotated[
         int | None, typer.Option("--days", min=1, help="outbound window (default: cover_days)")
     ] = None,
+    basis: Annotated[
+        cfg.Basis | None,
+        typer.Option(
+            "--basis",
+            help="stock that days of cover and reorder qty count: on_hand, or available = "
+            "on hand − reserved (default: alerts.basis)",
+        ),
+    ] = None,
     pipeline: PipelineOpt = None,
     format: FormatOpt = "table",
 ) -> None:
-    """Stock cover per SKU × warehouse: on hand, daily outbound, days of cover, reorder qty."""
+    """Stock cover per SKU × warehouse: on hand, reserved, available, daily outbound, days of
+    cover and reorder qty (on the basis figure)."""
     from sync.report import stock_cover
     from sync.runtime import open_store
 
@@ -283,7 +292,10 @@ def report_cmd(
         rows = []
         for p in _selected(settings, pipeline):
             window = days or p.alerts.cover_days
-            for r in stock_cover(store, p.name, p.alerts, days=window, now=now):
+            static = p.push.reservations
+            for r in stock_cover(
+                store, p.name, p.alerts, days=window, now=now, static=static, basis=basis
+            ):
                 rows.append({**r.as_dict(p.name), "days": window})
         emit(rows, format, "stock cover")
 

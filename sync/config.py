@@ -39,6 +39,8 @@ ENV_STATE_URL = "STOCKSYNC_STATE_URL"
 DEFAULT_STATE_URL = "sqlite:///stocksync.db"
 
 Policy = Literal["erp_wins", "report_only"]
+#: the stock figure alerts and stock cover use (issue 15)
+Basis = Literal["on_hand", "available"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 
 
@@ -175,6 +177,12 @@ class AlertSettings(StrictModel):
     webhook: WebhookSettings | None = None
     lead_time_days: Decimal = Field(Decimal(7), ge=0, description="for reorder suggestions")
     cover_days: int = Field(30, ge=1, description="outbound rate window for stock cover")
+    basis: Basis = Field(
+        "on_hand",
+        description="what alerts compare with the threshold and stock cover divides: on_hand, "
+        "or available = on hand − reserved (ERP reserved + push.reservations), since stock "
+        "that is all reserved is out of stock for sales",
+    )
 
 
 class PipelineBase(StrictModel):
@@ -272,6 +280,8 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def _format_path(loc: tuple[Any, ...]) -> str:
     out = ""
+    if loc and loc[-1] == "[key]":  # pydantic's mark of a refused mapping key: the key is the path
+        loc = loc[:-1]
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"

@@ -1,8 +1,12 @@
-"""Stock cover (DESIGN §7): on hand, outbound rate, days of cover, suggested reorder quantity.
+"""Stock cover (DESIGN §7): on hand, reserved, available, outbound rate, days of cover, reorder.
 
 ``cover_rows`` is pure; ``stock_cover`` reads the ledger. The outbound rate is
 the sum of active outbound movements (shipments, supplier returns, transfers
-out, count losses, other issues) over the last N days divided by N.
+out, count losses, other issues) over the last N days divided by N. Reserved
+is the ERP's last snapshot plus the static ``push.reservations`` of the key;
+available = on hand − reserved. Days of cover and the reorder suggestion use
+the ``basis`` figure (``alerts.basis`` or ``--basis``): on hand, or available
+(issue 15: stock that is all reserved covers no sales).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from sync.alerts import threshold_of
-from sync.config import AlertSettings
-from sync.model import OUTBOUND_KINDS, StockKey
+from sync.alert_scope import figures
+from sync.alerts import compared, threshold_of
+from sync.config import AlertSettings, Basis
+from sync.model import OUTBOUND_KINDS, LevelValue, StockKey
+from sync.reservations import parse_key
 from sync.state.store import StateStore
 
 # The only rounding of quantities in the core, and on purpose: a daily rate and
@@ -30,6 +36,10 @@ _COVER_EXP = Decimal("0.1")
 class CoverRow:
     key: StockKey
     on_hand: Decimal
+    reserved: Decimal
+    available: Decimal
+    #: the figure days of cover and the reorder suggestion use
+    basis: Basis
     outbound: Decimal
     daily_rate: Decimal
     #: None when nothing went out in the window (infinite cover)
@@ -43,6 +53,9 @@ class CoverRow:
             "sku": self.key.sku,
             "warehouse": self.key.warehouse,
             "on_hand": str(self.on_hand),
+            "reserved": str(self.reserved),
+            "available": str(self.available),
+            "basis": self.basis,
             "outbound": str(self.outbound),
             "daily_rate": str(self.daily_rate),
             "days_of_cover": None if self.days_of_cover is None else str(self.days_of_cover),
@@ -52,20 +65,25 @@ class CoverRow:
 
 
 def cover_rows(
-    on_hand: Mapping[StockKey, Decimal],
+    levels: Mapping[StockKey, LevelValue],
     outbound: Mapping[StockKey, Decimal],
     *,
     days: int,
     lead_time_days: Decimal,
     safety: Mapping[StockKey, Decimal],
+    basis: Basis = "on_hand",
 ) -> list[CoverRow]:
-    """One row per key with stock or outbound; sorted by key. Pure.
+    """One row per key with stock, reserved stock or outbound; sorted by key. Pure.
 
-    reorder = max(0, rate × lead time + safety − on hand), rounded up to a whole unit.
+    With q the ``basis`` figure (on hand or available): days of cover = q / rate
+    (0 when q ≤ 0, None when nothing went out); reorder = max(0, rate × lead
+    time + safety − q), rounded up to a whole unit.
     """
     rows = []
-    for key in sorted(set(on_hand) | set(outbound)):
-        qty = on_hand.get(key, Decimal(0))
+    none = LevelValue(Decimal(0), Decimal(0))
+    for key in sorted(set(levels) | set(outbound)):
+        value = levels.get(key, none)
+        qty = compared(value, basis)
         out = outbound.get(key, Decimal(0))
         rate = (out / days).quantize(_RATE_EXP)
         cover = None if rate == 0 else (qty / rate).quantize(_COVER_EXP)
@@ -73,20 +91,53 @@ def cover_rows(
             cover = Decimal(0)
         need = rate * lead_time_days + safety.get(key, Decimal(0)) - qty
         reorder = max(Decimal(0), need.to_integral_value(ROUND_CEILING))
-        rows.append(CoverRow(key, qty, out, rate, cover, safety.get(key, Decimal(0)), reorder))
+        rows.append(
+            CoverRow(
+                key,
+                value.real,
+                value.reserved,
+                value.available,
+                basis,
+                out,
+                rate,
+                cover,
+                safety.get(key, Decimal(0)),
+                reorder,
+            )
+        )
     return rows
 
 
 def stock_cover(
-    store: StateStore, pipeline: str, settings: AlertSettings, *, days: int, now: datetime
+    store: StateStore,
+    pipeline: str,
+    settings: AlertSettings,
+    *,
+    days: int,
+    now: datetime,
+    static: Mapping[str, Decimal] | None = None,
+    basis: Basis | None = None,
 ) -> list[CoverRow]:
-    """The stock-cover report of one pipeline from its ledger."""
-    levels = store.levels(pipeline)
+    """The stock-cover report of one pipeline from its ledger and reserved stock.
+
+    ``static``: the pipeline's ``push.reservations``; ``basis``: overrides ``settings.basis``.
+    """
+    static = static or {}
+    on_hand = store.levels(pipeline)
+    # a key reserved (in the ERP or the config) but never stocked has on hand 0
+    reserved_only = set(store.reserved_units(pipeline)) | {parse_key(r) for r in static}
+    on_hand |= {k: Decimal(0) for k in reserved_only - on_hand.keys()}
+    levels = dict(figures(store, pipeline, on_hand.items(), static))
     outbound = store.outbound_totals(
         pipeline, now - timedelta(days=days), sorted(k.value for k in OUTBOUND_KINDS)
     )
     keys = set(levels) | set(outbound)
     safety = {k: t for k in keys if (t := threshold_of(k, settings)) is not None}
     return cover_rows(
-        levels, outbound, days=days, lead_time_days=settings.lead_time_days, safety=safety
+        levels,
+        outbound,
+        days=days,
+        lead_time_days=settings.lead_time_days,
+        safety=safety,
+        basis=basis or settings.basis,
     )

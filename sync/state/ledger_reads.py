@@ -21,7 +21,6 @@ from sync.state.base import StoreBase
 from sync.state.rows import (
     LEVEL,
     REF_SEPARATOR,
-    AlertState,
     CursorRow,
     StoredMovement,
     opt_qty,
@@ -189,19 +188,6 @@ class LedgerReads(StoreBase):
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
             for r in result:
                 yield StockKey(r[0], r[1]), from_units(r[2]), opt_qty(r[3])
-
-    def alert_states(self, pipeline: str) -> dict[StockKey, AlertState]:
-        t = s.alert_states
-        with self.engine.connect() as conn:
-            return {
-                StockKey(r["sku"], r["warehouse"]): AlertState(
-                    low=bool(r["low"]),
-                    threshold=opt_qty(r["threshold"]),
-                    qty=from_units(r["qty"]),
-                    changed_at=r["changed_at"],
-                )
-                for r in conn.execute(select(t).where(t.c.pipeline == pipeline)).mappings()
-            }
 
     def reserved(self, pipeline: str, key: StockKey) -> Decimal:
         """The ERP's reserved stock of ``key`` as of the last snapshot (0 when none)."""

@@ -3,7 +3,8 @@
 Typed rows (dataclasses) cross this boundary, never SQLAlchemy rows. Writes
 that must be atomic together (a ledger page, a push result) go through
 ``transaction()``, which yields a ``Tx`` bound to one connection. The reads are
-grouped by concern in ``ledger_reads``, ``outbox_reads`` and ``ops_reads``.
+grouped by concern in ``ledger_reads``, ``alert_reads``, ``outbox_reads`` and
+``ops_reads``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from sync.errors import TransientError
 from sync.settings import mask
+from sync.state.alert_reads import AlertReads
 from sync.state.engine import create_state_engine
 from sync.state.ledger_reads import LedgerReads
 from sync.state.ops_reads import OperationsReads
@@ -67,7 +69,7 @@ __all__ = [
 ]
 
 
-class StateStore(LedgerReads, OutboxReads, OperationsReads):
+class StateStore(LedgerReads, AlertReads, OutboxReads, OperationsReads):
     """The state database: ledger, levels, cursors, outbox, bindings, conflicts, runs."""
 
     # -- schema ---------------------------------------------------------------

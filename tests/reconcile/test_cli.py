@@ -15,7 +15,7 @@ from connectors.memory import source as memory_source
 from connectors.memory.sink import MemoryCrm
 from connectors.memory.source import MemoryErp
 from sync import config as cfg
-from sync.model import Movement, MovementKind, StockKey
+from sync.model import LevelValue, Movement, MovementKind, StockKey
 from sync.report import cover_rows
 from sync.runtime import build_pipeline, open_store, run_cycle
 from tests.reconcile.conftest import cli, memory_yaml
@@ -23,10 +23,18 @@ from tests.reconcile.conftest import cli, memory_yaml
 NAME = "clitest"
 
 
+World = tuple[Path, MemoryErp, MemoryCrm]
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Path, MemoryErp, MemoryCrm]]:
+def world(tmp_path: Path) -> Iterator[World]:
     """A pipeline whose ledger holds 30 days of shipments, synced once."""
-    extra = "    alerts: {thresholds: {A: 20}, lead_time_days: 10}\n"
+    yield from _world(tmp_path)
+
+
+def _world(tmp_path: Path, alerts: str = "", push: str = "", reserve: int = 0) -> Iterator[World]:
+    """The world above; ``reserve`` units of A@W1 reserved in the ERP before the cycle."""
+    extra = f"    alerts: {{thresholds: {{A: 20}}, lead_time_days: 10{alerts}}}\n" + push
     path = tmp_path / "stocksync.yaml"
     path.write_text(memory_yaml(NAME, extra, f"sqlite:///{tmp_path / 'state.db'}"))
     erp, crm = MemoryErp(), MemoryCrm()
@@ -37,6 +45,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Path, MemoryErp, MemoryCrm]]:
     for day in range(30):  # 3 a day of A shipped over the last 30 days
         at = now - timedelta(days=day, hours=1)
         erp.put(Movement(f"m:s:{day}:1", MovementKind.SHIPMENT, "A", "W1", Decimal(-3), at, at))
+    erp.reserve("A", "W1", reserve)
     settings = cfg.load(path)
     store = open_store(settings)
     pipeline = build_pipeline(settings.pipeline(NAME), store)
@@ -50,7 +59,7 @@ def world(tmp_path: Path) -> Iterator[tuple[Path, MemoryErp, MemoryCrm]]:
 def test_cover_rows_arithmetic() -> None:
     a, b = StockKey("A", "W"), StockKey("B", "W")
     rows = cover_rows(
-        {a: Decimal(30), b: Decimal(4)},
+        {a: _on_hand(30), b: _on_hand(4)},
         {a: Decimal(60)},
         days=30,
         lead_time_days=Decimal(7),
@@ -61,9 +70,31 @@ def test_cover_rows_arithmetic() -> None:
         (Decimal(0), None, Decimal(0)),  # nothing went out: infinite cover
     ]
     low = cover_rows(
-        {a: Decimal(3)}, {a: Decimal(60)}, days=30, lead_time_days=Decimal(7), safety={}
+        {a: _on_hand(3)}, {a: Decimal(60)}, days=30, lead_time_days=Decimal(7), safety={}
     )
     assert low[0].reorder_qty == Decimal(11) and low[0].days_of_cover == Decimal("1.5")
+
+
+def _on_hand(qty: int, reserved: int = 0) -> LevelValue:
+    return LevelValue(real=Decimal(qty), available=Decimal(qty - reserved))
+
+
+def test_cover_rows_on_the_available_basis() -> None:
+    a, b = StockKey("A", "W"), StockKey("B", "W")
+    levels = {a: _on_hand(30, reserved=26), b: _on_hand(4, reserved=10)}
+    kw = {"days": 30, "lead_time_days": Decimal(7), "safety": {a: Decimal(5)}}
+    rows = cover_rows(levels, {a: Decimal(60), b: Decimal(30)}, basis="available", **kw)
+    # A: 4 available at 2/day = 2 days; reorder 2 × 7 + 5 − 4 = 15
+    # B: reservations over stock, available −6: no cover at all; reorder 1 × 7 − (−6) = 13
+    assert [(r.on_hand, r.reserved, r.available, r.days_of_cover, r.reorder_qty) for r in rows] == [
+        (Decimal(30), Decimal(26), Decimal(4), Decimal(2), Decimal(15)),
+        (Decimal(4), Decimal(10), Decimal(-6), Decimal(0), Decimal(13)),
+    ]
+    on_hand = cover_rows(levels, {a: Decimal(60), b: Decimal(30)}, **kw)  # default basis
+    assert [(r.basis, r.days_of_cover, r.reorder_qty) for r in on_hand] == [
+        ("on_hand", Decimal(15), Decimal(0)),
+        ("on_hand", Decimal(4), Decimal(3)),
+    ]
 
 
 def test_report_json(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
@@ -76,6 +107,9 @@ def test_report_json(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
         "sku": "A",
         "warehouse": "W1",
         "on_hand": "310",
+        "reserved": "0",
+        "available": "310",
+        "basis": "on_hand",
         "outbound": "90",
         "daily_rate": "3.0000",
         "days_of_cover": "103.3",
@@ -89,6 +123,44 @@ def test_report_json(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
     assert (a["outbound"], a["daily_rate"]) == ("30", "3.0000")  # the same pace
     code, out = cli("report", "-c", str(path))
     assert code == 0 and "stock cover" in out
+
+
+def test_report_reserved_available_and_basis(tmp_path: Path) -> None:
+    # ERP reserves 250 of A@W1, the config 50 more: 310 on hand, 300 reserved, 10 available
+    push = "    push: {reservations: {A@W1: 50}}\n"
+    for path, _, _ in _world(tmp_path, push=push, reserve=250):
+        code, out = cli("report", "-c", str(path), "--days", "30", "--format", "json")
+        assert code == 0, out
+        a = next(r for r in json.loads(out) if r["sku"] == "A")
+        assert (a["on_hand"], a["reserved"], a["available"]) == ("310", "300", "10")
+        # alerts.basis defaults to on_hand: 310 / 3 a day; reorder 3 × 10 + 20 − 310 < 0
+        assert (a["basis"], a["days_of_cover"], a["reorder_qty"]) == ("on_hand", "103.3", "0")
+        code, out = cli("report", "-c", str(path), "--basis", "available", "--format", "csv")
+        assert code == 0, out
+        header, *lines = out.splitlines()
+        assert header.split(",")[3:7] == ["on_hand", "reserved", "available", "basis"]
+        row = dict(zip(header.split(","), next(x for x in lines if ",A,").split(","), strict=True))
+        # 10 / 3 a day = 3.3 days; reorder 3 × 10 + 20 − 10 = 40
+        assert (row["basis"], row["days_of_cover"], row["reorder_qty"]) == (
+            "available",
+            "3.3",
+            "40",
+        )
+        code, out = cli("report", "-c", str(path), "--basis", "nonsense")
+        assert code == 2
+
+
+def test_report_uses_the_configured_basis_and_the_option_overrides_it(tmp_path: Path) -> None:
+    for path, _, _ in _world(tmp_path, alerts=", basis: available", reserve=400):
+        code, out = cli("report", "-c", str(path), "--days", "30", "--format", "json")
+        assert code == 0, out
+        a = next(r for r in json.loads(out) if r["sku"] == "A")
+        # reservations over stock: available −90 shown as is, no cover, reorder 30 + 20 + 90
+        assert (a["reserved"], a["available"], a["basis"]) == ("400", "-90", "available")
+        assert (a["days_of_cover"], a["reorder_qty"]) == ("0", "140")
+        code, out = cli("report", "-c", str(path), "--basis", "on_hand", "--format", "json")
+        a = next(r for r in json.loads(out) if r["sku"] == "A")
+        assert (a["basis"], a["days_of_cover"], a["reorder_qty"]) == ("on_hand", "103.3", "0")
 
 
 def test_conflicts_list_show_resolve(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
