@@ -269,6 +269,12 @@ def _figures(
         yield Finding(kind, row.key, None, available, c.available, pushed, action, c.crm_id)
 
 
+def _held(row: _Row, figures: FigureCheck | None) -> Decimal:
+    """The key's reservation as the push applies it: stored plus static (0 without figures)."""
+    stored = row.reserved.stored if row.reserved is not None else Decimal(0)
+    return stored + (figures.static(row.key) if figures is not None else Decimal(0))
+
+
 def _decide(
     row: _Row, policies: Policies, shown: Shown, figures: FigureCheck | None = None
 ) -> Iterator[Finding]:
@@ -281,12 +287,15 @@ def _decide(
 
     erp_qty = e if e is not None else Decimal(0)
     ledger_qty = l_ if l_ is not None else Decimal(0)
-    known = e is not None or l_ is not None
-    if known and erp_qty != ledger_qty:
+    # a key with reserved stock and none on hand is known too: the CRM shows it with
+    # available below zero, which is neither an orphan nor nothing to create
+    held = _held(row, figures)
+    known = e is not None or l_ is not None or held != 0
+    if (e is not None or l_ is not None) and erp_qty != ledger_qty:
         yield finding(FindingKind.ERP_LEDGER_DRIFT, _wins(policies.erp_ledger_drift, Action.ADJUST))
     yield from _reserved_drift(row, policies)
     if c is None:
-        if erp_qty or ledger_qty:
+        if erp_qty or ledger_qty or held:
             yield finding(FindingKind.MISSING_IN_CRM, _wins(policies.missing_in_crm, Action.CREATE))
         return
     if not known:

@@ -424,3 +424,26 @@ def test_an_orphan_at_zero_with_available_stock_left_is_still_an_orphan() -> Non
     assert kinds(plan([], [], crm, [])) == [(FindingKind.ORPHAN_IN_CRM, C, Action.NONE)]
     crm = [(C, CrmValue(d(0), "c9", available=d(0), reserved=d(0)))]
     assert plan([], [], crm, [], policies=zero) == []
+
+
+def test_a_key_with_reserved_stock_and_none_on_hand_is_not_an_orphan() -> None:
+    """No stock anywhere, 1.5 reserved (static, or stored from the ERP): stocksync writes
+    real 0, available −1.5. That record is in sync, not an orphan to zero; with no record
+    the key is missing in the CRM; a record zeroed by someone is an available edit."""
+    zero = Policies(orphan_in_crm="zero")
+
+    def static(key: StockKey) -> Decimal:
+        return d("1.5") if key == C else d(0)
+
+    shown = [(C, CrmValue(d(0), "c9", available=d("-1.5"), reserved=d("1.5")))]
+    assert plan([], [], shown, [], policies=zero, figures=FigureCheck(static)) == []
+    stored = reserved_of((C, "1.5", "1.5"))
+    assert plan([], [], shown, [], policies=zero, figures=FigureCheck(), reserved=stored) == []
+    assert kinds(plan([], [], [], [], figures=FigureCheck(), reserved=stored)) == [
+        (FindingKind.MISSING_IN_CRM, C, Action.CREATE)
+    ]
+    zeroed = [(C, CrmValue(d(0), "c9", available=d(0), reserved=d(0)))]
+    assert kinds(plan([], [], zeroed, [], policies=zero, figures=FigureCheck(static))) == [
+        (FindingKind.CRM_RESERVED_MODIFIED, C, Action.OVERWRITE),
+        (FindingKind.CRM_AVAILABLE_MODIFIED, C, Action.OVERWRITE),
+    ]
