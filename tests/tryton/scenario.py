@@ -354,6 +354,16 @@ def shipment_in_stamps(config: Any, shipment_id: int) -> list[dt.datetime]:
 # -- truth --------------------------------------------------------------------------------
 
 
+def product_codes(config: Any) -> list[str]:
+    """Codes of every product Tryton stocks (goods, assets), whoever created it: a CRM
+    that must mirror every key needs them all (test modules share one server)."""
+    from proteus import Model
+
+    Product = Model.get("product.product", config=config)
+    found = Product.find([("type", "in", ["goods", "assets"])])
+    return sorted({str(p.code) for p in found if p.code})
+
+
 def warehouse_quantities(config: Any) -> dict[tuple[str, str], Decimal]:
     """Tryton's own on-hand per (sku, warehouse code), non-zero only (goods products)."""
     from proteus import Model

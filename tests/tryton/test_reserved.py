@@ -113,7 +113,7 @@ def reserving(
     for sku in RES:
         documents.product(tryton_proteus, sku)
     crm = build_crm(None)
-    for sku in (*scenario.SKUS, *RES):
+    for sku in scenario.product_codes(tryton_proteus):
         crm.add_product(sku, sku)
     for code in scenario.WAREHOUSES:
         crm.add_warehouse(code, code)
