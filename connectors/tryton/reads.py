@@ -8,11 +8,12 @@ Timestamps passed in are server-local naive datetimes (Tryton compares those).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from connectors.tryton.client import TrytonClient
 from connectors.tryton.mapping import LOCATION_FIELDS, MOVE_FIELDS, updated_at
+from connectors.tryton.reserved import RESERVED_FIELDS, assigned_domain
 
 Row = dict[str, Any]
 Domain = list[Any]
@@ -119,6 +120,17 @@ def company_timezone(client: TrytonClient, company: int) -> str | None:
     )
     zone = rows[0].get("timezone") if rows else None
     return str(zone) if zone else None
+
+
+def assigned_moves(client: TrytonClient, company: int, product_types: Sequence[str]) -> list[Row]:
+    """Every assigned move of ``company`` whose product is of ``product_types``, in ONE
+    ``search_read`` (no limit): the cost grows with the assigned moves, not the products."""
+    return client.search_read(
+        "stock.move",
+        assigned_domain(company, product_types),
+        fields=RESERVED_FIELDS,
+        order=[["id", "ASC"]],
+    )
 
 
 def stocked_product_field(client: TrytonClient) -> dict[str, Any]:

@@ -10,6 +10,9 @@ A move is active while Tryton counts it: done and dated today or earlier, "today
 from the injected clock (design note 18). Each incremental pull also re-reads the
 moves whose date fell due and the moves at locations whose warehouse changed, so
 a level follows Tryton's own without a new write to the moves themselves.
+
+Reserved stock is a snapshot of the assigned moves (``reserved``), so that on
+hand − reserved is Tryton's ``quantity`` with ``stock_assign`` (module ``reserved``).
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ from connectors.tryton.mapping import (
     updated_at,
     withdrawn,
 )
+from connectors.tryton.reserved import reserved_by_key
 from sync.errors import PermanentError
-from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord
+from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord, Reserved
 from sync.ports import ConnectorContext
 from sync.settings import Secret, StrictModel, TimeZoneName
 
@@ -73,6 +77,13 @@ class TrytonSettings(StrictModel):
     timezone: TimeZoneName = Field(
         default="UTC",
         description="Time zone of the server's naive timestamps (run trytond with TZ=UTC).",
+    )
+    reservations: bool = Field(
+        default=True,
+        description=(
+            "Read reserved stock (assigned moves out of each warehouse, as Tryton's "
+            "stock_assign quantity holds them); false: the CRM shows available = on hand."
+        ),
     )
     other_location_types: dict[str, OtherPolicy] = Field(
         default_factory=dict,
@@ -299,8 +310,7 @@ class TrytonSource:
         Every product of a type Tryton stocks (``stocked_types``: goods and assets
         in Tryton 8), so that on-hand counts what the pull counts.
         """
-        if self._types is None:
-            self._types = stocked_types(reads.stocked_product_field(self.client))
+        types = self._stocked_types()
         warehouses = LocationTree(reads.locations(self.client)).warehouses()
         wanted = self.settings.warehouses
         for wh_id, code in sorted(warehouses.items()):
@@ -308,7 +318,7 @@ class TrytonSource:
                 continue
             rows = self.client.search_read(
                 "product.product",
-                [["type", "in", list(self._types)]],
+                [["type", "in", list(types)]],
                 fields=("id", "code", "quantity"),
                 order=[["id", "ASC"]],
                 context={"locations": [wh_id], "active_test": False},
@@ -318,9 +328,28 @@ class TrytonSource:
                 if qty != 0 and row.get("code"):
                     yield OnHand(str(row["code"]), code, qty)
 
-    def reserved(self) -> None:
-        """Not read yet: the CRM shows available = on hand (issue 15 replaces this)."""
-        return None
+    def reserved(self) -> list[Reserved] | None:
+        """Stock Tryton holds for assigned moves, per (product, warehouse), as of today.
+
+        One ``search_read`` of the company's assigned moves (products of the types
+        ``on_hand`` reads), attributed to the warehouse their source location lies in
+        (:func:`connectors.tryton.reserved.reserved_by_key`), so that on hand −
+        reserved is Tryton's own ``quantity`` with ``stock_assign``. Quantities in
+        the product's default unit. None when ``reservations`` is off.
+        """
+        if not self.settings.reservations:
+            return None
+        rows = reads.assigned_moves(self.client, self.settings.company, self._stocked_types())
+        figures = reserved_by_key(
+            rows, self._locations(rows), self._today(), self.settings.warehouses
+        )
+        return [Reserved(sku, wh, qty) for (sku, wh), qty in sorted(figures.items())]
+
+    def _stocked_types(self) -> tuple[str, ...]:
+        """The product types Tryton stocks, read from the server once."""
+        if self._types is None:
+            self._types = stocked_types(reads.stocked_product_field(self.client))
+        return self._types
 
     def check(self) -> str:
         """Log in and count warehouses: proves URL, credentials, database and stock module."""

@@ -190,6 +190,15 @@ def internal(config: Any, src: Any, dst: Any, lines: dict[str, int]) -> int:
     """Internal shipment between two locations (through transit between warehouses), done.
 
     Returns the ``stock.shipment.internal`` id."""
+    shipment_id = internal_assigned(config, src, dst, lines)
+    internal_done(config, shipment_id)
+    return shipment_id
+
+
+def internal_assigned(config: Any, src: Any, dst: Any, lines: dict[str, int]) -> int:
+    """Internal shipment from ``src`` to ``dst``, waiting then assigned (not shipped).
+
+    Returns the ``stock.shipment.internal`` id."""
     from proteus import Model
 
     shipment = Model.get("stock.shipment.internal", config=config)()
@@ -201,8 +210,15 @@ def internal(config: Any, src: Any, dst: Any, lines: dict[str, int]) -> int:
     shipment.save()
     scenario._click(shipment, "wait", "assign_try")
     scenario._expect_state(shipment, "assigned")
+    return int(shipment.id)
+
+
+def internal_done(config: Any, shipment_id: int) -> None:
+    """Ship (through transit, when there is one) and do an assigned internal shipment."""
+    from proteus import Model
+
+    shipment = Model.get("stock.shipment.internal", config=config)(shipment_id)
     if shipment.transit_location:
         scenario._click(shipment, "pack", "ship")
     shipment.click("do")
     scenario._expect_state(shipment, "done")
-    return int(shipment.id)

@@ -35,10 +35,14 @@ def crm_stock(crm: FxiaokeEmulator) -> dict[tuple[str, str], Decimal]:
 
 @pytest.fixture
 def synced(
-    tryton_server: tryton.TrytonServer, tryton_scenario: dict[str, int], tmp_path: Path
+    tryton_server: tryton.TrytonServer,
+    tryton_scenario: dict[str, int],
+    tryton_proteus: Any,
+    tmp_path: Path,
 ) -> Iterator[tuple[Pipeline, FxiaokeEmulator]]:
     crm = build_crm(None)
-    for sku in scenario.SKUS:
+    # every product Tryton stocks, other modules' own included (one shared server)
+    for sku in sorted({*scenario.SKUS, *scenario.product_codes(tryton_proteus)}):
         crm.add_product(sku, sku)
     for code in scenario.WAREHOUSES:
         crm.add_warehouse(code, code)

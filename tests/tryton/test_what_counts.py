@@ -69,7 +69,8 @@ def make_pipeline(
     for sku in ("P-4", "P-5"):
         documents.product(tryton_proteus, sku)
     crm = build_crm(None)
-    for sku in (*scenario.SKUS, *NEW_SKUS):
+    # every product Tryton stocks, other modules' own included (one shared server)
+    for sku in sorted({*scenario.SKUS, *NEW_SKUS, *scenario.product_codes(tryton_proteus)}):
         crm.add_product(sku, sku)
     for code in (*scenario.WAREHOUSES, "WH9"):
         crm.add_warehouse(code, code)
