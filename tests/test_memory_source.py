@@ -11,7 +11,7 @@ import pytest
 
 from connectors.memory.source import MemoryErp
 from sync.errors import TransientError
-from sync.model import Cursor, Movement, MovementKind, document_key
+from sync.model import Cursor, Movement, MovementKind, StockKey, document_key
 from tests.conftest import Clock
 from tests.contract.erp import ErpSourceContract, FaultCase
 
@@ -74,10 +74,11 @@ def contract_remove_line(contract_source: MemoryErp) -> Callable[[], str]:
 @pytest.fixture
 def contract_reserve(
     contract_source: MemoryErp,
-) -> Callable[[str, str, Decimal], Callable[[], None]]:
-    def reserve(sku: str, warehouse: str, qty: Decimal) -> Callable[[], None]:
-        contract_source.reserve(sku, warehouse, qty)
-        return lambda: contract_source.reserve(sku, warehouse, 0)
+) -> Callable[[Decimal], tuple[StockKey, Callable[[], None]]]:
+    def reserve(qty: Decimal) -> tuple[StockKey, Callable[[], None]]:
+        key = next(iter(contract_source.on_hand())).stock_key
+        contract_source.reserve(key.sku, key.warehouse, qty)
+        return key, lambda: contract_source.reserve(key.sku, key.warehouse, 0)
 
     return reserve
 

@@ -12,9 +12,10 @@ Fixtures a subclass provides:
   would, and returns the removed line's movement key. Without it the
   line-removal test is skipped.
 - ``contract_reserve`` (optional; a source that reports reserved stock provides it):
-  a callable ``(sku, warehouse, qty) -> release`` that reserves ``qty`` of a key the
-  contract data holds stock of, as an order would in the ERP, and returns a callable
-  that releases that reservation. Without it the source must report None.
+  a callable ``(qty) -> (key, release)`` that reserves ``qty`` of a key the contract
+  data holds stock of, as an order would in the ERP, and returns that key and a
+  callable that releases the reservation (a cancellation). Without it the source
+  must report None.
 """
 
 from __future__ import annotations
@@ -157,10 +158,9 @@ class ErpSourceContract:
             return {k: q for k, q in totals.items() if q}
 
         before = snapshot()
-        row = next(iter(contract_source.on_hand()))
-        release = reserve(row.sku, row.warehouse, Decimal(3))
-        held = before.get(row.stock_key, Decimal(0))
-        assert snapshot() == {**before, row.stock_key: held + 3}
+        key, release = reserve(Decimal(1))
+        held = before.get(key, Decimal(0))
+        assert snapshot() == {**before, key: held + 1}
         release()
         assert snapshot() == before
 

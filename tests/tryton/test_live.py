@@ -15,7 +15,7 @@ import respx
 
 from connectors.tryton.source import TrytonSettings, TrytonSource, build
 from sync.errors import PermanentError, TransientError
-from sync.model import Cursor, Movement, MovementKind
+from sync.model import Cursor, Movement, MovementKind, StockKey
 from sync.ports import ConnectorContext
 from tests.contract.erp import ErpSourceContract, FaultCase
 from tests.tryton import scenario
@@ -175,6 +175,29 @@ class TestTrytonSourceContract(ErpSourceContract):
             " by its own write_date and no page names a complete document; a done move"
             " cannot be deleted, only cancelled, which the pull reads as a withdrawn move"
         )
+
+    @pytest.fixture
+    def contract_reserve(
+        self, tryton_source: TrytonSource, tryton_proteus: Any
+    ) -> Callable[[Decimal], tuple[StockKey, Callable[[], None]]]:
+        """A sale of a scenario product with stock, its shipment assigned; cancelling
+        the shipment releases it."""
+
+        def reserve(qty: Decimal) -> tuple[StockKey, Callable[[], None]]:
+            key = next(
+                r.stock_key
+                for r in tryton_source.on_hand()
+                if r.sku in scenario.SKUS and r.qty >= qty
+            )
+            lines = {key.sku: int(qty)}
+            shipment = scenario.sale_assigned(tryton_proteus, key.warehouse, lines)
+
+            def release() -> None:
+                scenario.shipment_out(tryton_proteus, shipment, "cancel", state="cancelled")
+
+            return key, release
+
+        return reserve
 
     @pytest.fixture
     def contract_faults(self, tryton_server: tryton.TrytonServer) -> list[FaultCase]:
