@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from connectors._emulator import Emulator, LoopbackServer
 from connectors.k3cloud import query as q
 from connectors.k3cloud.bill_query import BillQueries
+from connectors.k3cloud.emulator_locks import LockOperations
 from connectors.k3cloud.scenarios import seed
 from connectors.k3cloud.services import ANONYMOUS, HANDLERS, RawJson, encode, envelope
 from connectors.k3cloud.signing import api_signature, decode_app_secret, kd_signature
@@ -53,8 +54,9 @@ def _local_now(tz: ZoneInfo) -> Callable[[], datetime]:
     return lambda: datetime.now(tz).replace(tzinfo=None, microsecond=0)
 
 
-class K3CloudEmulator(Emulator):
-    """In-memory K/3 Cloud. Mutate with ``create_document``/``audit``/… ; inspect ``calls``."""
+class K3CloudEmulator(LockOperations, Emulator):
+    """In-memory K/3 Cloud. Mutate with ``create_document``/``audit``/``lock``/… ; inspect
+    ``calls``."""
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class K3CloudEmulator(Emulator):
         max_limit: int = 10_000,
         limit_over_cap: Literal["cap", "refuse"] = "cap",
         status_bumps_modify_date: bool = True,
+        lock_beyond_stock: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
         **credentials: str,
     ) -> None:
@@ -74,12 +77,15 @@ class K3CloudEmulator(Emulator):
         reference does not say which. ``status_bumps_modify_date``: whether audit,
         un-audit, cancel and un-cancel also stamp FModifyDate (not documented either,
         k3cloud-stock-quantities.md §1.3); they always stamp their own date.
+        ``lock_beyond_stock``: may a lock exceed on hand (``LockOperations``)?
         """
         self.base_path = "/" + base_path.strip("/") + "/"
         self.credentials = {**DEMO_CREDENTIALS, **credentials}
         self.lcid = 2052
         self.store = Store(
-            now or _local_now(ZoneInfo(timezone)), status_bumps_modify_date=status_bumps_modify_date
+            now or _local_now(ZoneInfo(timezone)),
+            status_bumps_modify_date=status_bumps_modify_date,
+            lock_beyond_stock=lock_beyond_stock,
         )
         self.queries = BillQueries(self.store, max_limit=max_limit, limit_over_cap=limit_over_cap)
         self.queries_answered = 0

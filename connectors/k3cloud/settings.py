@@ -66,6 +66,12 @@ class K3CloudSettings(StrictModel):
     warehouses_exclude: list[str] = Field(
         default_factory=list, description="warehouse numbers to leave out"
     )
+    reservations: bool = Field(
+        True,
+        description="read reserved stock from STK_Inventory FBaseLockQty (locked, base "
+        "unit; one keyset read of the locked rows per cycle): the CRM gets available = "
+        "on hand − reserved. false: available = on hand, blocked 0",
+    )
     max_attempts: int = Field(
         5, ge=1, le=20, description="attempts per request on transient errors"
     )

@@ -1,25 +1,26 @@
-"""The K/3 Cloud ErpSource: factory and the four read paths (settings in ``settings``).
+"""The K/3 Cloud ErpSource: factory and the read paths (settings in ``settings``).
 
 Documents are pulled by the dates a change stamps (FModifyDate, and the status
 dates FApproveDate and FCancelDate, OR-ed; every status, so un-approvals and
 cancellations arrive as inactive lines), in keyset pages of whole documents.
-Deletions are found by the window rescan on FDate, and on-hand comes from
-STK_Inventory.
+Deletions are found by the window rescan on FDate; on hand and reserved come
+from STK_Inventory (``stock_reads``).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connectors.k3cloud import stock_reads
 from connectors.k3cloud.client import K3CloudClient, MissingFieldError, sql_quote
 from connectors.k3cloud.localtime import earliest_local_reading
-from connectors.k3cloud.mapping import RowDecoder, parse_erp_datetime, parse_qty, row_as_dict
+from connectors.k3cloud.mapping import RowDecoder, parse_erp_datetime, row_as_dict
 from connectors.k3cloud.settings import K3CloudSettings
+from connectors.k3cloud.stock_reads import INVENTORY_FORM, SCAN_PAGE_SIZE
 from connectors.k3cloud.streams import (
     ERP_DATETIME_FORMAT,
     SOURCE,
@@ -34,12 +35,8 @@ from connectors.k3cloud.streams import (
 )
 from connectors.k3cloud.units import UnitTable
 from sync.errors import ConfigError, ConfigProblem, RecordError
-from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord
+from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord, Reserved
 from sync.ports import ConnectorContext
-
-INVENTORY_FORM = "STK_Inventory"
-#: rows per answer of the window rescan and the on-hand snapshot (reference §6: ≤ 2000)
-SCAN_PAGE_SIZE = 2000
 
 
 def build(settings: K3CloudSettings, context: ConnectorContext) -> K3CloudSource:
@@ -279,41 +276,37 @@ class K3CloudSource:
                 yield from keys_for(defn, fid, entry_id)
 
     def on_hand(self) -> Iterator[OnHand]:
-        """STK_Inventory FBaseQty per material × warehouse, summed over lots/locations/status.
+        """STK_Inventory FBaseQty per material × warehouse, summed over lots/locations/status
+        (``stock_reads.on_hand``: keyset by FID, the org scope in the filter)."""
+        return stock_reads.on_hand(self.client, self._filter, self._in_scope)
 
-        Paged by FID (one id per stock dimension), so rows that change while the
-        snapshot is read cannot push another row out of it.
+    def reserved(self) -> list[Reserved] | None:
+        """STK_Inventory FBaseLockQty (locked / reserved) per material × warehouse, base
+        unit; None when ``reservations`` is off (the CRM then shows available = on hand).
+
+        One keyset read of the locked rows only (FilterString ``FBaseLockQty <> 0`` plus
+        the org scope), so a cycle's cost grows with the locked rows. The CRM's available
+        is the ledger's on hand − this, not FBaseAvbQty (why: ``stock_reads``). Raises
+        ConfigError at ``erp.reservations`` if the server does not know FBaseLockQty.
         """
-        query = {
-            "FormId": INVENTORY_FORM,
-            "FieldKeys": "FMaterialId.FNumber,FStockId.FNumber,FBaseQty,FID",
-            "FilterString": self._filter("FBaseQty <> 0"),
-            "SubSystemId": "",
-        }
-        totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-        for rows in self.client.iter_keyset(
-            query, [("FID", 3, "str")], page_size=SCAN_PAGE_SIZE, where="erp.on_hand"
-        ):
-            for material, warehouse, qty, _ in rows:
-                if not material or not warehouse or not self._in_scope(str(warehouse)):
-                    continue
-                totals[(str(material), str(warehouse))] += parse_qty(qty)
-        for (sku, warehouse), qty in sorted(totals.items()):
-            if qty != 0:
-                yield OnHand(sku=sku, warehouse=warehouse, qty=qty)
-
-    def reserved(self) -> None:
-        """Not read yet: the CRM shows available = on hand (issue 15 replaces this)."""
-        return None
+        if not self.settings.reservations:
+            return None
+        return stock_reads.reserved(self.client, self._filter, self._in_scope)
 
     def check(self) -> str:
-        """Sign in and read one form's metadata; errors come out typed with hints."""
+        """Sign in, read one form's metadata and STK_Inventory's on-hand (and, with
+        ``reservations``, lock) key; errors come out typed with hints."""
         form = STREAMS[self.settings.streams[0]].form_id
         self.client.query_business_info(form, where=f"erp.streams.{self.settings.streams[0]}")
         self.client.execute_bill_query(
             {"FormId": INVENTORY_FORM, "FieldKeys": "FStockId.FNumber", "Limit": 1},
             where="erp.on_hand",
         )
+        if self.settings.reservations:
+            self.client.execute_bill_query(
+                {"FormId": INVENTORY_FORM, "FieldKeys": "FBaseLockQty", "Limit": 1},
+                where="erp.reservations",
+            )
         return (
             f"K/3 Cloud at {self.client.server_url}: signed in as {self.settings.username} "
             f"(data centre {self.settings.acct_id}), {len(self.settings.streams)} streams"

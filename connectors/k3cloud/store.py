@@ -25,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connectors.k3cloud.catalog import CONVERSION_FORM, MATERIAL_FORM, Catalog, master_fields
+from connectors.k3cloud.locks import LockBook, inventory_columns
 from connectors.k3cloud.query import FieldType, Row
 from connectors.k3cloud.streams import STOCK_ORG, STREAMS, UNIT_KEY, StreamDef
 
@@ -52,6 +53,11 @@ INVENTORY_TYPES: dict[str, FieldType] = {
     "FBaseUnitId.FNumber": "str",
     "FBaseQty": "num",
     "FQty": "num",
+    # locked and available (k3cloud-stock-quantities.md §1.1; checks in ``locks``)
+    "FBaseLockQty": "num",
+    "FLockQty": "num",
+    "FBaseAvbQty": "num",
+    "FAvbQty": "num",
 }
 FORMS: dict[str, StreamDef] = {d.form_id: d for d in STREAMS.values()}
 MASTER_FORMS = (MATERIAL_FORM, CONVERSION_FORM)
@@ -147,10 +153,16 @@ class Store:
     """Documents per form plus opening stock, with cached flat rows per form."""
 
     def __init__(
-        self, now: Callable[[], datetime], *, status_bumps_modify_date: bool = True
+        self,
+        now: Callable[[], datetime],
+        *,
+        status_bumps_modify_date: bool = True,
+        lock_beyond_stock: bool = True,
     ) -> None:
         self.now = now
         self.catalog = Catalog()
+        #: stock locks (锁库); ``beyond_stock``: may a lock exceed the row's available?
+        self.locks = LockBook(beyond_stock=lock_beyond_stock)
         #: per form: lower-case field keys this server's metadata lacks
         self.hidden: dict[str, set[str]] = defaultdict(set)
         #: whether audit/un-audit/cancel/un-cancel also stamp FModifyDate (undocumented)
@@ -387,8 +399,13 @@ class Store:
         return totals
 
     def _inventory_rows(self) -> list[Row]:
+        """One row per stock dimension with stock or a lock; FBaseAvbQty = FBaseQty − lock."""
         rows: list[Row] = []
-        for (org, material, stock, lot), qty in sorted(self.inventory().items()):
+        locked = self.locks.per_row()
+        on_hand = self.inventory()
+        for key in locked.keys() - on_hand.keys():
+            on_hand[key] = Decimal(0)
+        for (org, material, stock, lot), qty in sorted(on_hand.items()):
             rows.append(
                 {
                     # one stable id per stock dimension, as T_STK_INVENTORY's FID
@@ -401,6 +418,7 @@ class Store:
                     "fbaseunitid.fnumber": self.catalog.base_unit(material),
                     "fbaseqty": qty,
                     "fqty": qty,
+                    **inventory_columns(qty, locked.get((org, material, stock, lot), Decimal(0))),
                 }
             )
         return rows
