@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from decimal import Decimal
 
 import pytest
 
@@ -11,6 +12,7 @@ from connectors.k3cloud.emulator import K3CloudEmulator
 from connectors.k3cloud.scenarios import seed_demo
 from connectors.k3cloud.source import K3CloudSource
 from sync.errors import ConfigError, PermanentError, TransientError
+from sync.model import StockKey
 from tests.contract.erp import ErpSourceContract, FaultCase
 
 RemoveLine = Callable[[], str]
@@ -43,6 +45,20 @@ def contract_remove_line(contract_source: K3CloudSource, emulator: K3CloudEmulat
         return f"k3cloud:STK_InStock:{doc.fid}:{entry}"
 
     return remove
+
+
+@pytest.fixture
+def contract_reserve(
+    contract_source: K3CloudSource, emulator: K3CloudEmulator
+) -> Callable[[Decimal], tuple[StockKey, Callable[[], None]]]:
+    """A lock (锁库) on the first key with stock on hand; unlocking releases it."""
+
+    def reserve(qty: Decimal) -> tuple[StockKey, Callable[[], None]]:
+        key = next(r.stock_key for r in contract_source.on_hand() if r.qty >= qty)
+        lock_id = emulator.lock(key.sku, key.warehouse, qty)
+        return key, lambda: emulator.unlock(lock_id)
+
+    return reserve
 
 
 @pytest.fixture
