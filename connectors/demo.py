@@ -40,6 +40,28 @@ class Step:
     act: Callable[[K3CloudEmulator], None]
 
 
+#: the demo's one open sales order: its lock id once it reserves stock
+_ORDER: dict[str, str] = {}
+
+
+def _reserve(material: str, qty: int, stock: str = "WH-MAIN") -> Callable[[K3CloudEmulator], None]:
+    """A sales order reserves stock (a lock, 锁库): on hand stays, available drops."""
+
+    def act(erp: K3CloudEmulator) -> None:
+        _ORDER[material] = erp.lock(material, stock, qty)
+
+    return act
+
+
+def _ship_reserved(material: str) -> Callable[[K3CloudEmulator], None]:
+    """The reserved order ships: one delivery, and its lock released, in one ERP step."""
+
+    def act(erp: K3CloudEmulator) -> None:
+        erp.ship_locked(_ORDER.pop(material))
+
+    return act
+
+
 def _approved(form: str, lines: list[dict[str, Any]]) -> Callable[[K3CloudEmulator], None]:
     def act(erp: K3CloudEmulator) -> None:
         erp.audit(form, erp.create_document(form, lines))
@@ -69,6 +91,11 @@ STORY = [
         ),
     ),
     Step("30 phones returned", _approved("SAL_RETURNSTOCK", [_line("PHONE-X", 30)])),
+    Step(
+        "25 tablets reserved by an order: available drops first",
+        _reserve("TABLET-S", 25),
+    ),
+    Step("the 25 reserved tablets shipped: now on hand drops", _ship_reserved("TABLET-S")),
 ]
 
 
@@ -96,7 +123,10 @@ def demo_config(
                 "schedule": {"interval_s": max(1.0, interval_s)},
                 "pull": {"page_size": 500},
                 "push": {"retry_initial_s": 1},
-                "alerts": {"thresholds": {k: str(v) for k, v in SAFETY.items()}},
+                "alerts": {
+                    "basis": "available",
+                    "thresholds": {k: str(v) for k, v in SAFETY.items()},
+                },
                 "erp": {
                     "type": "k3cloud",
                     "server_url": erp_info["url"],
@@ -119,24 +149,48 @@ def demo_config(
     }
 
 
+#: one stock key's figures: on hand, reserved (ERP) or blocked (CRM), available
+Figures = tuple[Decimal, Decimal, Decimal]
+
+
 def render(
-    erp: dict[tuple[str, str], Decimal],
-    crm: dict[tuple[str, str], Decimal],
+    erp: dict[tuple[str, str], Figures],
+    crm: dict[tuple[str, str], Figures],
     events: list[str],
     elapsed_s: float,
 ) -> Group:
+    """The live table: each key's ERP figures beside the CRM's, and whether they agree."""
     table = Table(title=f"ERP (K/3 Cloud) vs CRM (Fxiaoke) — {elapsed_s:.0f}s")
-    for column in ("product", "warehouse", "ERP on hand", "CRM real_stock", ""):
-        table.add_column(
-            column, justify="right" if "stock" in column or "hand" in column else "left"
-        )
+    for column in ("product", "warehouse", "ERP\non hand", "ERP\nreserved", "CRM\nreal"):
+        table.add_column(column, justify="left" if column.islower() else "right", no_wrap=True)
+    table.add_column("CRM\navailable", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
     for key in sorted(set(erp) | set(crm)):
-        e, c = erp.get(key, Decimal(0)), crm.get(key)
+        e, c = erp.get(key, (Decimal(0),) * 3), crm.get(key)
         same = c is not None and c == e
-        low = key[0] in SAFETY and e < SAFETY[key[0]]
+        # safety stock is judged on available (alerts.basis): all reserved is out of stock
+        low = key[0] in SAFETY and e[2] < SAFETY[key[0]]
         mark = ("in sync" if same else "syncing…") + (" · LOW" if low else "")
-        table.add_row(key[0], key[1], str(e), "—" if c is None else str(c), mark)
+        real, available = ("—", "—") if c is None else (str(c[0]), str(c[2]))
+        table.add_row(key[0], key[1], str(e[0]), str(e[1]), real, available, mark)
     return Group(table, Text("\n".join(events[-6:]), style="dim"))
+
+
+def erp_figures(erp: K3CloudEmulator) -> dict[tuple[str, str], Figures]:
+    """On hand, reserved (FBaseLockQty) and available per key, as the ERP holds them."""
+    on_hand, reserved = erp.inventory(), erp.reserved()
+    out: dict[tuple[str, str], Figures] = {}
+    for key in on_hand.keys() | reserved.keys():
+        held, locked = on_hand.get(key, Decimal(0)), reserved.get(key, Decimal(0))
+        out[key] = (held, locked, held - locked)
+    return out
+
+
+def crm_figures(crm: FxiaokeEmulator) -> dict[tuple[str, str], Figures]:
+    """real_stock, blocked_stock and available_stock per key, as the CRM shows them."""
+    real, blocked = crm.stock_by_code(), crm.stock_by_code("blocked_stock")
+    available = crm.stock_by_code("available_stock")
+    return {key: (real[key], blocked[key], available[key]) for key in real}
 
 
 class DemoRun:
@@ -169,11 +223,12 @@ class DemoRun:
 
     def table(self) -> Group:
         elapsed = time.monotonic() - self.started
-        return render(self.erp.inventory(), self.crm.stock_by_code(), self.events, elapsed)
+        return render(erp_figures(self.erp), crm_figures(self.crm), self.events, elapsed)
 
     def equal(self) -> bool:
-        erp, crm = self.erp.inventory(), self.crm.stock_by_code()
-        return erp == {k: v for k, v in crm.items() if v or k in erp}
+        """ERP and CRM agree on on hand, reserved and available for every key."""
+        erp, crm = erp_figures(self.erp), crm_figures(self.crm)
+        return erp == {k: v for k, v in crm.items() if any(v) or k in erp}
 
     def play(self, live: Live) -> None:
         """The story, one step per interval, while the daemon syncs on its own schedule."""
@@ -201,16 +256,18 @@ class DemoRun:
 
     def summary(self, equal: bool) -> None:
         erp = self.erp.inventory()
+        figures = erp_figures(self.erp)
         low = sorted(
-            f"{s}@{w} ({q} < {SAFETY[s]})"
-            for (s, w), q in erp.items()
-            if s in SAFETY and q < SAFETY[s]
+            f"{s}@{w} (available {f[2]} < {SAFETY[s]})"
+            for (s, w), f in figures.items()
+            if s in SAFETY and f[2] < SAFETY[s]
         )
         self.console.print()
         self.console.print(
             f"{'ERP and CRM are equal' if equal else 'ERP and CRM DIFFER'}: "
             f"{len(erp)} product × warehouse keys in {time.monotonic() - self.started:.0f}s; "
             f"product A at WH-MAIN = {erp.get(('A-100', 'WH-MAIN'))}; "
+            f"tablets available at WH-MAIN = {figures[('TABLET-S', 'WH-MAIN')][2]}; "
             f"low stock: {', '.join(low) or 'none'}",
             markup=False,
         )

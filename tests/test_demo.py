@@ -32,7 +32,7 @@ def test_demo_ends_equal_and_its_report_makes_sense(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "ERP and CRM are equal" in demo.stdout
     assert "product A at WH-MAIN = 115" in demo.stdout
-    assert "TABLET-S@WH-MAIN (30 < 40)" in demo.stdout
+    assert "TABLET-S@WH-MAIN (available 5 < 40)" in demo.stdout
 
     config = str(state / "stocksync.yaml")
     report = stocksync("report", "-c", config, "--format", "json", cwd=tmp_path)
@@ -44,7 +44,10 @@ def test_demo_ends_equal_and_its_report_makes_sense(tmp_path: Path) -> None:
     assert Decimal(phones["outbound"]) == 140
     assert Decimal(phones["days_of_cover"]) == Decimal("19.3")
     tablets = rows[("TABLET-S", "WH-MAIN")]
-    assert Decimal(tablets["on_hand"]) == 30 and Decimal(tablets["reorder_qty"]) > 0
+    # 80 − 50 shipped − 25 reserved and then shipped; nothing reserved at the end
+    assert Decimal(tablets["on_hand"]) == 5 and Decimal(tablets["outbound"]) == 75
+    assert Decimal(tablets["reserved"]) == 0 and Decimal(tablets["available"]) == 5
+    assert Decimal(tablets["reorder_qty"]) > 0
     assert rows[("A-100", "WH-MAIN")]["on_hand"] == "115"
 
     alerts = stocksync("alerts", "list", "-c", config, "--format", "json", cwd=tmp_path)

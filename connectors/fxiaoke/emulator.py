@@ -163,8 +163,9 @@ class FxiaokeEmulator(Emulator):
             self.errors.clear()
             self.trace_ids.clear()
 
-    def stock_by_code(self) -> dict[tuple[str, str], Decimal]:
-        """StockObj real_stock per (product_code, warehouse number).
+    def stock_by_code(self, field: str = "real_stock") -> dict[tuple[str, str], Decimal]:
+        """StockObj ``field`` (real_stock, available_stock, blocked_stock) per (product_code,
+        warehouse number); a record without the field reads 0.
 
         Raises AssertionError on two records for one pair: a duplicate is the one
         thing a sync must never create, so every reader of this view checks it.
@@ -179,7 +180,7 @@ class FxiaokeEmulator(Emulator):
             )
             if key in out:
                 raise AssertionError(f"duplicate StockObj for {key}")
-            out[key] = Decimal(str(r["real_stock"]))
+            out[key] = Decimal(str(r.get(field) or 0))
         return out
 
     def connection_info(self, base_url: str) -> dict[str, Any]:

@@ -25,3 +25,42 @@ def test_the_demo_scenarios_sync_without_blocked_rows(tmp_path: Path) -> None:
         assert report.push.blocked == 0 and report.push.dead == 0
         assert systems.crm_stock() == systems.erp_stock()
         assert len(systems.erp_stock()) >= 6
+
+
+def test_the_demo_story_shows_a_reservation_before_its_shipment(tmp_path: Path) -> None:
+    """The README's demo, one cycle per step: the order for 25 tablets first moves the
+    CRM's available (on hand stays 30), then its shipment moves on hand (available stays)."""
+    from connectors import demo
+    from connectors.fxiaoke.emulator import FxiaokeEmulator
+    from connectors.k3cloud.emulator import K3CloudEmulator
+
+    erp, crm = K3CloudEmulator(), FxiaokeEmulator()
+    demo.seed(erp, crm)
+    tablets = ("TABLET-S", "WH-MAIN")
+    seen: list[tuple[str, demo.Figures, demo.Figures]] = []
+    with LoopbackServer(erp) as erp_srv, LoopbackServer(crm) as crm_srv:
+        systems = Systems(erp, crm, erp_srv.url, crm_srv.url, tmp_path)
+        pipeline = systems.pipeline()
+        try:
+            run_cycle(pipeline)
+            for step in demo.STORY:
+                step.act(erp)
+                run_cycle(pipeline)
+                erp_side, crm_side = demo.erp_figures(erp), demo.crm_figures(crm)
+                assert crm_side == erp_side, step.say
+                seen.append((step.say, erp_side[tablets], crm_side[tablets]))
+        finally:
+            pipeline.close()
+    # (on hand, reserved, available) in the ERP, (real, blocked, available) in the CRM
+    *_, (_, _, shown_before), (reserved, _, shown_reserved), (shipped, _, shown_shipped) = seen
+    assert shown_before == (30, 0, 30)
+    assert "reserved" in reserved and shown_reserved == (30, 25, 5)
+    assert "shipped" in shipped and shown_shipped == (5, 0, 5)
+    from rich.console import Console
+
+    console = Console(record=True, width=80)
+    console.print(demo.render(demo.erp_figures(erp), demo.crm_figures(crm), [], 0.0))
+    text = console.export_text()
+    assert "reserved" in text and "available" in text
+    row = "│ TABLET-S │ WH-MAIN   │       5 │        0 │    5 │         5 │ in sync · LOW │"
+    assert row in text
