@@ -253,8 +253,9 @@ def _figures(
     what it would write now (L − r), r being the stored reservation plus the static one."""
     c = row.crm
     assert c is not None
-    stored = row.reserved.stored if row.reserved is not None else Decimal(0)
-    reserved = stored + check.static(row.key)
+    if row.key in check.owed:
+        return  # the write that brings the CRM these figures has not landed yet
+    reserved = _held(row, check)
     erp = row.reserved.erp if row.reserved is not None else None
     ledger = on_hand[-1]
     if c.reserved is not None and reserved_edited(c.reserved, on_hand, reserved, check):

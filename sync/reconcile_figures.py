@@ -73,6 +73,9 @@ class FigureCheck:
     static: Static = no_static
     available: Shown = exact
     reserved: ShownReserved = derived
+    #: keys with a write still owed (an outbox row): a reserved figure changed since the
+    #: last push shows in the CRM as the old one until that write lands; not an edit
+    owed: frozenset[StockKey] = frozenset()
 
 
 def available_edited(

@@ -180,6 +180,9 @@ def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[F
     """Fetch the five sides (DESIGN §6.1) and plan; returns the findings and keys compared."""
     pipeline.ensure_baseline(run_id)
     _catch_up(pipeline, run_id)
+    # reserved stock caught up as a cycle does: a reservation made since the last cycle is
+    # news, not drift (the snapshot read below is compared with what this stored)
+    pipeline.refresh_reservations()
     # both snapshots are spooled to disk and read back sorted: memory stays flat
     with SortedSpool() as erp_spool, SortedSpool() as crm_spool:
         erp = _erp_sorted(pipeline, erp_spool)
@@ -190,9 +193,11 @@ def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[F
 
 
 def _figure_check(pipeline: Pipeline) -> FigureCheck:
-    """The CRM's available and blocked figures at their fields' precision, and the static
-    reservations (``push.reservations``) added to the stored ones."""
+    """The CRM's available and blocked figures at their fields' precision, the static
+    reservations (``push.reservations``) added to the stored ones, and the keys whose
+    write is still owed (an outbox row: their CRM figures are not compared)."""
     sink, reservations = pipeline.sink, pipeline.settings.push.reservations
+    owed = pipeline.store.levels_in_outbox(pipeline.name)
 
     def static(key: StockKey) -> Decimal:
         return static_reserved(key, reservations)
@@ -203,7 +208,7 @@ def _figure_check(pipeline: Pipeline) -> FigureCheck:
     def reserved(on_hand: Decimal, qty: Decimal) -> Decimal:
         return sink.shown_reserved(LevelValue(on_hand, on_hand - qty))
 
-    return FigureCheck(static, available, reserved)
+    return FigureCheck(static, available, reserved, frozenset(owed))
 
 
 def _plan(

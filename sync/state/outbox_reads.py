@@ -13,21 +13,34 @@ from sqlalchemy import (
     update,
 )
 
+from sync.model import StockKey
 from sync.state import schema as s
 from sync.state.base import StoreBase
 from sync.state.rows import (
     BLOCKED,
     DEAD,
+    LEVEL,
     PENDING,
     UNCERTAIN,
     Binding,
     OutboxRow,
     opt_qty,
     outbox_row,
+    parse_level_ref,
 )
 
 
 class OutboxReads(StoreBase):
+    def levels_in_outbox(self, pipeline: str) -> set[StockKey]:
+        """The keys whose level has an outbox row in any state: a write stocksync still owes
+        the CRM (pending, retrying, uncertain, blocked or dead)."""
+        t = s.outbox
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.ref).where(t.c.pipeline == pipeline, t.c.target == LEVEL)
+            )
+            return {parse_level_ref(r[0]) for r in rows}
+
     def outbox_due(
         self, pipeline: str, now: datetime, limit: int, *, after_id: int = 0
     ) -> list[OutboxRow]:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from connectors.memory import source as memory_source
 from connectors.memory.source import MemoryErp
-from sync.model import StockKey
+from sync.model import Reserved, StockKey
 from sync.reconcile import Action, FindingKind
 from sync.reconcile_run import ReconcileResult, reconcile
 from sync.runtime import run_cycle
@@ -92,17 +92,46 @@ def test_real_stock_edited_alone_is_crm_modified_only(make_pipeline: MakePipelin
     assert mp.crm.figures(A) == (Decimal(15), Decimal(11), Decimal(4))
 
 
-def test_an_erp_reservation_after_the_last_cycle_is_stored_and_pushed(
+def test_an_erp_reservation_after_the_last_cycle_is_caught_up_not_drift(
     make_pipeline: MakePipeline,
 ) -> None:
+    """Reconcile catches reserved stock up as a cycle does: a reservation made since the
+    last cycle is stored and queued, not a conflict, and the CRM's old figures for the
+    key are not taken for an edit while its write is owed."""
     mp = synced(make_pipeline)
     mp.erp.reserve("B", "W1", 6)  # an order reserves B after the cycle
 
     dry = reconcile(mp.pipeline)
-    assert found(dry) == [("reserved_drift", B, "store", Decimal(6), Decimal(0), 0)]
-    assert mp.store.reserved(mp.name, B) == Decimal(0)
+    assert dry.findings == [] and mp.store.conflicts(pipeline=mp.name) == []
+    assert mp.store.reserved(mp.name, B) == Decimal(6)
+    assert mp.crm.figures(B) == (Decimal(17), Decimal(17), Decimal(0))  # a dry run writes nothing
+    run_cycle(mp.pipeline)
+    assert mp.crm.figures(B) == (Decimal(17), Decimal(11), Decimal(6))
+    assert reconcile(mp.pipeline).findings == []
+
+
+def race(mp: MemoryPipeline, sku: str, qty: str) -> None:
+    """The ERP's reserved stock of ``sku`` changes right after reconcile's catch-up read:
+    the snapshot reconcile compares differs from what the catch-up stored."""
+    erp, real = mp.erp, MemoryErp.reserved
+
+    def first_read() -> list[Reserved] | None:
+        items = real(erp)
+        erp.reserved = lambda: real(erp)  # type: ignore[method-assign]
+        erp.reserve(sku, "W1", qty)
+        return items
+
+    erp.reserved = first_read  # type: ignore[method-assign]
+
+
+def test_a_reservation_changed_during_reconcile_is_reserved_drift_stored_by_default(
+    make_pipeline: MakePipeline,
+) -> None:
+    mp = synced(make_pipeline)
+    race(mp, "B", "6")
 
     result = reconcile(mp.pipeline, apply_changes=True)
+    assert found(result) == [("reserved_drift", B, "store", Decimal(6), Decimal(0), 0)]
     assert result.remaining == 0 and [f.kind for f in result.done] == [FindingKind.RESERVED_DRIFT]
     assert mp.store.reserved(mp.name, B) == Decimal(6)
     assert mp.crm.figures(B) == (Decimal(17), Decimal(11), Decimal(6))
@@ -115,19 +144,19 @@ def test_report_only_leaves_a_reserved_drift_for_the_next_cycle(
     make_pipeline: MakePipeline,
 ) -> None:
     mp = synced(make_pipeline, "    reconcile: {reserved_drift: report_only}\n")
-    mp.erp.reserve("B", "W1", 6)
+    race(mp, "A", "0")  # released (shipped or cancelled) while reconcile runs
 
     result = reconcile(mp.pipeline, apply_changes=True)
-    assert found(result) == [("reserved_drift", B, "none", Decimal(6), Decimal(0), 0)]
+    assert found(result) == [("reserved_drift", A, "none", Decimal(0), Decimal(4), 4)]
     assert result.done == [] and result.remaining == 1
-    assert mp.store.reserved(mp.name, B) == Decimal(0)
-    assert mp.crm.figures(B) == (Decimal(17), Decimal(17), Decimal(0))
+    assert mp.store.reserved(mp.name, A) == Decimal(4)
+    assert mp.crm.figures(A) == (Decimal(15), Decimal(11), Decimal(4))
     run_cycle(mp.pipeline)  # the cycle's own refresh catches it up
-    assert mp.crm.figures(B) == (Decimal(17), Decimal(11), Decimal(6))
+    assert mp.crm.figures(A) == (Decimal(15), Decimal(15), Decimal(0))
     assert reconcile(mp.pipeline).findings == []
 
 
-def test_a_reservation_released_after_the_last_cycle_is_drift_to_zero(
+def test_a_reservation_released_after_the_last_cycle_reaches_the_crm_at_the_next_cycle(
     make_pipeline: MakePipeline,
 ) -> None:
     """Released by shipment or cancellation in the ERP: stored 4, the ERP reports none."""
@@ -135,14 +164,14 @@ def test_a_reservation_released_after_the_last_cycle_is_drift_to_zero(
     mp.erp.reserve("A", "W1", 0)
 
     result = reconcile(mp.pipeline, apply_changes=True)
-    assert found(result) == [("reserved_drift", A, "store", Decimal(0), Decimal(4), 4)]
-    assert result.remaining == 0
-    assert mp.store.reserved_units(mp.name) == {}
+    assert result.findings == [] and mp.store.reserved_units(mp.name) == {}
+    run_cycle(mp.pipeline)
     assert mp.crm.figures(A) == (Decimal(15), Decimal(15), Decimal(0))
 
 
-def test_a_reserved_figure_too_fine_to_store_is_not_applied(make_pipeline: MakePipeline) -> None:
-    """precision 2: the ERP's 6.005 reserved is refused, never rounded (reserved_inexact)."""
+def test_a_reserved_figure_too_fine_to_store_stays_drift(make_pipeline: MakePipeline) -> None:
+    """precision 2: the ERP's 6.005 reserved is refused, never rounded (reserved_inexact),
+    and reconcile keeps reporting the difference it leaves."""
     mp = synced(make_pipeline, "    precision: 2\n")
     mp.erp.reserve("B", "W1", "6.005")
 
@@ -154,22 +183,32 @@ def test_a_reserved_figure_too_fine_to_store_is_not_applied(make_pipeline: MakeP
     assert inexact.ref == level_ref(B)
 
 
-def test_drift_and_a_blocked_edit_on_one_key_push_the_new_figure_once(
+def test_a_blocked_edit_on_a_key_whose_write_is_owed_is_left_to_that_write(
     make_pipeline: MakePipeline,
 ) -> None:
+    """The ERP reserves 7 of A and a person sets A's blocked stock to 1: the key's new
+    figures are owed to the CRM (an outbox row), so reconcile reports nothing and the
+    next cycle's one write puts all three figures right."""
     mp = synced(make_pipeline)
     mp.erp.reserve("A", "W1", 7)
     mp.crm.set_reserved(A, Decimal(1))
     updates = mp.crm.calls["update_level"]
 
-    result = reconcile(mp.pipeline, apply_changes=True)
-    assert {f.kind for f in result.findings} == {
-        FindingKind.RESERVED_DRIFT,
-        FindingKind.CRM_RESERVED_MODIFIED,
-    }
-    assert result.remaining == 0
+    assert reconcile(mp.pipeline, apply_changes=True).findings == []
+    run_cycle(mp.pipeline)
     assert mp.crm.figures(A) == (Decimal(15), Decimal(8), Decimal(7))
     assert mp.crm.calls["update_level"] == updates + 1
+
+
+def test_a_failed_push_of_a_new_reservation_is_not_a_crm_edit(make_pipeline: MakePipeline) -> None:
+    """Reserved 4 → 6 stored and queued, the CRM update fails: the CRM still shows 4 and
+    11, which is the write stocksync owes (retried), not a person's edit."""
+    mp = synced(make_pipeline)
+    mp.erp.reserve("A", "W1", 6)
+    mp.crm.faults.append(("update_level", "fail"))
+    run_cycle(mp.pipeline)
+    assert mp.crm.figures(A) == (Decimal(15), Decimal(11), Decimal(4))
+    assert reconcile(mp.pipeline).findings == []
 
 
 def keeps_none(make_pipeline: MakePipeline) -> MemoryPipeline:
