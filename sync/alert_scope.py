@@ -21,6 +21,7 @@ still seen. Looking at a key twice is harmless: only a crossing fires.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -93,7 +94,10 @@ def scope(
     }
     mark = store.meta(pipeline, MARK_META)
     if mark is None or store.meta(pipeline, SETTINGS_META) != fingerprint:
-        return Scope(True, store.iter_levels(pipeline), store.alert_states(pipeline), meta)
+        every: Iterable[tuple[StockKey, Decimal]] = store.iter_levels(pipeline)
+        if settings.basis == "available":
+            every = itertools.chain(every, sorted(_reserved_only(store, pipeline, static).items()))
+        return Scope(True, every, store.alert_states(pipeline), meta)
     since = datetime.fromisoformat(mark) - timedelta(seconds=OVERLAP_S)
     changed = store.levels_since(pipeline, since)
     keys = set(changed) | store.low_alert_keys(pipeline)
@@ -109,9 +113,21 @@ def scope(
             if threshold(k) != (states[k].threshold if k in states else None)
         }
     on_hand = changed | store.levels_of(pipeline, keys - changed.keys())
+    if settings.basis == "available":
+        # a key reserved with nothing on hand has no level row: its on hand is 0
+        on_hand |= {key: Decimal(0) for key in keys - on_hand.keys()}
     if states is None:
         states = store.alert_states(pipeline, on_hand.keys())
     return Scope(False, sorted(on_hand.items()), states, meta)
+
+
+def _reserved_only(
+    store: StateStore, pipeline: str, static: Mapping[str, Decimal]
+) -> dict[StockKey, Decimal]:
+    """Keys with reserved stock (ERP or static) and no level row, at on hand 0: the CRM
+    shows them at available below zero, so a check on available must see them."""
+    held = set(store.reserved_units(pipeline)) | {parse_key(ref) for ref in static}
+    return {key: Decimal(0) for key in held - store.levels_of(pipeline, held).keys()}
 
 
 def _static_changed(old: Mapping[str, str], new: Mapping[str, str]) -> set[StockKey]:

@@ -186,6 +186,33 @@ def test_reservations_over_on_hand_fire_with_available_below_zero(
     assert shown[A] == LevelValue(Decimal(30), Decimal(-15))  # as the ERP shows it
 
 
+def test_a_key_reserved_with_nothing_on_hand_fires_on_the_first_and_later_checks(
+    make_pipeline: MakePipeline, webhook: WebhookReceiver
+) -> None:
+    """Z was never stocked (no level row) but the ERP reserves 3: the CRM shows it at
+    available −3, so an available-basis check must see it — on its first check (every
+    key) and on a later one (only keys that moved)."""
+    text = "    alerts: {{default_threshold: 0, basis: available, webhook: {{url: '{url}'}}}}\n"
+    mp = make_pipeline(text.format(url=webhook.url))
+    mp.erp.reserve("Z", "W1", 3)
+    run_cycle(mp.pipeline)
+    assert [(r["sku"], r["on_hand"], r["available"]) for r in webhook.received] == [
+        ("Z", "0", "-3")
+    ]
+    mp.clock.advance(600)
+    mp.erp.reserve("Y", "W1", "0.5")
+    run_cycle(mp.pipeline)
+    assert [(r["sku"], r["event"], r["available"]) for r in webhook.received[1:]] == [
+        ("Y", "stock_low", "-0.5")
+    ]
+    mp.clock.advance(600)
+    mp.erp.reserve("Z", "W1", 0)  # released: Z has nothing at all again and recovers
+    run_cycle(mp.pipeline)
+    assert [(r["sku"], r["event"], r["available"]) for r in webhook.received[2:]] == [
+        ("Z", "stock_recovered", "0")
+    ]
+
+
 def test_on_hand_basis_ignores_reservations(
     make_pipeline: MakePipeline, webhook: WebhookReceiver
 ) -> None:
@@ -252,7 +279,9 @@ def test_the_check_looks_only_at_keys_that_moved(make_pipeline: MakePipeline) ->
     for n in range(20):
         mp.erp.set_opening(f"S{n}", "W1", 10)
     mp.erp.set_opening("C", "W1", 10)
-    assert _scope(mp) == (True, [])  # never checked: every level (none yet)
+    # never checked: every level (none yet) and every key with a reservation (C's static
+    # one), at on hand 0 while it has no level
+    assert _scope(mp) == (True, [StockKey("C", "W1")])
     run_cycle(mp.pipeline)
     assert len(mp.store.alert_states(mp.name)) == 21
     # the next check looks again at what was written up to OVERLAP_S before the last one
