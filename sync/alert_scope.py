@@ -30,7 +30,7 @@ from decimal import Decimal
 
 from sync.config import AlertSettings
 from sync.model import LevelValue, StockKey
-from sync.reservations import level_value, parse_key, static_reserved
+from sync.reservations import level_value, parse_key, reserved_of, static_applied, static_changes
 from sync.state.schema import from_units
 from sync.state.store import AlertState, StateStore
 
@@ -86,7 +86,7 @@ def scope(
     being the CRM's safety stocks when ``from_crm`` is on, else None).
     """
     fingerprint = settings_fingerprint(settings)
-    statics = {ref: format(qty, "f") for ref, qty in sorted(static.items())}
+    statics = static_applied(static)
     meta = {
         MARK_META: now.isoformat(),
         SETTINGS_META: fingerprint,
@@ -103,7 +103,7 @@ def scope(
     keys = set(changed) | store.low_alert_keys(pipeline)
     if settings.basis == "available":
         keys |= store.reserved_since(pipeline, since)
-        keys |= _static_changed(json.loads(store.meta(pipeline, STATIC_META) or "{}"), statics)
+        keys |= static_changes(json.loads(store.meta(pipeline, STATIC_META) or "{}"), statics)
     states = None
     if crm is not None:
         states = store.alert_states(pipeline)
@@ -130,14 +130,6 @@ def _reserved_only(
     return {key: Decimal(0) for key in held - store.levels_of(pipeline, held).keys()}
 
 
-def _static_changed(old: Mapping[str, str], new: Mapping[str, str]) -> set[StockKey]:
-    return {
-        parse_key(ref)
-        for ref in old.keys() | new.keys()
-        if Decimal(old.get(ref, "0")) != Decimal(new.get(ref, "0"))
-    }
-
-
 def figures(
     store: StateStore,
     pipeline: str,
@@ -150,5 +142,5 @@ def figures(
     """
     erp = store.reserved_units(pipeline)
     for key, qty in on_hand:
-        reserved = from_units(erp.get(key, 0)) + static_reserved(key, static)
+        reserved = reserved_of(from_units(erp.get(key, 0)), key, static)
         yield key, level_value(qty, reserved)

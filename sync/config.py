@@ -30,7 +30,7 @@ from pydantic import (
 
 import connectors
 from sync.errors import ConfigError, ConfigProblem
-from sync.model import exact_units
+from sync.model import exact_units, parse_stock_key
 from sync.settings import StrictModel, mask
 
 DEFAULT_PATH = "stocksync.yaml"
@@ -118,12 +118,7 @@ Quantity = Annotated[Decimal, AfterValidator(_micro_units)]
 
 def _reservation_key(value: str) -> str:
     """A static reservation names one stock key: ``SKU@WAREHOUSE`` (issue 15)."""
-    sku, at, warehouse = value.rpartition("@")
-    if not at or not sku or not warehouse:
-        raise ValueError(
-            f"{value!r} names no warehouse: a reservation holds stock in one warehouse, "
-            f"so write it as '{value or 'SKU'}@WAREHOUSE' (one entry per warehouse)"
-        )
+    parse_stock_key(value)
     return value
 
 

@@ -128,6 +128,22 @@ class StockKey(NamedTuple):
         return f"{self.sku}@{self.warehouse}"
 
 
+def parse_stock_key(text: str) -> StockKey:
+    """``"SKU@WAREHOUSE"`` → StockKey, split at the last ``@`` (warehouse codes have none).
+
+    Raises ValueError, saying how to write it, when the warehouse or the SKU is missing
+    (a static reservation must name its warehouse, issue 15).
+    """
+    sku, at, warehouse = text.rpartition("@")
+    if not at or not sku or not warehouse:
+        raise ValueError(
+            f"{text!r} names no warehouse: a reservation holds stock in one warehouse, "
+            f"so write it as '{text.rpartition('@')[0] or text or 'SKU'}@WAREHOUSE' "
+            "(one entry per warehouse)"
+        )
+    return StockKey(sku, warehouse)
+
+
 class Movement(NamedTuple):
     """One ERP document line's effect on one warehouse.
 

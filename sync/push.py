@@ -19,6 +19,7 @@ from decimal import Decimal
 
 import structlog
 
+from sync import reservations
 from sync.errors import (
     OutcomeUnknownError,
     PermanentError,
@@ -29,7 +30,7 @@ from sync.errors import (
 from sync.ledger import queue_pending_levels
 from sync.model import LevelValue, Movement, StockKey
 from sync.ports import CrmSink
-from sync.reservations import level_value, static_reserved
+from sync.reservations import level_value
 from sync.settings import mask
 from sync.state.store import (
     BLOCKED,
@@ -178,9 +179,8 @@ class Pusher:
     # -- one row --------------------------------------------------------------------
     def reserved_of(self, key: StockKey) -> Decimal:
         """Reserved stock of ``key``: the ERP's last snapshot plus the static reservation."""
-        return self.store.reserved(self.pipeline, key) + static_reserved(
-            key, self.options.reservations
-        )
+        stored = self.store.reserved(self.pipeline, key)
+        return reservations.reserved_of(stored, key, self.options.reservations)
 
     def value_of(self, key: StockKey) -> LevelValue:
         """What the CRM should hold for ``key`` now: on hand and available."""

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import structlog
 
-from sync.model import STORE_PRECISION, LevelValue, Reserved, StockKey, exact_units
+from sync.model import STORE_PRECISION, LevelValue, Reserved, StockKey, exact_units, parse_stock_key
 from sync.ports import ErpSource
 from sync.state.store import LEVEL, StateStore, level_ref
 from sync.state.tx import Tx
@@ -32,15 +32,8 @@ STATIC_META = "static_reservations"
 INEXACT = "reserved_inexact"
 
 
-def parse_key(text: str) -> StockKey:
-    """``"SKU@WAREHOUSE"`` → StockKey (split at the last ``@``: warehouse codes have none).
-
-    Raises ValueError when the warehouse or the SKU is missing.
-    """
-    sku, at, warehouse = text.rpartition("@")
-    if not at or not sku or not warehouse:
-        raise ValueError(f"{text!r} names no warehouse: write it as SKU@WAREHOUSE")
-    return StockKey(sku, warehouse)
+#: ``"SKU@WAREHOUSE"`` → StockKey (ValueError without a warehouse)
+parse_key = parse_stock_key
 
 
 def static_reserved(key: StockKey, reservations: Mapping[str, Decimal]) -> Decimal:
@@ -50,6 +43,26 @@ def static_reserved(key: StockKey, reservations: Mapping[str, Decimal]) -> Decim
     warehouse (issue 15).
     """
     return reservations.get(str(key), Decimal(0))
+
+
+def reserved_of(erp: Decimal, key: StockKey, static: Mapping[str, Decimal]) -> Decimal:
+    """A key's reserved stock as the CRM is given it: the ERP's stored figure plus the
+    key's static reservation (the one place the two are added)."""
+    return erp + static_reserved(key, static)
+
+
+def static_applied(static: Mapping[str, Decimal]) -> dict[str, str]:
+    """Static reservations as kept in ``pipeline_meta`` to notice a config edit: {key: qty}."""
+    return {ref: format(qty, "f") for ref, qty in sorted(static.items())}
+
+
+def static_changes(old: Mapping[str, str], new: Mapping[str, str]) -> set[StockKey]:
+    """Keys whose static reservation differs between two ``static_applied`` sets."""
+    return {
+        parse_key(ref)
+        for ref in old.keys() | new.keys()
+        if Decimal(old.get(ref, "0")) != Decimal(new.get(ref, "0"))
+    }
 
 
 def level_value(level: Decimal, reserved: Decimal) -> LevelValue:
@@ -177,12 +190,8 @@ def refresh_reservations(
     totals = snapshot_totals(snapshot if snapshot is not None else ())
     changes, inexact, report.keys = _changes(store.reserved_units(pipeline), totals, precision)
     old_static: dict[str, str] = json.loads(store.meta(pipeline, STATIC_META) or "{}")
-    new_static = {ref: format(qty, "f") for ref, qty in sorted(static.items())}
-    static_changed = {
-        parse_key(ref)
-        for ref in old_static.keys() | new_static.keys()
-        if Decimal(old_static.get(ref, "0")) != Decimal(new_static.get(ref, "0"))
-    }
+    new_static = static_applied(static)
+    static_changed = static_changes(old_static, new_static)
     queue = sorted(changes.keys() | static_changed)
     if queue or inexact or old_static != new_static:
         with store.transaction() as tx:
