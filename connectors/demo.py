@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +32,8 @@ from connectors.k3cloud.emulator import build_emulator as build_erp
 
 PRODUCTS = {"A-100": "Product A", "PHONE-X": "Phone X", "TABLET-S": "Tablet S"}
 WAREHOUSES = {"WH-MAIN": "Main warehouse", "WH-EAST": "East warehouse"}
-SAFETY = {"TABLET-S": Decimal(40), "PHONE-X": Decimal(20)}
+#: safety stock, judged on available (``alerts.basis: available``)
+SAFETY = {"TABLET-S": Decimal(10), "PHONE-X": Decimal(20)}
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,15 @@ class Step:
     act: Callable[[K3CloudEmulator], None]
 
 
-#: the demo's one open sales order: its lock id once it reserves stock
-_ORDER: dict[str, str] = {}
+#: each ERP's open sales orders: material → the lock id of its reservation
+_ORDERS: weakref.WeakKeyDictionary[K3CloudEmulator, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 def _reserve(material: str, qty: int, stock: str = "WH-MAIN") -> Callable[[K3CloudEmulator], None]:
     """A sales order reserves stock (a lock, 锁库): on hand stays, available drops."""
 
     def act(erp: K3CloudEmulator) -> None:
-        _ORDER[material] = erp.lock(material, stock, qty)
+        _ORDERS.setdefault(erp, {})[material] = erp.lock(material, stock, qty)
 
     return act
 
@@ -57,7 +59,7 @@ def _ship_reserved(material: str) -> Callable[[K3CloudEmulator], None]:
     """The reserved order ships: one delivery, and its lock released, in one ERP step."""
 
     def act(erp: K3CloudEmulator) -> None:
-        erp.ship_locked(_ORDER.pop(material))
+        erp.ship_locked(_ORDERS[erp].pop(material))
 
     return act
 

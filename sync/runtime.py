@@ -200,8 +200,8 @@ def run_cycle(
         )
         result.stopped = report.stopped
         if not report.stopped:
-            # right after the pull, never before it: a shipment that releases a
-            # reservation is then seen with or before the release (design note 29)
+            # right after the pull, never before it: a release is then seen with or
+            # before the shipment that made it, never counted twice (design note 29)
             result.reserved = pipeline.refresh_reservations().changed
             result.push = pipeline.pusher().run(stop=stop, on_row=on_row)
             result.stopped = result.push.stopped

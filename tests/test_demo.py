@@ -32,7 +32,7 @@ def test_demo_ends_equal_and_its_report_makes_sense(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "ERP and CRM are equal" in demo.stdout
     assert "product A at WH-MAIN = 115" in demo.stdout
-    assert "TABLET-S@WH-MAIN (available 5 < 40)" in demo.stdout
+    assert "TABLET-S@WH-MAIN (available 5 < 10)" in demo.stdout
 
     config = str(state / "stocksync.yaml")
     report = stocksync("report", "-c", config, "--format", "json", cwd=tmp_path)

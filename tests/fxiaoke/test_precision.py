@@ -137,3 +137,14 @@ def test_decimal_places_from_the_settings_win_over_the_describe(make_world: Make
         "139.62",
         "0.38",
     )
+
+
+def test_blocked_is_real_minus_available_as_the_crm_shows_them(make_world: MakeWorld) -> None:
+    """On hand 10.005, reserved 0.01, fields of 2 decimals: real 10.00 and available
+    9.995 → 10.00 (half-even, sent as "10"), so blocked is written 0 — the three figures
+    agree with each other in the CRM, where blocked 0.01 would not (10 − 10 ≠ 0.01)."""
+    w = make_world("    push: {reservations: {SKU-0001@WH-MAIN: '0.01'}}\n")
+    w.put("10.005")
+    w.cycle()
+    rec = w.record()
+    assert (rec["real_stock"], rec["available_stock"], rec["blocked_stock"]) == ("10", "10", "0")
