@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
+import pytest
+
 from sync.ledger import apply_page, verify
 from sync.model import Movement, MovementKind, Page, StockKey
 from sync.state import StateStore, documents
-from tests.conftest import Clock
+from tests.conftest import Clock, _isolated, server_url
 
 
 def _line(n: int, qty: str, clock: Clock, *, keys: int) -> Movement:
@@ -108,3 +110,46 @@ def test_document_lines_are_a_primary_key_range_scan(
     assert sorted(line.key for line in found) == [
         f"memory:d:{d}:{n}" for d in (5, 7) for n in range(3)
     ]
+
+
+def test_postgres_finds_document_lines_under_a_language_collation(clock: Clock) -> None:
+    """A database whose ``movements.key`` compares by language rules (a column created
+    outside migration 0003, or altered back): there ';' sorts before ':', so the range
+    [``doc:``, ``doc;``) compared in the column's collation is empty. The query compares
+    in "C" on its own, and finds exactly the document's lines."""
+    url = server_url("STOCKSYNC_TEST_PG_URL", "PostgreSQL")
+    store = StateStore(_isolated(url))  # its own schema: the collation change stays there
+    try:
+        store.upgrade()
+        with store.engine.begin() as conn:
+            icu = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_collation WHERE collname = 'en-x-icu'"
+            ).first()
+            if icu is None:
+                pytest.skip("this PostgreSQL has no ICU collation en-x-icu")
+            conn.exec_driver_sql(
+                'ALTER TABLE movements ALTER COLUMN key TYPE VARCHAR(255) COLLATE "en-x-icu"'
+            )
+            naive = conn.exec_driver_sql(
+                "SELECT count(*) FROM (VALUES ('memory:t:1:2')) AS v(k)"
+                " WHERE k COLLATE \"en-x-icu\" >= 'memory:t:1:'"
+                " AND k COLLATE \"en-x-icu\" < 'memory:t:1;'"
+            ).scalar()
+        assert naive == 0  # the premise: under this collation the plain range misses lines
+        keys = [
+            "memory:t:1:1",
+            "memory:t:1:a b",
+            "memory:t:1-x:1",
+            "memory:t:10:1",
+            "memory:t:1;:1",
+        ]
+        lines = [
+            Movement(k, MovementKind.RECEIPT, "A", "W", Decimal(1), clock.now, clock.now)
+            for k in keys
+        ]
+        apply_page(store, "p", Page("s", lines, None), now=clock.now)
+        with store.engine.connect() as conn:
+            found = documents.document_lines(conn, "p", ["memory:t:1"])
+        assert sorted(line.key for line in found) == ["memory:t:1:1", "memory:t:1:a b"]
+    finally:
+        store.close()

@@ -176,6 +176,36 @@ def test_an_older_read_neither_withdraws_newer_lines_nor_revives_withdrawn_ones(
     }
 
 
+def test_a_complete_document_with_lines_of_several_stamps_withdraws_the_removed_one(
+    any_store: StateStore, pipeline: str, clock: Clock
+) -> None:
+    """A source stamping lines, not documents: line 1 removed (line 2 restamped at t1), then
+    line 3 edited alone (t2). A page carrying lines 2 and 3 whole withdraws line 1 at the
+    document's newest stamp, whatever the other lines' stamps, and a late copy of the page
+    with the earlier stamps alone changes nothing."""
+    t0 = clock.now
+    lines = [_line("memory:t:4", n, str(n), t0) for n in (1, 2, 3)]
+    apply_page(any_store, pipeline, _page(lines, {"memory:t:4"}, t0), now=t0)
+    t1 = clock.advance(60)
+    t2 = clock.advance(60)
+    mixed = [  # occurred at t0 still: only the stamps and line 3's quantity change
+        lines[1]._replace(source_updated_at=t1),
+        lines[2]._replace(qty=Decimal(7), source_updated_at=t2),
+    ]
+    result = apply_page(any_store, pipeline, _page(mixed, {"memory:t:4"}, t2), now=t2)
+    assert (result.withdrawn, result.updated, result.unchanged) == (1, 2, 1)
+    removed = any_store.movement(pipeline, "memory:t:4:1")
+    assert removed is not None and not removed.active and removed.source_updated_at == t2
+    assert any_store.levels(pipeline) == {
+        StockKey("M1", "CK001"): 0,
+        StockKey("M2", "CK001"): 2,
+        StockKey("M3", "CK001"): 7,
+    }
+    late = apply_page(any_store, pipeline, _page(mixed, {"memory:t:4"}, t2), now=t2)
+    assert (late.changed, late.withdrawn) == (0, 0)
+    assert not verify(any_store, pipeline)
+
+
 def test_a_quarantined_line_of_a_complete_document_is_not_withdrawn(
     any_store: StateStore, pipeline: str, clock: Clock
 ) -> None:

@@ -1,15 +1,18 @@
 """An in-memory ERP: documents are movements you add, edit, cancel or delete.
 
-It behaves like a real incremental source: every change stamps the line with
-the (injectable) clock, pulls return every line changed at or after the cursor
-ordered by (updated_at, key), deletions vanish from pulls and only show in the
-window rescan, and on-hand is opening stock plus active lines.
+It behaves like a real incremental source: every change stamps its document
+with the (injectable) clock, pulls return every line changed at or after the
+cursor ordered by (updated_at, key), deletions vanish from pulls and only show
+in the window rescan, and on-hand is opening stock plus active lines.
 
-A document is the lines whose keys share a ``document_key``. ``delete_line``
-removes a line the way an ERP edit of its document does: the document's other
-lines are stamped anew (the document's modify date), and every page names the
-documents it carries whole in ``complete_documents``; a document left with no
-line is still named once, with no movements, at its stamp.
+A document is the lines whose keys share a ``document_key``. The stamp is the
+document's (an ERP's modify date, as K/3 Cloud's ``FModifyDate``): creating,
+editing or cancelling one line (``put``, ``set_active``) and removing one
+(``delete_line``, an edit of the document) stamp every line of the document
+anew. Its lines therefore always share one stamp and sort together, so a pull
+reads a changed document whole and every page names the documents it carries
+whole in ``complete_documents``; a document left with no line is still named
+once, with no movements, at its stamp.
 """
 
 from __future__ import annotations
@@ -93,12 +96,27 @@ class MemoryErp:
         self._opening[StockKey(sku, warehouse)] = Decimal(qty)
 
     def put(self, movement: Movement, stream: str | None = None) -> Movement:
-        """Create or edit a line (the stamp becomes its source_updated_at)."""
+        """Create or edit a line: an edit of its document, whose every line gets the new
+        stamp as ``source_updated_at``."""
         with self._lock:
-            stamped = movement._replace(source_updated_at=self._stamp())
+            stamp = self._stamp()
+            stamped = movement._replace(source_updated_at=stamp)
+            self._restamp(document_key(movement.key), stamp)
             self._lines[movement.key] = (stream or self._streams[0], stamped)
             self._emptied.pop(document_key(movement.key), None)
             return stamped
+
+    def _restamp(self, doc: str, stamp: datetime) -> list[str]:
+        """Give every current line of ``doc`` the document's new ``stamp``; their keys.
+
+        A line edited alone would otherwise sort apart from its siblings, and no page
+        would carry the document whole again (a line removed earlier stayed counted).
+        """
+        keys = [k for k in self._lines if document_key(k) == doc]
+        for key in keys:
+            line_stream, m = self._lines[key]
+            self._lines[key] = (line_stream, m._replace(source_updated_at=stamp))
+        return keys
 
     def set_active(self, key: str, active: bool) -> Movement:
         stream, m = self._lines[key]
@@ -119,11 +137,7 @@ class MemoryErp:
             stream, _ = self._lines.pop(key)
             doc = document_key(key)
             stamp = self._stamp()
-            rest = [k for k, (_, m) in self._lines.items() if document_key(k) == doc]
-            for other in rest:
-                line_stream, m = self._lines[other]
-                self._lines[other] = (line_stream, m._replace(source_updated_at=stamp))
-            if not rest:
+            if not self._restamp(doc, stamp):
                 self._emptied[doc] = (stream, stamp)
 
     def reserve(self, sku: str, warehouse: str, qty: Decimal | int | str) -> None:
