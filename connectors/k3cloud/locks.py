@@ -114,7 +114,9 @@ class LockBook:
         row = self._place(rows, candidates, self.per_row(), material, stock, qty)
         return self._new(row, qty)
 
-    def add_many(self, rows: Mapping[RowKey, Decimal], requests: Sequence[LockRequest]) -> list[str]:
+    def add_many(
+        self, rows: Mapping[RowKey, Decimal], requests: Sequence[LockRequest]
+    ) -> list[str]:
         """Lock each of ``requests`` as ``add`` would, one after the other; returns their ids.
 
         The same rules and the same rows chosen as that many ``add`` calls in this

@@ -277,11 +277,15 @@ def test_lock_many_makes_the_locks_lock_would() -> None:
     assert bulk.lock_many(asked) == ids
     assert _book(bulk) == _book(one_by_one)
     assert [row[1][3] for row in _book(bulk)[1:4]] == ["L1", "L2", "L1"]
-    assert bulk.reserved() == one_by_one.reserved() == {
-        ("A", "W1"): Decimal(38),
-        ("B", "W1"): Decimal("3.5"),
-        ("C", "W2"): Decimal(1),
-    }
+    assert (
+        bulk.reserved()
+        == one_by_one.reserved()
+        == {
+            ("A", "W1"): Decimal(38),
+            ("B", "W1"): Decimal("3.5"),
+            ("C", "W2"): Decimal(1),
+        }
+    )
     assert inventory(bulk) == inventory(one_by_one)
 
 
