@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from benchmarks.reservations import reservations
 from connectors.k3cloud import stock_reads
 from connectors.k3cloud.source import K3CloudSource
 from sync.model import Reserved
+from sync.push import Pusher
 
 
 def test_small_run_is_correct_and_meets_every_target() -> None:
@@ -37,3 +40,18 @@ def test_a_snapshot_costing_more_than_its_pages_is_reported_not_fatal(
     assert result.correct, result.checks
     assert result.figures["quiet"]["erp_calls"] == 11
     assert result.rows[0].met is False and result.rows[-1].met is False
+
+
+def test_a_push_that_ignores_reservations_fails_the_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checks compare with the emulator's own columns: a CRM showing no blocked stock
+    (available = on hand) is caught at setup and after the changes."""
+    monkeypatch.setattr(Pusher, "reserved_of", lambda self, key: Decimal(0))
+    result = reservations(1_000, 20, 6)
+    assert not result.correct
+    assert result.checks["setup: CRM equals the ERP"] is False
+    failed = {what for what, ok in result.checks.items() if not ok}
+    crm = "changed: every StockObj's real/available/blocked = FBaseQty/FBaseAvbQty/FBaseLockQty"
+    assert crm in failed
+    assert "changed: ledger level of every key = FBaseQty" not in failed, "on hand is right"
