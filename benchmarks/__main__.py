@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import ingest, push, reconcile, servers
+from benchmarks import ingest, push, reconcile, reservations, servers
 from benchmarks.common import Result
 from sync.logging import configure
 
@@ -39,10 +39,13 @@ class Sizes:
     reconcile_small: int
     reconcile_large: int
     memory: int
+    reserved_keys: int
+    reserved_locked: int
+    reserved_changed: int
 
 
-FULL = Sizes(100_000, 200_000, 10_000, 1_000, 100_000, 1_000_000, 1_000_000)
-QUICK = Sizes(20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000)
+FULL = Sizes(100_000, 200_000, 10_000, 1_000, 100_000, 1_000_000, 1_000_000, 100_000, 5_000, 1_000)
+QUICK = Sizes(20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000, 5_000, 250, 60)
 
 Scenario = Callable[[Sizes], list[Result]]
 SCENARIOS: dict[str, Scenario] = {
@@ -52,6 +55,9 @@ SCENARIOS: dict[str, Scenario] = {
     "reconcile": lambda z: [reconcile.reconcile(z.reconcile_small, z.reconcile_large)],
     "memory": lambda z: [ingest.memory(z.memory)],
     "servers": lambda z: servers.servers(z.ingest),
+    "reservations": lambda z: [
+        reservations.reservations(z.reserved_keys, z.reserved_locked, z.reserved_changed)
+    ],
 }
 #: names that select another scenario (the re-pull runs on the ingest's data)
 ALIASES = {"repull": "ingest", "postgresql": "servers", "mariadb": "servers"}

@@ -8,6 +8,7 @@ order. The rules and what they rest on are in ``connectors.k3cloud.locks``.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +50,24 @@ class LockOperations:
             lock_id = self.store.locks.add(rows, org, material, stock, Decimal(str(qty)), lot)
             self.store.changed()
             return lock_id
+
+    def lock_many(self, locks: Iterable[tuple[str, str, Any]]) -> list[str]:
+        """Lock each (material, stock, qty) in order, as that many ``lock`` calls with the
+        warehouse's org and no lot would; returns the lock ids in the same order.
+
+        The inventory is read and indexed once (``LockBook.add_many``), so seeding
+        thousands of locks on a large inventory stays linear. All or nothing: a
+        refused lock raises LockRefused as ``lock`` does and none is made.
+        """
+        with self._lock:
+            catalog = self.store.catalog
+            requests = [
+                (catalog.org_of(stock), material, stock, Decimal(str(qty)), None)
+                for material, stock, qty in locks
+            ]
+            ids = self.store.locks.add_many(self.store.inventory(), requests)
+            self.store.changed()
+            return ids
 
     def change_lock(self, lock_id: str, qty: Any) -> None:
         """Set the lock's quantity (0 releases it). KeyError for an unknown lock,

@@ -35,13 +35,15 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 #: (org, material, stock, lot): one STK_Inventory row's stock dimension
 RowKey = tuple[str, str, str, str]
+#: one lock asked of ``LockBook.add_many``: (org, material, stock, qty, lot or None)
+LockRequest = tuple[str, str, str, Decimal, str | None]
 #: Kingdee's own messages (LockStockOperate, see the module docstring)
 MSG_NOT_POSITIVE = "待锁数量不能录入负数或为0"
 MSG_OVER_LOCKABLE = "第1行物料[{material}]的第1行锁库信息，当前锁库量不能超过当前可锁量！"
@@ -109,12 +111,55 @@ class LockBook:
             for row in rows
             if row[:3] == (org, material, stock) and (lot is None or row[3] == lot)
         )
+        row = self._place(rows, candidates, self.per_row(), material, stock, qty)
+        return self._new(row, qty)
+
+    def add_many(
+        self, rows: Mapping[RowKey, Decimal], requests: Sequence[LockRequest]
+    ) -> list[str]:
+        """Lock each of ``requests`` as ``add`` would, one after the other; returns their ids.
+
+        The same rules and the same rows chosen as that many ``add`` calls in this
+        order, but the rows are indexed once: O(rows + requests) instead of O(rows)
+        per lock (what a 100,000-row benchmark needs). All or nothing: a refused
+        request (LockRefused, as ``add``) leaves the book as it was.
+        """
+        index: dict[tuple[str, str, str], list[RowKey]] = defaultdict(list)
+        for row in rows:
+            index[row[:3]].append(row)
+        for candidates in index.values():
+            candidates.sort()
+        locked = defaultdict(Decimal, self.per_row())
+        placed: list[tuple[RowKey, Decimal]] = []
+        for org, material, stock, qty, lot in requests:
+            _positive(qty)
+            candidates = [
+                r for r in index.get((org, material, stock), ()) if lot is None or r[3] == lot
+            ]
+            row = self._place(rows, candidates, locked, material, stock, qty)
+            locked[row] += qty
+            placed.append((row, qty))
+        return [self._new(row, qty) for row, qty in placed]
+
+    def _place(
+        self,
+        rows: Mapping[RowKey, Decimal],
+        candidates: Sequence[RowKey],
+        locked: Mapping[RowKey, Decimal],
+        material: str,
+        stock: str,
+        qty: Decimal,
+    ) -> RowKey:
+        """The row a lock of ``qty`` goes on: the first of the sorted ``candidates`` whose
+        available covers it, else the first; LockRefused as ``add``."""
         if not candidates:
             raise LockRefused(MSG_NO_ROW.format(material=material, stock=stock))
-        locked = self.per_row()
         free = {row: rows[row] - locked.get(row, Decimal(0)) for row in candidates}
         row = next((r for r in candidates if free[r] >= qty), candidates[0])
         self._check_room(material, free[row], qty)
+        return row
+
+    def _new(self, row: RowKey, qty: Decimal) -> str:
         lock_id = f"LOCK{next(self._ids):06d}"
         self.locks[lock_id] = Lock(lock_id, row, qty)
         return lock_id

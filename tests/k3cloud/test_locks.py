@@ -249,3 +249,64 @@ def test_a_server_without_the_lock_key_names_the_setting(
     assert caught.value.problems[0].path == "erp.reservations"
     quiet = make_source(reservations=False)
     assert quiet.reserved() is None and "signed in" in quiet.check()
+
+
+def _lots(beyond_stock: bool = True) -> K3CloudEmulator:
+    """Stock over lots and two orgs, so that the lot rule and the org both matter."""
+    emulator = K3CloudEmulator(lock_beyond_stock=beyond_stock)
+    emulator.set_warehouse_org("W2", "200")
+    emulator.set_opening("A", "W1", 5, lot="L1")
+    emulator.set_opening("A", "W1", 20, lot="L2")
+    emulator.set_opening("B", "W1", 10)
+    emulator.set_opening("C", "W2", 3)
+    return emulator
+
+
+def _book(emulator: K3CloudEmulator) -> list[tuple[str, Any, Decimal]]:
+    return [(i, lock.row, lock.qty) for i, lock in sorted(emulator.store.locks.locks.items())]
+
+
+def test_lock_many_makes_the_locks_lock_would() -> None:
+    """The bulk path (benchmarks seed thousands of locks with it) follows ``lock``'s rules:
+    same ids, same rows (first lot covering the qty, else the first lot), same totals."""
+    asked = [("A", "W1", 4), ("A", "W1", 4), ("A", "W1", 30), ("B", "W1", "2.5"), ("C", "W2", 1)]
+    one_by_one, bulk = _lots(), _lots()
+    bulk.lock("B", "W1", 1)  # locks already in the book count against available
+    one_by_one.lock("B", "W1", 1)
+    ids = [one_by_one.lock(material, stock, qty) for material, stock, qty in asked]
+    assert bulk.lock_many(asked) == ids
+    assert _book(bulk) == _book(one_by_one)
+    assert [row[1][3] for row in _book(bulk)[1:4]] == ["L1", "L2", "L1"]
+    assert (
+        bulk.reserved()
+        == one_by_one.reserved()
+        == {
+            ("A", "W1"): Decimal(38),
+            ("B", "W1"): Decimal("3.5"),
+            ("C", "W2"): Decimal(1),
+        }
+    )
+    assert inventory(bulk) == inventory(one_by_one)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (("A", "W1", 26), MSG_OVER_LOCKABLE.format(material="A")),
+        (("A", "W9", 1), MSG_NO_ROW.format(material="A", stock="W9")),
+        (("B", "W1", 0), MSG_NOT_POSITIVE),
+    ],
+)
+def test_lock_many_refuses_as_lock_does_and_makes_none(
+    bad: tuple[str, str, int], message: str
+) -> None:
+    one_by_one, bulk = _lots(beyond_stock=False), _lots(beyond_stock=False)
+    good = ("A", "W1", 5)
+    one_by_one.lock(*good)
+    with pytest.raises(LockRefused) as sequential:
+        one_by_one.lock(*bad)
+    with pytest.raises(LockRefused) as refused:
+        bulk.lock_many([good, bad])
+    assert refused.value.message == sequential.value.message == message
+    assert _book(bulk) == [] and bulk.reserved() == {}, "all or nothing"
+    assert bulk.lock_many([good]) == ["LOCK000001"], "a refused batch uses no lock id"
