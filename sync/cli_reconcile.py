@@ -110,14 +110,14 @@ def reconcile_cmd(
             finally:
                 runtime.close()
             done = {(f.kind, f.key) for f in result.done}
-            if only is None:
-                remaining += result.remaining
-            else:  # the exit status speaks of the kind asked for
-                remaining += sum(
-                    1
-                    for f in result.conflicts
-                    if f.kind.value == only and (f.kind, f.key) not in done
-                )
+            # with --only, the rows, the summary and the exit status speak of that kind
+            asked = [f for f in result.conflicts if only is None or f.kind.value == only]
+            left = (
+                result.remaining
+                if only is None
+                else sum(1 for f in asked if (f.kind, f.key) not in done)
+            )
+            remaining += left
             for f in result.findings:
                 if only is not None and f.kind.value != only:
                     continue
@@ -139,10 +139,11 @@ def reconcile_cmd(
                 rows.append(row)
             if format == "table":
                 verb = "applied" if apply else "dry run"
+                kind = f" {only}" if only is not None else ""
                 out.print(
-                    f"{p.name} ({verb}): {result.keys} keys, {len(result.conflicts)} "
+                    f"{p.name} ({verb}): {result.keys} keys, {len(asked)}{kind} "
                     f"difference(s), {len(result.findings) - len(result.conflicts)} in flux, "
-                    f"{result.remaining} remaining",
+                    f"{left} remaining",
                     markup=False,
                 )
         emit(rows, format, "differences", columns=_columns(apply))

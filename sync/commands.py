@@ -50,7 +50,8 @@ def once(
                 runtime.close()
             out.print(
                 f"{p.name}: pulled {result.pulled}, changed {result.applied}, "
-                f"pushed {result.push.pushed}, unchanged {result.push.skipped}, "
+                f"reserved changed {result.reserved}, pushed {result.push.pushed}, "
+                f"unchanged {result.push.skipped}, "
                 f"retrying {result.push.retried}, dead {result.push.dead}, "
                 f"blocked {result.push.blocked}",
                 markup=False,

@@ -135,11 +135,12 @@ def parse_stock_key(text: str) -> StockKey:
     (a static reservation must name its warehouse, issue 15).
     """
     sku, at, warehouse = text.rpartition("@")
+    if at and warehouse and not sku:
+        raise ValueError(f"{text!r} names no SKU: write it as 'SKU{text}'")
     if not at or not sku or not warehouse:
         raise ValueError(
             f"{text!r} names no warehouse: a reservation holds stock in one warehouse, "
-            f"so write it as '{text.rpartition('@')[0] or text or 'SKU'}@WAREHOUSE' "
-            "(one entry per warehouse)"
+            f"so write it as '{sku or text or 'SKU'}@WAREHOUSE' (one entry per warehouse)"
         )
     return StockKey(sku, warehouse)
 

@@ -176,6 +176,27 @@ class Pusher:
         report.unfinished.add((row.target, row.ref))
         log.warning("push_blocked", pipeline=self.pipeline, what=exc.what, code=exc.code)
 
+    def _nothing_to_show(self, row: OutboxRow) -> bool:
+        """A level with nothing on hand and nothing reserved, for a product or warehouse
+        the CRM does not know: no record exists there to correct and none is needed."""
+        value = self.value_of(parse_level_ref(row.ref))
+        return not value.real and not value.available
+
+    def _drop_unmappable(self, row: OutboxRow, report: PushReport) -> None:
+        """Finish such a row instead of blocking it for ever (say, a static reservation
+        typed for a SKU the CRM lacks, then removed from the config)."""
+        now = self.now()
+        with self.store.transaction() as tx:
+            if not tx.finish_outbox(row):  # re-queued meanwhile: the newer value is pushed
+                tx.reschedule_outbox(
+                    row, state=PENDING, attempts=0, next_attempt_at=now, error=None, now=now
+                )
+            for kind in ("unmapped_sku", "unmapped_warehouse"):
+                tx.resolve_conflicts(
+                    self.pipeline, kind, row.ref, now, "nothing_to_write", "nothing to show"
+                )
+        report.skipped += 1
+
     # -- one row --------------------------------------------------------------------
     def reserved_of(self, key: StockKey) -> Decimal:
         """Reserved stock of ``key``: the ERP's last snapshot plus the static reservation."""
@@ -292,7 +313,10 @@ class Pusher:
             else:
                 self._push_movement(row, report)
         except UnmappedError as exc:
-            self._block(row, exc, report)
+            if row.target == LEVEL and self._nothing_to_show(row):
+                self._drop_unmappable(row, report)
+            else:
+                self._block(row, exc, report)
         except OutcomeUnknownError as exc:
             # the write may have landed: the next attempt must look up before creating
             self._fail(row, exc, report, state=UNCERTAIN)

@@ -71,6 +71,12 @@ def collect(store: StateStore, *, limit: int = 100) -> dict[str, Any]:
             pipeline: {"count": count, "keys": [str(k) for k in keys]}
             for pipeline, (count, keys) in store.inexact_levels().items()
         },
+        #: reserved stock per pipeline, from the last snapshot of the ERP's (static
+        #: reservations from the config come on top): keys, total, last change
+        "reserved": {
+            pipeline: {"keys": keys, "total": str(total), "changed_at": _ts(changed)}
+            for pipeline, (keys, total, changed) in store.reserved_summary().items()
+        },
         "open_conflicts": conflicts,
         #: rows a person must act on (their counts are in ``outbox``)
         "stuck": [stuck_row(r) for r in store.outbox_stuck(limit=limit)],
@@ -90,6 +96,19 @@ def collect(store: StateStore, *, limit: int = 100) -> dict[str, Any]:
             for r in store.runs(limit=10)
         ],
     }
+
+
+def _render_reserved(data: dict[str, Any], console: Console) -> None:
+    """One line per pipeline: its reserved stock in the ERP's last snapshot."""
+    for pipeline in data["pipelines"]:
+        held = data["reserved"].get(pipeline)
+        console.print(
+            f"{pipeline}: reserved stock in the ERP on {held['keys']} key(s), "
+            f"{held['total']} in all, last changed {held['changed_at']}"
+            if held
+            else f"{pipeline}: no reserved stock in the ERP's last snapshot",
+            markup=False,
+        )
 
 
 def _render_inexact(data: dict[str, Any], console: Console) -> None:
@@ -126,6 +145,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         waiting = data["levels_waiting"].get(pipeline, 0)
         outbox.add_row(pipeline, str(waiting), *(str(counts.get(s, 0)) for s in OUTBOX_STATES))
     console.print(outbox)
+    _render_reserved(data, console)
     _render_inexact(data, console)
     _render_stuck(data, console)
     conflicts = data["open_conflicts"]

@@ -101,6 +101,27 @@ def test_made_changed_released(any_store: StateStore, pipeline: str, clock: Cloc
     assert _queued(before, any_store, pipeline) == {level_ref(A)}
 
 
+def test_status_summarises_reserved_stock_on_every_backend(
+    any_store: StateStore, pipeline: str, clock: Clock
+) -> None:
+    """`stocksync status`: keys with reserved stock, the total and the last change."""
+    from sync.status import collect
+
+    erp = MemoryErp(now=clock)
+    erp.reserve("A", "W1", "7.25")
+    erp.reserve("B", "W2", 3)
+    _refresh(any_store, erp, pipeline, clock)
+    assert collect(any_store)["reserved"][pipeline] == {
+        "keys": 2,
+        "total": "10.25",
+        "changed_at": clock.now.isoformat(timespec="seconds"),
+    }
+    erp.reserve("A", "W1", 0)
+    erp.reserve("B", "W2", 0)
+    _refresh(any_store, erp, pipeline, clock)
+    assert pipeline not in collect(any_store)["reserved"]
+
+
 def test_an_erp_that_keeps_none_clears_the_stored_rows(
     any_store: StateStore, pipeline: str, clock: Clock
 ) -> None:

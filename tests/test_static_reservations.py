@@ -7,6 +7,7 @@ it is refused now, and ``A-100@WH-MAIN: 29`` gives 51 and 10 (sum 61 = 90 − 29
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,10 @@ import pytest
 
 from connectors._emulator import transport_for
 from connectors.fxiaoke.emulator import build_emulator
+from connectors.memory import sink as memory_sink
 from connectors.memory import source as memory_source
+from connectors.memory.sink import MemoryCrm
+from connectors.memory.source import MemoryErp
 from sync import config as cfg
 from sync.errors import ConfigError
 from sync.model import LevelValue, StockKey
@@ -181,3 +185,35 @@ def test_a_changed_static_figure_requeues_exactly_its_keys(
     assert mp.store.outbox_rows(mp.name) == []
     # the same settings built again (a reload that changed nothing else) queue nothing
     assert _reload(mp, second, clock).refresh_reservations().changed == 0
+
+
+def test_a_reservation_typed_for_a_sku_the_crm_lacks_blocks_until_removed(
+    store: StateStore, clock: Clock
+) -> None:
+    """A typo in ``push.reservations`` names a SKU the CRM does not know: its row is
+    blocked (unmapped_sku) while it holds a reservation; once the entry is removed there
+    is nothing to show, so the row is finished and the conflict resolved, not left
+    blocked for ever (which would make every ``once`` exit 1)."""
+    name = f"p{uuid.uuid4().hex[:10]}"
+    crm = memory_sink.REGISTRY[name] = MemoryCrm(skus={"A-100"})
+    memory_source.REGISTRY[name] = MemoryErp(now=clock)
+    try:
+        typo = cfg.parse(_yaml(name, "{A-1OO@WH-MAIN: 29}")).pipeline(name)
+        report = run_cycle(build_pipeline(typo, store, now=clock))
+        assert report.push.blocked == 1
+        (conflict,) = store.conflicts(pipeline=name, kind="unmapped_sku")
+        assert conflict.resolution is None
+        clock.advance(60)
+        fixed = cfg.parse(_yaml(name, "{A-100@WH-MAIN: 29}")).pipeline(name)
+        report = run_cycle(build_pipeline(fixed, store, now=clock))
+        assert report.push.blocked == 0 and store.outbox_rows(name) == []
+        (conflict,) = store.conflicts(pipeline=name, kind="unmapped_sku")
+        assert conflict.resolution == "nothing_to_write"
+        assert crm.values() == {StockKey("A-100", "WH-MAIN"): Decimal(0)}
+    finally:
+        memory_source.REGISTRY.pop(name, None)
+        memory_sink.REGISTRY.pop(name, None)
+
+
+def _yaml(name: str, reservations: str) -> str:
+    return memory_yaml(name, f"    push: {{reservations: {reservations}}}\n")

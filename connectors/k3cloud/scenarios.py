@@ -44,7 +44,8 @@ def _approved(emulator: K3CloudEmulator, form: str, lines: list[dict[str, Any]])
 
 
 def seed_demo(emulator: K3CloudEmulator) -> None:
-    """A few materials in three warehouses, one document of each stock form, mixed statuses."""
+    """A few materials in three warehouses, one document of each stock form, mixed statuses,
+    and 15 of 1.01.002 reserved (locked) at CK001."""
     for i, material in enumerate(MATERIALS):
         emulator.set_opening(material, WAREHOUSES[0], 100 + 10 * i)
     _approved(
@@ -76,6 +77,9 @@ def seed_demo(emulator: K3CloudEmulator) -> None:
         emulator, "SAL_OUTSTOCK", [{"material": "1.01.002", "qty": "4", "stock": "CK001"}]
     )
     emulator.cancel("SAL_OUTSTOCK", fid)
+    # a sales order's reservation (锁库): STK_Inventory's FBaseLockQty, so a newcomer's
+    # first sync shows reserved (blocked) and available stock in the CRM
+    emulator.lock("1.01.002", "CK001", "15")
 
 
 def seed_bench(emulator: K3CloudEmulator, lines: int, per_doc: int = 10) -> None:

@@ -26,7 +26,7 @@ from sync.state.rows import (
     opt_qty,
     stored_movement,
 )
-from sync.state.schema import from_units
+from sync.state.schema import from_micros, from_units
 
 
 class LedgerReads(StoreBase):
@@ -106,6 +106,18 @@ class LedgerReads(StoreBase):
                 .group_by(t.c.pipeline)
             )
             return {r[0]: int(r[1]) for r in rows}
+
+    def reserved_summary(self) -> dict[str, tuple[int, Decimal, datetime | None]]:
+        """Per pipeline with reserved stock: (keys, total reserved, when a figure last
+        changed) from the last snapshot stored (``reserved_stock``)."""
+        t = s.reserved_stock
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    t.c.pipeline, func.count(), func.sum(t.c.qty), func.max(t.c.updated_at)
+                ).group_by(t.c.pipeline)
+            )
+            return {r[0]: (int(r[1]), from_units(int(r[2] or 0)), _stamp(r[3])) for r in rows}
 
     def inexact_levels(self, sample: int = 20) -> dict[str, tuple[int, list[StockKey]]]:
         """Per pipeline, levels the CRM shows rounded: (how many, the first ``sample`` keys).
@@ -318,3 +330,11 @@ class LedgerReads(StoreBase):
     def set_meta(self, pipeline: str, name: str, value: str) -> None:
         with self.transaction() as tx:
             tx.set_meta(pipeline, name, value)
+
+
+def _stamp(value: Any) -> datetime | None:
+    """``max(updated_at)``: an aware datetime where the driver kept the column's type,
+    else its raw integer microseconds."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return from_micros(int(value))

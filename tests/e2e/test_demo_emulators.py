@@ -25,6 +25,12 @@ def test_the_demo_scenarios_sync_without_blocked_rows(tmp_path: Path) -> None:
         assert report.push.blocked == 0 and report.push.dead == 0
         assert systems.crm_stock() == systems.erp_stock()
         assert len(systems.erp_stock()) >= 6
+        # the demo scenario's one reservation: 15 of 1.01.002 locked at CK001
+        key = ("1.01.002", "CK001")
+        on_hand = erp.inventory()[key]
+        assert erp.reserved() == {key: 15}
+        assert crm.stock_by_code("blocked_stock")[key] == 15
+        assert crm.stock_by_code("available_stock")[key] == on_hand - 15
 
 
 def test_the_demo_story_shows_a_reservation_before_its_shipment(tmp_path: Path) -> None:
