@@ -57,7 +57,11 @@ class LedgerReads(StoreBase):
             ]
 
     def level(self, pipeline: str, key: StockKey) -> Decimal:
-        t = s.stock_levels
+        """The ledger's on hand of ``key`` (0 when it has no level)."""
+        return self._qty_of(s.stock_levels, pipeline, key)
+
+    def _qty_of(self, t: Any, pipeline: str, key: StockKey) -> Decimal:
+        """The ``qty`` of one key's row of a per-key table, 0 when it has none."""
         with self.engine.connect() as conn:
             units = conn.execute(
                 select(t.c.qty).where(
@@ -203,14 +207,7 @@ class LedgerReads(StoreBase):
 
     def reserved(self, pipeline: str, key: StockKey) -> Decimal:
         """The ERP's reserved stock of ``key`` as of the last snapshot (0 when none)."""
-        t = s.reserved_stock
-        with self.engine.connect() as conn:
-            units = conn.execute(
-                select(t.c.qty).where(
-                    t.c.pipeline == pipeline, t.c.sku == key.sku, t.c.warehouse == key.warehouse
-                )
-            ).scalar()
-        return from_units(units)
+        return self._qty_of(s.reserved_stock, pipeline, key)
 
     def reserved_units(self, pipeline: str) -> dict[StockKey, int]:
         """Every key with reserved stock in the last snapshot, in micro-units."""
