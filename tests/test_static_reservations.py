@@ -72,7 +72,7 @@ def test_check_config_refuses_a_bare_sku_and_says_to_name_the_warehouse(tmp_path
     [
         ("A-100@WH-MAIN: -1", "greater than or equal to 0"),
         ("A-100@WH-MAIN: '0.0000001'", "at most 6 decimal places"),
-        ("'@WH-MAIN': 1", "names no warehouse"),  # no SKU either
+        ("'@WH-MAIN': 1", "names no SKU: write it as 'SKU@WH-MAIN'"),
         ("'A-100@': 1", "names no warehouse"),
     ],
 )
