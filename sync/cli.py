@@ -62,27 +62,36 @@ def fail(message: str, hint: str | None = None, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _traceback() -> None:
+    """With ``--debug``, print the current exception's traceback (secrets masked) to stderr."""
+    if _state["debug"]:
+        import traceback
+
+        err.print(mask(traceback.format_exc()).rstrip(), markup=False)
+
+
 def guarded(fn: Callable[[], T]) -> T:
-    """Run a command body, turning our errors into one sentence and exit 2."""
+    """Run a command body, turning our errors into one sentence and exit 2.
+
+    ``--debug`` only adds the traceback: the exit code never depends on it (issue 16).
+    """
     try:
         return fn()
     except typer.Exit:
         raise
     except ConfigError as exc:
-        if _state["debug"]:
-            raise
+        _traceback()
         err.print(mask(str(exc)), markup=False)
         raise typer.Exit(2) from None
     except StockSyncError as exc:
-        if _state["debug"]:
-            raise
+        _traceback()
         fail(str(exc), exc.hint)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except Exception as exc:
-        if _state["debug"]:
-            raise
-        fail(f"{type(exc).__name__}: {exc}", "run again with --debug for the traceback")
+        _traceback()
+        hint = None if _state["debug"] else "run again with --debug for the traceback"
+        fail(f"{type(exc).__name__}: {exc}", hint)
 
 
 def emit(

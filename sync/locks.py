@@ -53,11 +53,19 @@ def lock_name(pipeline: str, job: str) -> str:
 
 
 def sqlite_lock_path(engine: Engine) -> Path | None:
-    """``<database>.lock`` for a file database; None for an in-memory one."""
+    """``<database>.lock`` next to the real database file; None for an in-memory one.
+
+    The path is resolved first (symlinks, ``..``, a relative path against the working
+    directory), so every name of the same file gives the same lock file (issue 16).
+    A hard link in another folder is a different name of the same inode and is not
+    covered: locking the database file itself would fight SQLite's own POSIX locks
+    (closing any descriptor of the file drops them; sqlite.org/howtocorrupt.html §2.2).
+    """
     database = engine.url.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
         return None
-    return Path(database).with_name(Path(database).name + ".lock")
+    real = Path(os.path.realpath(database))
+    return real.with_name(real.name + ".lock")
 
 
 class Locks:
@@ -87,7 +95,7 @@ class Locks:
             holder = handle.read().strip() or "unknown"
             handle.close()
             raise DaemonAlreadyRunning(
-                f"another stocksync daemon is already running on {self.engine.url.database} "
+                f"another stocksync daemon is already running on {path.with_suffix('')} "
                 f"(lock file {path} is held by pid {holder})",
                 hint="stop the other daemon, or use PostgreSQL for several replicas",
             ) from None

@@ -15,11 +15,13 @@ import yaml
 
 from sync import config as cfg
 from sync.ledger import apply_page
+from sync.locks import Locks
 from sync.model import Movement, MovementKind, Page
 from sync.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "S3cr3t-VALUE-never-shown-1234"
+UNREACHABLE = "postgresql://u@127.0.0.1:1/x"  # nothing listens on port 1
 
 
 def run(
@@ -268,3 +270,52 @@ def test_an_unknown_format_is_an_error_not_a_table(tmp_path: Path, command: tupl
     assert result.returncode == 2
     assert "unknown format 'yaml'" in result.stderr and "table, json" in result.stderr
     assert result.stdout == ""
+
+
+def _config_with_state(path: Path, state_url: str, interval_s: int = 60) -> Path:
+    path.write_text(
+        textwrap_config(f"""
+        state: {{url: "{state_url}"}}
+        pipelines:
+          - name: main
+            erp: {{type: k3cloud, server_url: "http://127.0.0.1:9/k3cloud/", acct_id: a,
+                   username: u, app_id: "1_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX",
+                   app_secret: s, max_attempts: 1}}
+            crm: {{type: fxiaoke, base_url: "http://127.0.0.1:9", app_id: x,
+                   app_secret: s, permanent_code: p, open_user_id: FSUID_1, max_attempts: 1}}
+            schedule: {{interval_s: {interval_s}}}
+        """)
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("invalid config", "interval_s"),  # ConfigError
+        ("unreachable state database", "cannot open the state database"),  # a runtime failure
+        ("daemon holds the SQLite file", "daemon is running"),  # a StockSyncError
+    ],
+)
+def test_debug_adds_a_traceback_but_never_changes_the_exit_code(
+    tmp_path: Path, case: str, expected: str
+) -> None:
+    db = tmp_path / "state.db"
+    if case == "invalid config":
+        args = ("check-config", str(_config_with_state(tmp_path / "c.yaml", f"sqlite:///{db}", 0)))
+    elif case == "unreachable state database":
+        args = ("status", "-c", str(_config_with_state(tmp_path / "c.yaml", UNREACHABLE)))
+    else:
+        args = ("once", "-c", str(_config_with_state(tmp_path / "c.yaml", f"sqlite:///{db}")))
+    held = StateStore(f"sqlite:///{db}")
+    daemon = Locks(held.engine)
+    daemon.acquire_daemon()  # only the third case reaches the lock
+    try:
+        plain, debug = run(*args, cwd=tmp_path), run("--debug", *args, cwd=tmp_path)
+    finally:
+        daemon.release_daemon()
+        held.close()
+    assert plain.returncode == debug.returncode == 2, (plain.stderr, debug.stderr)
+    assert expected in plain.stderr and expected in debug.stderr
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "Traceback" not in plain.stderr

@@ -76,3 +76,26 @@ def test_a_second_daemon_on_the_same_sqlite_file_refuses_to_start(
         assert "another stocksync daemon is already running" in second.stderr
         assert first.proc.poll() is None
         assert first.stop() == 0
+
+
+def test_a_second_daemon_through_a_symlink_to_the_sqlite_file_refuses_to_start(
+    systems: Systems, tmp_path: Path
+) -> None:
+    (tmp_path / "link.db").symlink_to(tmp_path / "state.db")
+    first_config, second_config = (
+        write_config(
+            tmp_path / f"{name}.yaml",
+            [pipeline_config(systems)],
+            state_url=f"sqlite:///{tmp_path}/{db}",
+        )
+        for name, db in (("first", "state.db"), ("second", "link.db"))
+    )
+    with DaemonProcess(first_config, tmp_path / "a.log") as first:
+        first.wait_event("daemon_started")
+        plain = run_cli("run", "-c", str(first_config))
+        linked = run_cli("run", "-c", str(second_config))
+        assert linked.returncode == plain.returncode == 2, linked.stdout + linked.stderr
+        assert f"already running on {tmp_path.resolve()}/state.db" in linked.stderr
+        assert linked.stderr == plain.stderr
+        assert first.proc.poll() is None
+        assert first.stop() == 0
