@@ -19,7 +19,7 @@ from rich.table import Table
 from sync import __version__
 from sync import config as cfg
 from sync.errors import ConfigError, StockSyncError
-from sync.settings import mask
+from sync.settings import mask, mask_url
 
 T = TypeVar("T")
 
@@ -163,7 +163,7 @@ def check_config(
     def body() -> None:
         settings = cfg.load(path or config)
         out.print(f"{cfg.resolve_path(path or config)}: valid", markup=False)
-        out.print(f"state: {mask(settings.state.url)}", markup=False)
+        out.print(f"state: {mask_url(settings.state.url)}", markup=False)
         for p in settings.pipelines:
             state = "enabled" if p.enabled else "disabled"
             out.print(
@@ -311,7 +311,23 @@ def main() -> None:
     import sync.cli_run  # noqa: F401  (registers `run`, the daemon)
     from sync import commands  # noqa: F401  (registers the operational commands)
 
-    app()
+    try:
+        app()
+    except Exception as exc:  # only --debug lets one through (see guarded)
+        _print_masked_traceback(exc)
+        raise SystemExit(1) from None
+
+
+def _print_masked_traceback(exc: BaseException) -> None:
+    """The ``--debug`` traceback with its chained causes, every line through ``mask()``.
+
+    A driver error (psycopg, PyMySQL) may quote the state URL or DSN with its password.
+    """
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    sys.stderr.write(mask(text))
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pydantic import (
 import connectors
 from sync.errors import ConfigError, ConfigProblem
 from sync.model import exact_units, parse_stock_key
-from sync.settings import StrictModel, mask
+from sync.settings import StrictModel, mask, register_url_password
 
 DEFAULT_PATH = "stocksync.yaml"
 ENV_CONFIG = "STOCKSYNC_CONFIG"
@@ -405,6 +405,9 @@ def parse(
         data.setdefault("state", {})
         if isinstance(data["state"], dict):
             data["state"]["url"] = env[ENV_STATE_URL]
+    state = data.get("state")
+    if isinstance(state, dict) and isinstance(state.get("url"), str):
+        register_url_password(state["url"])
     problems = [ConfigProblem(_format_path(p), m, lines.find(p)) for p, m in env_problems]
     try:
         settings = settings_model().model_validate(data)

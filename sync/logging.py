@@ -36,6 +36,17 @@ def _mask_event(
     return event
 
 
+def _masked(renderer: Any) -> Any:
+    """``renderer`` whose output passes through ``mask()`` (the console renderer formats
+    tracebacks itself, after ``_mask_event`` has run)."""
+
+    def render(logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
+        rendered = renderer(logger, name, event)
+        return mask(rendered) if isinstance(rendered, str) else rendered
+
+    return render
+
+
 def configure(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -56,7 +67,7 @@ def configure(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info if json_lines else structlog.dev.set_exc_info,
             _mask_event,
-            renderer,
+            _masked(renderer),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(file=out),

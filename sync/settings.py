@@ -3,11 +3,15 @@
 ``StrictModel`` is frozen and rejects unknown keys (a typo must never be silently
 ignored). ``Secret`` prints as ``***`` everywhere, and every secret value that
 passes through here is remembered so that ``mask()`` can scrub it from any text
-(log lines, error messages, HTTP bodies echoed in errors).
+(log lines, error messages, HTTP bodies echoed in errors). ``mask()`` also hides the
+password of every URL with userinfo (``scheme://user:password@host`` →
+``scheme://user:***@host``) and of ``password=…`` DSN pairs, registered or not, so a
+database URL shown in an error or a traceback never carries its password.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,6 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
 
 MASK = "***"
+
+# scheme://user:password@ — the password runs to the last "@" before a blank or a quote,
+# so an unencoded "@" inside it is hidden too (SQLAlchemy reads the same URL that way)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@'\"]*:)(?P<password>[^\s'\"]+)(?=@)"
+)
+# libpq / MySQL DSN pairs: password=secret or password='se cret'
+_DSN_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'[^']*'|[^\s'\",;]+)", re.I)
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -28,15 +40,42 @@ def register_secret(value: str | None) -> None:
 
 
 def mask(text: str) -> str:
-    """Replace every registered secret value in ``text`` by ``***``."""
-    if not _secrets or not text:
+    """``text`` with every registered secret value and every URL/DSN password as ``***``."""
+    if not text:
         return text
-    with _lock:
-        values = sorted(_secrets, key=len, reverse=True)
-    for value in values:
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+    if _secrets:
+        with _lock:
+            values = sorted(_secrets, key=len, reverse=True)
+        for value in values:
+            if value in text:
+                text = text.replace(value, MASK)
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    return _DSN_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+
+
+def mask_url(url: str) -> str:
+    """A URL safe to print: ``scheme://user:***@host:port/db`` (SQLAlchemy's rendering).
+
+    A string SQLAlchemy cannot parse goes through ``mask()`` instead.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        shown = url
+    return mask(shown)
+
+
+def register_url_password(url: str) -> None:
+    """Register the password of a database URL (as written and decoded) for masking."""
+    from urllib.parse import unquote
+
+    match = _URL_PASSWORD.search(url)
+    if match:
+        register_secret(match["password"])
+        register_secret(unquote(match["password"]))
 
 
 class Secret(SecretStr):

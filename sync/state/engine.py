@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from sync.errors import ConfigError, ConfigProblem
-from sync.settings import mask
+from sync.settings import mask, register_url_password
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -27,7 +27,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_state_engine(url: str) -> Engine:
-    """An engine for ``url`` with our defaults (SQLite WAL, psycopg 3, PyMySQL)."""
+    """An engine for ``url`` with our defaults (SQLite WAL, psycopg 3, PyMySQL).
+
+    The URL's password is registered for masking first, so no error shows it.
+    """
+    register_url_password(url)
     try:
         parsed = make_url(url)
     except ArgumentError as exc:

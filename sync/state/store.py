@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from sync.errors import TransientError
-from sync.settings import mask
+from sync.settings import mask, mask_url
 from sync.state.alert_reads import AlertReads
 from sync.state.engine import create_state_engine
 from sync.state.ledger_reads import LedgerReads
@@ -89,7 +89,7 @@ class StateStore(LedgerReads, AlertReads, OutboxReads, OperationsReads):
                 command.upgrade(cfg, revision)
         except OperationalError as exc:
             raise TransientError(
-                f"cannot open the state database {mask(self.url)!r}: {mask(str(exc.orig))}",
+                f"cannot open the state database {mask_url(self.url)!r}: {mask(str(exc.orig))}",
                 hint="check state.url (or STOCKSYNC_STATE_URL) and that the server is up",
             ) from exc
         return self.revision()
