@@ -313,7 +313,7 @@ def main() -> None:
 
     try:
         app()
-    except Exception as exc:  # only --debug lets one through (see guarded)
+    except Exception as exc:  # raised outside a command body (guarded() handles theirs)
         _print_masked_traceback(exc)
         raise SystemExit(1) from None
 
