@@ -41,8 +41,8 @@ class FxiaokeSettings(StrictModel):
     rate_limit_calls: int = Field(
         100,
         ge=1,
-        le=100_000,
-        description="client-side limit: calls per path per period (Fxiaoke: 100/20 s; ≤ 100000)",
+        le=1_000_000,
+        description="client-side limit: calls per path per period (Fxiaoke: 100/20 s; ≤ 10^6)",
     )
     rate_limit_period_s: float = Field(
         20.0,
