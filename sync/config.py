@@ -31,7 +31,16 @@ from pydantic import (
 import connectors
 from sync.errors import ConfigError, ConfigProblem
 from sync.model import exact_units, parse_stock_key
-from sync.settings import StrictModel, mask, register_url_password
+from sync.settings import (
+    DAY_S,
+    MAX_ATTEMPTS,
+    MAX_QUANTITY,
+    MAX_TIMEOUT_S,
+    MAX_WAIT_S,
+    StrictModel,
+    mask,
+    register_url_password,
+)
 
 DEFAULT_PATH = "stocksync.yaml"
 ENV_CONFIG = "STOCKSYNC_CONFIG"
@@ -76,12 +85,24 @@ class MetricsSettings(StrictModel):
 
 
 class ScheduleSettings(StrictModel):
-    interval_s: float = Field(60.0, ge=1, description="seconds between pull → push cycles")
+    interval_s: float = Field(
+        60.0,
+        ge=1,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="seconds between pull → push cycles (1 s to 7 days)",
+    )
     rescan_cron: str = Field(
         "30 1 * * *", description="cron for the window rescan that finds deleted ERP documents"
     )
     reconcile_cron: str = Field("0 2 * * *", description="cron for the three-way reconcile")
-    misfire_grace_s: float = Field(300.0, ge=1)
+    misfire_grace_s: float = Field(
+        300.0,
+        ge=1,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="a job that could not start on time still runs this late (1 s to 7 days)",
+    )
 
     _cron = field_validator("rescan_cron", "reconcile_cron")(_check_cron)
 
@@ -95,14 +116,20 @@ class PullSettings(StrictModel):
         "ERP per request (K/3 Cloud: the Limit of ExecuteBillQuery)",
     )
     overlap_s: float = Field(
-        120.0, ge=0, description="re-read this many seconds before the cursor (late commits)"
+        120.0,
+        ge=0,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="re-read this many seconds before the cursor (late commits; at most 7 days)",
     )
     history_since: date | None = Field(
         None,
         description="first run starts at midnight of this day in the ERP's time zone "
         "(default: the ERP's whole history)",
     )
-    rescan_days: int = Field(35, ge=1, description="window of the deletion rescan, in days")
+    rescan_days: int = Field(
+        35, ge=1, le=366, description="window of the deletion rescan, in days (1 to 366)"
+    )
 
 
 def _micro_units(value: Decimal) -> Decimal:
@@ -113,7 +140,9 @@ def _micro_units(value: Decimal) -> Decimal:
 
 
 #: a quantity in the base unit that the ledger holds exactly
-Quantity = Annotated[Decimal, AfterValidator(_micro_units)]
+Quantity = Annotated[
+    Decimal, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY), AfterValidator(_micro_units)
+]
 
 
 def _reservation_key(value: str) -> str:
@@ -127,16 +156,31 @@ ReservationKey = Annotated[str, AfterValidator(_reservation_key)]
 
 class PushSettings(StrictModel):
     batch_size: int = Field(200, ge=1, le=10000)
-    max_attempts: int = Field(8, ge=1, description="a row is dead after this many failures")
-    retry_initial_s: float = Field(30.0, gt=0)
-    retry_max_s: float = Field(3600.0, gt=0)
+    max_attempts: int = Field(
+        8, ge=1, le=MAX_ATTEMPTS, description="a row is dead after this many failures (≤ 1000)"
+    )
+    retry_initial_s: float = Field(
+        30.0,
+        gt=0,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="first retry delay of a failed row, seconds (at most 7 days)",
+    )
+    retry_max_s: float = Field(
+        3600.0,
+        gt=0,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="longest retry delay of a failed row, seconds (at most 7 days)",
+    )
     mirror_movements: bool = Field(
         False, description="also write each movement to the CRM's movement object"
     )
     reservations: dict[ReservationKey, Annotated[Quantity, Field(ge=0)]] = Field(
         default_factory=dict,
         description='static reserved quantity per "SKU@WAREHOUSE", added to what the ERP '
-        "reserves: available = on hand − reserved (a bare SKU is refused: name the warehouse)",
+        "reserves: available = on hand − reserved (a bare SKU is refused: name the warehouse; "
+        "0 to 10^12 in the base unit)",
     )
 
 
@@ -157,21 +201,33 @@ class ReconcileSettings(StrictModel):
 
 class WebhookSettings(StrictModel):
     url: str
-    timeout_s: float = Field(10.0, gt=0)
-    max_attempts: int = Field(5, ge=1)
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="HTTP timeout per delivery, seconds (at most 1 hour)",
+    )
+    max_attempts: int = Field(5, ge=1, le=MAX_ATTEMPTS, description="deliveries tried (≤ 1000)")
 
 
 class AlertSettings(StrictModel):
     default_threshold: Quantity | None = Field(
-        None, description="safety stock for every SKU without its own threshold"
+        None,
+        description="safety stock for every SKU without its own threshold (|q| ≤ 10^12)",
     )
     thresholds: dict[str, Quantity] = Field(
-        default_factory=dict, description='safety stock per "SKU" or "SKU@WAREHOUSE"'
+        default_factory=dict,
+        description='safety stock per "SKU" or "SKU@WAREHOUSE" (|q| ≤ 10^12)',
     )
     from_crm: bool = Field(False, description="read thresholds from the CRM's safety_stock field")
     webhook: WebhookSettings | None = None
-    lead_time_days: Decimal = Field(Decimal(7), ge=0, description="for reorder suggestions")
-    cover_days: int = Field(30, ge=1, description="outbound rate window for stock cover")
+    lead_time_days: Decimal = Field(
+        Decimal(7), ge=0, le=3650, description="for reorder suggestions (0 to 3650 days)"
+    )
+    cover_days: int = Field(
+        30, ge=1, le=3650, description="outbound rate window for stock cover (1 to 3650 days)"
+    )
     basis: Basis = Field(
         "on_hand",
         description="what alerts compare with the threshold and stock cover divides: on_hand, "
@@ -218,7 +274,13 @@ class SettingsBase(StrictModel):
     state: StateSettings = StateSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings | None = MetricsSettings()
-    shutdown_grace_s: float = Field(30.0, gt=0)
+    shutdown_grace_s: float = Field(
+        30.0,
+        gt=0,
+        le=DAY_S,
+        allow_inf_nan=False,
+        description="seconds running jobs get to finish on SIGTERM (at most 1 day)",
+    )
     pipelines: list[PipelineBase] = Field(default_factory=list)
 
     def pipeline(self, name: str) -> PipelineBase:

@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,8 +34,9 @@ from sync.errors import ConfigError, StockSyncError
 from sync.health import HealthServer, Metrics, build_app
 from sync.locks import Locks
 from sync.logging import configure
-from sync.runtime import build_pipeline, open_store
+from sync.runtime import Pipeline, build_pipeline, open_store
 from sync.scheduler import JobRunner, JobScheduler, Slot
+from sync.settings import mask
 
 log = structlog.get_logger("stocksync.daemon")
 
@@ -141,7 +143,12 @@ class Daemon:
         return self.shutdown()
 
     def reload(self, reason: str) -> bool:
-        """Apply the config file if it is valid; otherwise log every problem and keep going."""
+        """Apply the config file if it is valid; otherwise log why and keep the old one running.
+
+        A config that validates but fails while being applied (a connector that cannot
+        be built, a job the scheduler refuses) is undone: ``reload_failed`` is logged with
+        the error (secrets masked) and the previous pipelines and jobs keep running.
+        """
         try:
             new = cfg.load(self.path)
         except ConfigError as exc:
@@ -153,44 +160,41 @@ class Daemon:
                 note="the previous configuration keeps running",
             )
             return False
+        try:
+            self._apply(new, reason)
+        except Exception as exc:
+            log.error(
+                "reload_failed",
+                reason=reason,
+                config=str(self.path),
+                error=mask(f"{type(exc).__name__}: {exc}"),
+                note="the previous configuration keeps running",
+            )
+            return False
+        return True
+
+    def _apply(self, new: SettingsBase, reason: str) -> None:
         old = self.settings
+        restart_needed = [k for k in ("state", "metrics") if getattr(new, k) != getattr(old, k)]
+        if restart_needed:
+            new = new.model_copy(update={"state": old.state, "metrics": old.metrics})
+        swap = _Swap(self.slots, self.store)
+        try:
+            rebuilt = swap.stage(new)
+            swap.commit()
+            changes = self.jobs.apply(new.pipelines)
+        except BaseException:
+            swap.undo()
+            raise
+        swap.close_replaced()
+        self.settings = new
         if new.log != old.log:
             configure(new.log.level, new.log.format)
-        restart_needed = [k for k in ("state", "metrics") if getattr(new, k) != getattr(old, k)]
         if restart_needed:
             log.warning(
                 "config_restart_needed", keys=restart_needed, note="kept the running values"
             )
-            new = new.model_copy(update={"state": old.state, "metrics": old.metrics})
-        rebuilt = self._apply_pipelines(new)
-        self.settings = new
-        changes = self.jobs.apply(new.pipelines)
         log.info("config_applied", reason=reason, rebuilt=rebuilt, **changes)
-        return True
-
-    def _apply_pipelines(self, new: SettingsBase) -> list[str]:
-        rebuilt: list[str] = []
-        enabled = {p.name: p for p in new.pipelines if p.enabled}
-        for name in sorted(set(self.slots) - set(enabled)):
-            gone = self.slots.pop(name)
-            with gone.lock:
-                gone.pipeline.close()
-        for name, p in enabled.items():
-            slot = self.slots.get(name)
-            try:
-                if slot is None:
-                    self.slots[name] = Slot(build_pipeline(p, self.store))
-                elif needs_rebuild(slot.pipeline.settings, p):
-                    fresh = build_pipeline(p, self.store)
-                    with slot.lock:
-                        slot.pipeline.close()
-                        slot.pipeline = fresh
-                    rebuilt.append(name)
-                else:
-                    slot.pipeline.settings = p
-            except Exception as exc:
-                log.error("pipeline_build_failed", pipeline=name, error=f"{exc}")
-        return rebuilt
 
     # -- stop ------------------------------------------------------------------------
     def shutdown(self) -> int:
@@ -215,6 +219,94 @@ class Daemon:
         self.slots.clear()
         self.locks.release_daemon()
         self.store.close()
+
+
+class _Swap:
+    """The slot changes of one reload, undoable until the new jobs are in place.
+
+    ``stage`` builds the new and changed pipelines without touching the slots (any
+    failure closes what it built and raises); ``commit`` puts them in the slots;
+    ``undo`` puts the previous pipelines back; ``close_replaced`` closes the previous
+    pipelines once the reload has succeeded.
+    """
+
+    def __init__(self, slots: dict[str, Slot], store: Any) -> None:
+        self.slots = slots
+        self.store = store
+        self.fresh: dict[str, Pipeline] = {}
+        self.settings_only: dict[str, PipelineBase] = {}
+        self.previous: dict[str, Pipeline | None] = {}
+        self.removed: dict[str, Slot] = {}
+
+    def stage(self, new: SettingsBase) -> list[str]:
+        """Build what ``new`` needs; returns the names of the rebuilt existing pipelines."""
+        enabled = {p.name: p for p in new.pipelines if p.enabled}
+        rebuilt: list[str] = []
+        try:
+            for name, p in enabled.items():
+                slot = self.slots.get(name)
+                if slot is None or needs_rebuild(slot.pipeline.settings, p):
+                    self.fresh[name] = build_pipeline(p, self.store)
+                    if slot is not None:
+                        rebuilt.append(name)
+                else:
+                    self.settings_only[name] = p
+        except BaseException:
+            self._close(self.fresh.values())
+            self.fresh.clear()
+            raise
+        self.removed = {n: self.slots[n] for n in sorted(set(self.slots) - set(enabled))}
+        return rebuilt
+
+    def commit(self) -> None:
+        for name in self.removed:
+            del self.slots[name]
+        for name, fresh in self.fresh.items():
+            slot = self.slots.get(name)
+            if slot is None:
+                self.previous[name] = None
+                self.slots[name] = Slot(fresh)
+                continue
+            with slot.lock:
+                self.previous[name] = slot.pipeline
+                slot.pipeline = fresh
+        for name, p in self.settings_only.items():
+            slot = self.slots[name]
+            self.previous[name] = slot.pipeline
+            self.settings_only[name], slot.pipeline.settings = slot.pipeline.settings, p
+
+    def undo(self) -> None:
+        for name, p in self.settings_only.items():
+            if name in self.previous:
+                self.slots[name].pipeline.settings = p
+        for name in self.fresh:
+            if name not in self.previous:
+                continue
+            before = self.previous[name]
+            if before is None:
+                self.slots.pop(name, None)
+            else:
+                slot = self.slots[name]
+                with slot.lock:
+                    slot.pipeline = before
+        self.slots.update(self.removed)
+        self._close(self.fresh.values())
+
+    def close_replaced(self) -> None:
+        """After success: close the pipelines that were rebuilt or removed."""
+        replaced = [self.previous[n] for n in self.fresh if self.previous.get(n) is not None]
+        self._close(p for p in replaced if p is not None)
+        for gone in self.removed.values():
+            with gone.lock:
+                self._close([gone.pipeline])
+
+    @staticmethod
+    def _close(pipelines: Iterable[Pipeline]) -> None:
+        for p in pipelines:
+            try:
+                p.close()
+            except Exception as exc:
+                log.warning("pipeline_close_failed", error=mask(f"{type(exc).__name__}: {exc}"))
 
 
 def run(config_path: str | os.PathLike[str] | None = None) -> int:

@@ -199,6 +199,31 @@ def _spec(p: PipelineBase, job: str) -> tuple[Any, ...]:
     return (schedule[job], s.misfire_grace_s)
 
 
+#: a job not yet scheduled (the scheduler is not started): it has no next run time yet
+_PENDING: Any = object()
+
+
+@dataclass(frozen=True)
+class _JobCopy:
+    """What ``JobScheduler`` needs to add a job back after a failed ``apply``."""
+
+    id: str
+    trigger: Any
+    args: tuple[Any, ...]
+    misfire_grace_time: int | None
+    next_run_time: Any
+
+    @classmethod
+    def of(cls, job: Any) -> _JobCopy:
+        return cls(
+            job.id,
+            job.trigger,
+            tuple(job.args),
+            job.misfire_grace_time,
+            getattr(job, "next_run_time", _PENDING),
+        )
+
+
 class JobScheduler:
     """A BackgroundScheduler whose job set follows the config (``apply`` on start and reload)."""
 
@@ -213,12 +238,27 @@ class JobScheduler:
     def apply(
         self, pipelines: Sequence[PipelineBase], *, now_jobs: bool = True
     ) -> dict[str, list[str]]:
-        """Add, remove and reschedule jobs so that they match ``pipelines`` (enabled ones)."""
+        """Add, remove and reschedule jobs so that they match ``pipelines`` (enabled ones).
+
+        All or nothing: if any step raises (a trigger APScheduler refuses, a failing
+        ``add_job``), the jobs are put back as they were and the error is raised.
+        """
         wanted: dict[str, tuple[PipelineBase, str, Any]] = {}
         for p in pipelines:
             if p.enabled:
                 for job, trigger in triggers(p).items():
                     wanted[f"{p.name}:{job}"] = (p, job, trigger)
+        snapshot = [_JobCopy.of(job) for job in self.scheduler.get_jobs()]
+        specs = dict(self._specs)
+        try:
+            return self._change(wanted, now_jobs)
+        except BaseException:
+            self._restore(snapshot, specs)
+            raise
+
+    def _change(
+        self, wanted: dict[str, tuple[PipelineBase, str, Any]], now_jobs: bool
+    ) -> dict[str, list[str]]:
         changes: dict[str, list[str]] = {"added": [], "removed": [], "rescheduled": []}
         for job_id in sorted(set(self._specs) - set(wanted)):
             self.scheduler.remove_job(job_id)
@@ -246,6 +286,23 @@ class JobScheduler:
                 changes["rescheduled"].append(job_id)
             self._specs[job_id] = spec
         return changes
+
+    def _restore(self, snapshot: list[_JobCopy], specs: dict[str, tuple[Any, ...]]) -> None:
+        """Put back the jobs as they were before a failed ``apply`` (same next run times)."""
+        for job in self.scheduler.get_jobs():
+            self.scheduler.remove_job(job.id)
+        for copy in snapshot:
+            extra = {} if copy.next_run_time is _PENDING else {"next_run_time": copy.next_run_time}
+            self.scheduler.add_job(
+                self.runner,
+                copy.trigger,
+                args=copy.args,
+                id=copy.id,
+                name=copy.id,
+                misfire_grace_time=copy.misfire_grace_time,
+                **extra,
+            )
+        self._specs = specs
 
     def start(self) -> None:
         self.scheduler.start()

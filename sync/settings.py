@@ -97,6 +97,25 @@ def _known_zone(value: str) -> str:
     return value
 
 
+# -- upper bounds (issue 16): every number in the config has one, so that a typo such as
+# ``interval_s: 1e35`` is refused by ``check-config`` with its YAML path instead of
+# overflowing later (APScheduler, timedelta). Floats also refuse NaN and infinity.
+
+DAY_S = 86_400
+#: waits, delays, intervals and grace periods: at most 7 days, in seconds
+MAX_WAIT_S = 7 * DAY_S
+#: cache lifetimes and other retentions: at most 30 days, in seconds
+MAX_RETENTION_S = 30 * DAY_S
+#: one HTTP/RPC request's timeout: at most 1 hour, in seconds
+MAX_TIMEOUT_S = 3_600
+#: attempts of one call, webhook or outbox row
+MAX_ATTEMPTS = 1_000
+#: a stock quantity or threshold, in the base unit
+MAX_QUANTITY = 10**12
+#: a database id or other 32-bit signed integer sent to an external system
+MAX_INT32 = 2**31 - 1
+
+
 #: an IANA time zone name, checked when the settings load (e.g. "Asia/Shanghai")
 TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 

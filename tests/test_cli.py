@@ -319,3 +319,22 @@ def test_debug_adds_a_traceback_but_never_changes_the_exit_code(
     assert expected in plain.stderr and expected in debug.stderr
     assert "Traceback (most recent call last)" in debug.stderr
     assert "Traceback" not in plain.stderr
+
+
+@pytest.mark.parametrize("value", ["1e400", "1e35", ".nan", ".inf"])
+def test_check_config_refuses_an_interval_out_of_bounds(tmp_path: Path, value: str) -> None:
+    """Issue 16: the value once passed check-config and made `run` die with OverflowError."""
+    config = tmp_path / "stocksync.yaml"
+    config.write_text(
+        "pipelines:\n"
+        "  - name: main\n"
+        f"    schedule: {{interval_s: {value}}}\n"
+        "    erp: {type: memory}\n"
+        "    crm: {type: memory-crm}\n",
+        encoding="utf-8",
+    )
+    result = run("check-config", str(config))
+    assert result.returncode == 2, result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert "pipelines[0].schedule.interval_s (line 3): input should be" in out, out
+    assert "Traceback" not in out

@@ -200,3 +200,97 @@ def test_valid_config_is_frozen_with_defaults() -> None:
     )
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type is internal
         p.name = "other"  # type: ignore[misc]
+
+
+# -- issue 16: every number has an upper bound and refuses NaN/infinity -----------------
+
+_TOO_BIG = [
+    # (the pipeline option, expected path under pipelines[0], expected message)
+    ("schedule: {interval_s: 1e400}", "schedule.interval_s", "input should be a finite number"),
+    (
+        "schedule: {interval_s: 1e35}",
+        "schedule.interval_s",
+        "input should be less than or equal to 604800",
+    ),
+    ("schedule: {interval_s: .nan}", "schedule.interval_s", "input should be a finite number"),
+    ("schedule: {interval_s: .inf}", "schedule.interval_s", "input should be a finite number"),
+    (
+        "schedule: {interval_s: 604801}",
+        "schedule.interval_s",
+        "input should be less than or equal to 604800",
+    ),
+    (
+        "push: {retry_max_s: 1e35}",
+        "push.retry_max_s",
+        "input should be less than or equal to 604800",
+    ),
+    ("push: {retry_initial_s: -.inf}", "push.retry_initial_s", "input should be a finite number"),
+    (
+        "push: {max_attempts: 1001}",
+        "push.max_attempts",
+        "input should be less than or equal to 1000",
+    ),
+    ("pull: {page_size: -5}", "pull.page_size", "input should be greater than or equal to 1"),
+    (
+        "pull: {page_size: 10001}",
+        "pull.page_size",
+        "input should be less than or equal to 10000",
+    ),
+    (
+        "push: {reservations: {'A@W': 1e13}}",
+        "push.reservations.A@W",
+        "input should be less than or equal to 1000000000000",
+    ),
+    (
+        "alerts: {default_threshold: .nan}",
+        "alerts.default_threshold",
+        "input should be a finite number",
+    ),
+    ("alerts: {lead_time_days: .inf}", "alerts.lead_time_days", "input should be a finite number"),
+    (
+        "crm: {type: memory-crm, precision: 99}",
+        "crm.precision",
+        "input should be less than or equal to 30",
+    ),
+]
+
+
+@pytest.mark.parametrize(("option", "path", "message"), _TOO_BIG)
+def test_a_number_out_of_bounds_names_its_path_and_line(
+    option: str, path: str, message: str
+) -> None:
+    text = BASE.replace("    crm: {type: memory-crm}\n", "") if option.startswith("crm:") else BASE
+    found = problems(text + f"    {option}\n")
+    line = text.count("\n") + 1  # the option is the last line
+    assert (f"pipelines[0].{path}", message, line) in found, found
+
+
+def test_an_option_in_bounds_still_loads() -> None:
+    settings = parse(
+        BASE + "    schedule: {interval_s: 604800}\n    push: {retry_max_s: 1e5}\n", env={}
+    )
+    assert settings.pipelines[0].schedule.interval_s == 604800
+    assert settings.pipelines[0].push.retry_max_s == 100000
+
+
+def _numbers(node: object, path: str = "") -> list[tuple[str, dict[str, object]]]:
+    """Every integer/number schema in a JSON Schema tree, with where it sits."""
+    out: list[tuple[str, dict[str, object]]] = []
+    if isinstance(node, dict):
+        if node.get("type") in ("integer", "number") and "const" not in node:
+            out.append((path, node))
+        for key, value in node.items():
+            out += _numbers(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += _numbers(value, f"{path}[{i}]")
+    return out
+
+
+def test_every_number_in_the_config_schema_has_an_upper_bound() -> None:
+    from sync.config import json_schema
+
+    numbers = _numbers(json_schema())
+    assert len(numbers) >= 20  # the walk found the fields (core + connectors)
+    unbounded = [p for p, s in numbers if "maximum" not in s and "exclusiveMaximum" not in s]
+    assert unbounded == []

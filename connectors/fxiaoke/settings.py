@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeInt
+from pydantic import Field
 
-from sync.settings import Secret, StrictModel
+from sync.settings import (
+    MAX_ATTEMPTS,
+    MAX_RETENTION_S,
+    MAX_TIMEOUT_S,
+    MAX_WAIT_S,
+    Secret,
+    StrictModel,
+)
 
 
 class FxiaokeSettings(StrictModel):
@@ -23,20 +30,45 @@ class FxiaokeSettings(StrictModel):
     open_user_id: str = Field(
         description="currentOpenUserId (FSUID_…) of a CRM admin: the acting user of every write"
     )
-    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout per request")
+    timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="HTTP timeout per request, seconds (at most 1 hour)",
+    )
     verify_tls: bool = Field(True, description="verify the server's TLS certificate")
     rate_limit_calls: int = Field(
-        100, ge=1, description="client-side limit: calls per path per period (Fxiaoke: 100/20 s)"
+        100,
+        ge=1,
+        le=1_000_000,
+        description="client-side limit: calls per path per period (Fxiaoke: 100/20 s; ≤ 10^6)",
     )
-    rate_limit_period_s: float = Field(20.0, gt=0, description="period of the client-side limit")
-    max_attempts: int = Field(5, ge=1, description="attempts per call on transient errors")
+    rate_limit_period_s: float = Field(
+        20.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="period of the client-side limit, seconds (at most 1 hour)",
+    )
+    max_attempts: int = Field(
+        5, ge=1, le=MAX_ATTEMPTS, description="attempts per call on transient errors (≤ 1000)"
+    )
     token_refresh_margin_s: float = Field(
-        300.0, ge=0, description="refresh the corpAccessToken this long before it expires"
+        300.0,
+        ge=0,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="refresh the corpAccessToken this long before it expires, seconds "
+        "(at most 7 days)",
     )
     lookup_ttl_s: float = Field(
         300.0,
         ge=0,
-        description="an unknown SKU/warehouse is looked up again at most once per this period",
+        le=MAX_RETENTION_S,
+        allow_inf_nan=False,
+        description="an unknown SKU/warehouse is looked up again at most once per this period, "
+        "seconds (at most 30 days)",
     )
     stock_object: str = Field("StockObj", description="apiName of the stock balance object")
     stock_product_field: str = Field("product_id", description="StockObj → product reference")
@@ -53,12 +85,16 @@ class FxiaokeSettings(StrictModel):
     describe_ttl_s: float = Field(
         3600.0,
         gt=0,
-        description="object describes (fields, required, decimal places) are cached this long",
+        le=MAX_RETENTION_S,
+        allow_inf_nan=False,
+        description="object describes (fields, required, decimal places) are cached this long, "
+        "seconds (at most 30 days)",
     )
-    decimal_places: dict[str, NonNegativeInt] = Field(
+    decimal_places: dict[str, Annotated[int, Field(ge=0, le=30)]] = Field(
         default_factory=dict,
         description="field api name → decimal places it holds, over the object describe "
-        "(for a tenant whose describe does not say; numbers are rounded half-even to it)",
+        "(for a tenant whose describe does not say; numbers are rounded half-even to it; "
+        "0 to 30)",
     )
     product_object: str = Field("ProductObj", description="apiName of the product object")
     product_code_field: str = Field("product_code", description="product field holding the ERP SKU")

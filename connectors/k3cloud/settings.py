@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from connectors.k3cloud.streams import STREAM_NAMES, STREAMS
-from sync.settings import Secret, StrictModel, TimeZoneName
+from sync.settings import MAX_INT32, MAX_TIMEOUT_S, Secret, StrictModel, TimeZoneName
 
 #: dates that status changes stamp (k3cloud-stock-quantities.md §1.3)
 STATUS_DATES = ("FApproveDate", "FCancelDate")
@@ -26,9 +26,25 @@ class K3CloudSettings(StrictModel):
     username: str = Field(description="integration user name", min_length=1)
     app_id: str = Field(description="third-party app id (第三方系统登录授权 应用ID)", min_length=1)
     app_secret: Secret = Field(description="third-party app secret (应用密钥)")
-    lcid: int = Field(2052, description="locale id: 2052 Simplified Chinese, 1033 English")
-    org_num: int = Field(0, description="organisation number sent in the login data (0 = default)")
-    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout per request, seconds")
+    lcid: int = Field(
+        2052,
+        ge=0,
+        le=0xFFFF,
+        description="locale id: 2052 Simplified Chinese, 1033 English (a 16-bit language id)",
+    )
+    org_num: int = Field(
+        0,
+        ge=0,
+        le=MAX_INT32,
+        description="organisation number sent in the login data (0 = default; ≤ 2^31 − 1)",
+    )
+    timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="HTTP timeout per request, seconds (at most 1 hour)",
+    )
     verify_tls: bool = Field(True, description="verify the server's TLS certificate")
     timezone: TimeZoneName = Field(
         "Asia/Shanghai",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
+from pydantic import Field
+
 from sync.errors import OutcomeUnknownError, PermanentError, TransientError, UnmappedError
 from sync.model import CrmLevel, LevelValue, Movement, StockKey
 from sync.ports import ConnectorContext
@@ -27,7 +29,7 @@ class MemoryCrmSettings(StrictModel):
     skus: list[str] | None = None
     warehouses: list[str] | None = None
     #: decimal places the CRM holds (None: any value exactly)
-    precision: int | None = None
+    precision: int | None = Field(None, ge=0, le=30, description="0 to 30 places")
 
 
 @dataclass

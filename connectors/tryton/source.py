@@ -47,7 +47,7 @@ from connectors.tryton.reserved import reserved_by_key
 from sync.errors import PermanentError
 from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord, Reserved
 from sync.ports import ConnectorContext
-from sync.settings import Secret, StrictModel, TimeZoneName
+from sync.settings import MAX_ATTEMPTS, MAX_INT32, MAX_TIMEOUT_S, Secret, StrictModel, TimeZoneName
 
 Row = dict[str, Any]
 
@@ -64,11 +64,22 @@ class TrytonSettings(StrictModel):
     database: str = Field(description="Tryton database name (the server must serve it: -d).")
     username: str = Field(description="Tryton login with read access to stock and products.")
     password: Secret = Field(description="Password of that login.")
-    company: int = Field(default=1, ge=1, description="Company id sent in every RPC context.")
-    timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout in seconds.")
+    company: int = Field(
+        default=1, ge=1, le=MAX_INT32, description="Company id sent in every RPC context."
+    )
+    timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="Per-request timeout in seconds (at most 1 hour).",
+    )
     verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
     max_attempts: int = Field(
-        default=5, ge=1, description="Attempts per RPC call on transient errors (timeouts, 5xx)."
+        default=5,
+        ge=1,
+        le=MAX_ATTEMPTS,
+        description="Attempts per RPC call on transient errors (timeouts, 5xx; at most 1000).",
     )
     warehouses: list[str] | None = Field(
         default=None,

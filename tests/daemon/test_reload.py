@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
+from structlog.testing import capture_logs
+
+from sync import daemon as daemon_module
+from sync.daemon import Daemon
 from sync.state import StateStore
 from tests.daemon.conftest import (
     DaemonProcess,
@@ -69,3 +76,112 @@ def test_invalid_edit_is_rejected_and_a_valid_one_applies_live(
         wait_until(systems.in_sync, 20, "sync on the new config")
         assert daemon.stop() == 0
     store.close()
+
+
+# -- issue 16: a config that validates but fails while being applied -----------------------
+
+
+@pytest.fixture
+def live(systems: Systems, tmp_path: Path) -> Iterator[tuple[Daemon, Path, str]]:
+    """An in-process daemon (so a failure can be injected) with ``main`` and ``aux`` cycling."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    path = tmp_path / "stocksync.yaml"
+    write_config(path, [pipeline_config(systems), _AUX], state_url=url, metrics_port=None)
+    daemon = Daemon(path)
+    daemon.start()
+    try:
+        wait_until(systems.in_sync, 30, "first sync")
+        yield daemon, path, url
+    finally:
+        daemon.stop.set()
+        assert daemon.shutdown() == 0
+
+
+_AUX = {
+    "name": "aux",
+    "schedule": {"interval_s": 1},
+    "erp": {"type": "memory"},
+    "crm": {"type": "memory-crm"},
+}
+
+
+def _cycles_after(url: str, at: datetime, name: str) -> int:
+    store = StateStore(url)
+    try:
+        return len(
+            [r for r in store.runs(name, limit=50) if r.job == "cycle" and r.started_at > at]
+        )
+    finally:
+        store.close()
+
+
+def _still_cycling(daemon: Daemon, systems: Systems, url: str) -> None:
+    at = datetime.now(UTC)
+    receipt(systems, "1.02.001", "CK003", "7")
+    wait_until(systems.in_sync, 20, "sync to continue on the old config")
+    wait_until(lambda: _cycles_after(url, at, "aux") >= 2, 20, "aux to keep cycling")
+    assert _cycles_after(url, at, "main") >= 1
+
+
+def test_a_job_the_scheduler_refuses_leaves_the_old_pipelines_running(
+    systems: Systems, live: tuple[Daemon, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon, path, url = live
+    jobs_before = sorted(j.id for j in daemon.jobs.scheduler.get_jobs())
+    main_before = daemon.slots["main"].pipeline
+    # main changed (rebuilt), aux removed, "extra" added: the add of extra:cycle raises
+    changed = pipeline_config(systems, pull={"page_size": 10, "overlap_s": 5})
+    write_config(path, [changed, {**_AUX, "name": "extra"}], state_url=url, metrics_port=None)
+    add_job = daemon.jobs.scheduler.add_job
+
+    def refuse_extra(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("id") == "extra:cycle":
+            raise OverflowError("date value out of range")
+        return add_job(*args, **kwargs)
+
+    monkeypatch.setattr(daemon.jobs.scheduler, "add_job", refuse_extra)
+    with capture_logs() as logs:
+        assert daemon.reload("test") is False
+    failed = [e for e in logs if e["event"] == "reload_failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "OverflowError: date value out of range"
+    assert not [e for e in logs if e["event"] == "config_applied"]
+    assert sorted(j.id for j in daemon.jobs.scheduler.get_jobs()) == jobs_before
+    assert sorted(daemon.slots) == ["aux", "main"]
+    assert daemon.slots["main"].pipeline is main_before
+    assert daemon.settings.pipelines[0].pull.page_size == 50
+    _still_cycling(daemon, systems, url)
+
+
+def test_a_connector_that_cannot_be_built_leaves_the_old_pipelines_running(
+    systems: Systems, live: tuple[Daemon, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon, path, url = live
+    jobs_before = sorted(j.id for j in daemon.jobs.scheduler.get_jobs())
+    secret = systems.connectors()["crm"]["app_secret"]
+    # aux disabled and main's interval changed, but a new pipeline's build raises
+    write_config(
+        path,
+        [
+            pipeline_config(systems, schedule={"interval_s": 3}),
+            {**_AUX, "enabled": False},
+            {**_AUX, "name": "extra"},
+        ],
+        state_url=url,
+        metrics_port=None,
+    )
+    build = daemon_module.build_pipeline
+
+    def fail_extra(p: Any, store: Any) -> Any:
+        if p.name == "extra":
+            raise RuntimeError(f"login refused for secret {secret}")
+        return build(p, store)
+
+    monkeypatch.setattr(daemon_module, "build_pipeline", fail_extra)
+    with capture_logs() as logs:
+        assert daemon.reload("test") is False
+    failed = [e for e in logs if e["event"] == "reload_failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "RuntimeError: login refused for secret ***"
+    assert sorted(j.id for j in daemon.jobs.scheduler.get_jobs()) == jobs_before
+    assert sorted(daemon.slots) == ["aux", "main"]
+    assert daemon.slots["main"].pipeline.settings.schedule.interval_s == 1
+    _still_cycling(daemon, systems, url)
