@@ -105,14 +105,7 @@ class LockBook:
         ``org`` (a lock is made on an inventory row), or qty over the row's available
         when ``beyond_stock`` is False.
         """
-        _positive(qty)
-        candidates = sorted(
-            row
-            for row in rows
-            if row[:3] == (org, material, stock) and (lot is None or row[3] == lot)
-        )
-        row = self._place(rows, candidates, self.per_row(), material, stock, qty)
-        return self._new(row, qty)
+        return self.add_many(rows, [(org, material, stock, qty, lot)])[0]
 
     def add_many(
         self, rows: Mapping[RowKey, Decimal], requests: Sequence[LockRequest]
@@ -172,7 +165,7 @@ class LockBook:
         """
         lock = self.get(lock_id)
         if qty == 0:
-            del self.locks[lock_id]
+            self.release(lock_id)
             return
         _positive(qty)
         if qty > lock.qty:
