@@ -19,11 +19,9 @@ import pytest
 
 from connectors._emulator import LoopbackServer
 from connectors.fxiaoke.emulator import FxiaokeEmulator
-from connectors.fxiaoke.emulator import build_emulator as build_crm
-from sync.config import settings_model
 from sync.ledger import verify
-from sync.runtime import Pipeline, build_pipeline, open_store, run_cycle
-from tests.tryton import scenario
+from sync.runtime import Pipeline, run_cycle
+from tests.tryton import rig, scenario
 from tests.tryton import server as tryton
 
 pytestmark = pytest.mark.tryton
@@ -40,27 +38,11 @@ def synced(
     tryton_proteus: Any,
     tmp_path: Path,
 ) -> Iterator[tuple[Pipeline, FxiaokeEmulator]]:
-    crm = build_crm(None)
-    # every product Tryton stocks, other modules' own included (one shared server)
-    for sku in sorted({*scenario.SKUS, *scenario.product_codes(tryton_proteus)}):
-        crm.add_product(sku, sku)
-    for code in scenario.WAREHOUSES:
-        crm.add_warehouse(code, code)
+    crm = rig.crm_for(tryton_proteus)
     with LoopbackServer(crm) as srv:
-        raw: dict[str, Any] = {
-            "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
-            "metrics": None,
-            "pipelines": [
-                {
-                    "name": "tryton",
-                    "pull": {"overlap_s": 5},
-                    "erp": {"type": "tryton", **tryton_server.settings()},
-                    "crm": crm.crm_settings(srv.url),
-                }
-            ],
-        }
-        settings = settings_model().model_validate(raw)
-        pipeline = build_pipeline(settings.pipelines[0], open_store(settings))
+        pipeline = rig.pipeline(
+            tryton_server, crm, srv.url, tmp_path / "state.db", pull={"overlap_s": 5}
+        )
         yield pipeline, crm
         pipeline.close()
 

@@ -25,11 +25,9 @@ import pytest
 
 from connectors._emulator import LoopbackServer
 from connectors.fxiaoke.emulator import FxiaokeEmulator
-from connectors.fxiaoke.emulator import build_emulator as build_crm
 from connectors.tryton.source import TrytonSource
-from sync.config import settings_model
-from sync.runtime import Pipeline, build_pipeline, open_store, run_cycle
-from tests.tryton import documents, scenario
+from sync.runtime import Pipeline, run_cycle
+from tests.tryton import documents, rig, scenario
 from tests.tryton import server as tryton
 
 pytestmark = pytest.mark.tryton
@@ -112,25 +110,9 @@ def reserving(
 ) -> Iterator[Synced]:
     for sku in RES:
         documents.product(tryton_proteus, sku)
-    crm = build_crm(None)
-    for sku in scenario.product_codes(tryton_proteus):
-        crm.add_product(sku, sku)
-    for code in scenario.WAREHOUSES:
-        crm.add_warehouse(code, code)
+    crm = rig.crm_for(tryton_proteus)
     with LoopbackServer(crm) as srv:
-        raw: dict[str, Any] = {
-            "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
-            "metrics": None,
-            "pipelines": [
-                {
-                    "name": "tryton",
-                    "erp": {"type": "tryton", **tryton_server.settings()},
-                    "crm": crm.crm_settings(srv.url),
-                }
-            ],
-        }
-        settings = settings_model().model_validate(raw)
-        pipeline = build_pipeline(settings.pipelines[0], open_store(settings))
+        pipeline = rig.pipeline(tryton_server, crm, srv.url, tmp_path / "state.db")
         yield pipeline, crm, tryton_source
         pipeline.close()
 

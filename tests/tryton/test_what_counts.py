@@ -23,15 +23,13 @@ import pytest
 
 from connectors._emulator import LoopbackServer
 from connectors.fxiaoke.emulator import FxiaokeEmulator
-from connectors.fxiaoke.emulator import build_emulator as build_crm
 from connectors.tryton.source import TrytonSettings, build
-from sync.config import settings_model
 from sync.errors import PermanentError
 from sync.ledger import verify
 from sync.ports import ConnectorContext
 from sync.reconcile_run import ADJUSTMENT_STREAM, reconcile
-from sync.runtime import Pipeline, build_pipeline, open_store, run_cycle
-from tests.tryton import documents, scenario
+from sync.runtime import Pipeline, run_cycle
+from tests.tryton import documents, rig, scenario
 from tests.tryton import server as tryton
 
 pytestmark = pytest.mark.tryton
@@ -68,31 +66,14 @@ def make_pipeline(
     documents.product(tryton_proteus, "CONS-1", consumable=True)
     for sku in ("P-4", "P-5"):
         documents.product(tryton_proteus, sku)
-    crm = build_crm(None)
-    # every product Tryton stocks, other modules' own included (one shared server)
-    for sku in sorted({*scenario.SKUS, *NEW_SKUS, *scenario.product_codes(tryton_proteus)}):
-        crm.add_product(sku, sku)
-    for code in (*scenario.WAREHOUSES, "WH9"):
-        crm.add_warehouse(code, code)
+    crm = rig.crm_for(tryton_proteus, NEW_SKUS, ("WH9",))
     built: list[Pipeline] = []
     with LoopbackServer(crm) as srv:
-        info = crm.connection_info(srv.url)
 
         def factory(clock: Clock, page_size: int = 1000) -> tuple[Pipeline, FxiaokeEmulator]:
-            raw: dict[str, Any] = {
-                "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
-                "metrics": None,
-                "pipelines": [
-                    {
-                        "name": "tryton",
-                        "pull": {"overlap_s": 5, "page_size": page_size},
-                        "erp": {"type": "tryton", **tryton_server.settings()},
-                        "crm": crm.crm_settings(info["url"]),
-                    }
-                ],
-            }
-            settings = settings_model().model_validate(raw)
-            pipeline = build_pipeline(settings.pipelines[0], open_store(settings), now=clock)
+            pull = {"overlap_s": 5, "page_size": page_size}
+            state = tmp_path / "state.db"
+            pipeline = rig.pipeline(tryton_server, crm, srv.url, state, now=clock, pull=pull)
             built.append(pipeline)
             return pipeline, crm
 
