@@ -19,7 +19,9 @@ threshold of its own to tune. A healthy idle pipeline therefore reads between 0 
 one ``interval_s`` plus a cycle's duration and never grows; a pipeline whose ERP pull
 fails grows from its last completed pull; a CRM outage grows from the oldest change
 it holds back. A change pulled and confirmed within the cycle that saw it never
-shows: it is younger than the cycle's start.
+shows: it is younger than the cycle's start. A row changed again while its push was
+in flight keeps its first time until the next push confirms it: an overstatement of
+at most one cycle, never an understatement.
 """
 
 from __future__ import annotations
