@@ -284,8 +284,8 @@ def status(
         int, typer.Option("--limit", min=1, help="list at most this many dead/blocked rows")
     ] = 100,
 ) -> None:
-    """Cursors, outbox depth by state, the dead and blocked rows (id, key, attempts, last
-    error), open conflicts and the last runs."""
+    """Cursors, outbox depth by state, freshness, the dead and blocked rows (id, key,
+    attempts, last error), open conflicts and the last runs."""
     from sync.status import STUCK_COLUMNS, collect
 
     def body() -> None:

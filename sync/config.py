@@ -23,6 +23,7 @@ from pydantic import (
     AfterValidator,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -50,6 +51,8 @@ DEFAULT_STATE_URL = "sqlite:///stocksync.db"
 Policy = Literal["erp_wins", "report_only"]
 #: the stock figure alerts and stock cover use (issue 15)
 Basis = Literal["on_hand", "available"]
+#: the /healthz freshness limit when ``schedule.max_freshness_s`` is not set
+DEFAULT_MAX_FRESHNESS_S = 3600.0
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 
 
@@ -104,7 +107,36 @@ class ScheduleSettings(StrictModel):
         description="a job that could not start on time still runs this late (1 s to 7 days)",
     )
 
+    max_freshness_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="/healthz fails when the oldest ERP change the CRM does not reflect yet "
+        "is older than this (seconds, more than interval_s, at most 7 days); default: "
+        "1 hour, or 3 × interval_s when that is longer",
+    )
+
     _cron = field_validator("rescan_cron", "reconcile_cron")(_check_cron)
+
+    @field_validator("max_freshness_s")
+    @classmethod
+    def _freshness_above_interval(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # an idle healthy pipeline reads up to one interval plus a cycle (sync.freshness)
+        interval_s = info.data.get("interval_s")
+        if value is not None and interval_s is not None and value <= interval_s:
+            raise ValueError(
+                f"must be more than schedule.interval_s ({interval_s:g}): a healthy "
+                "pipeline's freshness reaches one interval"
+            )
+        return value
+
+    @property
+    def freshness_limit_s(self) -> float:
+        """``max_freshness_s``, or its default: 1 hour, or 3 intervals when that is longer."""
+        if self.max_freshness_s is not None:
+            return self.max_freshness_s
+        return max(DEFAULT_MAX_FRESHNESS_S, 3 * self.interval_s)
 
 
 class PullSettings(StrictModel):

@@ -1,7 +1,7 @@
 """``/healthz`` and ``/metrics`` (Prometheus text) on a small threaded WSGI server.
 
 Counters and the cycle histogram are fed by the scheduler as jobs finish; the
-gauges (outbox depth, open conflicts, last success, cursor lag) are read from
+gauges (outbox depth, open conflicts, last success, cursor lag, freshness) are read from
 the state database at scrape time, so every replica reports the shared truth.
 Health is judged from the runs table for the same reason: a replica that lost
 every lock race is healthy as long as some replica keeps the pipeline in sync.
@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sync.config import PipelineBase
+from sync.freshness import Freshness, freshness
 from sync.state import StateStore
 
 log = structlog.get_logger("stocksync.health")
@@ -139,15 +140,25 @@ class _StateCollector(Collector):
                 lag.add_metric(
                     [row.pipeline, row.stream], (now - row.cursor.updated_at).total_seconds()
                 )
-        yield from (outbox, conflicts, last, lag)
+        fresh = GaugeMetricFamily(
+            "stocksync_freshness_seconds",
+            "age of the oldest ERP change the CRM may not reflect yet (sync.freshness)",
+            labels=["pipeline"],
+        )
+        for name, f in sorted(freshness(store, now).items()):
+            if name in names:
+                fresh.add_metric([name], f.freshness_s)
+        yield from (outbox, conflicts, last, lag, fresh)
 
 
 def health(
     store: StateStore, pipelines: Sequence[PipelineBase], now: datetime
 ) -> tuple[bool, dict[str, Any]]:
-    """(healthy, JSON body): every enabled pipeline had a good cycle within 3 intervals."""
+    """(healthy, JSON body): every enabled pipeline had a good cycle within 3 intervals,
+    and its oldest unconfirmed ERP change is within ``schedule.freshness_limit_s``."""
     report: dict[str, Any] = {}
     problems: list[str] = []
+    fresh = freshness(store, now)
     for p in pipelines:
         if not p.enabled:
             continue
@@ -159,11 +170,16 @@ def health(
             "age_s": None if age is None else round(age, 1),
             "max_age_s": window,
         }
+        reasons: list[str] = []
         if age is None:
-            entry["reason"] = "no successful cycle yet"
+            reasons.append("no successful cycle yet")
         elif age > window:
-            entry["reason"] = f"last successful cycle {age:.0f}s ago (more than {window:g}s)"
-        if "reason" in entry:
+            reasons.append(f"last successful cycle {age:.0f}s ago (more than {window:g}s)")
+        stale = _freshness(entry, fresh.get(p.name), p.schedule.freshness_limit_s)
+        if stale:
+            reasons.append(stale)
+        if reasons:
+            entry["reason"] = "; ".join(reasons)
             problems.append(f"{p.name}: {entry['reason']}")
         report[p.name] = entry
     if not report:
@@ -172,6 +188,19 @@ def health(
     if problems:
         body["reason"] = "; ".join(problems)
     return not problems, body
+
+
+def _freshness(entry: dict[str, Any], fresh: Freshness | None, limit_s: float) -> str | None:
+    """Add the freshness fields to a pipeline's ``/healthz`` entry; the reason when stale."""
+    entry["freshness_s"] = None if fresh is None else round(fresh.freshness_s, 1)
+    entry["max_freshness_s"] = limit_s
+    if fresh is None or fresh.freshness_s <= limit_s:
+        return None
+    entry["freshness_cause"] = fresh.cause
+    return (
+        f"oldest unconfirmed change {fresh.freshness_s:.0f}s old (limit {limit_s:g}s): "
+        f"{fresh.explain()}"
+    )
 
 
 def build_app(

@@ -1,14 +1,15 @@
 """What `stocksync status` shows: cursors, outbox depth by state (and levels not queued yet),
-open conflicts, last runs."""
+freshness, open conflicts, last runs."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from sync.freshness import freshness
 from sync.state.store import OUTBOX_STATES, OutboxRow, StateStore, display_ref
 
 #: how `stocksync retry` and the conflicts log act on the rows `status` lists
@@ -39,8 +40,10 @@ def stuck_row(row: OutboxRow) -> dict[str, Any]:
     }
 
 
-def collect(store: StateStore, *, limit: int = 100) -> dict[str, Any]:
-    """A JSON-ready snapshot of the state database; at most ``limit`` dead/blocked rows."""
+def collect(store: StateStore, *, limit: int = 100, now: datetime | None = None) -> dict[str, Any]:
+    """A JSON-ready snapshot of the state database at ``now`` (default: the clock); at most
+    ``limit`` dead/blocked rows."""
+    now = now or datetime.now(UTC)
     outbox: dict[str, dict[str, int]] = {}
     for (pipeline, state), count in store.outbox_counts().items():
         outbox.setdefault(pipeline, dict.fromkeys(OUTBOX_STATES, 0))[state] = count
@@ -77,6 +80,9 @@ def collect(store: StateStore, *, limit: int = 100) -> dict[str, Any]:
             pipeline: {"keys": keys, "total": str(total), "changed_at": _ts(changed)}
             for pipeline, (keys, total, changed) in store.reserved_summary().items()
         },
+        #: per pipeline: seconds since the oldest ERP change the CRM may not reflect yet,
+        #: that time, and what holds it (outbox, levels or pull; see sync.freshness)
+        "freshness": {name: f.as_dict() for name, f in freshness(store, now).items()},
         "open_conflicts": conflicts,
         #: rows a person must act on (their counts are in ``outbox``)
         "stuck": [stuck_row(r) for r in store.outbox_stuck(limit=limit)],
@@ -96,6 +102,23 @@ def collect(store: StateStore, *, limit: int = 100) -> dict[str, Any]:
             for r in store.runs(limit=10)
         ],
     }
+
+
+def _render_freshness(data: dict[str, Any], console: Console) -> None:
+    """One line per pipeline: how old its oldest change not confirmed in the CRM may be."""
+    causes = {
+        "outbox": "held in the outbox",
+        "levels": "a changed level not queued yet",
+        "pull": "since the start of the last completed ERP pull",
+    }
+    for pipeline in data["pipelines"]:
+        f = data["freshness"].get(pipeline)
+        if f is not None:
+            console.print(
+                f"{pipeline}: freshness {f['freshness_s']:.0f}s (the CRM reflects every ERP "
+                f"change seen before {f['since']}; oldest: {causes[f['cause']]})",
+                markup=False,
+            )
 
 
 def _render_reserved(data: dict[str, Any], console: Console) -> None:
@@ -145,6 +168,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         waiting = data["levels_waiting"].get(pipeline, 0)
         outbox.add_row(pipeline, str(waiting), *(str(counts.get(s, 0)) for s in OUTBOX_STATES))
     console.print(outbox)
+    _render_freshness(data, console)
     _render_reserved(data, console)
     _render_inexact(data, console)
     _render_stuck(data, console)

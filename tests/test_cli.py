@@ -22,6 +22,7 @@ from sync.state import StateStore
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "S3cr3t-VALUE-never-shown-1234"
 UNREACHABLE = "postgresql://u@127.0.0.1:1/x"  # nothing listens on port 1
+STUCK_AT = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def run(
@@ -201,7 +202,7 @@ def _state_with_stuck_rows(url: str) -> None:
 
     store = StateStore(url)
     store.upgrade()
-    at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    at = STUCK_AT
     lines = [
         Movement(f"memory:d:{n}:1", MovementKind.RECEIPT, sku, "W1", Decimal(2), at, at)
         for n, sku in enumerate(["A", "B", "C"])
@@ -236,9 +237,15 @@ def test_status_lists_dead_and_blocked_rows(tmp_path: Path) -> None:
     assert lines[1] == f"main,{dead['id']},dead,level,A@W1,1,{error}"
     assert lines[2].startswith(f"main,{blocked['id']},blocked,level,C@W1,0,")
 
+    # both rows hold changes seen at 08:00 that the CRM lacks: freshness counts from then
+    fresh = data["freshness"]["main"]
+    assert (fresh["since"], fresh["cause"]) == ("2026-03-01T08:00:00+00:00", "outbox")
+    assert fresh["freshness_s"] >= (datetime.now(UTC) - STUCK_AT).total_seconds() - 60
+
     table = run("status", env=env, cwd=tmp_path)
     assert table.returncode == 0
     assert "dead and blocked rows" in table.stdout and "stocksync retry" in table.stdout
+    assert "main: freshness " in table.stdout and "before 2026-03-01T08:00:00+00:00" in table.stdout
     row = next(line for line in table.stdout.splitlines() if "A@W1" in line)
     assert str(dead["id"]) in row and "rejected (injected)" in row
 

@@ -81,6 +81,18 @@ INVALID = [
         "input should be greater than or equal to 1",
     ),
     (
+        BASE + "    schedule: {interval_s: 120, max_freshness_s: 120}\n",
+        "pipelines[0].schedule.max_freshness_s",
+        "must be more than schedule.interval_s (120): a healthy pipeline's freshness "
+        "reaches one interval",
+    ),
+    (
+        BASE + "    schedule: {max_freshness_s: 30}\n",
+        "pipelines[0].schedule.max_freshness_s",
+        "must be more than schedule.interval_s (60): a healthy pipeline's freshness "
+        "reaches one interval",
+    ),
+    (
         BASE + "    schedule: {reconcile_cron: 'every night'}\n",
         "pipelines[0].schedule.reconcile_cron",
         "not a valid cron expression (Wrong number of fields; got 2, expected 5)",
@@ -224,6 +236,16 @@ _TOO_BIG = [
         "push.retry_max_s",
         "input should be less than or equal to 604800",
     ),
+    (
+        "schedule: {max_freshness_s: 604801}",
+        "schedule.max_freshness_s",
+        "input should be less than or equal to 604800",
+    ),
+    (
+        "schedule: {max_freshness_s: .nan}",
+        "schedule.max_freshness_s",
+        "input should be a finite number",
+    ),
     ("push: {retry_initial_s: -.inf}", "push.retry_initial_s", "input should be a finite number"),
     (
         "push: {max_attempts: 1001}",
@@ -263,6 +285,14 @@ def test_a_number_out_of_bounds_names_its_path_and_line(
     found = problems(text + f"    {option}\n")
     line = text.count("\n") + 1  # the option is the last line
     assert (f"pipelines[0].{path}", message, line) in found, found
+
+
+def test_the_freshness_limit_defaults_to_an_hour_or_three_intervals() -> None:
+    limits = [
+        parse(BASE + f"    schedule: {option}\n", env={}).pipelines[0].schedule.freshness_limit_s
+        for option in ("{}", "{interval_s: 7200}", "{interval_s: 7200, max_freshness_s: 9000}")
+    ]
+    assert limits == [3600, 21600, 9000]
 
 
 def test_an_option_in_bounds_still_loads() -> None:

@@ -202,10 +202,12 @@ def test_no_core_module_rounds_a_quantity() -> None:
             if name in ROUNDING_CALLS and rel not in ROUNDING_ALLOWED:
                 found.add((rel, name))
     # model.exact_units checks integrality with to_integral_value (it never rounds a result);
-    # health.py rounds an age in seconds, not a quantity; the memory CRM rounds what it
-    # shows to its own field precision, as a target that demands it does (the sink's job)
+    # health.py and freshness.py round an age in seconds, not a quantity; the memory CRM
+    # rounds what it shows to its own field precision, as a target that demands it does
+    # (the sink's job)
     assert found == {
         ("sync/health.py", "round"),
+        ("sync/freshness.py", "round"),
         ("sync/model.py", "to_integral_value"),
         ("connectors/memory/sink.py", "quantize"),
     }, found

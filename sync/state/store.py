@@ -3,8 +3,8 @@
 Typed rows (dataclasses) cross this boundary, never SQLAlchemy rows. Writes
 that must be atomic together (a ledger page, a push result) go through
 ``transaction()``, which yields a ``Tx`` bound to one connection. The reads are
-grouped by concern in ``ledger_reads``, ``alert_reads``, ``outbox_reads`` and
-``ops_reads``.
+grouped by concern in ``ledger_reads``, ``alert_reads``, ``outbox_reads``,
+``ops_reads`` and ``freshness_reads``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sync.errors import TransientError
 from sync.settings import mask, mask_url
 from sync.state.alert_reads import AlertReads
 from sync.state.engine import create_state_engine
+from sync.state.freshness_reads import FreshnessInputs, FreshnessReads
 from sync.state.ledger_reads import LedgerReads
 from sync.state.ops_reads import OperationsReads
 from sync.state.outbox_reads import OutboxReads
@@ -56,6 +57,7 @@ __all__ = [
     "Binding",
     "ConflictRow",
     "CursorRow",
+    "FreshnessInputs",
     "LedgerLine",
     "OutboxRow",
     "RunRow",
@@ -69,7 +71,7 @@ __all__ = [
 ]
 
 
-class StateStore(LedgerReads, AlertReads, OutboxReads, OperationsReads):
+class StateStore(LedgerReads, AlertReads, OutboxReads, OperationsReads, FreshnessReads):
     """The state database: ledger, levels, cursors, outbox, bindings, conflicts, runs."""
 
     # -- schema ---------------------------------------------------------------

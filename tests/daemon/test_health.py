@@ -23,6 +23,7 @@ METRICS = (
     "stocksync_cycle_duration_seconds",
     "stocksync_last_success_timestamp_seconds",
     "stocksync_cursor_lag_seconds",
+    "stocksync_freshness_seconds",
     "stocksync_lock_skips_total",
 )
 
@@ -58,6 +59,7 @@ def test_healthz_and_metrics(systems: Systems, tmp_path: Path) -> None:
             assert f"# TYPE {name.removesuffix('_total')}" in text, name
         assert 'stocksync_cycle_duration_seconds_count{pipeline="main"}' in text
         assert 'stocksync_cursor_lag_seconds{pipeline="main",stream="purchase_receipt"}' in text
+        assert 'stocksync_freshness_seconds{pipeline="main"}' in text
         pulled = sample(text, "stocksync_movements_pulled_total", 'pipeline="main"')
         pushed = sample(text, "stocksync_pushes_total", 'pipeline="main",result="pushed"')
         assert pulled > 0 and pushed > 0
