@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -174,3 +175,10 @@ def test_every_runtime_dependency_is_imported() -> None:
     for text in PYPROJECT["dependencies"]:
         name = canonicalize_name(Requirement(text).name)
         assert distributions.get(name, set()) & imported, f"nothing imports {name}"
+
+
+def test_the_docker_base_image_is_pinned_by_digest() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    [base] = re.findall(r"^FROM\s+(\S+)", dockerfile, re.M)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base), base
+    assert "-c constraints.txt" in dockerfile
