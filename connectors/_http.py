@@ -6,7 +6,6 @@ imports httpx. Every failure leaves here as one of our typed errors.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
@@ -23,6 +22,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from sync.backoff import backoff_s
 from sync.errors import OutcomeUnknownError, PermanentError, TransientError
 from sync.settings import mask
 
@@ -181,10 +181,9 @@ def backoff_wait(
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         hinted = getattr(exc, "retry_after_s", None)
-        if hinted is not None:
-            return float(min(max_s, hinted))
-        base = min(max_s, initial_s * 2.0 ** (state.attempt_number - 1))
-        return base * (1 - jitter) + random.uniform(0, base * jitter)
+        return backoff_s(
+            state.attempt_number, initial_s=initial_s, max_s=max_s, hint_s=hinted, jitter=jitter
+        )
 
     return wait
 

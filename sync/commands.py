@@ -1,4 +1,4 @@
-"""Operational commands: once, retry, backfill, emulator (registered on the main app)."""
+"""Operational commands: once, retry, backfill, healthcheck, emulator (on the main app)."""
 
 from __future__ import annotations
 
@@ -158,6 +158,27 @@ def backfill(
             runtime.close()
 
     guarded(body)
+
+
+@app.command("healthcheck")
+def healthcheck(
+    config: ConfigOpt = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="seconds to wait")] = 4.0,
+) -> None:
+    """GET /healthz of the daemon run with this config, on its metrics host and port.
+
+    Exit 0 when it answers 200, 1 when it answers anything else or nothing, 2 when the
+    config cannot be read or serves no /healthz (metrics: null or port 0). Made for a
+    container's HEALTHCHECK, which then follows the configured port.
+    """
+    from sync.healthcheck import healthz_url, probe
+
+    def body() -> bool:
+        healthy, line = probe(healthz_url(cfg.load(config).metrics), timeout_s=timeout_s)
+        out.print(f"{'healthy' if healthy else 'unhealthy'}: {line}", markup=False)
+        return healthy
+
+    raise typer.Exit(0 if guarded(body) else 1)
 
 
 @app.command("emulator")

@@ -10,12 +10,9 @@ every lock race is healthy as long as some replica keeps the pipeline in sync.
 from __future__ import annotations
 
 import json
-import socketserver
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
@@ -25,14 +22,13 @@ from prometheus_client.registry import Collector
 from sync.config import PipelineBase
 from sync.freshness import Freshness, freshness
 from sync.state import StateStore
+from sync.wsgi_server import ThreadedWsgiServer, WsgiApp
 
 log = structlog.get_logger("stocksync.health")
 
 #: a pipeline is healthy when its last good cycle ended within this many intervals
 HEALTHY_INTERVALS = 3
 PUSH_RESULTS = ("pushed", "skipped", "retried", "dead", "blocked")
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class Metrics:
@@ -236,34 +232,13 @@ def _json(start_response: Callable[..., Any], status: str, body: Any) -> list[by
     return [data]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class HealthServer:
-    """Serves a WSGI app in a daemon thread; ``port`` is the bound one (0 picks a free port)."""
+class HealthServer(ThreadedWsgiServer):
+    """Serves the health app in a daemon thread; ``port`` is the bound one (0 picks a free port)."""
 
     def __init__(self, app: WsgiApp, host: str, port: int) -> None:
-        self._server = make_server(
-            host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-        )
-        self.host = host
-        self.port = int(self._server.server_port)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="stocksync-health", daemon=True
-        )
+        super().__init__(app, host, port, name="stocksync-health")
 
     def start(self) -> HealthServer:
-        self._thread.start()
+        super().start()
         log.info("health_listening", host=self.host, port=self.port)
         return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

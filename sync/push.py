@@ -10,7 +10,6 @@ SKU become one CRM write, and a value equal to the last pushed one is no write.
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from decimal import Decimal
 import structlog
 
 from sync import reservations
+from sync.backoff import backoff_s
 from sync.errors import (
     OutcomeUnknownError,
     PermanentError,
@@ -118,10 +118,13 @@ class Pusher:
 
     # -- scheduling of failures ----------------------------------------------------
     def _backoff(self, attempts: int, hint_s: float | None) -> timedelta:
-        if hint_s is not None:
-            return timedelta(seconds=min(self.options.retry_max_s, hint_s))
-        base = min(self.options.retry_max_s, self.options.retry_initial_s * 2 ** (attempts - 1))
-        return timedelta(seconds=base * random.uniform(0.5, 1.0))
+        seconds = backoff_s(
+            attempts,
+            initial_s=self.options.retry_initial_s,
+            max_s=self.options.retry_max_s,
+            hint_s=hint_s,
+        )
+        return timedelta(seconds=seconds)
 
     def _fail(self, row: OutboxRow, exc: Exception, report: PushReport, *, state: str) -> None:
         now = self.now()

@@ -14,8 +14,22 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from sync.errors import ConfigError, ConfigProblem
+from sync.errors import ConfigError, ConfigProblem, StockSyncError
 from sync.settings import mask, register_url_password
+
+#: the drivers stocksync installs through an extra: driver → (database, extra)
+DRIVER_EXTRAS = {"psycopg": ("PostgreSQL", "postgresql"), "pymysql": ("MySQL/MariaDB", "mysql")}
+_DATABASES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "mariadb": "MySQL/MariaDB"}
+
+
+def _missing_driver(backend: str, driver: str, exc: ImportError) -> StockSyncError:
+    """The error for a state URL whose DBAPI driver cannot be imported."""
+    database, extra = DRIVER_EXTRAS.get(driver, (_DATABASES.get(backend, backend), ""))
+    install = f"pip install 'stocksync[{extra}]'" if extra else f"install the {driver} package"
+    return StockSyncError(
+        f"state.url uses {database} but the driver is not installed: {install}",
+        hint=f"importing the driver {driver!r} failed: {exc}",
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -30,6 +44,9 @@ def create_state_engine(url: str) -> Engine:
     """An engine for ``url`` with our defaults (SQLite WAL, psycopg 3, PyMySQL).
 
     The URL's password is registered for masking first, so no error shows it.
+    Raises ``ConfigError`` for a URL that is not one of these databases and
+    ``StockSyncError`` naming the extra to install when its driver is missing
+    (PostgreSQL and MySQL drivers are extras: ``stocksync[postgresql]``, ``stocksync[mysql]``).
     """
     register_url_password(url)
     try:
@@ -62,7 +79,10 @@ def create_state_engine(url: str) -> Engine:
         )
     else:
         kwargs["pool_pre_ping"] = True
-    engine = create_engine(parsed, **kwargs)
+    try:
+        engine = create_engine(parsed, **kwargs)  # imports the driver
+    except ImportError as exc:
+        raise _missing_driver(backend, parsed.get_driver_name(), exc) from None
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
