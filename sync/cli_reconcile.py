@@ -23,6 +23,7 @@ from sync.cli import (
     fail,
     guarded,
     open_state,
+    open_state_url,
     out,
 )
 from sync.locks import exclusive
@@ -284,11 +285,10 @@ def report_cmd(
     """Stock cover per SKU × warehouse: on hand, reserved, available, daily outbound, days of
     cover and reorder qty (on the basis figure)."""
     from sync.report import stock_cover
-    from sync.runtime import open_store
 
     def body() -> None:
-        settings = cfg.load(config)
-        store = open_store(settings)
+        settings = cfg.load(config, with_connectors=False)  # no connector secret needed
+        store = open_state_url(settings.state.url)
         now = datetime.now(UTC)
         rows = []
         for p in _selected(settings, pipeline):
