@@ -190,6 +190,7 @@ def conflicts_list(
     """List conflicts, newest first."""
 
     def body() -> None:
+        check_format(format)  # before the database: a typo is the first thing to fix
         store = open_state(config)
         found = store.conflicts(pipeline=pipeline, kind=kind, open_only=open_only, limit=limit)
         emit([_conflict_row(c) for c in found], format, "conflicts")
@@ -256,6 +257,7 @@ def alerts_list(
     from sync.alerts import low_keys
 
     def body() -> None:
+        check_format(format)
         store = open_state(config)
         names = [pipeline] if pipeline else store.pipelines()
         rows = [row for name in names for row in low_keys(name, store.alert_states(name))]
@@ -287,6 +289,7 @@ def report_cmd(
     from sync.report import stock_cover
 
     def body() -> None:
+        check_format(format)
         settings = cfg.load(config, with_connectors=False)  # no connector secret needed
         store = open_state_url(settings.state.url)
         now = datetime.now(UTC)

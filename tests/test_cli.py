@@ -262,6 +262,7 @@ def test_status_lists_dead_and_blocked_rows(tmp_path: Path) -> None:
 
 
 def test_status_csv_without_stuck_rows_prints_the_header(tmp_path: Path) -> None:
+    StateStore(f"sqlite:///{tmp_path / 'state.db'}").upgrade()
     env = {"STOCKSYNC_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
     result = run("status", "--format", "csv", env=env, cwd=tmp_path)
     assert result.returncode == 0
