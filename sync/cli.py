@@ -210,13 +210,24 @@ def config_schema() -> None:
 
 
 # ------------------------------------------------------------------------ state
-def open_state(config: Path | None, *, upgrade: bool = True) -> Any:
-    """The state store from $STOCKSYNC_STATE_URL or the config (no config needed with the env)."""
+def open_state(config: Path | None, *, create: bool = False) -> Any:
+    """The state store from $STOCKSYNC_STATE_URL or the config (no config needed with the env).
+
+    The config is read without its connector sections: no connector secret needs to be set.
+    ``create=False`` (every command but ``db upgrade``) refuses a database that does not
+    exist or has no stocksync tables (exit 2) instead of creating an empty one.
+    """
+    return open_state_url(cfg.state_url(config), create=create)
+
+
+def open_state_url(url: str, *, create: bool = False) -> Any:
+    """The state store at ``url``, upgraded to the newest schema; see ``open_state``."""
     from sync.state import StateStore
 
-    store = StateStore(cfg.state_url(config))
-    if upgrade:
-        store.upgrade()
+    store = StateStore(url, create=create)
+    if not create:
+        store.require_schema()
+    store.upgrade()
     return store
 
 
@@ -225,7 +236,7 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     """Create the state database or upgrade it to the newest schema."""
 
     def body() -> None:
-        store = open_state(config)
+        store = open_state(config, create=True)
         out.print(f"state database at revision {store.revision()}", markup=False)
 
     guarded(body)

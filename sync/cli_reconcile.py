@@ -23,6 +23,7 @@ from sync.cli import (
     fail,
     guarded,
     open_state,
+    open_state_url,
     out,
 )
 from sync.locks import exclusive
@@ -189,6 +190,7 @@ def conflicts_list(
     """List conflicts, newest first."""
 
     def body() -> None:
+        check_format(format)  # before the database: a typo is the first thing to fix
         store = open_state(config)
         found = store.conflicts(pipeline=pipeline, kind=kind, open_only=open_only, limit=limit)
         emit([_conflict_row(c) for c in found], format, "conflicts")
@@ -255,6 +257,7 @@ def alerts_list(
     from sync.alerts import low_keys
 
     def body() -> None:
+        check_format(format)
         store = open_state(config)
         names = [pipeline] if pipeline else store.pipelines()
         rows = [row for name in names for row in low_keys(name, store.alert_states(name))]
@@ -284,11 +287,11 @@ def report_cmd(
     """Stock cover per SKU × warehouse: on hand, reserved, available, daily outbound, days of
     cover and reorder qty (on the basis figure)."""
     from sync.report import stock_cover
-    from sync.runtime import open_store
 
     def body() -> None:
-        settings = cfg.load(config)
-        store = open_store(settings)
+        check_format(format)
+        settings = cfg.load(config, with_connectors=False)  # no connector secret needed
+        store = open_state_url(settings.state.url)
         now = datetime.now(UTC)
         rows = []
         for p in _selected(settings, pipeline):

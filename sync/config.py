@@ -4,7 +4,9 @@ Each problem names its YAML path (``pipelines[0].crm.app_secret``) and line.
 ``${VAR}`` and ``${VAR:-default}`` are interpolated in scalar values (never in
 keys); a missing variable is a problem naming it. Connector sections are
 validated by the connector's own settings model, chosen by ``type:`` from the
-registry, so plug-ins get the same precise errors as built-ins.
+registry, so plug-ins get the same precise errors as built-ins. The file must be
+UTF-8 and no mapping may repeat a key (``config_yaml``); the state URL must name a
+supported backend, wherever it comes from (``state.url`` or ``STOCKSYNC_STATE_URL``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
     AfterValidator,
     Field,
@@ -26,10 +27,10 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
-    model_validator,
 )
 
 import connectors
+from sync.config_yaml import Lines, format_path, load_yaml, read_text
 from sync.errors import ConfigError, ConfigProblem
 from sync.model import exact_units, parse_stock_key
 from sync.settings import (
@@ -38,6 +39,7 @@ from sync.settings import (
     MAX_QUANTITY,
     MAX_TIMEOUT_S,
     MAX_WAIT_S,
+    HttpUrl,
     StrictModel,
     mask,
     register_url_password,
@@ -232,7 +234,7 @@ class ReconcileSettings(StrictModel):
 
 
 class WebhookSettings(StrictModel):
-    url: str
+    url: HttpUrl
     timeout_s: float = Field(
         10.0,
         gt=0,
@@ -324,14 +326,6 @@ class SettingsBase(StrictModel):
             [ConfigProblem("pipelines", f"no pipeline named {name!r}; known: {known}")]
         )
 
-    @model_validator(mode="after")
-    def _unique_pipeline_names(self) -> SettingsBase:
-        names = [p.name for p in self.pipelines]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"pipeline names must be unique; repeated: {', '.join(dupes)}")
-        return self
-
 
 def _connector_union(role: connectors.Role) -> Any:
     models = []
@@ -365,45 +359,6 @@ def settings_model() -> type[SettingsBase]:
 # --------------------------------------------------------------------------- YAML
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _format_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    if loc and loc[-1] == "[key]":  # pydantic's mark of a refused mapping key: the key is the path
-        loc = loc[:-1]
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-class _Lines:
-    """YAML path → line number, from the composed node tree."""
-
-    def __init__(self, node: yaml.Node | None) -> None:
-        self.lines: dict[tuple[Any, ...], int] = {}
-        if node is not None:
-            self._walk(node, ())
-
-    def _walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
-        self.lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                self.lines[(*path, key.value)] = key.start_mark.line + 1
-                self._walk(value, (*path, key.value))
-                self.lines[(*path, key.value)] = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._walk(item, (*path, i))
-
-    def find(self, path: tuple[Any, ...]) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return self.lines.get(())
 
 
 def _interpolate(
@@ -471,54 +426,124 @@ def _message(error: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
     return msg[0].lower() + msg[1:] if msg else msg
 
 
+def _state_url_problems(
+    data: dict[str, Any], env: Mapping[str, str], lines: Lines
+) -> list[ConfigProblem]:
+    """The state URL: STOCKSYNC_STATE_URL overrides ``state.url``; an unusable one is a
+    problem naming where it came from (the variable, or the path and line)."""
+    from sync.state.engine import state_url_problem
+
+    if env.get(ENV_STATE_URL):
+        data.setdefault("state", {})
+        if isinstance(data["state"], dict):
+            data["state"]["url"] = env[ENV_STATE_URL]
+        register_url_password(env[ENV_STATE_URL])
+        problem = state_url_problem(env[ENV_STATE_URL])
+        return [ConfigProblem(ENV_STATE_URL, problem)] if problem else []
+    state = data.get("state")
+    if not (isinstance(state, dict) and isinstance(state.get("url"), str)):
+        return []
+    register_url_password(state["url"])
+    problem = state_url_problem(state["url"])
+    return [ConfigProblem("state.url", problem, lines.find(("state", "url")))] if problem else []
+
+
+def _repeated_names(data: dict[str, Any], lines: Lines) -> list[ConfigProblem]:
+    """A pipeline name used twice: a problem at the second ``name:``, naming the first."""
+    pipelines = data.get("pipelines")
+    if not isinstance(pipelines, list):
+        return []
+    first: dict[str, int] = {}
+    problems = []
+    for i, p in enumerate(pipelines):
+        name = p.get("name") if isinstance(p, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            j = first[name]
+            problems.append(
+                ConfigProblem(
+                    f"pipelines[{i}].name",
+                    f"pipeline name {name!r} is already used by pipelines[{j}] "
+                    f"(line {lines.find(('pipelines', j, 'name'))}); names must be unique",
+                    lines.find(("pipelines", i, "name")),
+                )
+            )
+        else:
+            first[name] = i
+    return problems
+
+
+#: sections commands that only read the state never need: they hold the connector secrets
+_SECRET_SECTIONS = ("erp", "crm")
+
+
+def _without_connectors(data: dict[str, Any]) -> None:
+    """Drop each pipeline's connector sections and alert webhook (``with_connectors=False``)."""
+    for p in data.get("pipelines") or []:
+        if not isinstance(p, dict):
+            continue
+        for section in _SECRET_SECTIONS:
+            p.pop(section, None)
+        alerts = p.get("alerts")
+        if isinstance(alerts, dict):
+            alerts.pop("webhook", None)
+
+
 def parse(
-    text: str, *, source: str = "<config>", env: Mapping[str, str] | None = None
+    text: str,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    with_connectors: bool = True,
 ) -> SettingsBase:
-    """Validate a YAML document; raise ConfigError with every problem found."""
+    """Validate a YAML document; raise ConfigError with every problem found.
+
+    ``with_connectors=False`` (commands that only read the state: status, report…) leaves out
+    each pipeline's ``erp:``/``crm:`` sections and alert webhook, unread and unvalidated:
+    their ``${VAR}`` secrets need not be set. Those fields are then None.
+    """
     env = os.environ if env is None else env
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            [ConfigProblem("(yaml)", f"not valid YAML: {problem}", line)], source=source
-        ) from None
-    lines = _Lines(node)
+    doc = load_yaml(text, source=source)
+    data, lines = doc.data, doc.lines
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
             [ConfigProblem("(top level)", "must be a mapping of keys", 1)], source=source
         )
+    if not with_connectors:
+        _without_connectors(data)
     env_problems: list[tuple[tuple[Any, ...], str]] = []
     data = _interpolate(data, (), env, env_problems)
-    if env.get(ENV_STATE_URL):
-        data.setdefault("state", {})
-        if isinstance(data["state"], dict):
-            data["state"]["url"] = env[ENV_STATE_URL]
-    state = data.get("state")
-    if isinstance(state, dict) and isinstance(state.get("url"), str):
-        register_url_password(state["url"])
-    problems = [ConfigProblem(_format_path(p), m, lines.find(p)) for p, m in env_problems]
+    problems = doc.problems + [
+        ConfigProblem(format_path(p), m, lines.find(p)) for p, m in env_problems
+    ]
+    unset = {p.path for p in problems}  # an unset variable's "" is no second problem
+    problems += [p for p in _state_url_problems(data, env, lines) if p.path not in unset]
+    problems += _repeated_names(data, lines)
+    model = settings_model() if with_connectors else SettingsBase
     try:
-        settings = settings_model().model_validate(data)
+        settings = model.model_validate(data)
     except ValidationError as exc:
-        # inputs are only used for connector type names: values may be secrets
-        for error in exc.errors(include_url=False):
-            loc = _strip_tags(tuple(error["loc"]))
-            if error["type"] == "union_tag_invalid":
-                loc = (*loc, "type")
-            problems.append(
-                ConfigProblem(_format_path(loc), mask(_message(error, loc)), lines.find(loc))
-            )
-        problems.sort(key=lambda p: p.line or 0)
-        raise ConfigError(problems, source=source) from None
+        problems += [p for p in _validation_problems(exc, lines) if p.path not in unset]
     if problems:
+        problems.sort(key=lambda p: p.line or 0)
         raise ConfigError(problems, source=source)
     return settings
+
+
+def _validation_problems(exc: ValidationError, lines: Lines) -> list[ConfigProblem]:
+    problems = []
+    # inputs are only used for connector type names: values may be secrets
+    for error in exc.errors(include_url=False):
+        loc = _strip_tags(tuple(error["loc"]))
+        if error["type"] == "union_tag_invalid":
+            loc = (*loc, "type")
+        problems.append(
+            ConfigProblem(format_path(loc), mask(_message(error, loc)), lines.find(loc))
+        )
+    return problems
 
 
 def resolve_path(path: str | os.PathLike[str] | None) -> Path:
@@ -526,27 +551,29 @@ def resolve_path(path: str | os.PathLike[str] | None) -> Path:
     return Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_PATH)
 
 
-def load(path: str | os.PathLike[str] | None = None) -> SettingsBase:
-    """Read and validate a config file."""
+def load(
+    path: str | os.PathLike[str] | None = None, *, with_connectors: bool = True
+) -> SettingsBase:
+    """Read and validate a config file (UTF-8); ``with_connectors``: see ``parse()``."""
     resolved = resolve_path(path)
-    try:
-        text = resolved.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            [ConfigProblem("(file)", f"no such file: {resolved}")], source=str(resolved)
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigProblem("(file)", f"cannot read: {exc}")], source=str(resolved)
-        ) from None
-    return parse(text, source=str(resolved))
+    return parse(read_text(resolved), source=str(resolved), with_connectors=with_connectors)
 
 
 def state_url(path: str | os.PathLike[str] | None = None) -> str:
-    """The state DB URL for commands that need only the state: env first, then the config."""
-    if os.environ.get(ENV_STATE_URL):
-        return os.environ[ENV_STATE_URL]
-    return load(path).state.url
+    """The state DB URL for commands that need only the state: env first, then the config.
+
+    The config is read without its connector sections, so their secrets need not be set.
+    """
+    url = os.environ.get(ENV_STATE_URL)
+    if not url:
+        return load(path, with_connectors=False).state.url
+    register_url_password(url)
+    from sync.state.engine import state_url_problem
+
+    problem = state_url_problem(url)
+    if problem:
+        raise ConfigError([ConfigProblem(ENV_STATE_URL, problem)])
+    return url
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The long-running daemon behind ``stocksync run``.
 
 Lifecycle: load the config (refuse to start on any problem), configure logging,
-take the daemon lock (SQLite), upgrade the state DB, build the pipelines, start
-the health server and the scheduler (the first cycle runs at once), then wait.
+take the daemon lock (SQLite), upgrade the state DB, check that it takes writes
+(refuse to start on a read-only one), build the pipelines, start the health server
+and the scheduler (the first cycle runs at once), then wait.
 
 - SIGTERM/SIGINT: stop scheduling, set the stop event (a running cycle finishes
   its current page or push batch), wait for running jobs up to
@@ -80,6 +81,7 @@ class Daemon:
         self.locks.acquire_daemon()
         try:
             self.store.upgrade()
+            self.store.check_writable()  # a read-only database: refuse, not fail every cycle
             self.metrics = Metrics(lambda: self.store, lambda: self.settings.pipelines)
             self.runner = JobRunner(self.slots, self.locks, self.stop, self.metrics)
             self.jobs = JobScheduler(self.runner)

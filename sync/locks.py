@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from sync.errors import StockSyncError
+from sync.state.engine import sqlite_file
 
 log = structlog.get_logger("stocksync.locks")
 
@@ -61,11 +62,8 @@ def sqlite_lock_path(engine: Engine) -> Path | None:
     covered: locking the database file itself would fight SQLite's own POSIX locks
     (closing any descriptor of the file drops them; sqlite.org/howtocorrupt.html §2.2).
     """
-    database = engine.url.database or ""
-    if database in ("", ":memory:") or database.startswith("file::memory:"):
-        return None
-    real = Path(os.path.realpath(database))
-    return real.with_name(real.name + ".lock")
+    real = sqlite_file(engine.url)  # a ``file:`` URI names its file after the prefix
+    return None if real is None else real.with_name(real.name + ".lock")
 
 
 class Locks:

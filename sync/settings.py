@@ -120,6 +120,27 @@ MAX_INT32 = 2**31 - 1
 TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
+def _http_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    if any(c.isspace() for c in value):
+        raise ValueError(f"{mask(value.strip())!r} is not a URL: it contains a blank")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"{mask(value)!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{mask(value)!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError(f"{mask(value)!r} has no host (write http://host or https://host)")
+    return value
+
+
+#: an http:// or https:// URL with a host, checked at load time (not at the first request)
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 class StrictModel(BaseModel):
     """Frozen settings model that rejects unknown keys."""
 

@@ -96,6 +96,7 @@ def test_example_config_documents_every_option() -> None:
 
 def test_status_on_an_empty_state_db_needs_only_the_env(tmp_path: Path) -> None:
     env = {"STOCKSYNC_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+    assert run("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
     result = run("status", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "no pipeline has run yet" in result.stdout
@@ -162,11 +163,15 @@ def textwrap_config(text: str) -> str:
     return textwrap.dedent(text).lstrip()
 
 
-@pytest.mark.parametrize("args", [("db", "upgrade"), ("db", "verify")])
-def test_db_commands_on_a_fresh_file(tmp_path: Path, args: tuple[str, ...]) -> None:
+def test_db_upgrade_creates_a_fresh_file_that_db_verify_reads(tmp_path: Path) -> None:
     env = {"STOCKSYNC_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
-    result = run(*args, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    verify_before = run("db", "verify", env=env, cwd=tmp_path)
+    assert verify_before.returncode == 2 and "does not exist" in verify_before.stderr
+    assert not (tmp_path / "state.db").exists()  # a read never creates the database
+    upgrade = run("db", "upgrade", env=env, cwd=tmp_path)
+    assert upgrade.returncode == 0, upgrade.stderr
+    verify = run("db", "verify", env=env, cwd=tmp_path)
+    assert verify.returncode == 0, verify.stderr
 
 
 def test_db_verify_reports_a_tampered_level(tmp_path: Path) -> None:
@@ -264,6 +269,7 @@ def test_status_lists_dead_and_blocked_rows(tmp_path: Path) -> None:
 
 
 def test_status_csv_without_stuck_rows_prints_the_header(tmp_path: Path) -> None:
+    StateStore(f"sqlite:///{tmp_path / 'state.db'}").upgrade()
     env = {"STOCKSYNC_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
     result = run("status", "--format", "csv", env=env, cwd=tmp_path)
     assert result.returncode == 0

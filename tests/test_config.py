@@ -148,8 +148,8 @@ INVALID = [
     ),
     (
         BASE + "  - name: main\n    erp: {type: memory}\n    crm: {type: memory-crm}\n",
-        "(top level)",
-        "pipeline names must be unique; repeated: main",
+        "pipelines[1].name",
+        "pipeline name 'main' is already used by pipelines[0] (line 2); names must be unique",
     ),
     (
         "state: {url: '${STATE_DB}'}\n" + BASE,

@@ -11,6 +11,7 @@ from sync.settings import (
     MAX_RETENTION_S,
     MAX_TIMEOUT_S,
     MAX_WAIT_S,
+    HttpUrl,
     Secret,
     StrictModel,
 )
@@ -20,7 +21,7 @@ class FxiaokeSettings(StrictModel):
     """Where the Fxiaoke tenant is, how to authenticate, and which objects/fields hold stock."""
 
     type: Literal["fxiaoke"] = "fxiaoke"
-    base_url: str = Field(
+    base_url: HttpUrl = Field(
         "https://open.fxiaoke.com",
         description="OpenAPI host; other clouds use their own (e.g. https://open-na.sharecrm.com)",
     )

@@ -8,7 +8,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from connectors.k3cloud.streams import STREAM_NAMES, STREAMS
-from sync.settings import MAX_INT32, MAX_TIMEOUT_S, Secret, StrictModel, TimeZoneName
+from sync.settings import (
+    MAX_INT32,
+    MAX_TIMEOUT_S,
+    HttpUrl,
+    Secret,
+    StrictModel,
+    TimeZoneName,
+)
 
 #: dates that status changes stamp (k3cloud-stock-quantities.md §1.3)
 STATUS_DATES = ("FApproveDate", "FCancelDate")
@@ -19,7 +26,7 @@ class K3CloudSettings(StrictModel):
     """``erp:`` section for a Kingdee K/3 Cloud (金蝶云星空) source."""
 
     type: Literal["k3cloud"] = "k3cloud"
-    server_url: str = Field(
+    server_url: HttpUrl = Field(
         description="K/3 Cloud site root, e.g. http://erp.example.com/k3cloud/", min_length=8
     )
     acct_id: str = Field(description="data centre id (数据中心ID / 账套ID)", min_length=1)

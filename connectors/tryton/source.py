@@ -47,7 +47,15 @@ from connectors.tryton.reserved import reserved_by_key
 from sync.errors import PermanentError
 from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord, Reserved
 from sync.ports import ConnectorContext
-from sync.settings import MAX_ATTEMPTS, MAX_INT32, MAX_TIMEOUT_S, Secret, StrictModel, TimeZoneName
+from sync.settings import (
+    MAX_ATTEMPTS,
+    MAX_INT32,
+    MAX_TIMEOUT_S,
+    HttpUrl,
+    Secret,
+    StrictModel,
+    TimeZoneName,
+)
 
 Row = dict[str, Any]
 
@@ -60,7 +68,7 @@ class TrytonSettings(StrictModel):
     """Connection and mapping settings for one Tryton database."""
 
     type: Literal["tryton"] = Field(description="Connector name.")
-    url: str = Field(description="Base URL of trytond, e.g. https://erp.example.com:8000.")
+    url: HttpUrl = Field(description="Base URL of trytond, e.g. https://erp.example.com:8000.")
     database: str = Field(description="Tryton database name (the server must serve it: -d).")
     username: str = Field(description="Tryton login with read access to stock and products.")
     password: Secret = Field(description="Password of that login.")
@@ -107,9 +115,7 @@ class TrytonSettings(StrictModel):
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
+    def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
 

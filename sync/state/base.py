@@ -19,9 +19,10 @@ from sync.state.tx import Tx
 class StoreBase:
     """Owns the engine; hands out transactions (``Tx``) and plain connections."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """``create=False``: a SQLite file that does not exist raises ``StateDatabaseMissing``."""
         self.url = url
-        self.engine = create_state_engine(url)
+        self.engine = create_state_engine(url, create=create)
         self.dialect = self.engine.dialect.name
 
     def close(self) -> None:

@@ -10,12 +10,16 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from sync.errors import ConfigError, ConfigProblem, StockSyncError
-from sync.settings import mask, register_url_password
+from sync.settings import mask, mask_url, register_url_password
+
+#: the backends stocksync runs on, as the URL scheme names them
+SUPPORTED = "sqlite, postgresql, mysql/mariadb"
+_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
 
 #: the drivers stocksync installs through an extra: driver → (database, extra)
 DRIVER_EXTRAS = {"psycopg": ("PostgreSQL", "postgresql"), "pymysql": ("MySQL/MariaDB", "mysql")}
@@ -40,21 +44,68 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_state_engine(url: str) -> Engine:
+def state_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a state database URL (password masked), or None when it can.
+
+    Checked by the config loader (so ``check-config`` refuses it with its path) and again
+    when an engine is made: only the supported backends with a driver SQLAlchemy can load.
+    """
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        example = "e.g. sqlite:///stocksync.db"
+        return f"not a database URL: {mask(url)!r}; supported: {SUPPORTED} ({example})"
+    backend = parsed.get_backend_name()
+    if backend not in _BACKENDS:
+        fix = " (write postgresql://)" if backend == "postgres" else ""
+        shown = mask_url(url)
+        return f"unsupported database {backend!r} in {shown!r}; supported: {SUPPORTED}{fix}"
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        return f"unknown driver {parsed.get_driver_name()!r} for {backend} in {mask_url(url)!r}"
+    return None
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The resolved file of a SQLite URL (``file:`` URIs too); None for memory or a server.
+
+    Symlinks, ``..`` and a relative path (against the working directory) are resolved.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):  # a SQLite URI
+        if parsed.query.get("mode") == "memory" or database.startswith("file::memory:"):
+            return None
+        database = database[len("file:") :]
+    if database in ("", ":memory:"):
+        return None
+    return Path(database).resolve()
+
+
+class StateDatabaseMissing(StockSyncError):
+    """A command that only reads was pointed at a state database that does not exist."""
+
+
+def create_state_engine(url: str, *, create: bool = True) -> Engine:
     """An engine for ``url`` with our defaults (SQLite WAL, psycopg 3, PyMySQL).
 
-    The URL's password is registered for masking first, so no error shows it.
-    Raises ``ConfigError`` for a URL that is not one of these databases and
+    The URL's password is registered for masking first, so no error shows it. With
+    ``create=False`` a SQLite file that does not exist raises ``StateDatabaseMissing``
+    instead of being created (a typo in the URL must not give an empty database).
+    Raises ``ConfigError`` for a URL that is not one of the supported databases and
     ``StockSyncError`` naming the extra to install when its driver is missing
     (PostgreSQL and MySQL drivers are extras: ``stocksync[postgresql]``, ``stocksync[mysql]``).
     """
     register_url_password(url)
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError(
-            [ConfigProblem("state.url", f"not a database URL: {mask(url)!r}")]
-        ) from exc
+    problem = state_url_problem(url)
+    if problem is not None:
+        raise ConfigError([ConfigProblem("state.url", problem)])
+    parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -62,21 +113,18 @@ def create_state_engine(url: str) -> Engine:
         parsed = parsed.set(drivername=f"{backend}+pymysql")
     kwargs: dict[str, Any] = {"future": True}
     if backend == "sqlite":
-        database = parsed.database or ""
+        path = sqlite_file(url)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        if database in ("", ":memory:"):
+        if path is None:
             kwargs["poolclass"] = StaticPool
+        elif not create and not path.exists():
+            raise StateDatabaseMissing(
+                f"the state database {path} does not exist",
+                hint="check the path in STOCKSYNC_STATE_URL or state.url; "
+                "`stocksync db upgrade` (or `stocksync run`) creates it",
+            )
         else:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-    elif backend not in ("postgresql", "mysql", "mariadb"):
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    "state.url",
-                    f"unsupported database {backend!r}; use sqlite, postgresql or mysql/mariadb",
-                )
-            ]
-        )
+            path.parent.mkdir(parents=True, exist_ok=True)
     else:
         kwargs["pool_pre_ping"] = True
     try:

@@ -9,14 +9,18 @@ grouped by concern in ``ledger_reads``, ``alert_reads``, ``outbox_reads``,
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InternalError, OperationalError, ProgrammingError
 
-from sync.errors import TransientError
+from sync.errors import StockSyncError, TransientError
 from sync.settings import mask, mask_url
 from sync.state.alert_reads import AlertReads
-from sync.state.engine import create_state_engine
+from sync.state.engine import StateDatabaseMissing, create_state_engine
 from sync.state.freshness_reads import FreshnessInputs, FreshnessReads
 from sync.state.ledger_reads import LedgerReads
 from sync.state.ops_reads import OperationsReads
@@ -61,6 +65,8 @@ __all__ = [
     "LedgerLine",
     "OutboxRow",
     "RunRow",
+    "StateDatabaseMissing",
+    "StateReadOnly",
     "StateStore",
     "StoredMovement",
     "Tx",
@@ -69,6 +75,27 @@ __all__ = [
     "level_ref",
     "parse_level_ref",
 ]
+
+
+#: driver codes of "no such database": PostgreSQL SQLSTATE, MySQL/MariaDB error number
+_PG_NO_DATABASE = "3D000"
+_MYSQL_NO_DATABASE = 1049
+
+
+class StateReadOnly(StockSyncError):
+    """The state database refuses writes: the daemon cannot keep the ledger or the outbox."""
+
+
+#: libpq's message when the database is missing (psycopg sets no SQLSTATE on a failed connect)
+_PG_NO_DATABASE_TEXT = re.compile(r'FATAL:\s+database "[^"]*" does not exist')
+
+
+def _missing_database(exc: OperationalError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == _PG_NO_DATABASE or _PG_NO_DATABASE_TEXT.search(str(orig)):
+        return True
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] == _MYSQL_NO_DATABASE
 
 
 class StateStore(LedgerReads, AlertReads, OutboxReads, OperationsReads, FreshnessReads):
@@ -84,17 +111,69 @@ class StateStore(LedgerReads, AlertReads, OutboxReads, OperationsReads, Freshnes
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
-            with self.engine.begin() as conn:
+            with self._opening(), self.engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(781221)")
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
+        except (ProgrammingError, InternalError) as exc:  # no right to create or alter tables
+            raise self._read_only(exc) from exc
+        return self.revision()
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        """Connection failures as one sentence: a missing database, or a server not reached."""
+        try:
+            yield
         except OperationalError as exc:
+            if "readonly database" in str(exc.orig):  # SQLite
+                raise self._read_only(exc) from exc
+            if _missing_database(exc):
+                raise StateDatabaseMissing(
+                    f"the state database {mask_url(self.url)!r} does not exist on its server",
+                    hint="check the database name in STOCKSYNC_STATE_URL or state.url "
+                    "(create the database first: stocksync creates tables, not databases)",
+                ) from exc
             raise TransientError(
                 f"cannot open the state database {mask_url(self.url)!r}: {mask(str(exc.orig))}",
                 hint="check state.url (or STOCKSYNC_STATE_URL) and that the server is up",
             ) from exc
-        return self.revision()
+
+    def require_schema(self) -> None:
+        """Raise ``StateDatabaseMissing`` unless stocksync's schema is there (commands that
+        only read must never create it in a database or schema the URL names by mistake)."""
+        with self._opening():
+            revision = self.revision()
+        if revision is None:
+            raise StateDatabaseMissing(
+                f"the state database {mask_url(self.url)!r} has no stocksync tables",
+                hint="check STOCKSYNC_STATE_URL or state.url; `stocksync db upgrade` "
+                "(or `stocksync run`) creates them",
+            )
+
+    def check_writable(self) -> None:
+        """A write that is rolled back: raise ``StateReadOnly`` when the database refuses it.
+
+        The daemon calls this at start-up, so a read-only file, folder, role or transaction
+        mode stops it with the reason instead of failing every cycle for ever.
+        """
+        with self._opening():
+            conn = self.engine.connect()
+        try:
+            with conn, conn.begin() as tx:
+                conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+                tx.rollback()
+        except DBAPIError as exc:
+            raise self._read_only(exc) from exc
+
+    def _read_only(self, exc: DBAPIError) -> StateReadOnly:
+        reason = mask(str(exc.orig)).strip().splitlines()[0]
+        return StateReadOnly(
+            f"the state database {mask_url(self.url)!r} refuses writes ({reason})",
+            hint="give the user stocksync runs as write access (file and folder permissions "
+            "for SQLite, GRANT and no read-only mode on a server), or point "
+            "STOCKSYNC_STATE_URL or state.url at a writable database",
+        )
 
     def revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
