@@ -21,6 +21,7 @@ from sync.state.ledger_reads import LedgerReads
 from sync.state.ops_reads import OperationsReads
 from sync.state.outbox_reads import OutboxReads
 from sync.state.rows import (
+    ALERT,
     BLOCKED,
     DEAD,
     LEVEL,
@@ -28,6 +29,7 @@ from sync.state.rows import (
     OUTBOX_STATES,
     PENDING,
     UNCERTAIN,
+    AlertEventRow,
     AlertState,
     Binding,
     ConflictRow,
@@ -45,6 +47,7 @@ from sync.state.tx import Tx
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 __all__ = [
+    "ALERT",
     "BLOCKED",
     "DEAD",
     "LEVEL",
@@ -52,6 +55,7 @@ __all__ = [
     "OUTBOX_STATES",
     "PENDING",
     "UNCERTAIN",
+    "AlertEventRow",
     "AlertState",
     "Binding",
     "ConflictRow",
