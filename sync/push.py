@@ -80,7 +80,8 @@ class PushReport:
     #: safety-stock alerts the webhook accepted
     alerted: int = 0
     stopped: bool = False
-    #: (target, ref) of every row this run could not push (retried, dead or blocked)
+    #: (target, ref) of every level or movement row this run could not push (retried,
+    #: dead or blocked); alerts are left out: an undelivered one is no stock difference
     unfinished: set[tuple[str, str]] = field(default_factory=set)
 
     @property
