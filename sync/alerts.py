@@ -6,35 +6,28 @@ reserved is out of stock for sales). ``threshold_of`` and ``detect`` are pure;
 ``check_alerts`` reads the keys that may have crossed (``sync.alert_scope``:
 levels and reserved figures written since the last check, low keys, changed
 thresholds; every key only when the settings changed) and their persisted
-``alert_states``, detects crossings, persists the new states and notifies: a
-structured log event always, a webhook (JSON POST, bounded retries) when
-configured. A failing webhook is retried, then logged and left: alerts never
-fail or block the sync.
+``alert_states``, detects crossings and notifies: a structured log event always
+and, with a webhook configured, a stored alert event plus an outbox row (target
+``alert``) written in the transaction that persists the new states. The push
+delivers it (``sync.alert_push``) with the outbox's backoff, attempts and dead
+rows: a failing webhook never holds a cycle, and an alert is not lost to it.
 """
 
 from __future__ import annotations
 
-import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import structlog
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from sync.alert_scope import figures, scope
-from sync.config import AlertSettings, Basis, WebhookSettings
+from sync.config import AlertSettings, Basis
 from sync.model import LevelValue, StockKey, exact_units
-from sync.state.store import AlertState
+from sync.state.store import ALERT, AlertEventRow, AlertState
 
 if TYPE_CHECKING:
     from sync.runtime import Pipeline
@@ -49,7 +42,8 @@ class AlertEvent:
     """A crossing: ``low`` when qty went below threshold, ``recovered`` when back at/above it.
 
     ``qty`` is the compared figure: ``value.real`` (on hand) or ``value.available``
-    as ``basis`` says.
+    as ``basis`` says. ``alert_id`` (a UUID) names this crossing in the log event
+    and the webhook body, every delivery of it alike.
     """
 
     pipeline: str
@@ -59,6 +53,7 @@ class AlertEvent:
     threshold: Decimal
     at: datetime
     basis: Basis = "on_hand"
+    alert_id: str = field(default_factory=lambda: str(uuid.uuid4()), compare=False)
 
     @property
     def qty(self) -> Decimal:
@@ -82,6 +77,7 @@ class AlertEvent:
     def payload(self) -> dict[str, Any]:
         """The webhook body (documented in the README)."""
         return {
+            "alert_id": self.alert_id,
             "event": self.name,
             "pipeline": self.pipeline,
             "sku": self.key.sku,
@@ -89,6 +85,18 @@ class AlertEvent:
             **self.fields(),
             "at": self.at.isoformat(),
         }
+
+    def stored(self) -> AlertEventRow:
+        """The row that keeps this crossing until the webhook accepted it."""
+        return AlertEventRow(
+            self.alert_id,
+            self.pipeline,
+            self.name,
+            self.key.sku,
+            self.key.warehouse,
+            self.payload(),
+            self.at,
+        )
 
 
 def compared(value: LevelValue, basis: Basis) -> Decimal:
@@ -166,61 +174,20 @@ def detect(
     return events, changed
 
 
-def send_webhook(
-    event: AlertEvent,
-    settings: WebhookSettings,
-    *,
-    transport: httpx.BaseTransport | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> bool:
-    """POST the event; retry failures (network, non-2xx) up to ``max_attempts``; never raise."""
-    retrying = Retrying(
-        retry=retry_if_exception_type(httpx.HTTPError),
-        stop=stop_after_attempt(settings.max_attempts),
-        wait=wait_exponential(multiplier=0.2, max=5.0),
-        sleep=sleep,
-        reraise=False,
-    )
-    try:
-        with httpx.Client(timeout=settings.timeout_s, transport=transport) as client:
-            for attempt in retrying:
-                with attempt:
-                    response = client.post(settings.url, json=event.payload())
-                    response.raise_for_status()
-        return True
-    except RetryError as exc:
-        log.error(
-            "alert_webhook_failed",
-            pipeline=event.pipeline,
-            sku=event.key.sku,
-            warehouse=event.key.warehouse,
-            transition=event.transition,
-            attempts=settings.max_attempts,
-            error=str(exc.last_attempt.exception()),
-        )
-        return False
+def check_alerts(pipeline: Pipeline) -> list[AlertEvent]:
+    """Detect safety-stock crossings for ``pipeline``; log them and queue their webhooks.
 
-
-def check_alerts(
-    pipeline: Pipeline,
-    *,
-    transport: httpx.BaseTransport | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[AlertEvent]:
-    """Detect safety-stock crossings for ``pipeline`` and notify. Call after each push.
-
-    Never raises: an alert problem is logged and the sync goes on.
+    Call before the push, which delivers what this queued. Never raises: an
+    alert problem is logged and the sync goes on.
     """
     try:
-        return _check(pipeline, transport, sleep)
+        return _check(pipeline)
     except Exception as exc:
         log.error("alerts_failed", pipeline=pipeline.name, error=f"{type(exc).__name__}: {exc}")
         return []
 
 
-def _check(
-    pipeline: Pipeline, transport: httpx.BaseTransport | None, sleep: Callable[[float], None]
-) -> list[AlertEvent]:
+def _check(pipeline: Pipeline) -> list[AlertEvent]:
     settings = pipeline.settings.alerts
     crm = crm_thresholds(pipeline.sink) if settings.from_crm else None
     if settings.default_threshold is None and not settings.thresholds and not crm:
@@ -236,20 +203,23 @@ def _check(
     )
     values = figures(store, pipeline.name, keys.on_hand, static)
     events, changed = detect(pipeline.name, values, threshold, keys.states, now, settings.basis)
+    owed = [event.stored() for event in events] if settings.webhook is not None else []
     with store.transaction() as tx:
         tx.put_alert_states(pipeline.name, changed)
+        # the state change and the delivery it owes commit together, or neither does
+        tx.add_alert_events(owed)
+        tx.enqueue(pipeline.name, ALERT, [row.alert_id for row in owed], now)
         for name, value in keys.meta.items():
             tx.set_meta(pipeline.name, name, value)
     for event in events:
         log.warning(
             event.name,
             pipeline=event.pipeline,
+            alert_id=event.alert_id,
             sku=event.key.sku,
             warehouse=event.key.warehouse,
             **event.fields(),
         )
-        if settings.webhook is not None:
-            send_webhook(event, settings.webhook, transport=transport, sleep=sleep)
     return events
 
 

@@ -242,7 +242,13 @@ class WebhookSettings(StrictModel):
         allow_inf_nan=False,
         description="HTTP timeout per delivery, seconds (at most 1 hour)",
     )
-    max_attempts: int = Field(5, ge=1, le=MAX_ATTEMPTS, description="deliveries tried (≤ 1000)")
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        le=MAX_ATTEMPTS,
+        description="deliveries tried, one per push with push.retry_* backoff, before the "
+        "alert's outbox row is dead (≤ 1000)",
+    )
 
 
 class AlertSettings(StrictModel):

@@ -28,7 +28,7 @@ log = structlog.get_logger("stocksync.health")
 
 #: a pipeline is healthy when its last good cycle ended within this many intervals
 HEALTHY_INTERVALS = 3
-PUSH_RESULTS = ("pushed", "skipped", "retried", "dead", "blocked")
+PUSH_RESULTS = ("pushed", "skipped", "retried", "dead", "blocked", "alerted")
 
 
 class Metrics:

@@ -5,6 +5,8 @@ The flow per row reads like OCA's importer: binding → update by id; no binding
 A create whose outcome is unknown leaves the row ``uncertain`` and its next
 attempt looks up first. Levels are read at push time, so ten movements on one
 SKU become one CRM write, and a value equal to the last pushed one is no write.
+Safety-stock alerts are outbox rows too (``sync.alert_push``): the webhook gets
+the same backoff, attempts and dead rows as the CRM.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import structlog
 
-from sync import reservations
+from sync import alert_push, reservations
 from sync.backoff import backoff_s
 from sync.errors import (
     OutcomeUnknownError,
@@ -33,6 +36,7 @@ from sync.ports import CrmSink
 from sync.reservations import level_value
 from sync.settings import mask
 from sync.state.store import (
+    ALERT,
     BLOCKED,
     DEAD,
     LEVEL,
@@ -44,6 +48,9 @@ from sync.state.store import (
     level_ref,
     parse_level_ref,
 )
+
+if TYPE_CHECKING:
+    from sync.webhook import Webhook
 
 log = structlog.get_logger("stocksync.push")
 
@@ -70,8 +77,11 @@ class PushReport:
     retried: int = 0
     dead: int = 0
     blocked: int = 0
+    #: safety-stock alerts the webhook accepted
+    alerted: int = 0
     stopped: bool = False
-    #: (target, ref) of every row this run could not push (retried, dead or blocked)
+    #: (target, ref) of every level or movement row this run could not push (retried,
+    #: dead or blocked); alerts are left out: an undelivered one is no stock difference
     unfinished: set[tuple[str, str]] = field(default_factory=set)
 
     @property
@@ -109,12 +119,15 @@ class Pusher:
         *,
         now: Callable[[], datetime],
         options: PushOptions = PushOptions(),
+        webhook: Webhook | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
         self.pipeline = pipeline
         self.now = now
         self.options = options
+        #: where alert rows go (None: they are finished unsent, see ``sync.alert_push``)
+        self.webhook = webhook
 
     # -- scheduling of failures ----------------------------------------------------
     def _backoff(self, attempts: int, hint_s: float | None) -> timedelta:
@@ -130,7 +143,7 @@ class Pusher:
         now = self.now()
         attempts = row.attempts + 1
         hint = getattr(exc, "retry_after_s", None)
-        if state != DEAD and attempts >= self.options.max_attempts:
+        if state != DEAD and attempts >= self._max_attempts(row):
             state = DEAD
         with self.store.transaction() as tx:
             tx.reschedule_outbox(
@@ -145,7 +158,8 @@ class Pusher:
             report.dead += 1
         else:
             report.retried += 1
-        report.unfinished.add((row.target, row.ref))
+        if row.target != ALERT:  # an undelivered alert is no stock difference
+            report.unfinished.add((row.target, row.ref))
         log.warning(
             "push_failed",
             pipeline=self.pipeline,
@@ -156,6 +170,11 @@ class Pusher:
             error=mask(str(exc)),
             error_type=type(exc).__name__,
         )
+
+    def _max_attempts(self, row: OutboxRow) -> int:
+        if row.target == ALERT and self.webhook is not None:
+            return self.webhook.max_attempts
+        return self.options.max_attempts
 
     def _block(self, row: OutboxRow, exc: UnmappedError, report: PushReport) -> None:
         now = self.now()
@@ -254,6 +273,12 @@ class Pusher:
             report.updated += 1
         self._done(row, report, MOVEMENT, crm_id, digest, None)
 
+    def _push_alert(self, row: OutboxRow, report: PushReport) -> None:
+        if alert_push.deliver(self.store, row, self.webhook, self.now):
+            report.alerted += 1
+        else:
+            report.skipped += 1
+
     def _done(
         self,
         row: OutboxRow,
@@ -313,6 +338,8 @@ class Pusher:
         try:
             if row.target == LEVEL:
                 self._push_level(row, report, bulk_bound)
+            elif row.target == ALERT:
+                self._push_alert(row, report)
             else:
                 self._push_movement(row, report)
         except UnmappedError as exc:
@@ -373,6 +400,22 @@ class Pusher:
         chunk.clear()
         return len(rows)
 
+    def _push_alerts(
+        self,
+        rows: Sequence[OutboxRow],
+        report: PushReport,
+        on_row: Callable[[PushReport], None] | None,
+    ) -> None:
+        """Deliver the run's alert rows until one fails for a transient cause: the others
+        wait for the next run, so a dead receiver costs one POST per run, not one per alert."""
+        for row in rows:
+            retried = report.retried
+            self.push_row(row, report)
+            if on_row is not None:
+                on_row(report)
+            if report.retried > retried:
+                break
+
     # -- a whole run -----------------------------------------------------------------
     def run(
         self,
@@ -397,6 +440,7 @@ class Pusher:
                 log.warning("bulk_bind_failed", pipeline=self.pipeline, error=mask(str(exc)))
         after_id = 0
         started = self.now()
+        alerts: list[OutboxRow] = []  # stock first: the webhook gets the end of the run
         while True:
             rows = self.store.outbox_due(
                 self.pipeline, started, self.options.batch_size, after_id=after_id
@@ -405,6 +449,9 @@ class Pusher:
                 break
             self._prepare_levels(rows)
             for row in rows:
+                if row.target == ALERT:
+                    alerts.append(row)
+                    continue
                 self.push_row(row, report, bulk_bound=bulk_bound)
                 if on_row is not None:
                     on_row(report)
@@ -412,6 +459,8 @@ class Pusher:
             if stop is not None and stop.is_set():
                 report.stopped = True
                 break
+        if not report.stopped:
+            self._push_alerts(alerts, report, on_row)
         log.info(
             "push_done",
             pipeline=self.pipeline,
@@ -422,5 +471,6 @@ class Pusher:
             retried=report.retried,
             dead=report.dead,
             blocked=report.blocked,
+            alerted=report.alerted,
         )
         return report

@@ -23,6 +23,7 @@ from sync.pull import PullOptions, PullReport, RescanReport, ensure_baseline, pu
 from sync.push import Pusher, PushOptions, PushReport
 from sync.reservations import ReservationReport, refresh_reservations
 from sync.state import StateStore
+from sync.webhook import Webhook
 
 log = structlog.get_logger("stocksync.runtime")
 
@@ -121,8 +122,14 @@ class Pipeline:
         )
 
     def pusher(self) -> Pusher:
+        hook = self.settings.alerts.webhook
         return Pusher(
-            self.store, self.sink, self.name, now=self.now, options=push_options(self.settings)
+            self.store,
+            self.sink,
+            self.name,
+            now=self.now,
+            options=push_options(self.settings),
+            webhook=Webhook(hook) if hook is not None else None,
         )
 
     def close(self) -> None:
@@ -203,11 +210,13 @@ def run_cycle(
             # right after the pull, never before it: a release is then seen with or
             # before the shipment that made it, never counted twice (design note 29)
             result.reserved = pipeline.refresh_reservations().changed
-            result.push = pipeline.pusher().run(stop=stop, on_row=on_row)
-            result.stopped = result.push.stopped
             from sync.alerts import check_alerts
 
-            check_alerts(pipeline)  # never raises: an alert problem must not fail the cycle
+            # before the push, which delivers the webhooks this queues; never raises:
+            # an alert problem must not fail the cycle
+            check_alerts(pipeline)
+            result.push = pipeline.pusher().run(stop=stop, on_row=on_row)
+            result.stopped = result.push.stopped
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         log.error("cycle_failed", error=result.error)

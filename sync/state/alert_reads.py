@@ -17,7 +17,7 @@ from sqlalchemy import Select, Table, select, tuple_
 from sync.model import StockKey
 from sync.state import schema as s
 from sync.state.base import StoreBase
-from sync.state.rows import AlertState, opt_qty
+from sync.state.rows import AlertEventRow, AlertState, alert_event_row, opt_qty
 from sync.state.schema import from_units
 
 #: keys per ``IN`` list (well under every backend's bound-parameter limit)
@@ -42,6 +42,20 @@ class AlertReads(StoreBase):
                 for part in _parts(q, t, keys)
                 for r in conn.execute(part).mappings()
             }
+
+    def alert_event(self, alert_id: str) -> AlertEventRow | None:
+        """The stored crossing ``alert_id`` (body as sent, delivery time), if any."""
+        t = s.alert_events
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t).where(t.c.alert_id == alert_id)).mappings().first()
+        return None if row is None else alert_event_row(row)
+
+    def alert_events(self, pipeline: str) -> list[AlertEventRow]:
+        """Every stored crossing of ``pipeline``, oldest first."""
+        t = s.alert_events
+        q = select(t).where(t.c.pipeline == pipeline).order_by(t.c.created_at, t.c.alert_id)
+        with self.engine.connect() as conn:
+            return [alert_event_row(r) for r in conn.execute(q).mappings()]
 
     def low_alert_keys(self, pipeline: str) -> set[StockKey]:
         """Keys whose last alert check found them below their safety stock."""

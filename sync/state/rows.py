@@ -19,6 +19,8 @@ from sync.state.schema import from_units, to_units
 
 LEVEL = "level"
 MOVEMENT = "movement"
+#: a safety-stock alert owed to the webhook (ref: its ``alert_id``)
+ALERT = "alert"
 
 #: outbox states
 PENDING = "pending"
@@ -128,6 +130,21 @@ class AlertState:
     threshold: Decimal | None
     qty: Decimal
     changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEventRow:
+    """A crossing the webhook must receive: ``payload`` is the JSON body as sent (it carries
+    ``alert_id``); ``delivered_at`` is None until the webhook answered 2xx."""
+
+    alert_id: str
+    pipeline: str
+    event: str
+    sku: str
+    warehouse: str
+    payload: dict[str, Any]
+    created_at: datetime
+    delivered_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +264,19 @@ def outbox_row(r: RowMapping) -> OutboxRow:
         attempts=r["attempts"],
         next_attempt_at=r["next_attempt_at"],
         last_error=r["last_error"],
+    )
+
+
+def alert_event_row(r: RowMapping) -> AlertEventRow:
+    return AlertEventRow(
+        alert_id=r["alert_id"],
+        pipeline=r["pipeline"],
+        event=r["event"],
+        sku=r["sku"],
+        warehouse=r["warehouse"],
+        payload=json.loads(r["payload"]),
+        created_at=r["created_at"],
+        delivered_at=r["delivered_at"],
     )
 
 

@@ -276,3 +276,17 @@ alert_states = Table(
     Column("qty", BigInteger, nullable=False),
     Column("changed_at", UtcDateTime, nullable=False),
 )
+
+#: a safety-stock crossing owed to the webhook: its body as sent, and when it was delivered
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("alert_id", String(36), primary_key=True),
+    Column("pipeline", String(NAME), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("sku", String(CODE), nullable=False),
+    Column("warehouse", String(CODE), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime, nullable=True),
+)

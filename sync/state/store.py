@@ -26,6 +26,7 @@ from sync.state.ledger_reads import LedgerReads
 from sync.state.ops_reads import OperationsReads
 from sync.state.outbox_reads import OutboxReads
 from sync.state.rows import (
+    ALERT,
     BLOCKED,
     DEAD,
     LEVEL,
@@ -33,6 +34,7 @@ from sync.state.rows import (
     OUTBOX_STATES,
     PENDING,
     UNCERTAIN,
+    AlertEventRow,
     AlertState,
     Binding,
     ConflictRow,
@@ -50,6 +52,7 @@ from sync.state.tx import Tx
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 __all__ = [
+    "ALERT",
     "BLOCKED",
     "DEAD",
     "LEVEL",
@@ -57,6 +60,7 @@ __all__ = [
     "OUTBOX_STATES",
     "PENDING",
     "UNCERTAIN",
+    "AlertEventRow",
     "AlertState",
     "Binding",
     "ConflictRow",

@@ -21,6 +21,7 @@ from sync.model import StockKey, exact_units
 from sync.settings import mask
 from sync.state import schema as s
 from sync.state.rows import (
+    AlertEventRow,
     AlertState,
     OutboxRow,
     opt_units,
@@ -180,6 +181,31 @@ class OperationsWrites:
                     "changed_at": new.changed_at,
                 },
             )
+
+    def add_alert_events(self, events: Sequence[AlertEventRow]) -> None:
+        """Store crossings owed to the webhook (their outbox rows are enqueued beside)."""
+        if events:
+            self.conn.execute(
+                insert(s.alert_events),
+                [
+                    {
+                        "alert_id": e.alert_id,
+                        "pipeline": e.pipeline,
+                        "event": e.event,
+                        "sku": e.sku,
+                        "warehouse": e.warehouse,
+                        "payload": json.dumps(e.payload, sort_keys=True),
+                        "created_at": e.created_at,
+                        "delivered_at": e.delivered_at,
+                    }
+                    for e in events
+                ],
+            )
+
+    def mark_alert_delivered(self, alert_id: str, now: datetime) -> None:
+        """Record that the webhook answered 2xx for ``alert_id``."""
+        t = s.alert_events
+        self.conn.execute(update(t).where(t.c.alert_id == alert_id).values(delivered_at=now))
 
     # -- outbox / bindings --------------------------------------------------
     def finish_outbox(self, row: OutboxRow) -> bool:

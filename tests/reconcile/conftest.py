@@ -94,10 +94,15 @@ def pipelines_on(store: StateStore, clock: Clock) -> Iterator[MakePipeline]:
 
 
 class WebhookReceiver:
-    """An HTTP server on loopback that records JSON POSTs and answers ``status``."""
+    """An HTTP server on loopback that records JSON POSTs and answers ``status``.
+
+    ``stop()`` closes the port (connections are refused), ``start()`` opens it again.
+    """
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        #: the Idempotency-Key header of every accepted POST
+        self.keys: list[str | None] = []
         self.attempts = 0
         self.status = 200
         receiver = self
@@ -109,6 +114,7 @@ class WebhookReceiver:
                 receiver.attempts += 1
                 if receiver.status < 300:
                     receiver.received.append(body)
+                    receiver.keys.append(self.headers.get("Idempotency-Key"))
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -116,21 +122,36 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
+        self.handler = Handler
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.port = self.server.server_port
+        self.serving = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/hook"
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.serving = False
+
+    def start(self) -> None:
+        """Serve (again, on the same port after ``stop()``)."""
+        if self.server.socket.fileno() == -1:  # closed by stop(): a new one on the port
+            self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler)
+        server = self.server
+        threading.Thread(target=lambda: server.serve_forever(0.05), daemon=True).start()
+        self.serving = True
 
 
 @pytest.fixture
 def webhook() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
-    receiver.thread.start()
+    receiver.start()
     yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    if receiver.serving:
+        receiver.stop()
 
 
 _runner = CliRunner()

@@ -1,8 +1,8 @@
-"""Safety-stock alerts: one webhook per crossing, none while staying low, retries never block."""
+"""Safety-stock alerts: one webhook per crossing, none while staying low (delivery through the
+outbox: tests/reconcile/test_alert_outbox.py)."""
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 from sync import config as cfg
@@ -10,7 +10,6 @@ from sync.alert_scope import scope
 from sync.alerts import check_alerts, detect, threshold_of
 from sync.config import AlertSettings
 from sync.model import LevelValue, StockKey
-from sync.pull import ensure_baseline
 from sync.runtime import Pipeline, build_pipeline, run_cycle
 from sync.state.store import AlertState
 from tests.conftest import Clock
@@ -63,7 +62,9 @@ def test_crossing_fires_one_webhook_each_way(
     run_cycle(mp.pipeline)
     assert check_alerts(mp.pipeline) == []  # run_cycle already fired it
     assert [r["event"] for r in webhook.received] == ["stock_low"]
+    (event,) = mp.store.alert_events(mp.name)
     assert webhook.received[0] == {
+        "alert_id": event.alert_id,
         "event": "stock_low",
         "pipeline": mp.name,
         "sku": "A",
@@ -88,48 +89,6 @@ def test_crossing_fires_one_webhook_each_way(
     assert [r["event"] for r in webhook.received] == ["stock_low", "stock_recovered"]
 
 
-def test_failing_webhook_is_retried_and_does_not_block(
-    make_pipeline: MakePipeline, webhook: WebhookReceiver
-) -> None:
-    webhook.status = 500
-    mp = make_pipeline(
-        "    alerts:\n"
-        "      default_threshold: 5\n"
-        f"      webhook: {{url: '{webhook.url}', max_attempts: 3, timeout_s: 2}}\n"
-    )
-    mp.erp.set_opening("A", "W1", 1)
-    started = time.monotonic()
-    result = run_cycle(mp.pipeline)  # the cycle checks alerts after its push
-    assert result.ok and mp.crm.values() == {A: Decimal(1)}
-    assert webhook.attempts == 3 and webhook.received == []
-    assert time.monotonic() - started < 10
-    # the state is kept: the failed alert is logged and left, not re-sent every cycle
-    slept: list[float] = []
-    assert check_alerts(mp.pipeline, sleep=slept.append) == [] and webhook.attempts == 3
-    # a later crossing is delivered again, with retries between attempts
-    webhook.status = 200
-    mp.move("A", "10")
-    run_cycle(mp.pipeline)
-    assert [r["event"] for r in webhook.received] == ["stock_recovered"]
-
-
-def test_direct_check_retries_with_injected_sleep(
-    make_pipeline: MakePipeline, webhook: WebhookReceiver
-) -> None:
-    webhook.status = 503
-    mp = make_pipeline(
-        "    alerts:\n"
-        "      default_threshold: 5\n"
-        f"      webhook: {{url: '{webhook.url}', max_attempts: 4}}\n"
-    )
-    mp.erp.set_opening("A", "W1", 1)
-    ensure_baseline(mp.store, mp.erp, mp.name, now=mp.clock)  # a level, no cycle (no alerts)
-    slept: list[float] = []
-    events = check_alerts(mp.pipeline, sleep=slept.append)
-    assert [e.transition for e in events] == ["low"]
-    assert webhook.attempts == 4 and len(slept) == 3
-
-
 # --------------------------------------------------------------- basis: available
 AVAILABLE = "    alerts: {{thresholds: {{A: 10}}, basis: available, webhook: {{url: '{url}'}}}}\n"
 
@@ -146,6 +105,7 @@ def test_a_reservation_fires_stock_low_while_on_hand_stays(
     run_cycle(mp.pipeline)
     assert webhook.received == [
         {
+            "alert_id": mp.store.alert_events(mp.name)[0].alert_id,
             "event": "stock_low",
             "pipeline": mp.name,
             "sku": "A",
