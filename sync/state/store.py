@@ -4,7 +4,7 @@ Typed rows (dataclasses) cross this boundary, never SQLAlchemy rows. Writes
 that must be atomic together (a ledger page, a push result) go through
 ``transaction()``, which yields a ``Tx`` bound to one connection. The reads are
 grouped by concern in ``ledger_reads``, ``alert_reads``, ``outbox_reads`` and
-``ops_reads``.
+``ops_reads``; ``explain_reads`` serves the operators' tools.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sync.errors import TransientError
 from sync.settings import mask, mask_url
 from sync.state.alert_reads import AlertReads
 from sync.state.engine import create_state_engine
+from sync.state.explain_reads import BaselineRow, ExplainReads
 from sync.state.ledger_reads import LedgerReads
 from sync.state.ops_reads import OperationsReads
 from sync.state.outbox_reads import OutboxReads
@@ -34,6 +35,7 @@ from sync.state.rows import (
     CursorRow,
     LedgerLine,
     OutboxRow,
+    PushLogEntry,
     RunRow,
     StoredMovement,
     display_ref,
@@ -53,11 +55,13 @@ __all__ = [
     "PENDING",
     "UNCERTAIN",
     "AlertState",
+    "BaselineRow",
     "Binding",
     "ConflictRow",
     "CursorRow",
     "LedgerLine",
     "OutboxRow",
+    "PushLogEntry",
     "RunRow",
     "StateStore",
     "StoredMovement",
@@ -69,8 +73,9 @@ __all__ = [
 ]
 
 
-class StateStore(LedgerReads, AlertReads, OutboxReads, OperationsReads):
-    """The state database: ledger, levels, cursors, outbox, bindings, conflicts, runs."""
+class StateStore(LedgerReads, AlertReads, OutboxReads, OperationsReads, ExplainReads):
+    """The state database: ledger, levels, cursors, outbox, bindings, conflicts, runs,
+    push log."""
 
     # -- schema ---------------------------------------------------------------
     def upgrade(self, revision: str = "head") -> str | None:

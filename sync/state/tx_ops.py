@@ -23,6 +23,7 @@ from sync.state import schema as s
 from sync.state.rows import (
     AlertState,
     OutboxRow,
+    PushLogEntry,
     opt_units,
 )
 from sync.state.schema import to_units
@@ -263,4 +264,23 @@ class OperationsWrites:
         t = s.bindings
         self.conn.execute(
             delete(t).where(t.c.pipeline == pipeline, t.c.target == target, t.c.ref == ref)
+        )
+
+    # -- push log -----------------------------------------------------------
+    def log_push(self, pipeline: str, entry: PushLogEntry) -> None:
+        """Record one push outcome, in the transaction that records the outcome itself."""
+        self.conn.execute(
+            insert(s.push_log).values(
+                pipeline=pipeline,
+                target=entry.target,
+                ref=entry.ref,
+                at=entry.at,
+                outcome=entry.outcome,
+                crm_id=entry.crm_id,
+                # None rather than a rounded figure (a CRM may keep more places)
+                qty=None if entry.qty is None else exact_units(entry.qty),
+                available=None if entry.available is None else exact_units(entry.available),
+                attempts=entry.attempts,
+                error=mask(entry.error) if entry.error else None,
+            )
         )
