@@ -318,6 +318,7 @@ def status(
 
 def main() -> None:
     """Console-script entry point."""
+    import sync.cli_explain
     import sync.cli_reconcile
     import sync.cli_run  # noqa: F401  (registers `run`, the daemon)
     from sync import commands  # noqa: F401  (registers the operational commands)

@@ -210,6 +210,13 @@ class PushSettings(StrictModel):
     mirror_movements: bool = Field(
         False, description="also write each movement to the CRM's movement object"
     )
+    log_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="days each push outcome stays in the push log for `stocksync explain` "
+        "(1 to 3650)",
+    )
     reservations: dict[ReservationKey, Annotated[Quantity, Field(ge=0)]] = Field(
         default_factory=dict,
         description='static reserved quantity per "SKU@WAREHOUSE", added to what the ERP '

@@ -44,6 +44,7 @@ from sync.state.store import (
     PENDING,
     UNCERTAIN,
     OutboxRow,
+    PushLogEntry,
     StateStore,
     level_ref,
     parse_level_ref,
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
     from sync.webhook import Webhook
 
 log = structlog.get_logger("stocksync.push")
+
+#: push log outcomes of a row that reached the CRM, or needed not
+CREATED, UPDATED, SKIPPED = "created", "updated", "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,8 @@ class PushOptions:
     reservations: Mapping[str, Decimal] = field(default_factory=dict)
     #: with at least this many unbound level rows, bind from one bulk read instead of lookups
     bulk_bind_threshold: int = 20
+    #: days a push outcome stays in the push log (``stocksync explain``)
+    log_retention_days: int = 30
 
 
 @dataclass(slots=True)
@@ -154,6 +160,8 @@ class Pusher:
                 error=str(exc),
                 now=now,
             )
+            outcome = "retrying" if state == PENDING else state
+            tx.log_push(self.pipeline, self._entry(row, now, outcome, attempts, str(exc)))
         if state == DEAD:
             report.dead += 1
         else:
@@ -187,6 +195,8 @@ class Pusher:
                 error=str(exc),
                 now=now,
             )
+            if row.state != BLOCKED:  # logged once, not on every cycle it stays blocked
+                tx.log_push(self.pipeline, self._entry(row, now, BLOCKED, row.attempts, str(exc)))
             tx.record_conflict(
                 kind=f"unmapped_{exc.what}",
                 pipeline=self.pipeline,
@@ -217,6 +227,7 @@ class Pusher:
                 tx.resolve_conflicts(
                     self.pipeline, kind, row.ref, now, "nothing_to_write", "nothing to show"
                 )
+            tx.log_push(self.pipeline, self._entry(row, now, "dropped", row.attempts))
         report.skipped += 1
 
     # -- one row --------------------------------------------------------------------
@@ -238,7 +249,7 @@ class Pusher:
         digest = _level_hash(shown)
         binding = self.store.binding(self.pipeline, LEVEL, row.ref)
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
-            self._done(row, report, LEVEL, binding.crm_id, digest, shown.real, skipped=True)
+            self._done(row, report, LEVEL, binding.crm_id, digest, shown, SKIPPED)
             return
         crm_id = binding.crm_id if binding is not None else None
         if crm_id is None and (row.state == UNCERTAIN or not bulk_bound):
@@ -246,32 +257,34 @@ class Pusher:
             if crm_id is not None:
                 report.bound += 1
         if crm_id is None:
-            crm_id = self.sink.create_level(key, value)
+            crm_id, outcome = self.sink.create_level(key, value), CREATED
             report.created += 1
         else:
             self.sink.update_level(crm_id, key, value)
+            outcome = UPDATED
             report.updated += 1
-        self._done(row, report, LEVEL, crm_id, digest, shown.real)
+        self._done(row, report, LEVEL, crm_id, digest, shown, outcome)
 
     def _push_movement(self, row: OutboxRow, report: PushReport) -> None:
         stored = self.store.movement(self.pipeline, row.ref)
         if stored is None:
-            self._done(row, report, MOVEMENT, None, None, None, skipped=True)
+            self._done(row, report, MOVEMENT, None, None, None, SKIPPED)
             return
         movement = stored.as_movement()
         digest = _movement_hash(movement)
         binding = self.store.binding(self.pipeline, MOVEMENT, row.ref)
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
-            self._done(row, report, MOVEMENT, binding.crm_id, digest, None, skipped=True)
+            self._done(row, report, MOVEMENT, binding.crm_id, digest, None, SKIPPED)
             return
         crm_id = binding.crm_id if binding is not None else self.sink.find_movement(movement.key)
         if crm_id is None:
-            crm_id = self.sink.create_movement(movement)
+            crm_id, outcome = self.sink.create_movement(movement), CREATED
             report.created += 1
         else:
             self.sink.update_movement(crm_id, movement)
+            outcome = UPDATED
             report.updated += 1
-        self._done(row, report, MOVEMENT, crm_id, digest, None)
+        self._done(row, report, MOVEMENT, crm_id, digest, None, outcome)
 
     def _push_alert(self, row: OutboxRow, report: PushReport) -> None:
         if alert_push.deliver(self.store, row, self.webhook, self.now):
@@ -286,10 +299,10 @@ class Pusher:
         target: str,
         crm_id: str | None,
         digest: str | None,
-        qty: Decimal | None,
-        *,
-        skipped: bool = False,
+        shown: LevelValue | None,
+        outcome: str,
     ) -> None:
+        now = self.now()
         with self.store.transaction() as tx:
             if crm_id is not None:
                 tx.bind(
@@ -298,9 +311,12 @@ class Pusher:
                     row.ref,
                     crm_id,
                     pushed_hash=digest,
-                    pushed_qty=qty,
-                    now=self.now(),
+                    pushed_qty=None if shown is None else shown.real,
+                    now=now,
                 )
+            tx.log_push(
+                self.pipeline, self._entry(row, now, outcome, row.attempts, None, crm_id, shown)
+            )
             if not tx.finish_outbox(row):
                 # re-enqueued while we pushed: the row stays for the newer value, but
                 # whatever we learnt (uncertain → bound) is kept
@@ -308,31 +324,42 @@ class Pusher:
                     row,
                     state=PENDING,
                     attempts=0,
-                    next_attempt_at=self.now(),
+                    next_attempt_at=now,
                     error=None,
-                    now=self.now(),
+                    now=now,
                 )
             if target == LEVEL and row.state == BLOCKED:
-                tx.resolve_conflicts(
-                    self.pipeline,
-                    "unmapped_sku",
-                    row.ref,
-                    self.now(),
-                    "mapped",
-                    "now known to the CRM",
-                )
-                tx.resolve_conflicts(
-                    self.pipeline,
-                    "unmapped_warehouse",
-                    row.ref,
-                    self.now(),
-                    "mapped",
-                    "now known to the CRM",
-                )
-        if skipped:
+                for kind in ("unmapped_sku", "unmapped_warehouse"):
+                    tx.resolve_conflicts(
+                        self.pipeline, kind, row.ref, now, "mapped", "now known to the CRM"
+                    )
+        if outcome == SKIPPED:
             report.skipped += 1
         else:
             report.pushed += 1
+
+    def _entry(
+        self,
+        row: OutboxRow,
+        at: datetime,
+        outcome: str,
+        attempts: int,
+        error: str | None = None,
+        crm_id: str | None = None,
+        shown: LevelValue | None = None,
+    ) -> PushLogEntry:
+        """The push log's record of one outcome (written in the outcome's transaction)."""
+        return PushLogEntry(
+            target=row.target,
+            ref=row.ref,
+            at=at,
+            outcome=outcome,
+            crm_id=crm_id,
+            qty=None if shown is None else shown.real,
+            available=None if shown is None else shown.available,
+            attempts=attempts,
+            error=error,
+        )
 
     def push_row(self, row: OutboxRow, report: PushReport, *, bulk_bound: bool = False) -> None:
         try:
@@ -429,6 +456,8 @@ class Pusher:
         them) are queued first, so nothing a committed page changed is left behind.
         """
         report = PushReport()
+        retention = timedelta(days=self.options.log_retention_days)
+        self.store.prune_push_log(self.pipeline, self.now() - retention)
         queue_pending_levels(self.store, self.pipeline, now=self.now())
         bulk_bound = False
         if self.store.unbound_count(self.pipeline, LEVEL) >= self.options.bulk_bind_threshold:

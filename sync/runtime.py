@@ -51,6 +51,7 @@ def push_options(p: PipelineBase) -> PushOptions:
         retry_initial_s=p.push.retry_initial_s,
         retry_max_s=p.push.retry_max_s,
         reservations=dict(p.push.reservations),
+        log_retention_days=p.push.log_retention_days,
     )
 
 

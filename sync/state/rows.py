@@ -104,6 +104,27 @@ class Binding:
 
 
 @dataclass(frozen=True, slots=True)
+class PushLogEntry:
+    """One push outcome of one outbox row (``push_log``): what was written, and the answer.
+
+    ``outcome`` is ``created``, ``updated``, ``skipped`` (equal to the last pushed value),
+    ``dropped`` (nothing to show for a code the CRM lacks), ``retrying``, ``uncertain``,
+    ``dead`` or ``blocked``; ``qty``/``available`` are the figures as the CRM shows them
+    (None for a failure or a movement); ``error`` is masked.
+    """
+
+    target: str
+    ref: str
+    at: datetime
+    outcome: str
+    crm_id: str | None = None
+    qty: Decimal | None = None
+    available: Decimal | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ConflictRow:
     id: int
     kind: str

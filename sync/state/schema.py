@@ -290,3 +290,26 @@ alert_events = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime, nullable=True),
 )
+
+#: what each push attempt did (``stocksync explain``), pruned after push.log_retention_days
+push_log = Table(
+    "push_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("pipeline", String(NAME), nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("ref", String(REF), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    #: created, updated, skipped, dropped, retrying, uncertain, dead or blocked
+    Column("outcome", String(16), nullable=False),
+    Column("crm_id", String(CODE), nullable=True),
+    #: on hand and available as written (as the CRM shows them), micro-units
+    Column("qty", BigInteger, nullable=True),
+    Column("available", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Index("ix_push_log_ref", "pipeline", "target", "ref", "at"),
+    Index("ix_push_log_at", "pipeline", "at"),
+)

@@ -4,7 +4,7 @@ Typed rows (dataclasses) cross this boundary, never SQLAlchemy rows. Writes
 that must be atomic together (a ledger page, a push result) go through
 ``transaction()``, which yields a ``Tx`` bound to one connection. The reads are
 grouped by concern in ``ledger_reads``, ``alert_reads``, ``outbox_reads``,
-``ops_reads`` and ``freshness_reads``.
+``ops_reads`` and ``freshness_reads``; ``explain_reads`` serves the operators' tools.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sync.errors import StockSyncError, TransientError
 from sync.settings import mask, mask_url
 from sync.state.alert_reads import AlertReads
 from sync.state.engine import StateDatabaseMissing, create_state_engine
+from sync.state.explain_reads import BaselineRow, ExplainReads
 from sync.state.freshness_reads import FreshnessInputs, FreshnessReads
 from sync.state.ledger_reads import LedgerReads
 from sync.state.ops_reads import OperationsReads
@@ -41,6 +42,7 @@ from sync.state.rows import (
     CursorRow,
     LedgerLine,
     OutboxRow,
+    PushLogEntry,
     RunRow,
     StoredMovement,
     display_ref,
@@ -62,12 +64,14 @@ __all__ = [
     "UNCERTAIN",
     "AlertEventRow",
     "AlertState",
+    "BaselineRow",
     "Binding",
     "ConflictRow",
     "CursorRow",
     "FreshnessInputs",
     "LedgerLine",
     "OutboxRow",
+    "PushLogEntry",
     "RunRow",
     "StateDatabaseMissing",
     "StateReadOnly",
@@ -102,8 +106,11 @@ def _missing_database(exc: OperationalError) -> bool:
     return bool(args) and args[0] == _MYSQL_NO_DATABASE
 
 
-class StateStore(LedgerReads, AlertReads, OutboxReads, OperationsReads, FreshnessReads):
-    """The state database: ledger, levels, cursors, outbox, bindings, conflicts, runs."""
+class StateStore(
+    LedgerReads, AlertReads, OutboxReads, OperationsReads, FreshnessReads, ExplainReads
+):
+    """The state database: ledger, levels, cursors, outbox, bindings, conflicts, runs,
+    push log."""
 
     # -- schema ---------------------------------------------------------------
     def upgrade(self, revision: str = "head") -> str | None:

@@ -327,6 +327,38 @@ class Tx(OperationsWrites):
         if refs and self._has_dead(pipeline, target):
             self._revive(pipeline, target, refs, now)
 
+    def force_levels(self, pipeline: str, refs: Sequence[str], now: datetime) -> None:
+        """Queue these levels and forget what was last pushed for them (``stocksync resync``).
+
+        The binding keeps its CRM id and pushed quantity; only the hash that makes an
+        equal value "no write" is cleared, so the next push writes even an unchanged
+        value, and keeps doing so across retries until one succeeds.
+        """
+        t = s.bindings
+        for start in range(0, len(refs), 900):
+            self.conn.execute(
+                update(t)
+                .where(
+                    t.c.pipeline == pipeline,
+                    t.c.target == LEVEL,
+                    t.c.ref.in_(list(refs[start : start + 900])),
+                )
+                .values(pushed_hash=None)
+            )
+        refs = sorted(refs)  # the order every writer of per-key rows keeps
+        self.enqueue(pipeline, LEVEL, refs, now)
+        o = s.outbox
+        for start in range(0, len(refs), 900):  # due now, even a row in backoff
+            self.conn.execute(
+                update(o)
+                .where(
+                    o.c.pipeline == pipeline,
+                    o.c.target == LEVEL,
+                    o.c.ref.in_(refs[start : start + 900]),
+                )
+                .values(next_attempt_at=now)
+            )
+
     def _has_dead(self, pipeline: str, target: str) -> bool:
         t = s.outbox
         rows = fetch(

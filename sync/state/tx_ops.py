@@ -20,13 +20,15 @@ from sqlalchemy import (
 from sync.model import StockKey, exact_units
 from sync.settings import mask
 from sync.state import schema as s
+from sync.state.fastpath import executemany
 from sync.state.rows import (
     AlertEventRow,
     AlertState,
     OutboxRow,
+    PushLogEntry,
     opt_units,
 )
-from sync.state.schema import to_units
+from sync.state.schema import to_micros, to_units
 from sync.state.upsert import upsert
 
 
@@ -290,3 +292,38 @@ class OperationsWrites:
         self.conn.execute(
             delete(t).where(t.c.pipeline == pipeline, t.c.target == target, t.c.ref == ref)
         )
+
+    # -- push log -----------------------------------------------------------
+    def log_push(self, pipeline: str, entry: PushLogEntry) -> None:
+        """Record one push outcome, in the transaction that records the outcome itself.
+
+        One precompiled INSERT handed to the driver: it runs once per pushed row.
+        """
+        row = (
+            pipeline,
+            entry.target,
+            entry.ref,
+            to_micros(entry.at),
+            entry.outcome,
+            entry.crm_id,
+            # None rather than a rounded figure (a CRM may keep more places)
+            None if entry.qty is None else exact_units(entry.qty),
+            None if entry.available is None else exact_units(entry.available),
+            entry.attempts,
+            mask(entry.error) if entry.error else None,
+        )
+        executemany(self.conn, "log_push", lambda: insert(s.push_log), _PUSH_LOG_COLUMNS, [row])
+
+
+_PUSH_LOG_COLUMNS = (
+    "pipeline",
+    "target",
+    "ref",
+    "at",
+    "outcome",
+    "crm_id",
+    "qty",
+    "available",
+    "attempts",
+    "error",
+)
