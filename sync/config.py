@@ -471,6 +471,8 @@ def parse(
     if isinstance(state, dict) and isinstance(state.get("url"), str):
         register_url_password(state["url"])
     problems = [ConfigProblem(_format_path(p), m, lines.find(p)) for p, m in env_problems]
+    #: a value left empty by an unset variable says so once, not again as "too short"
+    unset = {p for p, _ in env_problems}
     try:
         settings = settings_model().model_validate(data)
     except ValidationError as exc:
@@ -479,6 +481,8 @@ def parse(
             loc = _strip_tags(tuple(error["loc"]))
             if error["type"] == "union_tag_invalid":
                 loc = (*loc, "type")
+            if loc in unset:
+                continue
             problems.append(
                 ConfigProblem(_format_path(loc), mask(_message(error, loc)), lines.find(loc))
             )
