@@ -1,4 +1,4 @@
-"""Safety-stock alerts (DESIGN §7): fire once when a level crosses below, once when it recovers.
+"""Safety-stock alerts (architecture §7): fire once when a level crosses below, once on recovery.
 
 The compared figure is ``alerts.basis``: on hand, or available = on hand −
 reserved (ERP reserved + ``push.reservations``; issue 15: stock that is all

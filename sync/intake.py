@@ -2,7 +2,7 @@
 
 Quantities are kept exactly (integer micro-units): a line with more decimals
 than the ledger keeps (``pipelines[].precision``) is quarantined as a
-``RejectedRecord``, never rounded (design note 21).
+``RejectedRecord``, never rounded (architecture §3.5).
 """
 
 from __future__ import annotations

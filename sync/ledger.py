@@ -1,4 +1,4 @@
-"""The movement ledger: apply a page of movements in one transaction (DESIGN §3).
+"""The movement ledger: apply a page of movements in one transaction (architecture §3).
 
 ``plan_page`` is pure: given what the ledger holds for a page's keys and what
 the ERP now says, it decides which rows are new, which changed (a version and
@@ -6,7 +6,7 @@ a pair of deltas each) and which are no-ops. ``apply_page`` fetches, plans and
 writes: movements, versions, level deltas (each changed level flagged for the
 outbox), quarantined records and the cursor advance commit together or not at
 all. Lines that a document read whole no longer has are withdrawn in the same
-transaction (``sync.withdraw``, design note 20); lines are converted, and those
+transaction (``sync.withdraw``, architecture §3.6); lines are converted, and those
 the ledger cannot keep exactly quarantined, by ``sync.intake``.
 ``queue_pending_levels`` turns the flags into outbox rows.
 """
@@ -51,7 +51,7 @@ class LedgerOptions:
     """How a pipeline's ledger behaves (from config).
 
     ``precision``: decimal places the ledger keeps (at most the store's 6). A line
-    with more is quarantined, never rounded (design note 21).
+    with more is quarantined, never rounded (architecture §3.5).
     """
 
     precision: int = STORE_PRECISION
@@ -94,10 +94,10 @@ class ApplyResult:
 
 
 def same_content(line: IncomingLine, old: LedgerLine) -> bool:
-    """DESIGN §3 rule 1's content comparison: kind, sku, warehouse, qty, occurred_at, active.
+    """Rule 1 of architecture §3.1 compares kind, sku, warehouse, qty, occurred_at, active.
 
     The fields themselves are compared rather than a stored hash of them: as exact,
-    and no hash to compute for every line of a pull (design note 17).
+    and no hash to compute for every line of a pull (architecture §3.4).
     ``doc_no`` and ``source_updated_at`` are left out on purpose: re-stamping a
     document without changing its lines must not create a version.
     """
@@ -112,7 +112,7 @@ def same_content(line: IncomingLine, old: LedgerLine) -> bool:
 
 
 def plan_page(incoming: Sequence[IncomingLine], existing: Mapping[str, LedgerLine]) -> PagePlan:
-    """Decide the writes for a page (rules 1 and 2 of DESIGN §3). No I/O.
+    """Decide the writes for a page (architecture §3.1 rules 1 and 2). No I/O.
 
     A row older than the stored version (by ``source_updated_at``) is stale and
     ignored, so pages re-delivered out of order can never roll a line back.
@@ -234,7 +234,7 @@ def apply_page(
 ) -> ApplyResult:
     """Apply one page atomically. Re-applying the same page changes nothing.
 
-    ``cursor_limit`` caps the cursor (DESIGN §4: never past run start − overlap),
+    ``cursor_limit`` caps the cursor (architecture §4: never past run start − overlap),
     so that rows committed late by the ERP are still inside the next query.
     Lines of ``page.complete_documents`` that the page no longer has are
     withdrawn (``sync.withdraw``); lines with more decimals than
@@ -339,7 +339,7 @@ def set_baseline(
 ) -> dict[StockKey, Decimal]:
     """Store ``baseline = snapshot − Σ movements`` so that ledger levels equal the snapshot.
 
-    The ERP's opening stock is not a movement (DESIGN §3 "Baseline"); keys the
+    The ERP's opening stock is not a movement (architecture §3.2); keys the
     ledger has but the snapshot lacks get the baseline that brings them to zero.
     A snapshot quantity with more than ``precision`` decimals is not rounded: its
     key keeps the baseline it had and the figure is quarantined as a

@@ -76,7 +76,7 @@ def document_key(movement_key: str) -> str:
 def line_digest(
     kind: str, sku: str, warehouse: str, units: int, occurred_us: int, active: bool
 ) -> str:
-    """Hash of the fields of a line that matter for stock (those DESIGN §3 rule 1 compares).
+    """Hash of the fields of a line that matter for stock (those architecture §3.1 rule 1 compares).
 
     The ledger compares the fields themselves (``sync.ledger.same_content``); this
     digest is the compact form for what is kept elsewhere, such as the hash of a
@@ -199,7 +199,7 @@ class Cursor:
 
 @dataclass(frozen=True, slots=True)
 class RejectedRecord:
-    """An ERP record that could not become a movement (DESIGN §4: quarantine, continue)."""
+    """An ERP record that could not become a movement (architecture §4: quarantine, continue)."""
 
     stream: str
     reason: str

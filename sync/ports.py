@@ -61,7 +61,7 @@ class ErpSource(Protocol):
         A snapshot of the keys that have any: a key left out has none, so a release
         shows as the key dropping out. Items for one key add up (a source may give
         one per lot or location). The core reads it once per cycle, right after the
-        pull (design note 29), so its cost must grow with the reserved keys, not with
+        pull (architecture §9), so its cost must grow with the reserved keys, not with
         every key the ERP stocks. Raises TransientError / PermanentError / ConfigError.
         """
         ...
@@ -126,7 +126,7 @@ class CrmSink(Protocol):
 
         Duplicates included: two records for one key (made by a person, an import or
         another tool) come back as two CrmLevel, oldest first, so reconcile can
-        report them (``duplicate_in_crm``, design note 23).
+        report them (``duplicate_in_crm``, architecture §6.3).
         """
         ...
 

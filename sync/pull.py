@@ -1,4 +1,4 @@
-"""Pulling: ERP streams → ledger, page by page, each page one transaction (DESIGN §4).
+"""Pulling: ERP streams → ledger, page by page, each page one transaction (architecture §4).
 
 Also the two pull-shaped jobs that complete the picture: the first-run
 baseline (opening stock is not a movement) and the window rescan that turns

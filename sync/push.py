@@ -1,4 +1,4 @@
-"""Pushing: drain the outbox into the CRM without ever duplicating a record (DESIGN §5).
+"""Pushing: drain the outbox into the CRM without ever duplicating a record (architecture §5).
 
 The flow per row reads like OCA's importer: binding → update by id; no binding
 → look up by business key → bind → update; nothing found → create → bind.
@@ -404,7 +404,7 @@ class Pusher:
         The CRM's current value becomes the "last pushed" value: equal levels then
         cost no write at all, different ones one update. With duplicates for a key
         the oldest record wins (as ``find_level`` picks it), and a key already bound
-        keeps its record: reconcile reports the others (design note 23).
+        keeps its record: reconcile reports the others (architecture §6.3).
         """
         bound = 0
         chunk: dict[str, tuple[str, str, str | None, Decimal | None]] = {}

@@ -1,4 +1,4 @@
-"""Three-way reconcile, the decision half (DESIGN §6): ERP vs ledger vs CRM, no I/O.
+"""Three-way reconcile, the decision half (architecture §6): ERP vs ledger vs CRM, no I/O.
 
 ``plan`` merge-joins five inputs sorted by (sku, warehouse) — ERP on-hand (E),
 ledger levels (L), CRM values (C), last pushed values (P) and reserved stock

@@ -1,4 +1,4 @@
-"""Reconcile's inputs: fetch E, L, C, P and reserved stock (DESIGN §6.1) and plan.
+"""Reconcile's inputs: fetch E, L, C, P and reserved stock (architecture §6, step 1) and plan.
 
 Sequence: baseline if the pipeline has none, catch up (pull and reserved stock,
 as a cycle does), snapshot E, catch up again (keys moved by the second catch-up
@@ -42,7 +42,7 @@ def _erp_sorted(pipeline: Pipeline, spool: SortedSpool) -> Iterator[tuple[StockK
 
 
 def _crm_sorted(pipeline: Pipeline, spool: SortedSpool) -> Iterator[tuple[StockKey, CrmValue]]:
-    """The CRM's records by key. Several records for one key (duplicates, design note 23):
+    """The CRM's records by key. Several records for one key (duplicates, architecture §6.3):
     the one bound is kept and compared, else the oldest (the one a push would bind)."""
     levels = pipeline.sink.read_levels()
     spool.add(
@@ -102,7 +102,7 @@ def _reserved_sorted(pipeline: Pipeline) -> list[tuple[StockKey, ReservedValue]]
 
 
 def collect(pipeline: Pipeline, run_id: str, policies: Policies) -> tuple[list[Finding], int]:
-    """Fetch the five sides (DESIGN §6.1) and plan; returns the findings and keys compared."""
+    """Fetch the five sides (architecture §6, step 1) and plan; return findings, keys compared."""
     pipeline.ensure_baseline(run_id)
     _catch_up(pipeline, run_id)
     # reserved stock caught up as a cycle does: a reservation made since the last cycle is

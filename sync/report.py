@@ -1,4 +1,4 @@
-"""Stock cover (DESIGN §7): on hand, reserved, available, outbound rate, days of cover, reorder.
+"""Stock cover (architecture §7): on hand, reserved, available, outbound rate, cover, reorder.
 
 ``cover_rows`` is pure; ``stock_cover`` reads the ledger. The outbound rate is
 the sum of active outbound movements (shipments, supplier returns, transfers

@@ -1,4 +1,4 @@
-"""Reserved stock: the ERP's snapshot, stored per key, and the static overlay (design note 29).
+"""Reserved stock: the ERP's snapshot, stored per key, and the static overlay (architecture §9).
 
 Available = on hand − reserved, per product × warehouse. On hand is the ledger's
 level; reserved is what the ERP reports (``ErpSource.reserved``, read once per

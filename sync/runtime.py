@@ -209,7 +209,7 @@ def run_cycle(
         result.stopped = report.stopped
         if not report.stopped:
             # right after the pull, never before it: a release is then seen with or
-            # before the shipment that made it, never counted twice (design note 29)
+            # before the shipment that made it, never counted twice (architecture §9)
             result.reserved = pipeline.refresh_reservations().changed
             from sync.alerts import check_alerts
 

@@ -4,7 +4,7 @@ A source that re-reads a whole document names it in ``Page.complete_documents``;
 every stored active line of that document whose key the page lacks was deleted
 from the document in the ERP (an edit, or un-audit → remove the line → re-audit)
 and is withdrawn like a cancelled line: a new inactive version and a delta of
-−its quantity (DESIGN §3 rules 1–4, design note 20). Pure: no I/O.
+−its quantity (architecture §3.1 rules 1–4, §3.6). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def plan_withdrawals(
     take is still in the document). A line already inactive needs nothing (so
     re-reading a page is a no-op, rule 1). A line stored with a stamp newer than
     the page's read of its document was written by a later read, which the page
-    cannot contradict (a page delivered late, design note 1). The new version
+    cannot contradict (a page delivered late, architecture §3.3). The new version
     carries the document's stamp, so a late copy of an older read cannot bring
     the line back; a line put back in the ERP later comes with a newer stamp.
     Lines that another stream stored are not this page's to judge.

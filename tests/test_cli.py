@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,9 +28,16 @@ STUCK_AT = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def run(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    unset: Iterable[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKSYNC_")}
+    gone = set(unset)
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("STOCKSYNC_") and k not in gone
+    }
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
     return subprocess.run(
@@ -49,10 +58,51 @@ def test_help_and_version() -> None:
     assert version.returncode == 0 and version.stdout.startswith("stocksync ")
 
 
-def test_example_config_validates() -> None:
-    result = run("check-config", "config.example.yaml")
+#: what a user sets to validate config.example.yaml (the README's production section lists them)
+EXAMPLE_ENV = {
+    "K3CLOUD_URL": "http://127.0.0.1:8765/k3cloud/",
+    "K3CLOUD_ACCT_ID": "65f0000000000a",
+    "K3CLOUD_USER": "apiuser",
+    "K3CLOUD_APP_ID": "123456_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX",
+    "K3CLOUD_APP_SECRET": "0123456789abcdef0123456789abcdef",
+    "FXIAOKE_APP_ID": "FSAID_131f5c8",
+    "FXIAOKE_APP_SECRET": SECRET,
+    "FXIAOKE_PERMANENT_CODE": "A1B2C3D4E5F6",
+    "FXIAOKE_OPEN_USER_ID": "FSUID_00000000000000000000000000000001",
+}
+
+
+def _required_variables(text: str) -> set[str]:
+    """``${VAR}`` without a default on the lines that are not comments."""
+    live = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    return set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", live))
+
+
+def test_example_config_validates_with_its_variables_set() -> None:
+    result = run("check-config", "config.example.yaml", env=EXAMPLE_ENV)
     assert result.returncode == 0, result.stderr
     assert "pipeline main (enabled): k3cloud → fxiaoke" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_example_config_without_its_variables_names_each_one() -> None:
+    """No dummy fallback for a credential: a variable left unset stops check-config."""
+    needed = _required_variables((ROOT / "config.example.yaml").read_text())
+    assert needed == set(EXAMPLE_ENV)
+    env = {name: value for name, value in EXAMPLE_ENV.items() if name != "FXIAOKE_APP_SECRET"}
+    one_missing = run("check-config", "config.example.yaml", env=env, unset=EXAMPLE_ENV)
+    assert one_missing.returncode == 2, one_missing.stdout
+    assert one_missing.stderr.count("is not set") == 1
+    assert "crm.app_secret (line " in one_missing.stderr
+    assert "environment variable FXIAOKE_APP_SECRET is not set" in one_missing.stderr
+    none_set = run("check-config", "config.example.yaml", unset=EXAMPLE_ENV)
+    assert none_set.returncode == 2
+    for name in EXAMPLE_ENV:
+        assert f"environment variable {name} is not set" in none_set.stderr
+    # the unset variable is the problem, not the empty value it left behind
+    assert "at least" not in none_set.stderr
+    readme = (ROOT / "README.md").read_text()
+    assert [name for name in sorted(needed) if f"`{name}`" not in readme] == []
 
 
 def _keys(node: object, prefix: str = "") -> set[str]:

@@ -5,7 +5,7 @@ and ``raise_for_error`` is the one place that turns codes into our error classes
 Retries (tenacity) live here and nowhere else; creates are never retried blindly
 because Fxiaoke has no idempotency key — the engine looks up first instead.
 
-What an error says about a write (design note 22): codes the gateway answers
+What an error says about a write (architecture §5.5): codes the gateway answers
 before any work (limits, auth, configuration, parameter and business errors) mean
 "not applied"; -1, -2, 50009, a missing code, a 5xx and a lost answer mean
 "unknown" and raise ``OutcomeUnknownError`` for a write.

@@ -30,6 +30,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
+from connectors._catalogue import K3CLOUD_DEMO_MATERIALS, K3CLOUD_DEMO_WAREHOUSES
 from connectors._emulator import Emulator, LoopbackServer
 from connectors.fxiaoke.emulator_faults import (
     FAULT_KINDS,
@@ -422,18 +423,17 @@ class FxiaokeEmulator(Emulator):
         return {}
 
 
-#: the demo's own codes, then those of the K/3 Cloud emulator's demo scenario
-#: (connectors/k3cloud/scenarios.py), so that `stocksync emulator k3cloud` and
-#: `stocksync emulator fxiaoke`, both on their default scenario, sync without blocked rows
+#: the demo's own codes, then the K/3 Cloud emulator's demo scenario's (one definition,
+#: connectors/_catalogue.py), so that `stocksync emulator k3cloud --scenario demo` and
+#: `stocksync emulator fxiaoke --scenario demo` sync without blocked rows
 DEMO_PRODUCTS = [
     *((f"SKU-{i:04d}", f"Demo product {i}") for i in range(1, 21)),
-    *((code, f"K/3 Cloud demo material {code}") for code in ("1.01.001", "1.01.002", "1.02.001")),
-    ("2.01.001", "K/3 Cloud demo material 2.01.001"),
+    *K3CLOUD_DEMO_MATERIALS.items(),
 ]
 DEMO_WAREHOUSES = [
     ("WH-MAIN", "Main warehouse"),
     ("WH-EAST", "East warehouse"),
-    *((code, f"K/3 Cloud demo warehouse {code}") for code in ("CK001", "CK002", "CK003")),
+    *K3CLOUD_DEMO_WAREHOUSES.items(),
 ]
 
 

@@ -2,7 +2,7 @@
 
 Plain kinds answer before the write (busy, rate, token expiry, a 500, a refused
 connection or a lost answer) or after it was applied (``*_after_apply``: the
-outcome is unknown to the client, design note 22); parametric kinds give any
+outcome is unknown to the client, architecture §5.5); parametric kinds give any
 error code or HTTP status, before or after apply.
 """
 

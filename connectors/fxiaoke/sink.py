@@ -1,6 +1,6 @@
 """Fxiaoke as a CrmSink: StockObj balances per product × warehouse, plus a movement mirror.
 
-The "integration edition" target (DESIGN §5): the ERP owns the ledger, the CRM
+The "integration edition" target (architecture §5): the ERP owns the ledger, the CRM
 shows balances. This module only performs single-record operations; the push
 engine decides between update, look-up-and-bind and create.
 """
@@ -82,7 +82,7 @@ class FxiaokeSink:
 
     def find_level(self, key: StockKey) -> str | None:
         """The oldest live StockObj for (product, warehouse); duplicates are reconcile's
-        job (design note 23), which keeps the record bound here."""
+        job (architecture §6.3), which keeps the record bound here."""
         filters = [flt(f, "EQ", v) for f, v in self._refs(key).items()]
         filters.append(flt("life_status", "EQ", "normal"))
         ids = self.client.find_ids(self.settings.stock_object, filters, limit=1)

@@ -127,7 +127,7 @@ class K3CloudClient:
 
         Unlike StartRow, a position given by key values does not move when rows before it
         change, appear or vanish between two pages: every row present from the first page
-        to the last whose keys lie ahead of the position is read (design note on paging).
+        to the last whose keys lie ahead of the position is read (architecture §4.1).
         ``keys`` are (field key, position in the row, "num" or "str"); the query's own
         FilterString is kept and AND-ed with the position.
         """

@@ -9,11 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from connectors._catalogue import K3CLOUD_DEMO_MATERIALS, K3CLOUD_DEMO_WAREHOUSES
+
 if TYPE_CHECKING:
     from connectors.k3cloud.emulator import K3CloudEmulator
 
-MATERIALS = ("1.01.001", "1.01.002", "1.02.001", "2.01.001")
-WAREHOUSES = ("CK001", "CK002", "CK003")
+#: shared with the Fxiaoke emulator's demo catalogue (connectors/_catalogue.py)
+MATERIALS = tuple(K3CLOUD_DEMO_MATERIALS)
+WAREHOUSES = tuple(K3CLOUD_DEMO_WAREHOUSES)
 
 
 class _StepClock:

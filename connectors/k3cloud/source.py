@@ -183,7 +183,7 @@ class K3CloudSource:
         documents ordered by (FID, entry id); ``since`` None reads everything.
 
         The lower bound is fixed for the whole pull and pages follow a keyset, so edits
-        between pages lose nothing (design note on paging). Only the last page carries a
+        between pages lose nothing (architecture §4.1). Only the last page carries a
         cursor: the newest stamp read, which the core caps at run start − overlap.
         """
         where = f"erp.streams.{stream}"
@@ -224,7 +224,7 @@ class K3CloudSource:
         reads every document changed since the cursor, whatever its org: an edit can move
         a document out of scope (another warehouse, another org), and only a re-read
         tells the ledger that its lines stopped counting. The decoder yields lines out of
-        scope inactive, side by side (design note 25)."""
+        scope inactive, side by side (architecture §10.2)."""
         changed = self._changed_since(since)
         return self._filter(changed, org_fields=defn.org_fields) if since is None else changed
 

@@ -7,7 +7,7 @@ the keyset (change time, id) where the change time is ``write_date``, or
 so the two kinds of rows are read as two keyset streams and merged.
 
 A move is active while Tryton counts it: done and dated today or earlier, "today"
-from the injected clock (design note 18). Each incremental pull also re-reads the
+from the injected clock (architecture §10.3). Each incremental pull also re-reads the
 moves whose date fell due and the moves at locations whose warehouse changed, so
 a level follows Tryton's own without a new write to the moves themselves.
 

@@ -1,7 +1,7 @@
 """The stored lines of whole documents, found by key prefix (``document_key + ':'``).
 
 Every backend answers with a range scan of the movements' primary key
-(pipeline, key), never a scan of the pipeline's lines (design note 20):
+(pipeline, key), never a scan of the pipeline's lines (architecture §3.6):
 
 - SQLite compares keys byte-wise (BINARY), so the lines of ``doc`` are exactly
   the keys in [``doc:``, ``doc;``) (';' follows ':' in ASCII); the documents'

@@ -243,7 +243,7 @@ class Tx(OperationsWrites):
         """Add unit deltas to stock levels (rows created at 0 when new).
 
         Each changed level is flagged ``push_pending`` in the same write; the
-        flags become outbox rows in ``queue_pending_levels`` (design note 16).
+        flags become outbox rows in ``queue_pending_levels`` (architecture §5.2).
         Rows go in key order, the order in which queueing clears flags, so two
         transactions on a server lock levels in the same order and cannot deadlock.
         """
@@ -297,7 +297,7 @@ class Tx(OperationsWrites):
         )
 
     def enqueue(self, pipeline: str, target: str, refs: Sequence[str], now: datetime) -> None:
-        """Mark refs as needing a push (DESIGN §5: one row per ref, latest value wins).
+        """Mark refs as needing a push (architecture §5: one row per ref, latest value wins).
 
         An existing row only gets its generation bumped, so a push in flight keeps
         it for the newer value; its state and schedule stay (an ``uncertain`` row

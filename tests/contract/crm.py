@@ -78,7 +78,7 @@ class CrmSinkContract:
     def test_read_levels_exposes_duplicates_and_invalidate_retires_one(
         self, contract_sink: CrmSink, mapped_keys: list[StockKey]
     ) -> None:
-        """Two records for one key (design note 23): both are read, oldest first; the
+        """Two records for one key (architecture §6.3): both are read, oldest first; the
         older is what find_level binds; invalidating it leaves the other."""
         key = mapped_keys[0]
         older = contract_sink.create_level(key, LevelValue(Decimal(7), Decimal(7)))

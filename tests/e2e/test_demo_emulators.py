@@ -33,6 +33,23 @@ def test_the_demo_scenarios_sync_without_blocked_rows(tmp_path: Path) -> None:
         assert crm.stock_by_code("available_stock")[key] == on_hand - 15
 
 
+def test_the_demo_catalogues_are_one_definition() -> None:
+    """Every material and warehouse the K/3 Cloud demo moves stock in is a ProductObj and a
+    WarehouseObj of the Fxiaoke demo, with the shared name; nothing else links the two."""
+    from connectors._catalogue import K3CLOUD_DEMO_MATERIALS, K3CLOUD_DEMO_WAREHOUSES
+
+    erp, crm = build_erp("demo"), build_crm("demo")
+    moved = set(erp.inventory()) | set(erp.reserved())
+    products = {r["product_code"]: r["name"] for r in crm.records("ProductObj")}
+    warehouses = {r["number"]: r["name"] for r in crm.records("WarehouseObj")}
+    assert {sku for sku, _ in moved} == set(K3CLOUD_DEMO_MATERIALS)
+    assert {wh for _, wh in moved} == set(K3CLOUD_DEMO_WAREHOUSES)
+    assert K3CLOUD_DEMO_MATERIALS.items() <= products.items()
+    assert K3CLOUD_DEMO_WAREHOUSES.items() <= warehouses.items()
+    # the `stocksync demo` story's warehouses stay in the catalogue beside them
+    assert {"WH-MAIN", "WH-EAST"} <= set(warehouses)
+
+
 def test_the_demo_story_shows_a_reservation_before_its_shipment(tmp_path: Path) -> None:
     """The README's demo, one cycle per step: the order for 25 tablets first moves the
     CRM's available (on hand stays 30), then its shipment moves on hand (available stays)."""

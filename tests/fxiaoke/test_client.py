@@ -144,7 +144,7 @@ def test_error_codes_map_to_their_class(code: int, cls: type[Exception]) -> None
         assert info.value.context["error_code"] == code
 
 
-#: for a write: the codes that leave the outcome unknown (design note 22)
+#: for a write: the codes that leave the outcome unknown (architecture §5.5)
 UNKNOWN_FOR_A_WRITE = {-1, -2, 50009}
 
 

@@ -1,8 +1,8 @@
 """What each error the client maps says about a create, and what the engine does next.
 
 Per code (reference §3) and per HTTP-layer failure: applied, not applied or
-unknown (design note 22). A create whose outcome is unknown must not be sent
-again before a look-up by business key (DESIGN §5, reference §6). Every case
+unknown (architecture §5.5). A create whose outcome is unknown must not be sent
+again before a look-up by business key (architecture §5, reference §6). Every case
 pushes 6 levels through the real Pusher and the Fxiaoke sink into the emulator,
 the first create meeting the fault, and ends with 6 records equal to the ledger.
 """

@@ -1,4 +1,4 @@
-"""What pushing costs in Fxiaoke calls, counted by the emulator per path (DESIGN §5).
+"""What pushing costs in Fxiaoke calls, counted by the emulator per path (architecture §5).
 
 Steady state: one update per changed level, nothing else. First push onto a
 CRM that already holds some of the records: bind them from one paged read,

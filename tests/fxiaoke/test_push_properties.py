@@ -1,4 +1,4 @@
-"""No duplicate CRM record, whatever fails when (DESIGN §5), against the Fxiaoke emulator.
+"""No duplicate CRM record, whatever fails when (architecture §5), against the Fxiaoke emulator.
 
 A random ERP history (receipts and shipments over 4 SKUs × 2 warehouses, edits,
 moves to the other warehouse, cancellations and re-approvals) is pulled into the
@@ -6,7 +6,7 @@ ledger with movement mirroring on and pushed by the real Pusher through the
 Fxiaoke sink over HTTP, while the emulator injects faults at random calls:
 timeouts before and after the write was applied, 5xx before and after apply,
 30004 storms, -1 busy, token expiry, and answers of -1, -2 or 50009 after the
-server applied the write (the outcome is unknown: design note 22). Push cycles
+server applied the write (the outcome is unknown: architecture §5.5). Push cycles
 then repeat, the clock moving past every backoff, until the outbox is empty.
 """
 

@@ -1,4 +1,4 @@
-"""duplicate_in_crm: two or more live CRM records for one key (design note 23).
+"""duplicate_in_crm: two or more live CRM records for one key (architecture §6.3).
 
 A person, an import or another tool made a second StockObj for a product ×
 warehouse: the push keeps writing the bound one while the other keeps showing

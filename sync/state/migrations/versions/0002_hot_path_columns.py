@@ -3,7 +3,7 @@
 ``stock_levels.push_pending``: the level changed and is not in the outbox
 yet. A page's level upsert sets it instead of writing one outbox row per
 changed level; ``sync.ledger.queue_pending_levels`` turns flags into outbox
-rows (docs/design-notes.md, note 16).
+rows (docs/architecture.md §5.2).
 
 ``movements.content_hash`` goes: the ledger compares a line's fields
 themselves (note 17), so no digest is computed or stored per line.

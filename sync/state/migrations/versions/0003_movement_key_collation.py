@@ -1,7 +1,7 @@
 """PostgreSQL: movement keys compare byte-wise (collation "C").
 
 The ledger finds a document's stored lines by key prefix, as a range of the
-primary key [``doc:``, ``doc;``) (design note 20). That range holds only when
+primary key [``doc:``, ``doc;``) (architecture §3.6). That range holds only when
 keys compare byte-wise: under a language collation (en_US.UTF-8 and the like)
 punctuation weighs little and the range would miss lines. The other backends
 need nothing: SQLite compares BINARY, and MariaDB/MySQL are asked with LIKE,

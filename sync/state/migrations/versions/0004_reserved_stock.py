@@ -1,4 +1,4 @@
-"""The ERP's reserved stock per key (issue 15, design note 29).
+"""The ERP's reserved stock per key (issue 15, architecture §9).
 
 One row per pipeline × product × warehouse with reserved stock in the ERP's
 last snapshot, in micro-units; a key without a row has none. Available is the
