@@ -253,6 +253,10 @@ def _check(
     return events
 
 
+#: the columns of ``stocksync alerts list`` (the CSV header when no key is low)
+LOW_KEY_COLUMNS = ("pipeline", "sku", "warehouse", "qty", "threshold", "since")
+
+
 def low_keys(pipeline: str, states: Mapping[StockKey, AlertState]) -> list[dict[str, Any]]:
     """Rows for ``stocksync alerts list``: keys currently below their safety stock."""
     return [
