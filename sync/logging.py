@@ -100,6 +100,23 @@ def _renderer(json_lines: bool, colors: bool) -> Any:
     return structlog.dev.ConsoleRenderer(colors=colors)
 
 
+def _handler_for(stream: Any, renderer: Any, shared: list[Any]) -> logging.Handler:
+    """The root handler: library records get ``shared`` first, as stocksync's events did;
+    then both are masked and rendered the same way."""
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[_strip_message, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _mask_event,
+                _masked(renderer),
+            ],
+        )
+    )
+    return handler
+
+
 def _logger_factory(*args: Any) -> logging.Logger:
     """stdlib loggers for structlog: the given name, else ``stocksync`` (never the root)."""
     return logging.getLogger(str(args[0]) if args else OWN_LOGGER)
@@ -123,17 +140,7 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info if json_lines else structlog.dev.set_exc_info,
     ]
-    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[_strip_message, *shared],
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                _mask_event,
-                _masked(_renderer(json_lines, colors=tty)),
-            ],
-        )
-    )
+    handler = _handler_for(stream, _renderer(json_lines, colors=tty), shared)
     own = _LEVELS.get(level, logging.INFO)
     root = logging.getLogger()
     if _handler is not None:
