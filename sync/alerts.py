@@ -223,6 +223,10 @@ def _check(pipeline: Pipeline) -> list[AlertEvent]:
     return events
 
 
+#: the columns of ``stocksync alerts list`` (the CSV header when no key is low)
+LOW_KEY_COLUMNS = ("pipeline", "sku", "warehouse", "qty", "threshold", "since")
+
+
 def low_keys(pipeline: str, states: Mapping[StockKey, AlertState]) -> list[dict[str, Any]]:
     """Rows for ``stocksync alerts list``: keys currently below their safety stock."""
     return [

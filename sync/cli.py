@@ -18,6 +18,7 @@ from rich.table import Table
 
 from sync import __version__
 from sync import config as cfg
+from sync.cli_tables import print_table
 from sync.errors import ConfigError, StockSyncError
 from sync.settings import mask, mask_url
 
@@ -100,7 +101,8 @@ def emit(
     title: str | None = None,
     columns: list[str] | None = None,
 ) -> None:
-    """Print rows as a rich table, JSON or CSV (``columns``: the CSV header when no rows)."""
+    """Print rows as a rich table (no cell ever cut: ``print_table``), JSON or CSV
+    (``columns``: the CSV header when no rows)."""
     check_format(fmt)
     if fmt == "json":
         out.print_json(json.dumps(rows, default=str, ensure_ascii=False))
@@ -124,7 +126,7 @@ def emit(
         table.add_column(column)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
-    out.print(table)
+    print_table(out, table)
 
 
 def version_callback(value: bool) -> None:
@@ -242,15 +244,21 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     guarded(body)
 
 
+#: the columns of `db verify` (the CSV header when every level equals its recomputation)
+VERIFY_COLUMNS = ("pipeline", "sku", "warehouse", "maintained", "recomputed")
+
+
 @db_app.command("verify")
 def db_verify(
     config: ConfigOpt = None,
     pipeline: Annotated[str | None, typer.Option(help="only this pipeline")] = None,
+    format: FormatOpt = "table",
 ) -> None:
     """Recompute every level from movements + baselines; exit 1 on any difference."""
     from sync.ledger import verify
 
     def body() -> None:
+        check_format(format)
         store = open_state(config)
         names = [pipeline] if pipeline else store.pipelines()
         rows = []
@@ -265,13 +273,15 @@ def db_verify(
                         "recomputed": str(recomputed),
                     }
                 )
+        if rows or format != "table":
+            emit(rows, format, "level differences", columns=list(VERIFY_COLUMNS))
+        else:
+            out.print(
+                f"ledger verified: {len(names)} pipeline(s), levels equal their recomputation",
+                markup=False,
+            )
         if rows:
-            emit(rows, "table", "level differences")
             raise typer.Exit(1)
-        out.print(
-            f"ledger verified: {len(names)} pipeline(s), levels equal their recomputation",
-            markup=False,
-        )
 
     guarded(body)
 
@@ -304,7 +314,7 @@ def status(
         store = open_state(config)
         data = collect(store, limit=limit)
         if format == "json":
-            out.print_json(json.dumps(data, default=str))
+            out.print_json(json.dumps(data, default=str, ensure_ascii=False))
             return
         if format == "csv":
             emit(data["stuck"], "csv", columns=list(STUCK_COLUMNS))

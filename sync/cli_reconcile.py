@@ -161,6 +161,23 @@ def _columns(apply: bool) -> list[str]:
 
 
 # ------------------------------------------------------------------------ conflicts
+#: the columns of ``conflicts list`` (the CSV header when there is no conflict)
+CONFLICT_COLUMNS = (
+    "id",
+    "kind",
+    "pipeline",
+    "ref",
+    "erp",
+    "ledger",
+    "crm",
+    "pushed",
+    "detected_at",
+    "last_seen_at",
+    "occurrences",
+    "resolution",
+)
+
+
 def _conflict_row(c: Any) -> dict[str, Any]:
     return {
         "id": c.id,
@@ -193,7 +210,7 @@ def conflicts_list(
         check_format(format)  # before the database: a typo is the first thing to fix
         store = open_state(config)
         found = store.conflicts(pipeline=pipeline, kind=kind, open_only=open_only, limit=limit)
-        emit([_conflict_row(c) for c in found], format, "conflicts")
+        emit([_conflict_row(c) for c in found], format, "conflicts", list(CONFLICT_COLUMNS))
 
     guarded(body)
 
@@ -254,14 +271,14 @@ def alerts_list(
     config: ConfigOpt = None, pipeline: PipelineOpt = None, format: FormatOpt = "table"
 ) -> None:
     """Stock keys currently below their safety stock (as of the last alert check)."""
-    from sync.alerts import low_keys
+    from sync.alerts import LOW_KEY_COLUMNS, low_keys
 
     def body() -> None:
         check_format(format)
         store = open_state(config)
         names = [pipeline] if pipeline else store.pipelines()
         rows = [row for name in names for row in low_keys(name, store.alert_states(name))]
-        emit(rows, format, "low stock")
+        emit(rows, format, "low stock", list(LOW_KEY_COLUMNS))
 
     guarded(body)
 
@@ -286,7 +303,7 @@ def report_cmd(
 ) -> None:
     """Stock cover per SKU × warehouse: on hand, reserved, available, daily outbound, days of
     cover and reorder qty (on the basis figure)."""
-    from sync.report import stock_cover
+    from sync.report import COVER_COLUMNS, stock_cover
 
     def body() -> None:
         check_format(format)
@@ -301,6 +318,6 @@ def report_cmd(
                 store, p.name, p.alerts, days=window, now=now, static=static, basis=basis
             ):
                 rows.append({**r.as_dict(p.name), "days": window})
-        emit(rows, format, "stock cover")
+        emit(rows, format, "stock cover", [*COVER_COLUMNS, "days"])
 
     guarded(body)

@@ -32,6 +32,23 @@ _RATE_EXP = Decimal("0.0001")
 _COVER_EXP = Decimal("0.1")
 
 
+#: the columns of ``CoverRow.as_dict`` (the CSV header of an empty report, with ``days``)
+COVER_COLUMNS = (
+    "pipeline",
+    "sku",
+    "warehouse",
+    "on_hand",
+    "reserved",
+    "available",
+    "basis",
+    "outbound",
+    "daily_rate",
+    "days_of_cover",
+    "safety_stock",
+    "reorder_qty",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CoverRow:
     key: StockKey

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sync.freshness import freshness
+from sync.cli_tables import print_table
 from sync.state.store import OUTBOX_STATES, OutboxRow, StateStore, display_ref
 
 #: how `stocksync retry` and the conflicts log act on the rows `status` lists
@@ -157,7 +158,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         cursors.add_column(col)
     for c in data["cursors"]:
         cursors.add_row(c["pipeline"], c["stream"], c["position"], c["advanced_at"])
-    console.print(cursors)
+    print_table(console, cursors)
     outbox = Table(title="outbox")
     outbox.add_column("pipeline")
     outbox.add_column("levels waiting", justify="right")
@@ -167,7 +168,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         counts = data["outbox"].get(pipeline, {})
         waiting = data["levels_waiting"].get(pipeline, 0)
         outbox.add_row(pipeline, str(waiting), *(str(counts.get(s, 0)) for s in OUTBOX_STATES))
-    console.print(outbox)
+    print_table(console, outbox)
     _render_freshness(data, console)
     _render_reserved(data, console)
     _render_inexact(data, console)
@@ -180,7 +181,7 @@ def render(data: dict[str, Any], console: Console) -> None:
         for pipeline, kinds in conflicts.items():
             for kind, count in sorted(kinds.items()):
                 table.add_row(pipeline, kind, str(count))
-        console.print(table)
+        print_table(console, table)
     else:
         console.print("open conflicts: none", markup=False)
     runs = Table(title="last runs")
@@ -197,7 +198,7 @@ def render(data: dict[str, Any], console: Console) -> None:
             str(r["pushed"]),
             str(r["failed"]),
         )
-    console.print(runs)
+    print_table(console, runs)
 
 
 def _render_stuck(data: dict[str, Any], console: Console) -> None:
@@ -209,7 +210,7 @@ def _render_stuck(data: dict[str, Any], console: Console) -> None:
         return
     table = Table(title="dead and blocked rows")
     for col in ("pipeline", "id", "state", "target", "key", "attempts", "last error"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col)
     for r in rows:
         table.add_row(
             r["pipeline"],
@@ -220,7 +221,7 @@ def _render_stuck(data: dict[str, Any], console: Console) -> None:
             str(r["attempts"]),
             r["last_error"] or "",
         )
-    console.print(table)
+    print_table(console, table)
     if total > len(rows):
         console.print(f"… {total - len(rows)} more (raise --limit)", markup=False)
     console.print(STUCK_HINT, markup=False)

@@ -326,7 +326,10 @@ def test_status_csv_without_stuck_rows_prints_the_header(tmp_path: Path) -> None
     assert result.stdout.splitlines() == ["pipeline,id,state,target,key,attempts,last_error"]
 
 
-@pytest.mark.parametrize("command", [("status",), ("reconcile",), ("conflicts", "list")])
+@pytest.mark.parametrize(
+    "command",
+    [("status",), ("reconcile",), ("conflicts", "list"), ("alerts", "list"), ("db", "verify")],
+)
 def test_an_unknown_format_is_an_error_not_a_table(tmp_path: Path, command: tuple[str]) -> None:
     env = {"STOCKSYNC_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
     result = run(*command, "--format", "yaml", env=env, cwd=tmp_path)

@@ -180,10 +180,11 @@ def write_config(
     state_url: str,
     metrics_port: int | None = 0,
     grace_s: float = 15,
+    log_level: str = "info",
 ) -> Path:
     doc: dict[str, Any] = {
         "state": {"url": state_url},
-        "log": {"level": "info", "format": "json"},
+        "log": {"level": log_level, "format": "json"},
         "metrics": None if metrics_port is None else {"host": "127.0.0.1", "port": metrics_port},
         "shutdown_grace_s": grace_s,
         "pipelines": pipelines,
