@@ -14,6 +14,7 @@ from rich.table import Table
 
 from sync import config as cfg
 from sync.cli import ConfigOpt, app, fail, guarded, out
+from sync.cli_tables import print_table
 from sync.locks import exclusive
 from sync.model import StockKey
 from sync.state.store import StateStore
@@ -96,7 +97,7 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row[c]) for c in columns))
-    out.print(table)
+    print_table(out, table)
 
 
 def _render(data: dict[str, Any]) -> None:

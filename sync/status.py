@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sync.freshness import freshness
 from sync.cli_tables import print_table
+from sync.freshness import freshness
 from sync.state.store import OUTBOX_STATES, OutboxRow, StateStore, display_ref
 
 #: how `stocksync retry` and the conflicts log act on the rows `status` lists
