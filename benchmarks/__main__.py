@@ -25,7 +25,7 @@ from rich.table import Table
 
 from benchmarks import ingest, push, reconcile, reservations, servers
 from benchmarks.common import Result
-from sync.logging import configure
+from sync.service.logging import configure
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 

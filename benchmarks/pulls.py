@@ -27,10 +27,10 @@ from connectors.k3cloud.settings import STATUS_DATES, K3CloudSettings
 from connectors.k3cloud.source import K3CloudSource
 from connectors.k3cloud.streams import STREAMS, field_keys
 from sync.ledger import verify
-from sync.logging import configure
 from sync.model import StockKey
 from sync.prefetch import Prefetched
 from sync.pull import PullOptions, pull_stream
+from sync.service.logging import configure
 from sync.state import StateStore
 from sync.state import schema as s
 

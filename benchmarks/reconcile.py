@@ -7,28 +7,15 @@ skipped with the reason; ``python -m benchmarks.reconcile KEYS`` is the child.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from typing import Any
 
 from benchmarks.common import Result, Row, fmt_ratio, run_child
-from sync.logging import configure
+from sync.service.logging import configure
 
 TIME_RATIO_LIMIT = 12.0
 RSS_LIMIT_MB = 300.0
-
-
-def missing_reason() -> str | None:
-    """Why scenario 4 cannot run here, or None when it can."""
-    if importlib.util.find_spec("benchmarks.reconcile_scale") is None:
-        has_engine = importlib.util.find_spec("sync.reconcile") is not None
-        return (
-            "benchmarks/reconcile_scale.py is not on this branch yet"
-            + ("" if has_engine else " (nor is sync.reconcile)")
-            + "; merge main once the reconcile branch has landed"
-        )
-    return None
 
 
 def _seconds(figures: dict[str, Any]) -> float:
@@ -42,10 +29,6 @@ def reconcile(small: int, large: int) -> Result:
     result = Result(
         "reconcile", f"Reconcile scale: {small:,} and {large:,} keys, memory connectors"
     )
-    reason = missing_reason()
-    if reason is not None:
-        result.skipped = reason
-        return result
     a = run_child("benchmarks.reconcile", [str(small)], 3600)
     b = run_child("benchmarks.reconcile", [str(large)], 3600)
     sa, sb = _seconds(a), _seconds(b)

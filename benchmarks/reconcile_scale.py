@@ -22,8 +22,8 @@ from sqlalchemy import update
 
 from connectors.memory.sink import MemoryCrm, _Record
 from sync import config as cfg
+from sync.binding import level_hash
 from sync.model import CrmLevel, Cursor, LevelValue, OnHand, Page, StockKey
-from sync.push import _level_hash as level_hash
 from sync.reconcile_run import reconcile
 from sync.runtime import Pipeline
 from sync.state import StateStore

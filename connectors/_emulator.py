@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from sync.wsgi_server import ThreadedWsgiServer, WsgiApp
+from sync.service.wsgi_server import ThreadedWsgiServer, WsgiApp
 
 #: a WSGI app served on 127.0.0.1 (a free port by default) in a background thread
 LoopbackServer = ThreadedWsgiServer

@@ -283,7 +283,7 @@ def run_demo(
     state_dir: Path | None = None,
 ) -> bool:
     """Play the story against the real daemon; True when ERP and CRM end equal."""
-    from sync.daemon import Daemon
+    from sync.service.daemon import Daemon
 
     console = console or Console()
     tmp = tempfile.TemporaryDirectory(prefix="stocksync-demo-") if state_dir is None else None

@@ -20,21 +20,34 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 
 from sync.alert_scope import figures, scope
-from sync.config import AlertSettings, Basis
+from sync.config import AlertSettings, Basis, PipelineBase
 from sync.model import LevelValue, StockKey, exact_units
-from sync.state.store import ALERT, AlertEventRow, AlertState
-
-if TYPE_CHECKING:
-    from sync.runtime import Pipeline
+from sync.ports import CrmSink
+from sync.state.store import ALERT, AlertEventRow, AlertState, StateStore
 
 log = structlog.get_logger("stocksync.alerts")
 
 Transition = Literal["low", "recovered"]
+
+
+class AlertedPipeline(Protocol):
+    """What the alert check needs of a pipeline (``sync.runtime.Pipeline`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def settings(self) -> PipelineBase: ...
+    @property
+    def sink(self) -> CrmSink: ...
+    @property
+    def store(self) -> StateStore: ...
+    @property
+    def now(self) -> Callable[[], datetime]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +187,7 @@ def detect(
     return events, changed
 
 
-def check_alerts(pipeline: Pipeline) -> list[AlertEvent]:
+def check_alerts(pipeline: AlertedPipeline) -> list[AlertEvent]:
     """Detect safety-stock crossings for ``pipeline``; log them and queue their webhooks.
 
     Call before the push, which delivers what this queued. Never raises: an
@@ -187,7 +200,7 @@ def check_alerts(pipeline: Pipeline) -> list[AlertEvent]:
         return []
 
 
-def _check(pipeline: Pipeline) -> list[AlertEvent]:
+def _check(pipeline: AlertedPipeline) -> list[AlertEvent]:
     settings = pipeline.settings.alerts
     crm = crm_thresholds(pipeline.sink) if settings.from_crm else None
     if settings.default_threshold is None and not settings.thresholds and not crm:

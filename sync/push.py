@@ -11,7 +11,6 @@ the same backoff, attempts and dead rows as the CRM.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,17 +20,17 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from sync import alert_push, reservations
+from sync import alert_push, binding, reservations
 from sync.backoff import backoff_s
+from sync.binding import level_hash, movement_hash
 from sync.errors import (
     OutcomeUnknownError,
     PermanentError,
-    StockSyncError,
     TransientError,
     UnmappedError,
 )
 from sync.ledger import queue_pending_levels
-from sync.model import LevelValue, Movement, StockKey
+from sync.model import LevelValue, StockKey
 from sync.ports import CrmSink
 from sync.reservations import level_value
 from sync.settings import mask
@@ -46,7 +45,6 @@ from sync.state.store import (
     OutboxRow,
     PushLogEntry,
     StateStore,
-    level_ref,
     parse_level_ref,
 )
 
@@ -93,25 +91,6 @@ class PushReport:
     @property
     def failed(self) -> int:
         return self.dead + self.blocked
-
-
-def value_hash(*parts: object) -> str:
-    text = "\x1f".join(format(p, "f") if isinstance(p, Decimal) else str(p) for p in parts)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def _canonical(qty: Decimal) -> Decimal:
-    """``qty`` normalised, a zero of either sign as 0: -0.001 shown at 2 dp is -0.00,
-    the same 0 the CRM holds, and must hash as it (else a write that changes nothing)."""
-    return qty.normalize() if qty else Decimal(0)
-
-
-def _level_hash(value: LevelValue) -> str:
-    return value_hash(_canonical(value.real), _canonical(value.available))
-
-
-def _movement_hash(m: Movement) -> str:
-    return value_hash(m.content_hash(), m.doc_no)
 
 
 class Pusher:
@@ -246,7 +225,7 @@ class Pusher:
         # "unchanged" is judged on what the CRM shows (its field precision), and that
         # is what the binding remembers as pushed: 139.625 shown as 139.62 is no write
         shown = self.sink.shown_level(value)
-        digest = _level_hash(shown)
+        digest = level_hash(shown)
         binding = self.store.binding(self.pipeline, LEVEL, row.ref)
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
             self._done(row, report, LEVEL, binding.crm_id, digest, shown, SKIPPED)
@@ -271,7 +250,7 @@ class Pusher:
             self._done(row, report, MOVEMENT, None, None, None, SKIPPED)
             return
         movement = stored.as_movement()
-        digest = _movement_hash(movement)
+        digest = movement_hash(movement)
         binding = self.store.binding(self.pipeline, MOVEMENT, row.ref)
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
             self._done(row, report, MOVEMENT, binding.crm_id, digest, None, SKIPPED)
@@ -382,50 +361,10 @@ class Pusher:
         except PermanentError as exc:
             self._fail(row, exc, report, state=DEAD)
 
-    # -- bulk binding -----------------------------------------------------------------
-    def _prepare_levels(self, rows: Sequence[OutboxRow]) -> None:
-        """Let the sink resolve in bulk what this batch's unbound level rows will need."""
-        refs = list(dict.fromkeys(row.ref for row in rows if row.target == LEVEL))
-        if not refs:
-            return
-        bound = self.store.bound_refs(self.pipeline, LEVEL, refs)
-        unbound = [parse_level_ref(ref) for ref in refs if ref not in bound]
-        if not unbound:
-            return
-        try:
-            self.sink.prepare_levels(unbound)
-        except StockSyncError as exc:
-            # each row meets the cause again in its own calls and is handled there
-            log.warning("prepare_levels_failed", pipeline=self.pipeline, error=mask(str(exc)))
-
+    # -- bulk binding (``sync.binding``) ----------------------------------------------
     def bind_from_crm(self) -> int:
-        """Bind every existing CRM stock record in one paged read (first push of a big ledger).
-
-        The CRM's current value becomes the "last pushed" value: equal levels then
-        cost no write at all, different ones one update. With duplicates for a key
-        the oldest record wins (as ``find_level`` picks it), and a key already bound
-        keeps its record: reconcile reports the others (architecture §6.3).
-        """
-        bound = 0
-        chunk: dict[str, tuple[str, str, str | None, Decimal | None]] = {}
-        # HTTP paging happens outside any transaction; each chunk is bound in one statement
-        for lvl in self.sink.read_levels():
-            value = LevelValue(lvl.qty, lvl.available if lvl.available is not None else lvl.qty)
-            ref = level_ref(lvl.stock_key)
-            chunk.setdefault(ref, (ref, lvl.crm_id, _level_hash(value), lvl.qty))
-            if len(chunk) >= 1000:
-                bound += self._bind_chunk(chunk)
-        return bound + self._bind_chunk(chunk)
-
-    def _bind_chunk(self, chunk: dict[str, tuple[str, str, str | None, Decimal | None]]) -> int:
-        """Bind the chunk's refs that have no binding yet (earlier chunks included)."""
-        taken = self.store.bound_refs(self.pipeline, LEVEL, list(chunk)) if chunk else set()
-        rows = [row for ref, row in chunk.items() if ref not in taken]
-        if rows:
-            with self.store.transaction() as tx:
-                tx.bind_many(self.pipeline, LEVEL, rows, None)
-        chunk.clear()
-        return len(rows)
+        """Bind every existing CRM stock record in one paged read; see ``binding.bind_from_crm``."""
+        return binding.bind_from_crm(self.store, self.sink, self.pipeline)
 
     def _push_alerts(
         self,
@@ -476,7 +415,7 @@ class Pusher:
             )
             if not rows:
                 break
-            self._prepare_levels(rows)
+            binding.prepare_levels(self.store, self.sink, self.pipeline, rows)
             for row in rows:
                 if row.target == ALERT:
                     alerts.append(row)

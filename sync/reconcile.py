@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from sync.model import StockKey
 from sync.reconcile_figures import FigureCheck as FigureCheck
@@ -23,10 +23,6 @@ from sync.reconcile_figures import Shown as Shown
 from sync.reconcile_figures import available_edited, reserved_edited
 from sync.reconcile_figures import exact as exact
 from sync.reconcile_figures import shows as shows
-
-if TYPE_CHECKING:
-    from sync.reconcile_run import ReconcileResult
-    from sync.runtime import Pipeline
 
 
 class FindingKind(StrEnum):
@@ -364,10 +360,3 @@ def plan(
         findings.extend(_duplicates(row, policies))
         findings.extend(_decide(row, policies, shown, figures))
     return findings
-
-
-def run_scheduled(pipeline: Pipeline) -> ReconcileResult:
-    """The daemon's cron job: reconcile with ``--apply`` semantics and the configured policies."""
-    from sync.reconcile_run import run_scheduled as run
-
-    return run(pipeline)

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 import connectors
+from sync.alerts import check_alerts
 from sync.config import PipelineBase, SettingsBase
 from sync.ledger import LedgerOptions
 from sync.ports import ConnectorContext, CrmSink, ErpSource
@@ -211,8 +212,6 @@ def run_cycle(
             # right after the pull, never before it: a release is then seen with or
             # before the shipment that made it, never counted twice (architecture §9)
             result.reserved = pipeline.refresh_reservations().changed
-            from sync.alerts import check_alerts
-
             # before the push, which delivers the webhooks this queues; never raises:
             # an alert problem must not fail the cycle
             check_alerts(pipeline)

@@ -17,8 +17,8 @@ import yaml
 
 from sync import config as cfg
 from sync.ledger import apply_page
-from sync.locks import Locks
 from sync.model import Movement, MovementKind, Page
+from sync.service.locks import Locks
 from sync.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,8 +25,8 @@ from connectors.memory.sink import MemoryCrm
 from connectors.memory.source import MemoryErp
 from sync import config as cfg
 from sync.alerts import LOW_KEY_COLUMNS
-from sync.cli_reconcile import CONFLICT_COLUMNS
-from sync.cli_tables import print_table
+from sync.cli.reconcile import CONFLICT_COLUMNS
+from sync.cli.tables import print_table
 from sync.model import StockKey
 from sync.reconcile_run import reconcile
 from sync.report import COVER_COLUMNS

@@ -13,13 +13,12 @@ import pytest
 import structlog
 from typer.testing import CliRunner
 
-import sync.cli_explain  # noqa: F401  (registers explain and resync)
 from connectors.memory import sink as memory_sink
 from connectors.memory import source as memory_source
 from connectors.memory.sink import MemoryCrm
 from connectors.memory.source import MemoryErp
 from sync import config as cfg
-from sync.cli import app
+from sync.cli.main import app
 from sync.model import Movement, MovementKind, StockKey
 from sync.push import Pusher, PushOptions
 from sync.reconcile_run import reconcile

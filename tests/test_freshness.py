@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from sync.cli.status import collect
 from sync.errors import TransientError
 from sync.freshness import freshness, measure
-from sync.health import Metrics, build_app, health
 from sync.ledger import apply_page
 from sync.model import Movement, MovementKind, Page
 from sync.runtime import run_cycle
-from sync.scheduler import crm_problem, mark_degraded
+from sync.service.health import Metrics, build_app, health
+from sync.service.scheduler import crm_problem, mark_degraded
 from sync.state import StateStore
 from sync.state.store import FreshnessInputs
-from sync.status import collect
 from tests.conftest import Clock
 from tests.reconcile.conftest import MakePipeline, MemoryPipeline, pipelines_on
 

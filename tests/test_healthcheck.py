@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from sync import config as cfg
 from sync.errors import StockSyncError
-from sync.health import HealthServer, Metrics, build_app
-from sync.healthcheck import healthz_url
+from sync.service.health import HealthServer, Metrics, build_app
+from sync.service.healthcheck import healthz_url
 from sync.state import StateStore
 
 
@@ -55,8 +55,7 @@ def _config(path: Path, metrics: str) -> Path:
 
 
 def _healthcheck(config: Path) -> tuple[int, str]:
-    from sync import commands  # noqa: F401  (registers the command)
-    from sync.cli import app
+    from sync.cli.main import app
 
     result = CliRunner().invoke(app, ["healthcheck", "-c", str(config), "--timeout", "5"])
     structlog.reset_defaults()

@@ -206,7 +206,7 @@ def test_no_core_module_rounds_a_quantity() -> None:
     # rounds what it shows to its own field precision, as a target that demands it does
     # (the sink's job)
     assert found == {
-        ("sync/health.py", "round"),
+        ("sync/service/health.py", "round"),
         ("sync/freshness.py", "round"),
         ("sync/model.py", "to_integral_value"),
         ("connectors/memory/sink.py", "quantize"),

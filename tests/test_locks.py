@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.locks import DaemonAlreadyRunning, JobBusy, Locks, exclusive
+from sync.service.locks import DaemonAlreadyRunning, JobBusy, Locks, exclusive
 from sync.state import StateStore
 
 

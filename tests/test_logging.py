@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from sync import logging as sync_logging
+from sync.service import logging as sync_logging
 from sync.settings import register_secret
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_a_python_warning_is_a_json_line_too() -> None:
     """``warnings.warn`` in a library (SQLAlchemy's SAWarning…) writes to stderr itself."""
     code = (
         "import warnings\n"
-        "from sync.logging import configure\n"
+        "from sync.service.logging import configure\n"
         "configure('info', 'json')\n"
         "warnings.warn('a library warning', UserWarning, stacklevel=1)\n"
     )

@@ -31,7 +31,7 @@ class NotInstalled:
 
 sys.meta_path.insert(0, NotInstalled())
 sys.argv = ["stocksync", *sys.argv[2:]]
-from sync.cli import main
+from sync.cli.main import main
 main()
 """
 

@@ -105,7 +105,7 @@ def test_status_summarises_reserved_stock_on_every_backend(
     any_store: StateStore, pipeline: str, clock: Clock
 ) -> None:
     """`stocksync status`: keys with reserved stock, the total and the last change."""
-    from sync.status import collect
+    from sync.cli.status import collect
 
     erp = MemoryErp(now=clock)
     erp.reserve("A", "W1", "7.25")

@@ -15,9 +15,9 @@ from connectors.memory import source as memory_source
 from connectors.memory.sink import MemoryCrm
 from connectors.memory.source import MemoryErp
 from sync import config as cfg
-from sync.locks import Locks
 from sync.model import Movement, MovementKind, StockKey
 from sync.runtime import Pipeline, build_pipeline, open_store, run_cycle
+from sync.service.locks import Locks
 from sync.state.store import LEVEL, level_ref
 from tests.conftest import Clock
 from tests.test_explain import invoke

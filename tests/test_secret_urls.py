@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from sync import logging as sync_logging
+from sync.service import logging as sync_logging
 from sync.settings import mask, mask_url, register_url_password
 from tests.test_cli import run, textwrap_config
 
@@ -128,7 +128,7 @@ def test_logged_tracebacks_are_masked(fmt: str) -> None:
 
 
 def test_debug_traceback_masks_chained_causes(capsys: pytest.CaptureFixture[str]) -> None:
-    from sync.cli import _print_masked_traceback
+    from sync.cli.main import print_masked_traceback as _print_masked_traceback
 
     try:
         try:

@@ -45,9 +45,7 @@ _runner = CliRunner()
 
 def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """``stocksync ARGS`` in-process (a subprocess costs ~2 s): (exit code, stdout, stderr)."""
-    import sync.cli_reconcile  # noqa: F401  (registers the commands)
-    from sync import commands  # noqa: F401
-    from sync.cli import app
+    from sync.cli.main import app
 
     unset = {
         name: None

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Select, Table, select, tuple_
 
+import sync.state.schema as s
 from sync.model import StockKey
-from sync.state import schema as s
 from sync.state.base import StoreBase
 from sync.state.rows import AlertEventRow, AlertState, alert_event_row, opt_qty
 from sync.state.schema import from_units

@@ -15,8 +15,8 @@ from decimal import Decimal
 
 from sqlalchemy import delete, select
 
+import sync.state.schema as s
 from sync.model import StockKey
-from sync.state import schema as s
 from sync.state.base import StoreBase
 from sync.state.rows import (
     ConflictRow,

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
 
-from sync.state import schema as s
+import sync.state.schema as s
 from sync.state.base import StoreBase
 
 #: cycles whose pull completed: ``degraded`` ones read the ERP but could not reach the CRM

@@ -15,8 +15,8 @@ from sqlalchemy import (
     tuple_,
 )
 
+import sync.state.schema as s
 from sync.model import Cursor, StockKey
-from sync.state import schema as s
 from sync.state.base import StoreBase
 from sync.state.rows import (
     LEVEL,

@@ -11,8 +11,8 @@ from sqlalchemy import (
     update,
 )
 
+import sync.state.schema as s
 from sync.settings import mask
-from sync.state import schema as s
 from sync.state.base import StoreBase
 from sync.state.rows import (
     ConflictRow,

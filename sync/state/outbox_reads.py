@@ -13,8 +13,8 @@ from sqlalchemy import (
     update,
 )
 
+import sync.state.schema as s
 from sync.model import StockKey
-from sync.state import schema as s
 from sync.state.base import StoreBase
 from sync.state.rows import (
     BLOCKED,

@@ -20,8 +20,8 @@ from sqlalchemy import (
     update,
 )
 
+import sync.state.schema as s
 from sync.model import Cursor, StockKey
-from sync.state import schema as s
 from sync.state.documents import LINE_COLUMNS, document_lines
 from sync.state.fastpath import executemany, fetch, insert_rows
 from sync.state.rows import (

@@ -17,9 +17,9 @@ from sqlalchemy import (
     update,
 )
 
+import sync.state.schema as s
 from sync.model import StockKey, exact_units
 from sync.settings import mask
-from sync.state import schema as s
 from sync.state.fastpath import executemany
 from sync.state.rows import (
     AlertEventRow,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from sync import daemon as daemon_module
-from sync.daemon import Daemon
+from sync.service import daemon as daemon_module
+from sync.service.daemon import Daemon
 from sync.state import StateStore
 from tests.daemon.conftest import (
     DaemonProcess,

@@ -11,10 +11,10 @@ from decimal import Decimal
 
 from rich.console import Console
 
+from sync.cli.status import collect, render
 from sync.model import StockKey
 from sync.reconcile import FindingKind
 from sync.reconcile_run import reconcile
-from sync.status import collect, render
 from tests.fxiaoke.rig import CREATE, UPDATE
 from tests.fxiaoke.world import KEY, MakeWorld, make_world
 

@@ -159,9 +159,7 @@ _runner = CliRunner()
 
 def cli(*args: str) -> tuple[int, str]:
     """Run ``stocksync ARGS`` in-process; returns (exit code, stdout)."""
-    import sync.cli_reconcile  # noqa: F401  (registers the commands)
-    from sync import commands  # noqa: F401
-    from sync.cli import app
+    from sync.cli.main import app
 
     result = _runner.invoke(app, list(args))
     # the command pointed structlog at the runner's stderr, which is closed now

@@ -7,8 +7,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from sync.model import Movement, MovementKind, StockKey
-from sync.reconcile import FindingKind, run_scheduled
-from sync.reconcile_run import reconcile
+from sync.reconcile import FindingKind
+from sync.reconcile_run import reconcile, run_scheduled
 from sync.runtime import run_cycle
 from sync.state.store import level_ref
 from tests.reconcile.conftest import MakePipeline, MemoryPipeline

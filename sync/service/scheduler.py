@@ -1,6 +1,6 @@
 """APScheduler jobs per pipeline: cycle (interval), rescan (cron) and reconcile (cron).
 
-Every job runs under its (pipeline, job) lock from ``sync.locks``: a replica that
+Every job runs under its (pipeline, job) lock from ``sync.service.locks``: a replica that
 does not get it skips the tick (log event + metric). Jobs of one pipeline are
 also serialised inside the process, so a reload can swap a pipeline's
 connectors without pulling them from under a running job. A failing job logs
@@ -9,8 +9,6 @@ one structured error and the daemon keeps going.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import threading
 import time
 import uuid
@@ -27,22 +25,14 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from sync.config import PipelineBase
-from sync.health import Metrics
-from sync.locks import Locks
+from sync.reconcile_run import run_scheduled
 from sync.runtime import CycleResult, Pipeline, run_cycle
+from sync.service.health import Metrics
+from sync.service.locks import Locks
 
 log = structlog.get_logger("stocksync.scheduler")
 
 JOBS = ("cycle", "rescan", "reconcile")
-
-
-def reconcile_entry() -> Callable[[Pipeline], Any] | None:
-    """``sync.reconcile.run_scheduled`` when that module exists, else None (job not scheduled)."""
-    if importlib.util.find_spec("sync.reconcile") is None:
-        return None
-    module = importlib.import_module("sync.reconcile")
-    entry: Callable[[Pipeline], Any] | None = getattr(module, "run_scheduled", None)
-    return entry
 
 
 @dataclass
@@ -125,9 +115,7 @@ class JobRunner:
         self._recorded(p, "rescan", lambda run_id: p.rescan(run_id))
 
     def _reconcile(self, p: Pipeline) -> None:
-        entry = reconcile_entry()
-        if entry is not None:
-            entry(p)  # writes its own runs row (job "reconcile")
+        run_scheduled(p)  # writes its own runs row (job "reconcile")
 
     def _recorded(self, p: Pipeline, job: str, body: Callable[[str], Any]) -> None:
         run_id = str(uuid.uuid4())
@@ -187,9 +175,8 @@ def triggers(p: PipelineBase) -> dict[str, Any]:
     out: dict[str, Any] = {
         "cycle": IntervalTrigger(seconds=p.schedule.interval_s),
         "rescan": CronTrigger.from_crontab(p.schedule.rescan_cron),
+        "reconcile": CronTrigger.from_crontab(p.schedule.reconcile_cron),
     }
-    if reconcile_entry() is not None:
-        out["reconcile"] = CronTrigger.from_crontab(p.schedule.reconcile_cron)
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sync.cli_tables import print_table
+from sync.cli.tables import print_table
 from sync.freshness import freshness
 from sync.state.store import OUTBOX_STATES, OutboxRow, StateStore, display_ref
 

@@ -21,8 +21,8 @@ from prometheus_client.registry import Collector
 
 from sync.config import PipelineBase
 from sync.freshness import Freshness, freshness
+from sync.service.wsgi_server import ThreadedWsgiServer, WsgiApp
 from sync.state import StateStore
-from sync.wsgi_server import ThreadedWsgiServer, WsgiApp
 
 log = structlog.get_logger("stocksync.health")
 

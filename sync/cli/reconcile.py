@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sync import config as cfg
-from sync.cli import (
+from sync.cli.app import (
     ConfigOpt,
     FormatOpt,
     app,
@@ -26,7 +26,7 @@ from sync.cli import (
     open_state_url,
     out,
 )
-from sync.locks import exclusive
+from sync.service.locks import exclusive
 from sync.state.store import display_ref
 
 if TYPE_CHECKING:

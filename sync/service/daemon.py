@@ -32,11 +32,11 @@ import structlog
 from sync import config as cfg
 from sync.config import PipelineBase, SettingsBase
 from sync.errors import ConfigError, StockSyncError
-from sync.health import HealthServer, Metrics, build_app
-from sync.locks import Locks
-from sync.logging import configure
 from sync.runtime import Pipeline, build_pipeline, open_store
-from sync.scheduler import JobRunner, JobScheduler, Slot
+from sync.service.health import HealthServer, Metrics, build_app
+from sync.service.locks import Locks
+from sync.service.logging import configure
+from sync.service.scheduler import JobRunner, JobScheduler, Slot
 from sync.settings import mask
 
 log = structlog.get_logger("stocksync.daemon")

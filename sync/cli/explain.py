@@ -13,10 +13,10 @@ import typer
 from rich.table import Table
 
 from sync import config as cfg
-from sync.cli import ConfigOpt, app, fail, guarded, out
-from sync.cli_tables import print_table
-from sync.locks import exclusive
+from sync.cli.app import ConfigOpt, app, fail, guarded, out
+from sync.cli.tables import print_table
 from sync.model import StockKey
+from sync.service.locks import exclusive
 from sync.state.store import StateStore
 
 PipelineOpt = Annotated[str | None, typer.Option("--pipeline", help="only this pipeline")]
@@ -156,7 +156,7 @@ def resync_cmd(
 
 
 def _resync(config: Any, pipeline: str | None, selection: Any) -> int:
-    from sync.commands import _report_stuck
+    from sync.cli.ops import _report_stuck
     from sync.resync import queue_resync, select_keys
     from sync.runtime import build_pipeline, open_store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sync.cli import ConfigOpt, app, guarded
+from sync.cli.app import ConfigOpt, app, guarded
 
 
 @app.command("run")
@@ -16,7 +16,7 @@ def run(config: ConfigOpt = None) -> None:
     /metrics on metrics.host:metrics.port. Exit 0 after a clean stop, 2 when it
     cannot start (invalid config, another daemon on the same SQLite file).
     """
-    from sync.daemon import run as run_daemon
+    from sync.service.daemon import run as run_daemon
 
     code = guarded(lambda: run_daemon(config))
     raise typer.Exit(code)

@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from sync import config as cfg
-from sync.cli import ConfigOpt, app, err, fail, guarded, open_state, out
-from sync.locks import exclusive
-from sync.progress import Progress
+from sync.cli.app import ConfigOpt, app, err, fail, guarded, open_state, out
+from sync.cli.progress import Progress
+from sync.service.locks import exclusive
 from sync.state.store import BLOCKED, DEAD, StateStore
 
 
@@ -171,7 +171,7 @@ def healthcheck(
     config cannot be read or serves no /healthz (metrics: null or port 0). Made for a
     container's HEALTHCHECK, which then follows the configured port.
     """
-    from sync.healthcheck import healthz_url, probe
+    from sync.service.healthcheck import healthz_url, probe
 
     def body() -> bool:
         healthy, line = probe(healthz_url(cfg.load(config).metrics), timeout_s=timeout_s)

@@ -1,0 +1,1 @@
+"""The long-running service: daemon, scheduler, health, locks, logging."""
