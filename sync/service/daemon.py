@@ -30,8 +30,9 @@ from typing import Any
 import structlog
 
 from sync import config as cfg
+from sync.backoff import backoff_s
 from sync.config import PipelineBase, SettingsBase
-from sync.errors import ConfigError, StockSyncError
+from sync.errors import ConfigError, StockSyncError, TransientError
 from sync.runtime import Pipeline, build_pipeline, open_store
 from sync.service.health import HealthServer, Metrics, build_app
 from sync.service.locks import Locks
@@ -42,6 +43,9 @@ from sync.settings import mask
 log = structlog.get_logger("stocksync.daemon")
 
 POLL_S = 1.0
+#: waiting for an unreachable state database at start: the first pause and the longest
+STATE_WAIT_INITIAL_S = 1.0
+STATE_WAIT_MAX_S = 60.0
 #: settings that only change how often jobs run: no need to rebuild connectors
 _SCHEDULE_ONLY = {"schedule", "enabled"}
 
@@ -71,7 +75,9 @@ class Daemon:
         self._signal: str | None = None
 
     # -- start -----------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Load the config, open the state and start the jobs; False when a stop signal came
+        while waiting for an unreachable state database (nothing was started)."""
         self._digest = file_digest(self.path)
         settings = cfg.load(self.path)
         self.settings = settings
@@ -80,7 +86,9 @@ class Daemon:
         self.locks = Locks(self.store.engine)
         self.locks.acquire_daemon()
         try:
-            self.store.upgrade()
+            if not self._upgrade_when_reachable():
+                self._close()
+                return False
             self.store.check_writable()  # a read-only database: refuse, not fail every cycle
             self.metrics = Metrics(lambda: self.store, lambda: self.settings.pipelines)
             self.runner = JobRunner(self.slots, self.locks, self.stop, self.metrics)
@@ -101,6 +109,30 @@ class Daemon:
             pipelines=sorted(self.slots),
             jobs=changes["added"],
         )
+        return True
+
+    def _upgrade_when_reachable(self) -> bool:
+        """Migrate the state database, waiting (with backoff) while its server cannot be
+        reached: a database server still booting with the host is no reason to give up, and
+        exit 2 would keep a supervisor from restarting us. A database that refuses (missing,
+        read-only, wrong credentials…) still raises at once. False when stopped while waiting.
+        """
+        attempt = 0
+        while True:
+            try:
+                self.store.upgrade()
+                return True
+            except TransientError as exc:
+                attempt += 1
+                wait_s = backoff_s(attempt, initial_s=STATE_WAIT_INITIAL_S, max_s=STATE_WAIT_MAX_S)
+                log.warning(
+                    "state_unreachable",
+                    error=mask(str(exc)),
+                    attempt=attempt,
+                    retry_in_s=round(wait_s, 1),
+                )
+                if self.stop.wait(wait_s):
+                    return False
 
     def _start_health(self, settings: SettingsBase) -> None:
         if settings.metrics is None:
@@ -315,7 +347,8 @@ def run(config_path: str | os.PathLike[str] | None = None) -> int:
     """``stocksync run``: returns the exit code (0 clean stop, 1 grace exceeded)."""
     daemon = Daemon(config_path)
     daemon.install_signals()
-    daemon.start()
+    if not daemon.start():
+        return 0  # stopped while waiting for the state database: nothing ran
     code = daemon.serve()
     if code != 0:
         # worker threads are still inside a job: do not wait for them at interpreter exit
