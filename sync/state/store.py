@@ -98,6 +98,21 @@ class StateReadOnly(StockSyncError):
 _PG_NO_DATABASE_TEXT = re.compile(r'FATAL:\s+database "[^"]*" does not exist')
 
 
+#: the server answered and refused the login: no point waiting for it (MySQL 1045, 1044)
+_PG_LOGIN_REFUSED = re.compile(
+    r'password authentication failed|role "[^"]*" does not exist|no pg_hba\.conf entry'
+)
+_MYSQL_LOGIN_REFUSED = (1044, 1045)
+
+
+def _login_refused(exc: OperationalError) -> bool:
+    orig = exc.orig
+    if _PG_LOGIN_REFUSED.search(str(orig)):
+        return True
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in _MYSQL_LOGIN_REFUSED
+
+
 def _missing_database(exc: OperationalError) -> bool:
     orig = exc.orig
     if getattr(orig, "sqlstate", None) == _PG_NO_DATABASE or _PG_NO_DATABASE_TEXT.search(str(orig)):
@@ -144,6 +159,12 @@ class StateStore(
                     f"the state database {mask_url(self.url)!r} does not exist on its server",
                     hint="check the database name in STOCKSYNC_STATE_URL or state.url "
                     "(create the database first: stocksync creates tables, not databases)",
+                ) from exc
+            if _login_refused(exc):
+                raise StockSyncError(
+                    f"the state database {mask_url(self.url)!r} refused the login: "
+                    f"{mask(str(exc.orig)).strip()}",
+                    hint="check the user and password in STOCKSYNC_STATE_URL or state.url",
                 ) from exc
             raise TransientError(
                 f"cannot open the state database {mask_url(self.url)!r}: {mask(str(exc.orig))}",

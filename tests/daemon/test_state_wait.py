@@ -155,3 +155,24 @@ def test_a_stop_while_waiting_exits_0_and_starts_nothing(tmp_path: Path) -> None
             proc.kill()
     assert [e for e in log.events if e.get("event") == "daemon_started"] == []
     assert "Wait-S3cret" not in "".join(log.text)
+
+
+def _refused_login_urls() -> list[str]:
+    pg = make_url(server_url("STOCKSYNC_TEST_PG_URL", "PostgreSQL"))
+    mysql = make_url(server_url("STOCKSYNC_TEST_MYSQL_URL", "MariaDB/MySQL"))
+    return [
+        # trust auth: a role that does not exist is what PostgreSQL refuses here
+        pg.set(username="no_such_role_x", password="Wait-S3cret").render_as_string(False),
+        mysql.set(username="root", password="Wait-S3cret").render_as_string(False),
+    ]
+
+
+def test_a_refused_login_is_not_waited_for(tmp_path: Path) -> None:
+    for url in _refused_login_urls():
+        proc = _start(_config(tmp_path / "c.yaml", url), tmp_path)
+        log = DaemonLog(proc)
+        assert proc.wait(timeout=60) == 2
+        time.sleep(0.2)  # the reader thread drains the pipe
+        text = "".join(log.text)
+        assert "refused the login" in text and "Wait-S3cret" not in text
+        assert [e for e in log.events if e.get("event") == "state_unreachable"] == []
