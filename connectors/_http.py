@@ -11,7 +11,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -22,7 +21,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from sync.backoff import backoff_s
+from sync.backoff import backoff_s, retry_after_s
 from sync.errors import OutcomeUnknownError, PermanentError, TransientError
 from sync.settings import mask
 
@@ -51,18 +50,7 @@ def make_client(
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
     """Parse Retry-After (seconds or HTTP date); None when absent or unparseable."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return retry_after_s(response.headers.get("Retry-After"))
 
 
 #: transport failures that prove the request never reached the server

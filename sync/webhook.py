@@ -7,13 +7,12 @@ messages never show the URL: a webhook URL often carries its token in the path.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from sync.backoff import retry_after_s
 from sync.config import WebhookSettings
 from sync.errors import PermanentError, TransientError
 from sync.settings import mask
@@ -61,17 +60,3 @@ def check_answer(status: int, text: str, retry_after: str | None) -> None:
     if status >= 500 or status in TRANSIENT_4XX:
         raise TransientError(message, retry_after_s=retry_after_s(retry_after))
     raise PermanentError(message, hint=_HINT)
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (a number or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None

@@ -179,3 +179,11 @@ def open_state_url(url: str, *, create: bool = False) -> Any:
         store.require_schema()
     store.upgrade()
     return store
+
+
+def selected_pipelines(settings: cfg.SettingsBase, name: str | None) -> list[cfg.PipelineBase]:
+    """``--pipeline NAME`` (a ``ConfigError``, exit 2, names the known ones), else every
+    enabled pipeline."""
+    if name:
+        return [settings.pipeline(name)]
+    return [p for p in settings.pipelines if p.enabled]

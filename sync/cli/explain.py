@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from sync import config as cfg
-from sync.cli.app import ConfigOpt, app, fail, guarded, out
+from sync.cli.app import ConfigOpt, app, fail, guarded, out, selected_pipelines
 from sync.cli.tables import print_table
 from sync.model import StockKey
 from sync.service.locks import exclusive
@@ -27,12 +27,6 @@ def _parse_key(text: str) -> StockKey:
     if not at or not sku or not warehouse:
         fail(f"{text!r} is not a stock key", "write it as SKU@WAREHOUSE, e.g. A100@WH-MAIN")
     return StockKey(sku, warehouse)
-
-
-def _selected(settings: cfg.SettingsBase, name: str | None) -> list[cfg.PipelineBase]:
-    if name:
-        return [settings.pipeline(name)]  # ConfigError (exit 2) names the known ones
-    return [p for p in settings.pipelines if p.enabled]
 
 
 # ------------------------------------------------------------------------ explain
@@ -62,7 +56,7 @@ def explain_cmd(
         settings = cfg.load(config)
         store = open_store(settings)
         found = []
-        pipelines = _selected(settings, pipeline)
+        pipelines = selected_pipelines(settings, pipeline)
         for p in pipelines:
             e = explain(store, p.name, stock_key, static=p.push.reservations, limit=limit)
             if e is not None:
@@ -162,7 +156,7 @@ def _resync(config: Any, pipeline: str | None, selection: Any) -> int:
 
     settings = cfg.load(config)
     store: StateStore = open_store(settings)
-    pipelines = _selected(settings, pipeline)
+    pipelines = selected_pipelines(settings, pipeline)
     chosen = {p.name: select_keys(store, p.name, selection) for p in pipelines}
     matched = {k for keys in chosen.values() for k in keys}
     unknown = [str(k) for k in selection.keys if k not in matched]

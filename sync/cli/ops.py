@@ -9,16 +9,10 @@ from typing import Annotated
 import typer
 
 from sync import config as cfg
-from sync.cli.app import ConfigOpt, app, err, fail, guarded, open_state, out
+from sync.cli.app import ConfigOpt, app, err, fail, guarded, open_state, out, selected_pipelines
 from sync.cli.progress import Progress
 from sync.service.locks import exclusive
 from sync.state.store import BLOCKED, DEAD, StateStore
-
-
-def _selected(settings: cfg.SettingsBase, name: str | None) -> list[cfg.PipelineBase]:
-    if name:
-        return [settings.pipeline(name)]
-    return [p for p in settings.pipelines if p.enabled]
 
 
 @app.command("once")
@@ -37,7 +31,7 @@ def once(
     def body() -> int:
         settings = cfg.load(config)
         store = open_store(settings)
-        selected = _selected(settings, pipeline)
+        selected = selected_pipelines(settings, pipeline)
         for p in selected:
             runtime = build_pipeline(p, store)
             try:

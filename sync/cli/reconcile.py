@@ -25,6 +25,7 @@ from sync.cli.app import (
     open_state,
     open_state_url,
     out,
+    selected_pipelines,
 )
 from sync.service.locks import exclusive
 from sync.state.store import display_ref
@@ -64,12 +65,6 @@ def _duplicates(f: Finding, fmt: str) -> list[dict[str, str]] | str | None:
     return "; ".join(f"{d['crm_id']}={d['crm']}" for d in f.duplicates_json())
 
 
-def _selected(settings: cfg.SettingsBase, name: str | None) -> list[cfg.PipelineBase]:
-    if name:
-        return [settings.pipeline(name)]
-    return [p for p in settings.pipelines if p.enabled]
-
-
 # ------------------------------------------------------------------------ reconcile
 @app.command("reconcile")
 def reconcile_cmd(
@@ -100,7 +95,7 @@ def reconcile_cmd(
         store = open_store(settings)
         rows: list[dict[str, Any]] = []
         remaining = 0
-        for p in _selected(settings, pipeline):
+        for p in selected_pipelines(settings, pipeline):
             runtime = build_pipeline(p, store)
             try:
                 if apply:  # it pushes: never beside a daemon's reconcile or another replica
@@ -311,7 +306,7 @@ def report_cmd(
         store = open_state_url(settings.state.url)
         now = datetime.now(UTC)
         rows = []
-        for p in _selected(settings, pipeline):
+        for p in selected_pipelines(settings, pipeline):
             window = days or p.alerts.cover_days
             static = p.push.reservations
             for r in stock_cover(
