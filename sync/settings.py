@@ -141,6 +141,29 @@ def _http_url(value: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
+def _secret_http_url(value: str) -> str:
+    """A URL whose path and query are a credential (a webhook's token): checked like
+    ``HttpUrl``, but no error echoes it, and its path and query are registered secrets,
+    so a logged request line shows ``https://host/***``."""
+    from urllib.parse import urlsplit
+
+    try:
+        _http_url(value)
+    except ValueError:
+        raise ValueError(
+            "is not an http:// or https:// URL with a host (not shown: it may hold a token)"
+        ) from None
+    parts = urlsplit(value)
+    register_secret(parts.path.lstrip("/"))
+    register_secret(parts.query)
+    register_url_password(value)
+    return value
+
+
+#: an ``HttpUrl`` that is a credential itself (webhook URLs carry their token in the path)
+SecretHttpUrl = Annotated[str, AfterValidator(_secret_http_url)]
+
+
 class StrictModel(BaseModel):
     """Frozen settings model that rejects unknown keys."""
 

@@ -215,17 +215,32 @@ def test_a_malformed_base_url_is_refused_at_load(url: str, message: str) -> None
             "pipelines[0].erp.url",
             "http//erp:8000",
         ),
-        (
-            "    erp: {type: memory}\n    alerts: {webhook: {url: 'http//hooks/x'}}\n",
-            "pipelines[0].alerts.webhook.url",
-            "http//hooks/x",
-        ),
     ],
 )
 def test_every_http_url_setting_is_checked(section: str, path: str, url: str) -> None:
     text = "pipelines:\n  - name: main\n    crm: {type: memory-crm}\n" + section
-    line = 5 if "webhook" in section else 4
-    assert problems(text) == [(path, f"{url!r} must start with http:// or https://", line)]
+    assert problems(text) == [(path, f"{url!r} must start with http:// or https://", 4)]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "hooks.example.com/services/T0/SeCrEtToKeN",
+        "http//hooks/SeCrEtToKeN",
+        "https:///SeCrEtToKeN",
+    ],
+)
+def test_a_bad_webhook_url_is_refused_without_showing_its_token(url: str) -> None:
+    """A webhook URL carries its token in the path: the error names the setting, not the URL."""
+    text = "pipelines:\n  - name: main\n    crm: {type: memory-crm}\n    erp: {type: memory}\n"
+    text += f"    alerts: {{webhook: {{url: '{url}'}}}}\n"
+    assert problems(text) == [
+        (
+            "pipelines[0].alerts.webhook.url",
+            "is not an http:// or https:// URL with a host (not shown: it may hold a token)",
+            5,
+        )
+    ]
 
 
 # -- e: a repeated pipeline name points at the second name ------------------------------

@@ -283,3 +283,17 @@ def test_the_inputs_on_every_backend(any_store: StateStore, pipeline: str, clock
         last_pull=t0 + timedelta(seconds=50),
         first_cycle=t0 + timedelta(seconds=45),
     )
+
+
+def test_an_undelivered_alert_is_not_an_unconfirmed_change(store: StateStore, clock: Clock) -> None:
+    """A dead or retrying webhook row says nothing about the CRM's stock: freshness ignores it,
+    while a level row queued at the same moment counts."""
+    from sync.state.rows import ALERT, LEVEL
+
+    with store.transaction() as tx:
+        tx.enqueue("alerting", ALERT, ["3f1c2a9e-alert"], clock.now)
+    clock.advance(5000)
+    assert "alerting" not in store.freshness_inputs()
+    with store.transaction() as tx:
+        tx.enqueue("alerting", LEVEL, ["A@W1"], clock.now)
+    assert store.freshness_inputs()["alerting"].oldest_outbox == clock.now

@@ -118,3 +118,21 @@ def test_reconfiguring_replaces_the_handler(lines: io.StringIO) -> None:
     _configured(lines, "info")  # a reload configures again: still one line per record
     logging.getLogger("apscheduler.scheduler").warning("once")
     assert lines.getvalue().count("once") == 1
+
+
+def test_a_webhook_token_never_reaches_a_debug_log_line(lines: io.StringIO) -> None:
+    """httpx logs each request's URL at INFO (shown with debug): a webhook's path is its token."""
+    import httpx
+
+    from sync.config import WebhookSettings
+    from sync.webhook import Webhook
+
+    token = "T0AB/B0CD/Hook-Token-8817"
+    settings = WebhookSettings(url=f"https://hooks.example.com/services/{token}?sig=Sig-4410")
+    _configured(lines, "debug")
+    Webhook(settings, transport=httpx.MockTransport(lambda _r: httpx.Response(200))).deliver(
+        {"alert_id": "a-1"}
+    )
+    text = lines.getvalue()
+    assert "HTTP Request: POST https://hooks.example.com/***?***" in text
+    assert "Hook-Token-8817" not in text and "Sig-4410" not in text

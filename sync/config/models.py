@@ -31,7 +31,7 @@ from sync.settings import (
     MAX_QUANTITY,
     MAX_TIMEOUT_S,
     MAX_WAIT_S,
-    HttpUrl,
+    SecretHttpUrl,
     StrictModel,
 )
 
@@ -231,7 +231,7 @@ class ReconcileSettings(StrictModel):
 
 
 class WebhookSettings(StrictModel):
-    url: HttpUrl
+    url: SecretHttpUrl
     timeout_s: float = Field(
         10.0,
         gt=0,

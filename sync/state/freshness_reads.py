@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Select, func, select
 
 import sync.state.schema as s
 from sync.state.base import StoreBase
+from sync.state.rows import ALERT
 
 #: cycles whose pull completed: ``degraded`` ones read the ERP but could not reach the CRM
 PULLED = ("ok", "degraded")
@@ -19,7 +20,8 @@ PULLED = ("ok", "degraded")
 class FreshnessInputs:
     """Per pipeline, the times bounding what the CRM may not reflect yet (None: none)."""
 
-    #: the oldest outbox row's ``created_at`` (any state): the change was seen then
+    #: the oldest outbox row's ``created_at`` (any state, alert rows aside): the change
+    #: was seen then
     oldest_outbox: datetime | None = None
     #: the oldest level flagged changed and not queued yet (its last change)
     oldest_flagged: datetime | None = None
@@ -48,8 +50,13 @@ class FreshnessReads(StoreBase):
         """
         o, lv, r = s.outbox, s.stock_levels, s.runs
         with self.engine.connect() as conn:
+            # an undelivered alert is no stock the CRM lacks: a dead webhook must not
+            # make a pipeline whose CRM is in sync look stale (and fail /healthz)
             outbox = _per_pipeline(
-                conn, select(o.c.pipeline, func.min(o.c.created_at)).group_by(o.c.pipeline)
+                conn,
+                select(o.c.pipeline, func.min(o.c.created_at))
+                .where(o.c.target != ALERT)
+                .group_by(o.c.pipeline),
             )
             flagged = _per_pipeline(
                 conn,
