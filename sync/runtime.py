@@ -180,6 +180,8 @@ class CycleResult:
     push: PushReport = field(default_factory=PushReport)
     stopped: bool = False
     error: str | None = None
+    #: why the cycle did not reach the CRM (``crm_problem``): recorded as ``degraded``
+    degraded: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -192,8 +194,14 @@ def run_cycle(
     stop: threading.Event | None = None,
     on_page: Callable[[Any], None] | None = None,
     on_row: Callable[[PushReport], None] | None = None,
+    check_crm: bool = False,
 ) -> CycleResult:
-    """One pull → push cycle, recorded as a ``runs`` row. Errors are recorded, then raised."""
+    """One pull → push cycle, recorded as a ``runs`` row. Errors are recorded, then raised.
+
+    ``check_crm`` (the daemon): a cycle that did not reach the CRM (``crm_problem``) is
+    recorded as ``degraded`` in the same write as its end, so it never counts as good
+    for ``/healthz`` (architecture §8.1).
+    """
     run_id = str(uuid.uuid4())
     store = pipeline.store
     row = store.start_run(run_id, pipeline.name, "cycle", pipeline.now())
@@ -217,6 +225,8 @@ def run_cycle(
             check_alerts(pipeline)
             result.push = pipeline.pusher().run(stop=stop, on_row=on_row)
             result.stopped = result.push.stopped
+        if check_crm and not result.stopped:
+            result.degraded = crm_problem(pipeline, result)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         log.error("cycle_failed", error=result.error)
@@ -226,12 +236,16 @@ def run_cycle(
         store.finish_run(
             row,
             pipeline.now(),
-            status="error" if result.error else "ok",
+            status="error" if result.error else "degraded" if result.degraded else "ok",
             pulled=result.pulled,
             applied=result.applied,
             pushed=result.push.pushed,
             failed=result.push.failed,
-            error=result.error,
+            error=result.error or result.degraded,
+        )
+    if result.degraded:
+        log.warning(
+            "cycle_degraded", pipeline=pipeline.name, run_id=run_id, problem=result.degraded
         )
     log.info(
         "cycle_done",
@@ -243,3 +257,23 @@ def run_cycle(
         failed=result.push.failed,
     )
     return result
+
+
+def crm_problem(p: Pipeline, result: CycleResult) -> str | None:
+    """Why this cycle did not reach the CRM, or None.
+
+    Push failures are per row (rescheduled, not raised), so a CRM outage does
+    not fail ``run_cycle``. A cycle counts as good only if some push got
+    through, or — when there was nothing to push — the CRM answered a check.
+    """
+    push = result.push
+    attempted = push.pushed + push.skipped + push.retried + push.dead + push.blocked
+    if attempted:
+        if push.retried and not (push.pushed or push.skipped):
+            return f"every push attempt failed ({push.retried} rescheduled)"
+        return None
+    try:
+        p.sink.check()
+    except Exception as exc:
+        return f"CRM check failed: {type(exc).__name__}: {exc}"
+    return None

@@ -19,7 +19,6 @@ from sync.ledger import apply_page
 from sync.model import Movement, MovementKind, Page
 from sync.runtime import run_cycle
 from sync.service.health import Metrics, build_app, health
-from sync.service.scheduler import crm_problem, mark_degraded
 from sync.state import StateStore
 from sync.state.store import FreshnessInputs
 from tests.conftest import Clock
@@ -40,12 +39,9 @@ def cycle(mp: MemoryPipeline) -> datetime:
     """One cycle as the daemon runs it (degraded when the CRM was not reached); its start."""
     started = mp.clock.now
     try:
-        result = run_cycle(mp.pipeline)
+        run_cycle(mp.pipeline, check_crm=True)
     except Exception:  # recorded in the runs table, as the scheduler's error containment does
         return started
-    problem = crm_problem(mp.pipeline, result)
-    if problem is not None:
-        mark_degraded(mp.pipeline, result, problem)
     return started
 
 
@@ -297,3 +293,25 @@ def test_an_undelivered_alert_is_not_an_unconfirmed_change(store: StateStore, cl
     with store.transaction() as tx:
         tx.enqueue("alerting", LEVEL, ["A@W1"], clock.now)
     assert store.freshness_inputs()["alerting"].oldest_outbox == clock.now
+
+
+def test_a_cycle_that_misses_the_crm_is_never_recorded_as_good(
+    make_pipeline: MakePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRM check runs before the cycle's runs row is finished: /healthz cannot read the
+    cycle as ``ok`` during the seconds the check of a dead CRM takes (newcomer trial)."""
+    mp = make_pipeline(SCHEDULE)
+    seen: list[str] = []
+
+    def dead_crm() -> str:
+        seen.append(mp.store.runs(mp.name, limit=1)[0].status)
+        raise TransientError("connection refused")
+
+    monkeypatch.setattr(mp.pipeline.sink, "check", dead_crm)
+    result = run_cycle(mp.pipeline, check_crm=True)  # nothing to push: the check decides
+    assert seen == ["running"]
+    run = mp.store.runs(mp.name, limit=1)[0]
+    assert (run.status, run.error) == ("degraded", result.degraded)
+    assert result.degraded == "CRM check failed: TransientError: connection refused"
+    ok, body = check(mp)
+    assert not ok and "no successful cycle yet" in body["reason"]

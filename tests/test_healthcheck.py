@@ -101,3 +101,20 @@ def test_without_metrics_there_is_nothing_to_check(tmp_path: Path) -> None:
     code, text = _healthcheck(_config(tmp_path / "stocksync.yaml", "null"))
     assert code == 2, text
     assert "metrics is null" in text
+
+
+def test_the_probe_needs_no_connector_secret(tmp_path: Path) -> None:
+    """A HEALTHCHECK or an operator without the root-only secrets file still probes."""
+    path = tmp_path / "stocksync.yaml"
+    path.write_text(
+        f"state: {{url: 'sqlite:///{tmp_path / 'state.db'}'}}\n"
+        "metrics: null\n"
+        "pipelines:\n"
+        "  - name: main\n"
+        "    erp: {type: memory}\n"
+        "    crm: {type: fxiaoke, base_url: 'http://127.0.0.1:9', app_id: x,\n"
+        "          app_secret: '${UNSET_SECRET_FOR_PROBE}', permanent_code: p, open_user_id: u}\n",
+        encoding="utf-8",
+    )
+    code, text = _healthcheck(path)
+    assert code == 2 and "metrics is null" in text and "UNSET_SECRET_FOR_PROBE" not in text

@@ -27,6 +27,7 @@ READS = [
     ("report",),
     ("db", "verify"),
     ("alerts", "list"),
+    ("explain", "A@W1"),
 ]
 #: connector secrets and the alert webhook come from variables these tests never set
 CONFIG = """\
@@ -74,6 +75,9 @@ def test_a_read_needs_no_connector_secret(config: Path, command: tuple[str, ...]
     code, stdout, stderr = cli(*command, "-c", str(config))
     if command[:2] == ("conflicts", "show"):  # it read the state: there is no conflict 1
         assert (code, stderr.strip().splitlines()[0]) == (2, "error: no conflict with id 1")
+        return
+    if command[0] == "explain":  # it read the state: the key has no level there
+        assert code == 2 and "A@W1 is unknown in main" in stderr, stderr
         return
     assert code == 0, stderr
     assert "not set" not in stdout + stderr
@@ -221,6 +225,45 @@ def test_the_daemon_refuses_a_read_only_postgresql_session(tmp_path: Path) -> No
         f"error: the state database '{read_only.render_as_string(hide_password=True)}' "
         "refuses writes (cannot execute UPDATE in a read-only transaction)",
         HINT,
+    ]
+
+
+def test_the_daemon_refuses_a_read_only_mariadb_session_with_a_migration_pending(
+    tmp_path: Path,
+) -> None:
+    """MariaDB says "read only" as an OperationalError (1792): refused, never waited for."""
+    from sqlalchemy import create_engine, text
+
+    url = make_url(server_url("STOCKSYNC_TEST_MYSQL_URL", "MariaDB/MySQL"))
+    name = f"ss_ro_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url.set(drivername="mysql+pymysql"))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        fresh = url.set(database=name).update_query_dict(
+            {"init_command": "SET SESSION TRANSACTION READ ONLY"}
+        )
+        lines = _daemon(tmp_path, fresh.render_as_string(hide_password=False))
+        assert lines[0].startswith(
+            f"error: the state database '{fresh.render_as_string(hide_password=True)}' "
+            "refuses writes ((1792, 'Cannot execute statement in a READ ONLY transaction"
+        )
+        assert lines[1] == HINT
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE {name}"))
+        admin.dispose()
+
+
+def test_the_daemon_refuses_a_sqlite_path_it_cannot_open(tmp_path: Path) -> None:
+    """A folder where the file should be does not come up later: exit 2, no waiting."""
+    folder = tmp_path / "state.db"
+    folder.mkdir()
+    lines = _daemon(tmp_path, f"sqlite:///{folder}")
+    assert lines == [
+        f"error: cannot open the state database 'sqlite:///{folder}': unable to open database file",
+        "hint: check the path in state.url (or STOCKSYNC_STATE_URL) and that this user may read "
+        "and write the file and its folder",
     ]
 
 

@@ -13,7 +13,15 @@ import typer
 from rich.table import Table
 
 from sync import config as cfg
-from sync.cli.app import ConfigOpt, app, fail, guarded, out, selected_pipelines
+from sync.cli.app import (
+    ConfigOpt,
+    app,
+    fail,
+    guarded,
+    open_state_url,
+    out,
+    selected_pipelines,
+)
 from sync.cli.tables import print_table
 from sync.model import StockKey
 from sync.service.locks import exclusive
@@ -47,14 +55,13 @@ def explain_cmd(
     Exit 0 found, 2 unknown key or pipeline.
     """
     from sync.explain import as_json, close_keys, explain
-    from sync.runtime import open_store
 
     def body() -> None:
         if format not in ("table", "json"):
             fail(f"unknown format {format!r}", "use table or json")
         stock_key = _parse_key(key)
-        settings = cfg.load(config)
-        store = open_store(settings)
+        settings = cfg.load(config, with_connectors=False)  # the state alone: no secret needed
+        store = open_state_url(settings.state.url)  # a mistyped URL is refused, not created
         found = []
         pipelines = selected_pipelines(settings, pipeline)
         for p in pipelines:

@@ -168,7 +168,9 @@ def healthcheck(
     from sync.service.healthcheck import healthz_url, probe
 
     def body() -> bool:
-        healthy, line = probe(healthz_url(cfg.load(config).metrics), timeout_s=timeout_s)
+        # the metrics settings alone: the root-only secrets file need not be readable
+        settings = cfg.load(config, with_connectors=False)
+        healthy, line = probe(healthz_url(settings.metrics), timeout_s=timeout_s)
         out.print(f"{'healthy' if healthy else 'unhealthy'}: {line}", markup=False)
         return healthy
 

@@ -26,7 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from sync.config import PipelineBase
 from sync.reconcile_run import run_scheduled
-from sync.runtime import CycleResult, Pipeline, run_cycle
+from sync.runtime import Pipeline, run_cycle
 from sync.service.health import Metrics
 from sync.service.locks import Locks
 
@@ -104,12 +104,11 @@ class JobRunner:
     # -- the jobs ------------------------------------------------------------------
     def _cycle(self, p: Pipeline) -> None:
         started = time.monotonic()
-        result = run_cycle(p, stop=self.stop)
+        # judged before its runs row is written: /healthz never sees a CRM outage's
+        # cycle as good, not even for the seconds the CRM check takes
+        result = run_cycle(p, stop=self.stop, check_crm=True)
         if self.metrics is not None:
             self.metrics.record_cycle(p.name, result, time.monotonic() - started)
-        problem = None if result.stopped else crm_problem(p, result)
-        if problem is not None:
-            mark_degraded(p, result, problem)
 
     def _rescan(self, p: Pipeline) -> None:
         self._recorded(p, "rescan", lambda run_id: p.rescan(run_id))
@@ -130,44 +129,6 @@ class JobRunner:
             structlog.contextvars.unbind_contextvars("run_id", "pipeline")
         p.store.finish_run(row, p.now(), status="ok")
         log.info(f"{job}_done", pipeline=p.name, run_id=run_id, result=repr(outcome))
-
-
-def crm_problem(p: Pipeline, result: CycleResult) -> str | None:
-    """Why this cycle did not reach the CRM, or None.
-
-    Push failures are per row (rescheduled, not raised), so a CRM outage does
-    not fail ``run_cycle``. A cycle counts as good only if some push got
-    through, or — when there was nothing to push — the CRM answered a check.
-    """
-    push = result.push
-    attempted = push.pushed + push.skipped + push.retried + push.dead + push.blocked
-    if attempted:
-        if push.retried and not (push.pushed or push.skipped):
-            return f"every push attempt failed ({push.retried} rescheduled)"
-        return None
-    try:
-        p.sink.check()
-    except Exception as exc:
-        return f"CRM check failed: {type(exc).__name__}: {exc}"
-    return None
-
-
-def mark_degraded(p: Pipeline, result: CycleResult, problem: str) -> None:
-    """Record the cycle as ``degraded``: it no longer counts as a success for /healthz."""
-    for run in p.store.runs(p.name, limit=20):
-        if run.run_id == result.run_id:
-            p.store.finish_run(
-                run.id,
-                run.finished_at or p.now(),
-                status="degraded",
-                pulled=run.pulled,
-                applied=run.applied,
-                pushed=run.pushed,
-                failed=run.failed,
-                error=problem,
-            )
-            break
-    log.warning("cycle_degraded", pipeline=p.name, run_id=result.run_id, problem=problem)
 
 
 def triggers(p: PipelineBase) -> dict[str, Any]:

@@ -105,12 +105,21 @@ _PG_LOGIN_REFUSED = re.compile(
 _MYSQL_LOGIN_REFUSED = (1044, 1045)
 
 
+#: MySQL/MariaDB refusing a write: command denied (no CREATE/ALTER/UPDATE grant), server in
+#: --read-only mode, a read-only transaction, a read-only table
+_MYSQL_READ_ONLY = (1142, 1290, 1792, 1036)
+
+
+def _mysql_code(exc: OperationalError) -> object:
+    args: tuple[object, ...] = getattr(exc.orig, "args", ())
+    return args[0] if args else None
+
+
 def _login_refused(exc: OperationalError) -> bool:
     orig = exc.orig
     if _PG_LOGIN_REFUSED.search(str(orig)):
         return True
-    args: tuple[object, ...] = getattr(orig, "args", ())
-    return bool(args) and args[0] in _MYSQL_LOGIN_REFUSED
+    return _mysql_code(exc) in _MYSQL_LOGIN_REFUSED
 
 
 def _missing_database(exc: OperationalError) -> bool:
@@ -148,12 +157,22 @@ class StateStore(
 
     @contextmanager
     def _opening(self) -> Iterator[None]:
-        """Connection failures as one sentence: a missing database, or a server not reached."""
+        """Connection failures as one sentence, and as what they mean for a caller: a missing
+        database, a refused login, a database that refuses writes or a SQLite file that
+        cannot be opened are ``StockSyncError`` (fix and restart); only a server not reached
+        (or a locked SQLite file) is ``TransientError`` (worth waiting for)."""
         try:
             yield
         except OperationalError as exc:
-            if "readonly database" in str(exc.orig):  # SQLite
+            if "readonly database" in str(exc.orig) or _mysql_code(exc) in _MYSQL_READ_ONLY:
                 raise self._read_only(exc) from exc
+            if self.dialect == "sqlite" and "database is locked" not in str(exc.orig):
+                # a local file does not come up later: a folder in its place, no access…
+                raise StockSyncError(
+                    f"cannot open the state database {mask_url(self.url)!r}: {exc.orig}",
+                    hint="check the path in state.url (or STOCKSYNC_STATE_URL) and that this "
+                    "user may read and write the file and its folder",
+                ) from exc
             if _missing_database(exc):
                 raise StateDatabaseMissing(
                     f"the state database {mask_url(self.url)!r} does not exist on its server",

@@ -1,6 +1,6 @@
 """Idle cycles prove the CRM answers with the cheapest call, not a describe per object.
 
-The scheduler (``sync.service.scheduler.crm_problem``) calls ``sink.check()`` after a
+The scheduler (``sync.runtime.crm_problem``) calls ``sink.check()`` after a
 cycle that had nothing to push. Describes are cached for ``describe_ttl_s``; while
 they are fresh, one StockObj query with limit 1 proves the CRM is reachable, and
 the token is requested only when due.
@@ -8,8 +8,7 @@ the token is requested only when due.
 
 from __future__ import annotations
 
-from sync.runtime import run_cycle
-from sync.service.scheduler import crm_problem
+from sync.runtime import crm_problem, run_cycle
 from tests.fxiaoke.rig import QUERY, TOKEN
 from tests.fxiaoke.world import MakeWorld, World, make_world
 
