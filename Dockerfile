@@ -1,4 +1,4 @@
-# stocksync daemon: `docker run -v stocksync-data:/data -v ./config:/config:ro -p 9108:9108 stocksync`
+# stocksync daemon: `docker run --env-file ./stocksync.env -v stocksync-data:/data -v ./config:/config:ro -p 127.0.0.1:9108:9108 stocksync`
 # The base is pinned by tag and digest: a rebuild gets the same Python and Debian. Bump both
 # together (docker buildx imagetools inspect python:3.11.N-slim-bookworm shows the digest).
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sync import reservations
-from sync.model import StockKey
+from sync.model import StockKey, plain
 from sync.state.store import (
     LEVEL,
     BaselineRow,
@@ -140,7 +140,7 @@ def close_keys(store: StateStore, pipeline: str, key: StockKey, n: int = 5) -> l
 
 # ------------------------------------------------------------------------ output
 def _q(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+    return None if value is None else plain(value)
 
 
 def _t(value: datetime | None) -> str | None:

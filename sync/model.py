@@ -307,3 +307,10 @@ class CrmLevel:
     @property
     def stock_key(self) -> StockKey:
         return StockKey(self.sku, self.warehouse)
+
+
+def plain(qty: Decimal) -> str:
+    """A quantity as people write it, the same for every figure of a table: no exponent and
+    no trailing zeros (``15.0`` → ``15``, ``0.00`` → ``0``, ``1.50`` → ``1.5``, ``1E+2`` →
+    ``100``). For display only: the ledger and the CRM keep their own precision."""
+    return format(qty.normalize(), "f") if qty else "0"

@@ -397,6 +397,7 @@ class Pusher:
         report = PushReport()
         retention = timedelta(days=self.options.log_retention_days)
         self.store.prune_push_log(self.pipeline, self.now() - retention)
+        self.store.prune_alert_events(self.pipeline, self.now() - retention)
         queue_pending_levels(self.store, self.pipeline, now=self.now())
         bulk_bound = False
         if self.store.unbound_count(self.pipeline, LEVEL) >= self.options.bulk_bind_threshold:

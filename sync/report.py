@@ -20,7 +20,7 @@ from typing import Any
 from sync.alert_scope import figures
 from sync.alerts import compared, threshold_of
 from sync.config import AlertSettings, Basis
-from sync.model import OUTBOUND_KINDS, LevelValue, StockKey
+from sync.model import OUTBOUND_KINDS, LevelValue, StockKey, plain
 from sync.reservations import parse_key
 from sync.state.store import StateStore
 
@@ -69,15 +69,15 @@ class CoverRow:
             "pipeline": pipeline,
             "sku": self.key.sku,
             "warehouse": self.key.warehouse,
-            "on_hand": str(self.on_hand),
-            "reserved": str(self.reserved),
-            "available": str(self.available),
+            "on_hand": plain(self.on_hand),
+            "reserved": plain(self.reserved),
+            "available": plain(self.available),
             "basis": self.basis,
-            "outbound": str(self.outbound),
-            "daily_rate": str(self.daily_rate),
+            "outbound": plain(self.outbound),
+            "daily_rate": str(self.daily_rate),  # a rate, to a fixed 4 decimals
             "days_of_cover": None if self.days_of_cover is None else str(self.days_of_cover),
-            "safety_stock": str(self.safety_stock),
-            "reorder_qty": str(self.reorder_qty),
+            "safety_stock": plain(self.safety_stock),
+            "reorder_qty": plain(self.reorder_qty),
         }
 
 

@@ -154,10 +154,16 @@ def _secret_http_url(value: str) -> str:
             "is not an http:// or https:// URL with a host (not shown: it may hold a token)"
         ) from None
     parts = urlsplit(value)
-    register_secret(parts.path.lstrip("/"))
-    register_secret(parts.query)
+    for part in (parts.path.strip("/"), parts.query):
+        # a token is long; masking a short path ("hook") would garble every word holding it
+        if len(part) >= _TOKEN_MIN_CHARS:
+            register_secret(part)
     register_url_password(value)
     return value
+
+
+#: the shortest URL path or query taken for a credential
+_TOKEN_MIN_CHARS = 12
 
 
 #: an ``HttpUrl`` that is a credential itself (webhook URLs carry their token in the path)

@@ -404,3 +404,27 @@ def test_check_config_refuses_an_interval_out_of_bounds(tmp_path: Path, value: s
     out = result.stdout + result.stderr
     assert "pipelines[0].schedule.interval_s (line 3): input should be" in out, out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("csv", [False, True], ids=["rich", "csv"])
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(tmp_path: Path, csv: bool) -> None:
+    """``stocksync status | head -2``: no "error: BrokenPipeError", no traceback; 141 as a
+    shell shows a command stopped by SIGPIPE (rich's output and our CSV writer alike)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKSYNC_")}
+    env["PYTHONPATH"] = str(ROOT)
+    args: tuple[str, ...] = ("config-schema",)
+    if csv:
+        StateStore(f"sqlite:///{tmp_path / 'state.db'}").upgrade()
+        env["STOCKSYNC_STATE_URL"] = f"sqlite:///{tmp_path / 'state.db'}"
+        args = ("alerts", "list", "--format", "csv")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sync", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the interpreter has started: its first write finds no reader
+    err = proc.stderr.read().decode()
+    assert (proc.wait(timeout=60), err) == (141, "")

@@ -136,3 +136,12 @@ def test_a_webhook_token_never_reaches_a_debug_log_line(lines: io.StringIO) -> N
     text = lines.getvalue()
     assert "HTTP Request: POST https://hooks.example.com/***?***" in text
     assert "Hook-Token-8817" not in text and "Sig-4410" not in text
+
+
+def test_a_short_webhook_path_is_no_token(lines: io.StringIO) -> None:
+    """``/hook`` is a route, not a credential: masking it would garble ``webhook`` everywhere."""
+    from sync.config import WebhookSettings
+    from sync.settings import mask
+
+    WebhookSettings(url="http://127.0.0.1:8080/hook")
+    assert mask("alerts webhook answered HTTP 500") == "alerts webhook answered HTTP 500"

@@ -27,7 +27,8 @@ T = TypeVar("T")
 app = typer.Typer(
     name="stocksync",
     help="Keep CRM stock equal to ERP stock: a movement ledger, an idempotent outbox and a "
-    "three-way reconcile.\n\nConfig: -c PATH, else $STOCKSYNC_CONFIG, else ./stocksync.yaml. "
+    "three-way reconcile.\n\nConfig: stocksync COMMAND -c PATH (the option follows the command), "
+    "else $STOCKSYNC_CONFIG, else ./stocksync.yaml. "
     "Exit codes: 0 ok, 1 findings, 2 error.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -39,8 +40,31 @@ db_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: the exit status of a command whose reader closed the pipe (128 + SIGPIPE, as a shell shows)
+EXIT_CLOSED_PIPE = 141
+
+
+def closed_pipe() -> NoReturn:
+    """``stocksync status | head``: the reader left; stop quietly (no error, no traceback).
+
+    stdout is pointed at /dev/null first, so the interpreter's final flush cannot fail again.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(EXIT_CLOSED_PIPE)
+
+
+class _Console(Console):
+    """rich's console, ending on a closed pipe the way every other write does."""
+
+    def on_broken_pipe(self) -> None:
+        closed_pipe()
+
+
+out = _Console(highlight=False, soft_wrap=True)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
 ConfigOpt = Annotated[
@@ -89,6 +113,8 @@ def guarded(fn: Callable[[], T]) -> T:
         fail(str(exc), exc.hint)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        closed_pipe()
     except Exception as exc:
         _traceback()
         hint = None if _state["debug"] else "run again with --debug for the traceback"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from sync.cli import config_cmds, explain, ops, reconcile, run, state_cmds
-from sync.cli.app import app
+from sync.cli.app import app, closed_pipe
 from sync.settings import mask
 
 #: the modules whose import registers commands (kept referenced for the linters)
@@ -21,6 +21,8 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
+    except BrokenPipeError:  # outside a command body (help text into `head`)
+        closed_pipe()
     except Exception as exc:  # raised outside a command body (guarded() handles theirs)
         print_masked_traceback(exc)
         raise SystemExit(1) from None

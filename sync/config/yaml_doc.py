@@ -138,7 +138,15 @@ def read_text(path: Path) -> str:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
-            [ConfigProblem("(file)", f"no such file: {path}")], source=str(path)
+            [
+                ConfigProblem(
+                    "(file)",
+                    f"no such file: {path} (give it with -c PATH after the command, or set "
+                    "STOCKSYNC_CONFIG; commands that only read the state also work with "
+                    "STOCKSYNC_STATE_URL alone)",
+                )
+            ],
+            source=str(path),
         ) from None
     except OSError as exc:
         raise ConfigError(

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, Table, select, tuple_
+from sqlalchemy import Select, Table, delete, select, tuple_
 
 import sync.state.schema as s
 from sync.model import StockKey
@@ -42,6 +42,16 @@ class AlertReads(StoreBase):
                 for part in _parts(q, t, keys)
                 for r in conn.execute(part).mappings()
             }
+
+    def prune_alert_events(self, pipeline: str, before: datetime) -> int:
+        """Delete the pipeline's alert events delivered before ``before`` (the push log's
+        retention); an event not delivered yet stays, its outbox row still needs it."""
+        t = s.alert_events
+        with self.transaction() as tx:
+            result = tx.conn.execute(
+                delete(t).where(t.c.pipeline == pipeline, t.c.delivered_at < before)
+            )
+        return int(result.rowcount)
 
     def alert_event(self, alert_id: str) -> AlertEventRow | None:
         """The stored crossing ``alert_id`` (body as sent, delivery time), if any."""

@@ -303,3 +303,22 @@ def test_answers_map_to_delivered_transient_or_permanent(
         check_answer(status, "no such hook ", retry_after)
     assert str(caught.value) == f"alerts webhook answered HTTP {status}: no such hook"
     assert getattr(caught.value, "retry_after_s", None) == hint_s
+
+
+def test_delivered_alert_events_are_pruned_with_the_push_log(store: StateStore) -> None:
+    """Kept as long as the push log (push.log_retention_days); an undelivered one stays."""
+    from sync.state.rows import AlertEventRow
+
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def event(alert_id: str, pipeline: str = "p") -> AlertEventRow:
+        return AlertEventRow(alert_id, pipeline, "stock_low", "A", "W1", {"alert_id": alert_id}, t0)
+
+    with store.transaction() as tx:
+        tx.add_alert_events([event("old"), event("recent"), event("owed"), event("x", "other")])
+        tx.mark_alert_delivered("old", t0)
+        tx.mark_alert_delivered("recent", t0 + timedelta(days=29))
+        tx.mark_alert_delivered("x", t0)
+    assert store.prune_alert_events("p", t0 + timedelta(days=1)) == 1
+    kept = {a: store.alert_event(a) is not None for a in ("old", "recent", "owed", "x")}
+    assert kept == {"old": False, "recent": True, "owed": True, "x": True}

@@ -6,7 +6,7 @@ came back. The outbox row that carries its delivery has target ``alert`` and
 the ``alert_id`` as ref.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-30 07:00:00.000000
 """
 
