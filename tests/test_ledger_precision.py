@@ -202,12 +202,13 @@ def test_no_core_module_rounds_a_quantity() -> None:
             if name in ROUNDING_CALLS and rel not in ROUNDING_ALLOWED:
                 found.add((rel, name))
     # model.exact_units checks integrality with to_integral_value (it never rounds a result);
-    # health.py and freshness.py round an age in seconds, not a quantity; the memory CRM
+    # health.py, freshness.py and daemon.py round seconds, not a quantity; the memory CRM
     # rounds what it shows to its own field precision, as a target that demands it does
     # (the sink's job)
     assert found == {
         ("sync/service/health.py", "round"),
         ("sync/freshness.py", "round"),
+        ("sync/service/daemon.py", "round"),  # seconds until the state database is tried again
         ("sync/model.py", "to_integral_value"),
         ("connectors/memory/sink.py", "quantize"),
     }, found
