@@ -131,6 +131,7 @@ def test_beside_a_running_daemon_it_refuses_like_once(world: World, tmp_path: Pa
     finally:
         daemon.release_daemon()
     assert code == 2 and "daemon is running" in err
+    assert "hint: stop the daemon (SIGTERM), run resync, then start it again" in err
     assert crm.values() == dict.fromkeys(LEVELS, EDITED)
 
 

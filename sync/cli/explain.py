@@ -176,7 +176,13 @@ def _resync(config: Any, pipeline: str | None, selection: Any) -> int:
             continue
         runtime = build_pipeline(p, store)
         try:
-            with exclusive(store.engine, p.name, "cycle"):  # the lock `once` and the daemon take
+            # the lock `once` and the daemon take; the daemon never forces a write itself
+            with exclusive(
+                store.engine,
+                p.name,
+                "cycle",
+                daemon_hint="stop the daemon (SIGTERM), run resync, then start it again",
+            ):
                 queued = queue_resync(store, p.name, chosen[p.name], runtime.now())
                 report = runtime.pusher().run()
         finally:

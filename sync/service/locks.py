@@ -171,7 +171,13 @@ class JobBusy(StockSyncError):
 
 
 @contextmanager
-def exclusive(engine: Engine, pipeline: str, job: str) -> Iterator[None]:
+def exclusive(
+    engine: Engine,
+    pipeline: str,
+    job: str,
+    *,
+    daemon_hint: str = "let the daemon sync, or stop it before running this command",
+) -> Iterator[None]:
     """Run a one-off command's job only where no daemon or replica can run it at once.
 
     Two pushers on one pipeline could both create the same CRM record, so
@@ -184,7 +190,7 @@ def exclusive(engine: Engine, pipeline: str, job: str) -> Iterator[None]:
     except DaemonAlreadyRunning as exc:
         raise JobBusy(
             f"a stocksync daemon is running on this state database ({exc})",
-            hint="let the daemon sync, or stop it before running this command",
+            hint=daemon_hint,
         ) from None
     try:
         with locks.job(pipeline, job) as got:
