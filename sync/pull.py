@@ -66,6 +66,17 @@ class PullReport:
     def changed(self) -> int:
         return self.inserted + self.updated
 
+    def merge(self, other: PullReport) -> None:
+        """Count ``other``'s pull in this one (a first run's history pulls in its cycle)."""
+        self.pages += other.pages
+        self.received += other.received
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.rejected += other.rejected
+        self.withdrawn += other.withdrawn
+        self.touched |= other.touched
+        self.stopped = self.stopped or other.stopped
+
 
 def start_cursor(
     store: StateStore, pipeline: str, stream: str, options: PullOptions, zone: tzinfo = UTC
@@ -205,23 +216,31 @@ def ensure_baseline(
     ledger: LedgerOptions = LedgerOptions(),
     run_id: str | None = None,
     max_rounds: int = 5,
+    pulled: PullReport | None = None,
 ) -> bool:
     """On a pipeline's first run, store opening stock so that ledger = ERP on-hand.
 
     The snapshot is only trusted for keys that did not move while it was taken:
     catch up, snapshot, catch up again; keys touched by the second catch-up are
-    in flux and the round is repeated. Returns True when a baseline was written.
+    in flux and the round is repeated. Returns True when a baseline was written;
+    the history pulled on the way is counted into ``pulled``.
     """
     if store.meta(pipeline, "baseline_at") is not None:
         return False
     in_flux: set[StockKey] = set()
     taken: dict[StockKey, Decimal] = {}
+    history = pulled if pulled is not None else PullReport()
     for _ in range(max_rounds):
-        pull_all(store, source, pipeline, now=now, options=options, ledger=ledger, run_id=run_id)
+        history.merge(
+            pull_all(
+                store, source, pipeline, now=now, options=options, ledger=ledger, run_id=run_id
+            )
+        )
         taken = snapshot(source)
         catch_up = pull_all(
             store, source, pipeline, now=now, options=options, ledger=ledger, run_id=run_id
         )
+        history.merge(catch_up)
         in_flux = catch_up.touched
         if not in_flux:
             break

@@ -71,7 +71,7 @@ class Pipeline:
         return self.settings.name
 
     # the engines, wired with this pipeline's settings (one place for every caller)
-    def ensure_baseline(self, run_id: str | None = None) -> bool:
+    def ensure_baseline(self, run_id: str | None = None, pulled: PullReport | None = None) -> bool:
         return ensure_baseline(
             self.store,
             self.source,
@@ -80,6 +80,7 @@ class Pipeline:
             options=pull_options(self.settings),
             ledger=ledger_options(self.settings),
             run_id=run_id,
+            pulled=pulled,
         )
 
     def pull(
@@ -208,8 +209,9 @@ def run_cycle(
     result = CycleResult(run_id)
     structlog.contextvars.bind_contextvars(run_id=run_id, pipeline=pipeline.name)
     try:
-        pipeline.ensure_baseline(run_id)
-        report = pipeline.pull(run_id, stop=stop, on_page=on_page)
+        report = PullReport()  # a first run's history counts in its cycle
+        pipeline.ensure_baseline(run_id, pulled=report)
+        report.merge(pipeline.pull(run_id, stop=stop, on_page=on_page))
         result.pulled, result.applied, result.rejected = (
             report.received,
             report.changed,
