@@ -129,7 +129,11 @@ def raise_for_error(
         raise AuthError(f"{what}: Fxiaoke {code} ({AUTH_CODES[code]})", **ctx)
     if code in CONFIG_CODES:
         field, meaning = CONFIG_CODES[code]
-        exc = ConfigError([ConfigProblem(field, f"Fxiaoke {code}: {meaning}")])
+        exc = ConfigError([ConfigProblem(f"crm.{field}", f"Fxiaoke {code}: {meaning}")])
+        exc.hint = (
+            "check the app's credentials on Fxiaoke's open platform (README: Connect your "
+            "own systems) and the variables the config reads them from"
+        )
         exc.context.update(ctx)
         raise exc
     raise PermanentError(f"{what}: Fxiaoke {code}: {message}", **ctx)

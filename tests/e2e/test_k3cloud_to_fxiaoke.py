@@ -118,6 +118,8 @@ def test_check_config_connect_reports_each_system(systems: Systems, tmp_path: Pa
     assert result.returncode == 1
     assert "main.erp (k3cloud): FAILED" in result.stdout
     assert "main.crm (fxiaoke): FAILED" in result.stdout
+    assert "crm.app_secret: Fxiaoke 10006: appSecret missing or illegal" in result.stdout
+    assert "hint: check the app's credentials on Fxiaoke's open platform" in result.stdout
     assert "wrong-secret" not in result.stdout + result.stderr
 
     wrong_url = systems.config()

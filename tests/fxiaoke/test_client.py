@@ -176,7 +176,7 @@ def test_success_raises_nothing() -> None:
 def test_config_errors_carry_the_meaning_of_the_code() -> None:
     with pytest.raises(ConfigError) as info:
         raise_for_error(_body(20015), what="token", now=NOW)
-    assert info.value.problems[0].path == "permanent_code"
+    assert info.value.problems[0].path == "crm.permanent_code"
     assert "permanentCode is wrong" in str(info.value)
 
 
@@ -205,7 +205,7 @@ def test_bad_credentials_are_a_config_error(
     sink = make_sink(app_secret="wrong-secret-value")
     with pytest.raises(ConfigError) as info:
         sink.check()
-    assert info.value.problems[0].path == "app_secret"
+    assert info.value.problems[0].path == "crm.app_secret"
     assert "10006" in str(info.value)
     assert emulator.calls[TOKEN_PATH] == 1  # config errors are not retried
 
