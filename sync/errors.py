@@ -2,6 +2,8 @@
 
 - ``TransientError``: try again later (with backoff); nothing is wrong with the data.
 - ``PermanentError``: this item will never succeed as it is; mark it dead and move on.
+  ``RecordGoneError`` (the CRM record a binding names is gone) is the one the pusher
+  recovers from itself, by binding or creating a record again.
 - ``RecordError``: one input record is malformed; quarantine it, keep the rest.
 - ``ConfigError``: refuse to start; every problem is listed at once.
 - ``ConflictError``: two views of the stock disagree; recorded, resolved by policy.
@@ -57,6 +59,15 @@ class AuthError(TransientError):
 
 class PermanentError(StockSyncError):
     """This request will fail the same way every time; do not retry it."""
+
+
+class RecordGoneError(PermanentError):
+    """A write by CRM id found no such record: it was deleted or invalidated (作废) in the
+    CRM behind stocksync's back, or the CRM tenant was reset.
+
+    Sending the same write again fails the same way; the pusher drops the binding and
+    goes on as for a key it never pushed (look up by business key, else create).
+    """
 
 
 class UnmappedError(PermanentError):

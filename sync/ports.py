@@ -91,7 +91,14 @@ class CrmSink(Protocol):
         """
         ...
 
-    def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None: ...
+    def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
+        """Write ``value`` into the record ``crm_id``; idempotent, never creates.
+
+        Raises RecordGoneError when no such live record exists (deleted or invalidated
+        in the CRM): the engine then looks the key up or creates it. Otherwise
+        TransientError / OutcomeUnknownError / PermanentError.
+        """
+        ...
 
     def shown_level(self, value: LevelValue) -> LevelValue:
         """``value`` as the CRM will show it once written: each number at its field's
@@ -142,7 +149,9 @@ class CrmSink(Protocol):
 
     def create_movement(self, movement: Movement) -> str: ...
 
-    def update_movement(self, crm_id: str, movement: Movement) -> None: ...
+    def update_movement(self, crm_id: str, movement: Movement) -> None:
+        """Rewrite the mirror record ``crm_id``; RecordGoneError as ``update_level``."""
+        ...
 
     def check(self) -> str:
         """Authenticate and verify that configured objects/fields exist."""

@@ -1,7 +1,9 @@
 """Pushing: drain the outbox into the CRM without ever duplicating a record (architecture §5).
 
 The flow per row reads like OCA's importer: binding → update by id; no binding
-→ look up by business key → bind → update; nothing found → create → bind.
+→ look up by business key → bind → update; nothing found → create → bind. A
+bound record the CRM says is gone (deleted or invalidated there) loses its
+binding and the row goes on as unbound in the same attempt.
 A create whose outcome is unknown leaves the row ``uncertain`` and its next
 attempt looks up first. Levels are read at push time, so ten movements on one
 SKU become one CRM write, and a value equal to the last pushed one is no write.
@@ -26,6 +28,7 @@ from sync.binding import level_hash, movement_hash
 from sync.errors import (
     OutcomeUnknownError,
     PermanentError,
+    RecordGoneError,
     TransientError,
     UnmappedError,
 )
@@ -45,6 +48,7 @@ from sync.state.store import (
     OutboxRow,
     PushLogEntry,
     StateStore,
+    display_ref,
     parse_level_ref,
 )
 
@@ -230,8 +234,16 @@ class Pusher:
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
             self._done(row, report, LEVEL, binding.crm_id, digest, shown, SKIPPED)
             return
-        crm_id = binding.crm_id if binding is not None else None
-        if crm_id is None and (row.state == UNCERTAIN or not bulk_bound):
+        if binding is not None:
+            bound_id = binding.crm_id
+            if self._update_bound(
+                row, bound_id, lambda: self.sink.update_level(bound_id, key, value)
+            ):
+                report.updated += 1
+                self._done(row, report, LEVEL, bound_id, digest, shown, UPDATED)
+                return
+        crm_id = None  # a binding found gone is no bulk bind's doing: look it up again
+        if binding is not None or row.state == UNCERTAIN or not bulk_bound:
             crm_id = self.sink.find_level(key)
             if crm_id is not None:
                 report.bound += 1
@@ -244,6 +256,29 @@ class Pusher:
             report.updated += 1
         self._done(row, report, LEVEL, crm_id, digest, shown, outcome)
 
+    def _update_bound(self, row: OutboxRow, crm_id: str, update: Callable[[], None]) -> bool:
+        """Update the bound record; False when the CRM says it is gone (deleted or
+        invalidated behind stocksync's back, or a tenant reset): the binding is then
+        dropped and the caller goes on as for a key never pushed (look up, else create).
+
+        Raises what ``update`` raises but RecordGoneError.
+        """
+        try:
+            update()
+        except RecordGoneError as exc:
+            with self.store.transaction() as tx:
+                tx.unbind(self.pipeline, row.target, row.ref)
+            log.warning(
+                "binding_gone",
+                pipeline=self.pipeline,
+                target=row.target,
+                ref=display_ref(row.ref),
+                crm_id=crm_id,
+                error=mask(str(exc)),
+            )
+            return False
+        return True
+
     def _push_movement(self, row: OutboxRow, report: PushReport) -> None:
         stored = self.store.movement(self.pipeline, row.ref)
         if stored is None:
@@ -255,7 +290,15 @@ class Pusher:
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
             self._done(row, report, MOVEMENT, binding.crm_id, digest, None, SKIPPED)
             return
-        crm_id = binding.crm_id if binding is not None else self.sink.find_movement(movement.key)
+        if binding is not None:
+            bound_id = binding.crm_id
+            if self._update_bound(
+                row, bound_id, lambda: self.sink.update_movement(bound_id, movement)
+            ):
+                report.updated += 1
+                self._done(row, report, MOVEMENT, bound_id, digest, None, UPDATED)
+                return
+        crm_id = self.sink.find_movement(movement.key)
         if crm_id is None:
             crm_id, outcome = self.sink.create_movement(movement), CREATED
             report.created += 1

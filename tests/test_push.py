@@ -18,7 +18,7 @@ from sync.model import Movement, MovementKind, Page, StockKey
 from sync.pull import PullOptions, pull_all, pull_stream
 from sync.push import Pusher, PushOptions
 from sync.state import StateStore
-from sync.state.store import BLOCKED, DEAD, LEVEL
+from sync.state.store import BLOCKED, DEAD, LEVEL, level_ref
 from tests.conftest import Clock
 
 OPTIONS = PullOptions(page_size=50, overlap_s=0)
@@ -268,3 +268,32 @@ def test_a_pull_stopped_by_shutdown_leaves_its_levels_to_the_next_push(
     crm = MemoryCrm()
     Pusher(store, crm, "p", now=clock).run()
     assert len(crm.values()) == 50 and store.pending_levels("p") == []
+
+
+def test_a_bound_record_deleted_in_the_crm_is_bound_again_or_created(
+    store: StateStore, clock: Clock
+) -> None:
+    """The bound record is gone: the same attempt looks the key up and binds the record a
+    person made meanwhile (no create); gone again with none left, it creates one."""
+    erp, crm = MemoryErp(now=clock), MemoryCrm()
+    key = StockKey("A", "W1")
+    erp.put(receipt(clock, 1))
+    sync(store, erp, crm, clock)
+    (first,) = crm.records(key)
+    crm.delete(first)
+    made_by_hand = crm.add_record(key, Decimal(0))
+    clock.advance(5)
+    erp.put(receipt(clock, 2))
+    crm.calls.clear()
+    sync(store, erp, crm, clock)
+    assert crm.records(key) == {made_by_hand: Decimal(2)}
+    assert dict(crm.calls) == {"update_level": 2, "find_level": 1}  # gone, then the found one
+    crm.delete(made_by_hand)
+    clock.advance(5)
+    erp.put(receipt(clock, 3))
+    sync(store, erp, crm, clock)
+    ((created, qty),) = crm.records(key).items()
+    assert qty == 3 and created not in (first, made_by_hand)
+    binding = store.binding("p", LEVEL, level_ref(key))
+    assert binding is not None and binding.crm_id == created
+    assert store.outbox_rows("p") == []

@@ -83,6 +83,23 @@ def test_an_ordinary_push_leaves_the_edited_record_but_resync_rewrites_it(
     assert [(p.outcome, p.qty) for p in pushes] == [("updated", 1), ("created", 1)]
 
 
+def test_resync_of_a_key_whose_record_was_deleted_creates_it_again(world: World) -> None:
+    """The CRM record was deleted (or the tenant reset): the forced update by the bound
+    id finds nothing, so the key is looked up and created again, not left dead."""
+    path, pipeline, crm = world
+    key = StockKey("A", "W1")
+    (old_id,) = crm.records(key)
+    crm.delete(old_id)
+    code, out, err = invoke("resync", "-c", str(path), "--key", "A@W1")
+    assert code == 0, err
+    assert f"{NAME}: queued 1 key(s); pushed 1" in out
+    (new_id,) = crm.records(key)
+    assert new_id != old_id and crm.records(key) == {new_id: Decimal(1)}
+    assert dict(crm.calls) == {"update_level": 1, "find_level": 1, "create_level": 1}
+    binding = pipeline.store.binding(NAME, LEVEL, level_ref(key))
+    assert binding is not None and binding.crm_id == new_id
+
+
 @pytest.mark.parametrize(
     ("args", "rewritten"),
     [

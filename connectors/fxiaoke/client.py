@@ -39,6 +39,7 @@ from sync.errors import (
     ConfigProblem,
     OutcomeUnknownError,
     PermanentError,
+    RecordGoneError,
     TransientError,
 )
 from sync.ports import ConnectorContext
@@ -79,6 +80,13 @@ CONFIG_CODES = {
     30003: ("app_id", "the tenant has bought no OpenAPI call quota"),
 }
 QUOTA_CODE = 30002
+#: the business-error code (reference §3: "parameter error", no finer code documented)
+#: under which a write by ``_id`` to a record that is gone is refused
+GONE_CODE = 32000
+#: texts that tell such a refusal from other 32000s: the record does not exist
+#: (reference §6: "库存记录不存在"; the gateway's generic "数据不存在") or was invalidated
+#: (作废, reference §5); "对象不存在" (no such object type) is a configuration fault, not this
+GONE_TEXTS = ("数据不存在", "记录不存在", "数据已作废")
 
 Json = dict[str, Any]
 
@@ -97,8 +105,10 @@ def raise_for_error(
 
     ``write=True``: -1, -2, 50009 or no readable code raise ``OutcomeUnknownError``
     (the write may have been applied, reference §3/§6); every other code means the
-    call was refused before it did anything. Never branch on ``errorMessage`` (the
-    docs warn it changes); it is only carried.
+    call was refused before it did anything. ``errorMessage`` is only carried (the
+    docs warn it changes), with one exception: a write refused with 32000 whose
+    message or description says the record does not exist or was invalidated raises
+    ``RecordGoneError`` (the reference documents no code of its own for it, §3, §6).
     """
     try:
         code = int(body.get("errorCode", -2))
@@ -112,6 +122,8 @@ def raise_for_error(
         "error_message": message,
         "trace_id": body.get("traceId"),
     }
+    if write and code == GONE_CODE and _says_gone(body):
+        raise RecordGoneError(f"{what}: Fxiaoke {code}: the record is gone: {message}", **ctx)
     if write and code in OUTCOME_UNKNOWN_CODES:
         raise OutcomeUnknownError(
             f"{what}: Fxiaoke {code} ({TRANSIENT_CODES[code]}); the write may have been applied",
@@ -137,6 +149,12 @@ def raise_for_error(
         exc.context.update(ctx)
         raise exc
     raise PermanentError(f"{what}: Fxiaoke {code}: {message}", **ctx)
+
+
+def _says_gone(body: Mapping[str, Any]) -> bool:
+    """Whether a 32000 answer's text says the record addressed by id is gone."""
+    text = f"{body.get('errorMessage', '')} {body.get('errorDescription', '')}"
+    return any(mark in text for mark in GONE_TEXTS)
 
 
 def _retriable(exc: BaseException) -> bool:

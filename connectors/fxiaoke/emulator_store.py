@@ -227,6 +227,10 @@ class Store:
         if not rid:
             raise ApiError(ERR_PARAM, "object_data._id is required", "参数错误")
         old = self.get(api_name, rid)
+        if old.get("life_status") == "invalid":
+            # [I] the reference (§5, §6) names no answer for editing a voided record; a
+            # tenant refuses it as for one that does not exist ("库存记录不存在", §6)
+            raise ApiError(ERR_BUSINESS, f"{api_name} {rid} is invalid", "数据已作废")
         changes = {k: v for k, v in data.items() if k not in {"dataObjectApiName", "_id"}}
         rec = {**old, **changes, "last_modified_time": int(self.clock() * 1000)}
         self._validate(table, rec, rid, changes)

@@ -16,7 +16,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from sync.errors import OutcomeUnknownError, PermanentError, TransientError, UnmappedError
+from sync.errors import (
+    OutcomeUnknownError,
+    PermanentError,
+    RecordGoneError,
+    TransientError,
+    UnmappedError,
+)
 from sync.model import CrmLevel, LevelValue, Movement, StockKey
 from sync.ports import ConnectorContext
 from sync.settings import StrictModel
@@ -122,6 +128,8 @@ class MemoryCrm:
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
         self.calls["update_level"] += 1
         mode = self._fault("update_level")
+        if crm_id not in self.levels:  # as a real CRM: an update never creates
+            raise RecordGoneError(f"memory CRM: stock record {crm_id} does not exist")
         self.levels[crm_id] = self._stored(key, value)
         if mode == "lost":
             raise OutcomeUnknownError("memory CRM: answer lost after update")
@@ -162,6 +170,8 @@ class MemoryCrm:
     def update_movement(self, crm_id: str, movement: Movement) -> None:
         self.calls["update_movement"] += 1
         self._fault("update_movement")
+        if crm_id not in self.movements:
+            raise RecordGoneError(f"memory CRM: movement record {crm_id} does not exist")
         self.movements[crm_id] = (movement.key, movement)
 
     def check(self) -> str:
@@ -181,6 +191,11 @@ class MemoryCrm:
         record = _Record(key, LevelValue(qty, qty))
         self.levels = {crm_id: record, **self.levels} if oldest else {**self.levels, crm_id: record}
         return crm_id
+
+    def delete(self, crm_id: str) -> None:
+        """Someone deletes a stock or movement record in the CRM (or resets the tenant)."""
+        self.levels.pop(crm_id, None)
+        self.movements.pop(crm_id, None)
 
     def records(self, key: StockKey) -> dict[str, Decimal]:
         """crm id → real stock of every record of ``key``, oldest first."""

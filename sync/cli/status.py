@@ -15,7 +15,8 @@ from sync.state.store import OUTBOX_STATES, OutboxRow, StateStore, display_ref
 
 #: how `stocksync retry` and the conflicts log act on the rows `status` lists
 STUCK_HINT = (
-    "dead rows: fix the cause in the last error, then `stocksync retry ID…` (or --all); "
+    "dead rows: fix the cause in the last error, then `stocksync retry ID…` (or --all; "
+    "a CRM record deleted meanwhile is created again); "
     "blocked rows are pushed once the CRM knows the SKU or warehouse "
     "(`stocksync conflicts list --open`)"
 )

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from sync.errors import UnmappedError
+from sync.errors import RecordGoneError, UnmappedError
 from sync.model import LevelValue, Movement, MovementKind, StockKey
 from sync.ports import CrmSink
 
@@ -90,6 +90,20 @@ class CrmSinkContract:
         contract_sink.invalidate_level(older, key)  # idempotent
         assert [lvl.crm_id for lvl in contract_sink.read_levels()] == [newer]
         assert contract_sink.find_level(key) == newer
+
+    def test_an_update_of_a_retired_record_says_it_is_gone(
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey]
+    ) -> None:
+        """A record deleted or invalidated in the CRM behind stocksync's back: updating it
+        by id raises RecordGoneError (the pusher then binds or creates anew) and
+        brings nothing back to life."""
+        key = mapped_keys[0]
+        crm_id = contract_sink.create_level(key, LevelValue(Decimal(5), Decimal(5)))
+        contract_sink.invalidate_level(crm_id, key)
+        with pytest.raises(RecordGoneError):
+            contract_sink.update_level(crm_id, key, LevelValue(Decimal(6), Decimal(6)))
+        assert list(contract_sink.read_levels()) == []
+        assert contract_sink.find_level(key) is None
 
     def test_unmapped_sku_is_reported_not_created(
         self, contract_sink: CrmSink, unmapped_key: StockKey

@@ -22,6 +22,7 @@ from sync.errors import (
     ConfigError,
     OutcomeUnknownError,
     PermanentError,
+    RecordGoneError,
     StockSyncError,
     TransientError,
 )
@@ -142,6 +143,29 @@ def test_error_codes_map_to_their_class(code: int, cls: type[Exception]) -> None
         assert str(code) in str(info.value)
         assert "无此操作的数据权限" in str(info.value)
         assert info.value.context["error_code"] == code
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "description", "write", "gone"),
+    [
+        (32000, "StockObj 65f0 does not exist", "数据不存在", True, True),
+        (32000, "库存记录不存在", "", True, True),  # reference §6
+        (32000, "StockObj 65f0 is invalid", "数据已作废", True, True),
+        (32000, "object StockObj does not exist", "对象不存在", True, False),  # no such object
+        (32000, "field product_id: ProductObj 65f0 not found", "", True, False),
+        (32000, "无此操作的数据权限", "", True, False),
+        (15002, "参数错误", "数据不存在", True, False),  # gone is a 32000 only
+        (32000, "StockObj 65f0 does not exist", "数据不存在", False, False),  # a read
+    ],
+)
+def test_a_write_to_a_record_that_is_gone_is_told_from_other_refusals(
+    code: int, message: str, description: str, write: bool, gone: bool
+) -> None:
+    body = {**_body(code, message), "errorDescription": description}
+    with pytest.raises(PermanentError) as info:
+        raise_for_error(body, what="/cgi/crm/v2/data/update", now=NOW, write=write)
+    assert isinstance(info.value, RecordGoneError) is gone
+    assert info.value.context["error_code"] == code
 
 
 #: for a write: the codes that leave the outcome unknown (architecture §5.5)

@@ -263,6 +263,29 @@ def test_update_merges_and_invalid_delete_recover(api: Api, emulator: FxiaokeEmu
     assert pid not in emulator.store.tables["ProductObj"].records
 
 
+def test_an_update_of_a_record_that_is_gone_is_refused(api: Api, emulator: FxiaokeEmulator) -> None:
+    """Deleted (or never made): 32000 "数据不存在"; invalidated (作废): 32000 "数据已作废";
+    an unknown object type is another text ("对象不存在"). Nothing is written."""
+    pid, wid = emulator.add_product("P-1"), emulator.add_warehouse("W-1")
+    rid = emulator.add_stock(pid, wid, "4")
+
+    def update(record_id: str, api_name: str = "StockObj") -> dict[str, Any]:
+        fields = {"dataObjectApiName": api_name, "_id": record_id, "real_stock": "5"}
+        return api.data("update", {"object_data": fields})
+
+    unknown = update("0123456789abcdef01234567")
+    assert (unknown["errorCode"], unknown["errorDescription"]) == (32000, "数据不存在")
+    api.data("invalid", {"dataObjectApiName": "StockObj", "object_data_id": rid})
+    voided = update(rid)
+    assert (voided["errorCode"], voided["errorDescription"]) == (32000, "数据已作废")
+    ids = {"dataObjectApiName": "StockObj", "idList": [rid]}
+    assert api.data("delete", ids)["errorCode"] == 0
+    deleted = update(rid)
+    assert (deleted["errorCode"], deleted["errorDescription"]) == (32000, "数据不存在")
+    assert update(rid, "NoSuchObj")["errorDescription"] == "对象不存在"
+    assert emulator.stock_records() == []
+
+
 @pytest.mark.parametrize(
     ("operator", "values", "expected"),
     [
