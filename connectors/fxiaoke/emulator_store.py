@@ -146,6 +146,9 @@ class Store:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
+        #: the reference is silent on editing a voided (作废) record: True refuses it with
+        #: 32000 数据已作废, False accepts the edit and the record stays voided
+        self.voided_edit_refused = True
         self.tables = {name: ObjectTable(d) for name, d in seeded_describes().items()}
         self._seq = itertools.count(1)
         self._machine = os.urandom(5).hex()
@@ -227,9 +230,10 @@ class Store:
         if not rid:
             raise ApiError(ERR_PARAM, "object_data._id is required", "参数错误")
         old = self.get(api_name, rid)
-        if old.get("life_status") == "invalid":
-            # [I] the reference (§5, §6) names no answer for editing a voided record; a
-            # tenant refuses it as for one that does not exist ("库存记录不存在", §6)
+        if old.get("life_status") == "invalid" and self.voided_edit_refused:
+            # [I] the reference (§5, §6) names no answer for editing a voided record: refused
+            # as for one that does not exist ("库存记录不存在", §6), or (switch off) accepted
+            # with the record staying voided; stocksync is tested against both
             raise ApiError(ERR_BUSINESS, f"{api_name} {rid} is invalid", "数据已作废")
         changes = {k: v for k, v in data.items() if k not in {"dataObjectApiName", "_id"}}
         rec = {**old, **changes, "last_modified_time": int(self.clock() * 1000)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from rich.console import Console
 
 from sync.cli.status import collect, render
@@ -148,3 +149,28 @@ def test_blocked_is_real_minus_available_as_the_crm_shows_them(make_world: MakeW
     w.cycle()
     rec = w.record()
     assert (rec["real_stock"], rec["available_stock"], rec["blocked_stock"]) == ("10", "10", "0")
+
+
+@pytest.mark.parametrize("refused", [True, False], ids=["edit-refused", "edit-accepted"])
+def test_a_record_voided_in_the_crm_is_live_again_under_either_answer(
+    make_world: MakeWorld, refused: bool
+) -> None:
+    """The reference is silent on editing a voided (作废) StockObj. Refused (32000 数据已作废):
+    the next push re-creates it. Accepted (the edit lands on the voided record): the push
+    cannot tell, and reconcile finds the key missing in the CRM and creates it. Either way
+    the key ends with one live record holding the ledger's figure."""
+    w = make_world()
+    w.emulator.store.voided_edit_refused = refused
+    w.put("10")
+    w.cycle()
+    old = w.record()["_id"]
+    w.emulator.store.set_status("StockObj", [old], "invalid")
+    w.put("5")
+    w.cycle()
+    if not refused:
+        assert w.emulator.stock_records() == []  # the write went to the voided record
+        result = reconcile(w.pipeline, apply_changes=True)
+        assert [f.kind for f in result.findings] == [FindingKind.MISSING_IN_CRM]
+    record = w.record()
+    assert (record["real_stock"], record["_id"] != old) == ("15", True)
+    assert reconcile(w.pipeline).remaining == 0
