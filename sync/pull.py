@@ -189,15 +189,8 @@ def pull_all(
             stop=stop,
             on_page=on_page,
         )
-        total.pages += report.pages
-        total.received += report.received
-        total.inserted += report.inserted
-        total.updated += report.updated
-        total.rejected += report.rejected
-        total.withdrawn += report.withdrawn
-        total.touched |= report.touched
+        total.merge(report)
         if report.stopped:
-            total.stopped = True
             break
     return total
 
