@@ -26,6 +26,9 @@ from sync.state import StateStore
 
 log = structlog.get_logger("stocksync.health")
 
+#: the pool of the health server's own state connections (server backends): a few
+#: concurrent scrapes, and a short wait so that a stuck database gives a quick 503
+HEALTH_POOL: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_timeout": 1.0}
 #: a pipeline is healthy when its last good cycle ended within this many intervals
 HEALTHY_INTERVALS = 3
 PUSH_RESULTS = ("pushed", "skipped", "retried", "dead", "blocked", "alerted")
