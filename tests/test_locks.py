@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from structlog.testing import capture_logs
 
+from sync import config as cfg
+from sync.runtime import build_pipeline
 from sync.service.locks import DaemonAlreadyRunning, JobBusy, Locks, exclusive
+from sync.service.scheduler import JobRunner, Slot
 from sync.state import StateStore
 
 
@@ -173,3 +177,17 @@ def test_a_lock_taken_by_another_runner_while_the_connection_was_down_is_reporte
     finally:
         a.close()
         b.close()
+
+
+def test_a_job_whose_lock_server_cannot_be_reached_does_not_run(store: StateStore) -> None:
+    settings = cfg.parse(
+        "pipelines:\n  - name: main\n    erp: {type: memory}\n    crm: {type: memory-crm}\n"
+    )
+    slots = {"main": Slot(build_pipeline(settings.pipeline("main"), store))}
+    # a PostgreSQL lock server on a port nothing listens on
+    unreachable = create_engine("postgresql+psycopg://stocksync@127.0.0.1:1/none")
+    runner = JobRunner(slots, Locks(unreachable), threading.Event())
+    with capture_logs() as logs:
+        runner("main", "cycle")
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["lock_unavailable"]
+    assert store.runs("main", limit=5) == []

@@ -218,9 +218,13 @@ class Daemon:
 
     def _apply(self, new: SettingsBase, reason: str) -> None:
         old = self.settings
-        restart_needed = [k for k in ("state", "metrics") if getattr(new, k) != getattr(old, k)]
+        restart_needed = [
+            k for k in ("state", "metrics", "workers") if getattr(new, k) != getattr(old, k)
+        ]
         if restart_needed:
-            new = new.model_copy(update={"state": old.state, "metrics": old.metrics})
+            new = new.model_copy(
+                update={"state": old.state, "metrics": old.metrics, "workers": old.workers}
+            )
         swap = _Swap(self.slots, self.store)
         try:
             rebuilt = swap.stage(new)
