@@ -141,7 +141,10 @@ class Daemon:
         backend, so they answer (within ``HEALTH_POOL``'s wait) whatever the jobs hold."""
         if self.store.dialect == "sqlite":
             return self.store  # one file (or one in-memory database): no pool to starve
-        return StateStore(settings.state.url, pool=HEALTH_POOL)
+        store = StateStore(settings.state.url, pool=HEALTH_POOL)
+        with store.connect():  # connected before the jobs start: a first scrape never waits
+            pass
+        return store
 
     def _start_health(self, settings: SettingsBase) -> None:
         if settings.metrics is None:

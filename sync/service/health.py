@@ -158,11 +158,13 @@ def health(
     report: dict[str, Any] = {}
     problems: list[str] = []
     fresh = freshness(store, now)
+    # one query for all pipelines: a scrape stays quick beside many busy job threads
+    last = store.last_successes([p.name for p in pipelines if p.enabled], "cycle")
     for p in pipelines:
         if not p.enabled:
             continue
         window = HEALTHY_INTERVALS * p.schedule.interval_s
-        at = store.last_success(p.name, "cycle")
+        at = last.get(p.name)
         age = None if at is None else (now - at).total_seconds()
         entry: dict[str, Any] = {
             "last_success": at.isoformat() if at else None,

@@ -164,7 +164,7 @@ def test_forty_jobs_at_once_never_wait_for_a_connection_and_healthz_keeps_answer
     assert not poller.errors
     assert answers_while_held >= 3
     slowest = max(s for s, _ in poller.answers)
-    assert slowest < 1.0, sorted(poller.answers)[-5:]
+    assert slowest < 1.0, str([round(s, 2) for s, _ in poller.answers])
     assert {status for _, status in poller.answers} <= {200, 503}
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
     names_seen = {e["event"] for e in events}
