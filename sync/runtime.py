@@ -24,6 +24,7 @@ from sync.pull import PullOptions, PullReport, RescanReport, ensure_baseline, pu
 from sync.push import Pusher, PushOptions, PushReport
 from sync.reservations import ReservationReport, refresh_reservations
 from sync.state import StateStore
+from sync.state.engine import pool_options
 from sync.webhook import Webhook
 
 log = structlog.get_logger("stocksync.runtime")
@@ -164,7 +165,8 @@ def build_pipeline(
 
 
 def open_store(settings: SettingsBase, *, upgrade: bool = True) -> StateStore:
-    store = StateStore(settings.state.url)
+    """The state store, its connection pool sized for ``settings.workers`` job threads."""
+    store = StateStore(settings.state.url, pool=pool_options(settings.workers))
     if upgrade:
         store.upgrade()
     return store

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from structlog.testing import capture_logs
 
+from sync import config as cfg
+from sync.runtime import build_pipeline
 from sync.service.locks import DaemonAlreadyRunning, JobBusy, Locks, exclusive
+from sync.service.scheduler import JobRunner, Slot
 from sync.state import StateStore
 
 
@@ -97,3 +105,89 @@ def test_a_relative_symlink_chain_through_dotdot_is_refused_like_the_plain_path(
     finally:
         first.release_daemon()
         store.close()
+
+
+def _kill_session(store: StateStore, session_id: int | None) -> None:
+    """End a server session as an administrator (or a server restart) would."""
+    assert session_id is not None
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": session_id})
+            gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = :p"
+        else:
+            conn.execute(text(f"KILL {int(session_id)}"))
+            gone = "SELECT count(*) FROM information_schema.processlist WHERE id = :p"
+        for _ in range(100):
+            if not conn.execute(text(gone), {"p": session_id}).scalar():
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"session {session_id} still alive")
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_a_killed_lock_connection_is_replaced_and_running_jobs_keep_their_locks(
+    server: str, server_store: Callable[[str], StateStore], pipeline: str
+) -> None:
+    store = server_store(server)
+    names = [f"{pipeline}_{i}" for i in range(4)]
+    a, b = Locks(store.engine), Locks(store.engine)
+    try:
+        with ExitStack() as running:
+            assert all(running.enter_context(a.job(n, "cycle")) for n in names[:3])
+            first = a.session.session_id
+            _kill_session(store, first)  # a's three locks die with the session
+            # a's next take notices, reconnects and takes back the locks of its running jobs
+            assert running.enter_context(a.job(names[3], "cycle"))
+            assert a.session.connections == 2 and a.session.session_id != first
+            for n in names:  # so the other runner still cannot run any of them
+                with b.job(n, "reconcile") as got:
+                    assert not got, n
+            with a.job(names[0], "cycle") as again:  # nor a second job of this runner
+                assert not again
+        for n in names:  # released on the new session: free for the other runner
+            with b.job(n, "cycle") as got:
+                assert got, n
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"])
+def test_a_lock_taken_by_another_runner_while_the_connection_was_down_is_reported_lost(
+    server: str, server_store: Callable[[str], StateStore], pipeline: str
+) -> None:
+    store = server_store(server)
+    a, b = Locks(store.engine), Locks(store.engine)
+    try:
+        with ExitStack() as a_job, ExitStack() as b_job, capture_logs() as logs:
+            assert a_job.enter_context(a.job(pipeline, "cycle"))
+            _kill_session(store, a.session.session_id)
+            assert b_job.enter_context(b.job(pipeline, "cycle"))  # freed with a's session
+            with a.job(f"{pipeline}_next", "cycle") as next_job:
+                assert next_job  # a reconnects; its old lock is b's now
+            with a.job(pipeline, "cycle") as twice:
+                assert not twice  # a never starts a job b holds
+            a_job.close()  # a's job ends: releasing its lost lock must not free b's
+            with a.job(pipeline, "reconcile") as after:
+                assert not after
+            b_job.close()
+            with a.job(pipeline, "cycle") as free:
+                assert free
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["lock_lost"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_job_whose_lock_server_cannot_be_reached_does_not_run(store: StateStore) -> None:
+    settings = cfg.parse(
+        "pipelines:\n  - name: main\n    erp: {type: memory}\n    crm: {type: memory-crm}\n"
+    )
+    slots = {"main": Slot(build_pipeline(settings.pipeline("main"), store))}
+    # a PostgreSQL lock server on a port nothing listens on
+    unreachable = create_engine("postgresql+psycopg://stocksync@127.0.0.1:1/none")
+    runner = JobRunner(slots, Locks(unreachable), threading.Event())
+    with capture_logs() as logs:
+        runner("main", "cycle")
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["lock_unavailable"]
+    assert store.runs("main", limit=5) == []

@@ -318,6 +318,13 @@ class SettingsBase(StrictModel):
         allow_inf_nan=False,
         description="seconds running jobs get to finish on SIGTERM (at most 1 day)",
     )
+    workers: int = Field(
+        16,
+        ge=1,
+        le=128,
+        description="jobs that may run at once in this process (scheduler threads, 1 to 128); "
+        "the state database's connection pool is sized from it",
+    )
     pipelines: list[PipelineBase] = Field(default_factory=list)
 
     def pipeline(self, name: str) -> PipelineBase:

@@ -34,11 +34,12 @@ from sync.backoff import backoff_s
 from sync.config import PipelineBase, SettingsBase
 from sync.errors import ConfigError, StockSyncError, TransientError
 from sync.runtime import Pipeline, build_pipeline, open_store
-from sync.service.health import HealthServer, Metrics, build_app
+from sync.service.health import HEALTH_POOL, HealthServer, Metrics, build_app
 from sync.service.locks import Locks
 from sync.service.logging import configure
 from sync.service.scheduler import JobRunner, JobScheduler, Slot
 from sync.settings import mask
+from sync.state import StateStore
 
 log = structlog.get_logger("stocksync.daemon")
 
@@ -90,9 +91,10 @@ class Daemon:
                 self._close()
                 return False
             self.store.check_writable()  # a read-only database: refuse, not fail every cycle
-            self.metrics = Metrics(lambda: self.store, lambda: self.settings.pipelines)
+            self.health_store = self._open_health_store(settings)
+            self.metrics = Metrics(lambda: self.health_store, lambda: self.settings.pipelines)
             self.runner = JobRunner(self.slots, self.locks, self.stop, self.metrics)
-            self.jobs = JobScheduler(self.runner)
+            self.jobs = JobScheduler(self.runner, max_workers=settings.workers)
             for p in settings.pipelines:
                 if p.enabled:
                     self.slots[p.name] = Slot(build_pipeline(p, self.store))
@@ -134,10 +136,20 @@ class Daemon:
                 if self.stop.wait(wait_s):
                     return False
 
+    def _open_health_store(self, settings: SettingsBase) -> StateStore:
+        """``/healthz`` and ``/metrics`` read through a small pool of their own on a server
+        backend, so they answer (within ``HEALTH_POOL``'s wait) whatever the jobs hold."""
+        if self.store.dialect == "sqlite":
+            return self.store  # one file (or one in-memory database): no pool to starve
+        store = StateStore(settings.state.url, pool=HEALTH_POOL)
+        with store.connect():  # connected before the jobs start: a first scrape never waits
+            pass
+        return store
+
     def _start_health(self, settings: SettingsBase) -> None:
         if settings.metrics is None:
             return
-        app = build_app(self.metrics, lambda: self.store, lambda: self.settings.pipelines)
+        app = build_app(self.metrics, lambda: self.health_store, lambda: self.settings.pipelines)
         try:
             server = HealthServer(app, settings.metrics.host, settings.metrics.port)
         except OSError as exc:
@@ -209,9 +221,13 @@ class Daemon:
 
     def _apply(self, new: SettingsBase, reason: str) -> None:
         old = self.settings
-        restart_needed = [k for k in ("state", "metrics") if getattr(new, k) != getattr(old, k)]
+        restart_needed = [
+            k for k in ("state", "metrics", "workers") if getattr(new, k) != getattr(old, k)
+        ]
         if restart_needed:
-            new = new.model_copy(update={"state": old.state, "metrics": old.metrics})
+            new = new.model_copy(
+                update={"state": old.state, "metrics": old.metrics, "workers": old.workers}
+            )
         swap = _Swap(self.slots, self.store)
         try:
             rebuilt = swap.stage(new)
@@ -251,7 +267,10 @@ class Daemon:
         for slot in self.slots.values():
             slot.pipeline.close()
         self.slots.clear()
-        self.locks.release_daemon()
+        self.locks.close()
+        health_store = getattr(self, "health_store", self.store)
+        if health_store is not self.store:
+            health_store.close()
         self.store.close()
 
 

@@ -26,6 +26,9 @@ from sync.state import StateStore
 
 log = structlog.get_logger("stocksync.health")
 
+#: the pool of the health server's own state connections (server backends): a few
+#: concurrent scrapes, and a short wait so that a stuck database gives a quick 503
+HEALTH_POOL: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_timeout": 1.0}
 #: a pipeline is healthy when its last good cycle ended within this many intervals
 HEALTHY_INTERVALS = 3
 PUSH_RESULTS = ("pushed", "skipped", "retried", "dead", "blocked", "alerted")
@@ -155,11 +158,13 @@ def health(
     report: dict[str, Any] = {}
     problems: list[str] = []
     fresh = freshness(store, now)
+    # one query for all pipelines: a scrape stays quick beside many busy job threads
+    last = store.last_successes([p.name for p in pipelines if p.enabled], "cycle")
     for p in pipelines:
         if not p.enabled:
             continue
         window = HEALTHY_INTERVALS * p.schedule.interval_s
-        at = store.last_success(p.name, "cycle")
+        at = last.get(p.name)
         age = None if at is None else (now - at).total_seconds()
         entry: dict[str, Any] = {
             "last_success": at.isoformat() if at else None,

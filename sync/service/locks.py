@@ -1,19 +1,28 @@
 """Who may run a pipeline job: one daemon per SQLite file, one replica per job on a server DB.
 
-- PostgreSQL: each (pipeline, job) runs under ``pg_try_advisory_lock`` taken on a
-  dedicated connection and released when the job ends. Replicas sharing one
-  database therefore never run the same job at once; the loser skips its tick.
+- PostgreSQL: each (pipeline, job) runs under ``pg_try_advisory_lock``, released
+  (``pg_advisory_unlock``) when the job ends. Replicas sharing one database therefore
+  never run the same job at once; the loser skips its tick.
 - MySQL/MariaDB: the same with ``GET_LOCK(name, 0)`` / ``RELEASE_LOCK``.
 - SQLite: a lock file next to the database, ``flock``-ed for the daemon's whole
   life. A second daemon on the same file refuses to start; inside one daemon the
   scheduler's ``max_instances=1`` already serialises each job.
 
-Session-level locks die with their connection, so a replica that crashes or
-loses its network never leaves a job locked.
+Every session lock of a ``Locks`` lives on one dedicated connection of its own (outside
+the state pool, autocommit, used under a thread lock for one quick statement at a
+time), so 40 running jobs hold 40 locks on one connection, not 40 pooled ones (issue 17).
+Session-level locks die with their connection, so a replica that crashes or loses
+its network never leaves a job locked. When that connection dies under a live process
+(a server restart, an administrator's ``pg_terminate_backend``), its locks are gone:
+the next take or release notices, opens a new connection and takes back the locks of
+the jobs still running. A job whose lock another replica took in between is logged
+(``lock_lost``, error) — it is not stopped, but no job starts without its lock, and a
+take that cannot reach the server raises ``LockUnavailable`` instead of running unlocked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -24,10 +33,13 @@ from pathlib import Path
 from typing import IO
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
-from sync.errors import StockSyncError
+from sync.errors import StockSyncError, TransientError
+from sync.settings import mask
 from sync.state.engine import sqlite_file
 
 log = structlog.get_logger("stocksync.locks")
@@ -66,6 +78,108 @@ def sqlite_lock_path(engine: Engine) -> Path | None:
     return None if real is None else real.with_name(real.name + ".lock")
 
 
+class LockUnavailable(TransientError):
+    """The lock connection cannot reach the state database: the job must not start."""
+
+
+_PG = ("SELECT pg_try_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)", "pg_backend_pid()")
+_MYSQL = ("SELECT GET_LOCK(:k, 0)", "SELECT RELEASE_LOCK(:k)", "CONNECTION_ID()")
+
+
+class SessionLocks:
+    """The session locks of one process on one dedicated autocommit connection.
+
+    Not re-entrant by design: a key this object already holds is refused (both
+    servers would grant it again on the same session).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        pg = engine.dialect.name == "postgresql"
+        self._take, self._give, self._whoami = _PG if pg else _MYSQL
+        # outside the state pool: never waits for, nor is starved by, the jobs' connections
+        self._engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        self._conn: Connection | None = None
+        self._use = threading.Lock()
+        self._held: set[object] = set()
+        #: connections opened so far (1 + reconnects after a lost connection)
+        self.connections = 0
+        #: the server's id of the lock session (PostgreSQL backend pid, MySQL connection id)
+        self.session_id: int | None = None
+
+    def take(self, key: object) -> bool:
+        """True when this process now holds ``key``; False when anyone (this process too)
+        holds it. Raises ``LockUnavailable`` when the database cannot be reached."""
+        with self._use:
+            if key in self._held:
+                return False
+            got = bool(self._run(self._take, key))
+            if got:
+                self._held.add(key)
+            return got
+
+    def give(self, key: object) -> None:
+        """Release ``key`` (a lost connection has released it already)."""
+        with self._use:
+            self._held.discard(key)
+            try:
+                self._run(self._give, key)
+            except LockUnavailable as exc:  # the session is gone, and its locks with it
+                log.warning("lock_release_failed", error=str(exc))
+
+    def close(self) -> None:
+        with self._use:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._held.clear()
+            self._engine.dispose()
+
+    def _run(self, sql: str, key: object) -> object:
+        for attempt in (1, 2):
+            try:
+                return self._connection().execute(text(sql), {"k": key}).scalar()
+            except DBAPIError as exc:
+                # a dead session took every lock of this process with it
+                self._drop()
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise LockUnavailable(f"lock connection: {mask(str(exc.orig))}") from exc
+                log.warning("lock_connection_lost", held=len(self._held), error=mask(str(exc.orig)))
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            try:
+                conn = self._engine.connect()
+            except DBAPIError as exc:
+                raise LockUnavailable(f"lock connection: {mask(str(exc.orig))}") from exc
+            self._conn = conn
+            self.connections += 1
+            self.session_id = int(conn.execute(text(f"SELECT {self._whoami}")).scalar_one())
+            log.info("lock_connection_opened", session=self.session_id, held=len(self._held))
+            if self._held:
+                self._retake(conn)
+        return self._conn
+
+    def _retake(self, conn: Connection) -> None:
+        """Take back the locks of the jobs still running after the connection was lost."""
+        for key in sorted(self._held, key=str):
+            if not conn.execute(text(self._take), {"k": key}).scalar():
+                self._held.discard(key)
+                log.error(
+                    "lock_lost",
+                    key=str(key),
+                    note="another runner took this job's lock while the lock connection "
+                    "was down; the running job is not stopped",
+                )
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+                conn.close()
+
+
 class Locks:
     """Job locks for one state database (see the module docstring for each backend)."""
 
@@ -75,6 +189,22 @@ class Locks:
         self._file: IO[str] | None = None
         self._local: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
+        self._session: SessionLocks | None = None
+
+    @property
+    def session(self) -> SessionLocks:
+        """The dedicated lock connection (server backends), opened on first use."""
+        with self._guard:
+            if self._session is None:
+                self._session = SessionLocks(self.engine)
+            return self._session
+
+    def close(self) -> None:
+        """Release every session lock (closes the lock connection) and the daemon lock."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        self.release_daemon()
 
     # -- daemon-wide ---------------------------------------------------------------
     def acquire_daemon(self) -> None:
@@ -117,20 +247,13 @@ class Locks:
 
         Jobs that push to the CRM (cycle, reconcile) share one lock: two pushers on
         one pipeline, even on different replicas, could both create a CRM record.
+        Raises ``LockUnavailable`` when a server backend cannot be reached.
         """
         job = LOCK_DOMAIN.get(job, job)
         if self.backend == "postgresql":
-            with self._server_lock(
-                "SELECT pg_try_advisory_lock(:k)",
-                "SELECT pg_advisory_unlock(:k)",
-                {"k": lock_key(pipeline, job)},
-            ) as got:
-                yield got
+            key: object = lock_key(pipeline, job)
         elif self.backend in ("mysql", "mariadb"):
-            with self._server_lock(
-                "SELECT GET_LOCK(:k, 0)", "SELECT RELEASE_LOCK(:k)", {"k": lock_name(pipeline, job)}
-            ) as got:
-                yield got
+            key = lock_name(pipeline, job)
         else:
             with self._guard:
                 local = self._local.setdefault((pipeline, job), threading.Lock())
@@ -140,30 +263,14 @@ class Locks:
             finally:
                 if got:
                     local.release()
-
-    @contextmanager
-    def _server_lock(self, take: str, give: str, params: dict[str, object]) -> Iterator[bool]:
-        # a dedicated connection: the lock belongs to this session, not to the job's work
-        conn = self.engine.connect()
-        try:
-            got = bool(conn.execute(text(take), params).scalar())
-            conn.commit()
-        except Exception:
-            conn.invalidate()
-            conn.close()
-            raise
+            return
+        session = self.session
+        got = session.take(key)
         try:
             yield got
         finally:
-            try:
-                if got:
-                    conn.execute(text(give), params)
-                    conn.commit()
-            except Exception as exc:  # the session ends below, which frees the lock anyway
-                log.warning("lock_release_failed", error=str(exc))
-                conn.invalidate()
-            finally:
-                conn.close()
+            if got:
+                session.give(key)
 
 
 class JobBusy(StockSyncError):
@@ -201,4 +308,4 @@ def exclusive(
                 )
             yield
     finally:
-        locks.release_daemon()
+        locks.close()

@@ -28,7 +28,7 @@ from sync.config import PipelineBase
 from sync.reconcile_run import run_scheduled
 from sync.runtime import Pipeline, run_cycle
 from sync.service.health import Metrics
-from sync.service.locks import Locks
+from sync.service.locks import Locks, LockUnavailable
 
 log = structlog.get_logger("stocksync.scheduler")
 
@@ -83,7 +83,16 @@ class JobRunner:
         slot = self.slots.get(name)
         if slot is None:
             return
-        with self._tracked(), slot.lock, self.locks.job(name, job) as got:
+        with self._tracked(), slot.lock:
+            try:
+                self._locked(name, job, slot)
+            except LockUnavailable as exc:  # never run a job without its lock
+                log.error("lock_unavailable", pipeline=name, job=job, error=str(exc))
+                if self.metrics is not None:
+                    self.metrics.job_failures.labels(name, job).inc()
+
+    def _locked(self, name: str, job: str, slot: Slot) -> None:
+        with self.locks.job(name, job) as got:
             if not got:
                 log.info("lock_skipped", pipeline=name, job=job)
                 if self.metrics is not None:

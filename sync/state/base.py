@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -19,10 +20,13 @@ from sync.state.tx import Tx
 class StoreBase:
     """Owns the engine; hands out transactions (``Tx``) and plain connections."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
-        """``create=False``: a SQLite file that does not exist raises ``StateDatabaseMissing``."""
+    def __init__(
+        self, url: str, *, create: bool = True, pool: dict[str, Any] | None = None
+    ) -> None:
+        """``create=False``: a SQLite file that does not exist raises ``StateDatabaseMissing``;
+        ``pool``: connection pool arguments for a server backend (``pool_options``)."""
         self.url = url
-        self.engine = create_state_engine(url, create=create)
+        self.engine = create_state_engine(url, create=create, pool=pool)
         self.dialect = self.engine.dialect.name
 
     def close(self) -> None:

@@ -91,8 +91,24 @@ class StateDatabaseMissing(StockSyncError):
     """A command that only reads was pointed at a state database that does not exist."""
 
 
-def create_state_engine(url: str, *, create: bool = True) -> Engine:
+#: pooled connections beside one per worker thread: scrapes, the daemon's own reads
+POOL_RESERVE = 4
+
+
+def pool_options(workers: int, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Pool arguments for a server backend where ``workers`` threads may each hold one
+    connection: every worker finds one waiting (``workers + POOL_RESERVE`` kept open), and
+    as many again may be opened for a moment (a job that reads beside its transaction)."""
+    return {"pool_size": workers + POOL_RESERVE, "max_overflow": workers, "pool_timeout": timeout_s}
+
+
+def create_state_engine(
+    url: str, *, create: bool = True, pool: dict[str, Any] | None = None
+) -> Engine:
     """An engine for ``url`` with our defaults (SQLite WAL, psycopg 3, PyMySQL).
+
+    ``pool`` (from ``pool_options``) sizes the connection pool of a server backend;
+    SQLite ignores it. Without it SQLAlchemy's default (5 + 10 overflow, 30 s wait) applies.
 
     The URL's password is registered for masking first, so no error shows it. With
     ``create=False`` a SQLite file that does not exist raises ``StateDatabaseMissing``
@@ -127,6 +143,7 @@ def create_state_engine(url: str, *, create: bool = True) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
     else:
         kwargs["pool_pre_ping"] = True
+        kwargs.update(pool or {})
     try:
         engine = create_engine(parsed, **kwargs)  # imports the driver
     except ImportError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import (
@@ -134,6 +135,21 @@ class OperationsReads(StoreBase):
             ).scalar()
         # max() keeps the column's type, so SQLAlchemy has already made it a datetime
         return value if value is None or isinstance(value, datetime) else s.from_micros(value)
+
+    def last_successes(self, pipelines: Sequence[str], job: str) -> dict[str, datetime]:
+        """``last_success`` of many pipelines in one query (those without one are absent)."""
+        t = s.runs
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.pipeline, func.max(t.c.finished_at))
+                .where(t.c.pipeline.in_(list(pipelines)), t.c.job == job, t.c.status == "ok")
+                .group_by(t.c.pipeline)
+            ).all()
+        return {
+            name: at if isinstance(at, datetime) else s.from_micros(at)
+            for name, at in rows
+            if at is not None
+        }
 
     # -- tokens (TokenCache) ------------------------------------------------------
     def get_token(self, name: str) -> tuple[str, datetime] | None:

@@ -181,12 +181,14 @@ def write_config(
     metrics_port: int | None = 0,
     grace_s: float = 15,
     log_level: str = "info",
+    **top: Any,
 ) -> Path:
     doc: dict[str, Any] = {
         "state": {"url": state_url},
         "log": {"level": log_level, "format": "json"},
         "metrics": None if metrics_port is None else {"host": "127.0.0.1", "port": metrics_port},
         "shutdown_grace_s": grace_s,
+        **top,
         "pipelines": pipelines,
     }
     tmp = path.with_suffix(".tmp")
