@@ -125,10 +125,8 @@ class _StateCollector(Collector):
             "end of the last successful cycle (Unix time)",
             labels=["pipeline"],
         )
-        for name in sorted(names):
-            at = store.last_success(name, "cycle")
-            if at is not None:
-                last.add_metric([name], at.timestamp())
+        for name, at in sorted(store.last_successes(sorted(names), "cycle").items()):
+            last.add_metric([name], at.timestamp())
         lag = GaugeMetricFamily(
             "stocksync_cursor_lag_seconds",
             "now minus the stream cursor's position",

@@ -125,19 +125,9 @@ class OperationsReads(StoreBase):
         with self.engine.connect() as conn:
             return [run_row(r) for r in conn.execute(q).mappings()]
 
-    def last_success(self, pipeline: str, job: str) -> datetime | None:
-        t = s.runs
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                select(func.max(t.c.finished_at)).where(
-                    t.c.pipeline == pipeline, t.c.job == job, t.c.status == "ok"
-                )
-            ).scalar()
-        # max() keeps the column's type, so SQLAlchemy has already made it a datetime
-        return value if value is None or isinstance(value, datetime) else s.from_micros(value)
-
     def last_successes(self, pipelines: Sequence[str], job: str) -> dict[str, datetime]:
-        """``last_success`` of many pipelines in one query (those without one are absent)."""
+        """When each pipeline's last ``ok`` run of ``job`` finished, in one query (a pipeline
+        without one is absent): /healthz and /metrics read all pipelines at once."""
         t = s.runs
         with self.engine.connect() as conn:
             rows = conn.execute(
