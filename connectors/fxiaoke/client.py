@@ -13,6 +13,7 @@ before any work (limits, auth, configuration, parameter and business errors) mea
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -192,6 +193,20 @@ class _Token:
     expires_at: datetime
 
 
+def token_cache_name(settings: FxiaokeSettings) -> str:
+    """The state database's name for this tenant's token: ``fxiaoke:<app_id>:<tenant>``.
+
+    A corpAccessToken belongs to an app *in one tenant*: an ISV app (one appId) that
+    several companies authorised has one permanentCode, and so one token, per company
+    (Fxiaoke open platform, 获取corpAccessToken). Pipelines to different tenants share
+    the state database, so the name carries a digest of the base URL and the permanent
+    code — never the code itself, which is a secret.
+    """
+    tenant = f"{settings.base_url}\n{settings.permanent_code.get_secret_value()}"
+    digest = hashlib.blake2b(tenant.encode(), digest_size=8).hexdigest()
+    return f"fxiaoke:{settings.app_id}:{digest}"
+
+
 class FxiaokeClient:
     """Thread-safe client for one app in one tenant (legacy body-token style)."""
 
@@ -220,7 +235,7 @@ class FxiaokeClient:
         self._token_lock = threading.Lock()
         self._token: _Token | None = None
         self._rejected: str | None = None
-        self._cache_name = f"fxiaoke:{settings.app_id}"
+        self._cache_name = token_cache_name(settings)
         #: token requests this instance sent (for tests and metrics)
         self.token_requests = 0
 

@@ -79,6 +79,37 @@ class MetricsSettings(StrictModel):
     port: int = Field(9108, ge=0, le=65535)
 
 
+class ReplicaSettings(StrictModel):
+    """How replicas sharing a server state database split the pipelines (sync.service.leases)."""
+
+    heartbeat_s: float = Field(
+        5.0,
+        ge=0.1,
+        le=300,
+        allow_inf_nan=False,
+        description="seconds between a replica's lease renewals (0.1 s to 5 min)",
+    )
+    lease_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="a replica that stops renewing loses its pipelines to the others within "
+        "this many seconds (at least 3 heartbeats, at most 1 hour)",
+    )
+
+    @field_validator("lease_timeout_s")
+    @classmethod
+    def _three_heartbeats(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat_s = info.data.get("heartbeat_s")
+        if heartbeat_s is not None and value < 3 * heartbeat_s:
+            raise ValueError(
+                f"must be at least 3 × replicas.heartbeat_s ({3 * heartbeat_s:g}): a lease "
+                "must survive one late heartbeat"
+            )
+        return value
+
+
 class ScheduleSettings(StrictModel):
     interval_s: float = Field(
         60.0,
@@ -325,6 +356,7 @@ class SettingsBase(StrictModel):
         description="jobs that may run at once in this process (scheduler threads, 1 to 128); "
         "the state database's connection pool is sized from it",
     )
+    replicas: ReplicaSettings = ReplicaSettings()
     pipelines: list[PipelineBase] = Field(default_factory=list)
 
     def pipeline(self, name: str) -> PipelineBase:

@@ -35,11 +35,13 @@ from sync.config import PipelineBase, SettingsBase
 from sync.errors import ConfigError, StockSyncError, TransientError
 from sync.runtime import Pipeline, build_pipeline, open_store
 from sync.service.health import HEALTH_POOL, HealthServer, Metrics, build_app
+from sync.service.leases import Beat, Heartbeat, Leases, replica_id
 from sync.service.locks import Locks
 from sync.service.logging import configure
 from sync.service.scheduler import JobRunner, JobScheduler, Slot
 from sync.settings import mask
 from sync.state import StateStore
+from sync.state.engine import create_state_engine
 
 log = structlog.get_logger("stocksync.daemon")
 
@@ -47,6 +49,8 @@ POLL_S = 1.0
 #: waiting for an unreachable state database at start: the first pause and the longest
 STATE_WAIT_INITIAL_S = 1.0
 STATE_WAIT_MAX_S = 60.0
+#: the heartbeat's own connections: it must renew leases whatever the jobs hold
+LEASE_POOL: dict[str, Any] = {"pool_size": 1, "max_overflow": 1, "pool_timeout": 5.0}
 #: settings that only change how often jobs run: no need to rebuild connectors
 _SCHEDULE_ONLY = {"schedule", "enabled"}
 
@@ -72,6 +76,10 @@ class Daemon:
         self.reload_requested = threading.Event()
         self.slots: dict[str, Slot] = {}
         self.health: HealthServer | None = None
+        self.leases: Leases | None = None
+        self.heartbeat: Heartbeat | None = None
+        #: this process's name in ``replicas``, ``leases`` and ``runs.runner``
+        self.replica = replica_id()
         self._digest: str | None = None
         self._signal: str | None = None
 
@@ -93,6 +101,7 @@ class Daemon:
             self.store.check_writable()  # a read-only database: refuse, not fail every cycle
             self.health_store = self._open_health_store(settings)
             self.metrics = Metrics(lambda: self.health_store, lambda: self.settings.pipelines)
+            self.store.runner = self.replica
             self.runner = JobRunner(self.slots, self.locks, self.stop, self.metrics)
             self.jobs = JobScheduler(self.runner, max_workers=settings.workers)
             for p in settings.pipelines:
@@ -100,13 +109,17 @@ class Daemon:
                     self.slots[p.name] = Slot(build_pipeline(p, self.store))
             self._start_health(settings)
             changes = self.jobs.apply(settings.pipelines)
+            self._start_leases(settings)
             self.jobs.start()
+            if self.heartbeat is not None:
+                self.heartbeat.start()
         except BaseException:
             self._close()
             raise
         log.info(
             "daemon_started",
             pid=os.getpid(),
+            replica=self.replica,
             config=str(self.path),
             pipelines=sorted(self.slots),
             jobs=changes["added"],
@@ -135,6 +148,30 @@ class Daemon:
                 )
                 if self.stop.wait(wait_s):
                     return False
+
+    def _start_leases(self, settings: SettingsBase) -> None:
+        """On a server backend, share the pipelines with the other replicas: one heartbeat
+        now (this replica's first leases before its first tick), then a thread."""
+        if self.store.dialect == "sqlite":
+            return  # one daemon per file: it runs every pipeline
+        r = settings.replicas
+        self.leases = Leases(
+            create_state_engine(settings.state.url, pool=LEASE_POOL),
+            self.replica,
+            heartbeat_s=r.heartbeat_s,
+            lease_timeout_s=r.lease_timeout_s,
+            busy=self.runner.running,
+        )
+        self.leases.set_pipelines(self.slots)
+        self.runner.ownership = self.leases
+        self.heartbeat = Heartbeat(self.leases, self.stop, on_beat=self._on_beat)
+        self.heartbeat.beat_once()
+
+    def _on_beat(self, beat: Beat) -> None:
+        if beat.claimed:
+            self.jobs.run_now(beat.claimed)
+        self.metrics.leases_held.set(len(beat.held))
+        self.metrics.replicas_live.set(beat.live_replicas)
 
     def _open_health_store(self, settings: SettingsBase) -> StateStore:
         """``/healthz`` and ``/metrics`` read through a small pool of their own on a server
@@ -222,11 +259,18 @@ class Daemon:
     def _apply(self, new: SettingsBase, reason: str) -> None:
         old = self.settings
         restart_needed = [
-            k for k in ("state", "metrics", "workers") if getattr(new, k) != getattr(old, k)
+            k
+            for k in ("state", "metrics", "workers", "replicas")
+            if getattr(new, k) != getattr(old, k)
         ]
         if restart_needed:
             new = new.model_copy(
-                update={"state": old.state, "metrics": old.metrics, "workers": old.workers}
+                update={
+                    "state": old.state,
+                    "metrics": old.metrics,
+                    "workers": old.workers,
+                    "replicas": old.replicas,
+                }
             )
         swap = _Swap(self.slots, self.store)
         try:
@@ -237,6 +281,8 @@ class Daemon:
             swap.undo()
             raise
         swap.close_replaced()
+        if self.leases is not None:
+            self.leases.set_pipelines(self.slots)
         self.settings = new
         if new.log != old.log:
             configure(new.log.level, new.log.format)
@@ -256,11 +302,31 @@ class Daemon:
         if not idle:
             log.error("shutdown_grace_exceeded", grace_s=grace, note="jobs still running")
             return 1
+        self._release_leases()
         self._close()
         log.info("daemon_stopped")
         return 0
 
+    def _release_leases(self) -> None:
+        """A clean stop gives the leases back: the other replicas take them at their next
+        heartbeat instead of waiting for them to expire."""
+        if self.leases is None:
+            return
+        if self.heartbeat is not None:
+            self.heartbeat.join(timeout_s=5.0)
+        try:
+            self.leases.release_all()
+        except Exception as exc:
+            log.warning(
+                "leases_release_failed",
+                error=mask(f"{type(exc).__name__}: {exc}"),
+                note="they expire after replicas.lease_timeout_s",
+            )
+
     def _close(self) -> None:
+        if self.leases is not None:
+            self.leases.engine.dispose()
+            self.leases = None
         if self.health is not None:
             self.health.stop()
             self.health = None

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -79,6 +79,16 @@ class Metrics:
             "stocksync_job_failures",
             "jobs that ended with an error",
             ["pipeline", "job"],
+            registry=self.registry,
+        )
+        self.leases_held = Gauge(
+            "stocksync_leases_held",
+            "pipelines this replica holds the lease of (server state backends)",
+            registry=self.registry,
+        )
+        self.replicas_live = Gauge(
+            "stocksync_replicas_live",
+            "replicas sharing the state database, as this replica's last heartbeat counted",
             registry=self.registry,
         )
         self.registry.register(_StateCollector(store, pipelines, now))

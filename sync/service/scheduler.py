@@ -1,9 +1,10 @@
 """APScheduler jobs per pipeline: cycle (interval), rescan (cron) and reconcile (cron).
 
-Every job runs under its (pipeline, job) lock from ``sync.service.locks``: a replica that
-does not get it skips the tick (log event + metric). Jobs of one pipeline are
-also serialised inside the process, so a reload can swap a pipeline's
-connectors without pulling them from under a running job. A failing job logs
+A job starts only on the replica holding its pipeline's lease (``sync.service.leases``;
+the others let the tick pass quietly) and only under its (pipeline, job) lock from
+``sync.service.locks``: a replica that does not get it skips the tick (log event +
+metric). Jobs of one pipeline are also serialised inside the process, so a reload can
+swap a pipeline's connectors without pulling them from under a running job. A failing job logs
 one structured error and the daemon keeps going.
 """
 
@@ -28,6 +29,7 @@ from sync.config import PipelineBase
 from sync.reconcile_run import run_scheduled
 from sync.runtime import Pipeline, run_cycle
 from sync.service.health import Metrics
+from sync.service.leases import AllPipelines, Ownership
 from sync.service.locks import Locks, LockUnavailable
 
 log = structlog.get_logger("stocksync.scheduler")
@@ -52,23 +54,35 @@ class JobRunner:
         locks: Locks,
         stop: threading.Event,
         metrics: Metrics | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.slots = slots
         self.locks = locks
         self.stop = stop
         self.metrics = metrics
+        self.ownership: Ownership = ownership or AllPipelines()
         self._active = 0
         self._idle = threading.Condition()
+        self._running: dict[str, int] = {}
+
+    def running(self) -> frozenset[str]:
+        """Pipelines with a job running in this process now."""
+        with self._idle:
+            return frozenset(self._running)
 
     @contextmanager
-    def _tracked(self) -> Iterator[None]:
+    def _tracked(self, name: str) -> Iterator[None]:
         with self._idle:
             self._active += 1
+            self._running[name] = self._running.get(name, 0) + 1
         try:
             yield
         finally:
             with self._idle:
                 self._active -= 1
+                self._running[name] -= 1
+                if not self._running[name]:
+                    del self._running[name]
                 self._idle.notify_all()
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -81,9 +95,9 @@ class JobRunner:
         if self.stop.is_set():
             return
         slot = self.slots.get(name)
-        if slot is None:
-            return
-        with self._tracked(), slot.lock:
+        if slot is None or not self.ownership.holds(name):
+            return  # another replica runs this pipeline (or nobody may, until a heartbeat)
+        with self._tracked(name), slot.lock:
             try:
                 self._locked(name, job, slot)
             except LockUnavailable as exc:  # never run a job without its lock
@@ -263,6 +277,14 @@ class JobScheduler:
 
     def start(self) -> None:
         self.scheduler.start()
+
+    def run_now(self, pipelines: Sequence[str]) -> None:
+        """Start these pipelines' cycles at once (leases just claimed: their previous owner
+        may be gone since an interval already)."""
+        for name in pipelines:
+            job = self.scheduler.get_job(f"{name}:cycle")
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
 
     def shutdown(self) -> None:
         """Stop scheduling new runs; running jobs are waited for by the daemon (with a grace)."""

@@ -28,6 +28,9 @@ class StoreBase:
         self.url = url
         self.engine = create_state_engine(url, create=create, pool=pool)
         self.dialect = self.engine.dialect.name
+        #: the replica whose jobs write through this store (``runs.runner``); None for a
+        #: one-off command
+        self.runner: str | None = None
 
     def close(self) -> None:
         self.engine.dispose()

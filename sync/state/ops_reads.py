@@ -82,6 +82,7 @@ class OperationsReads(StoreBase):
                     job=job,
                     started_at=now,
                     status="running",
+                    runner=self.runner,
                     pulled=0,
                     applied=0,
                     pushed=0,

@@ -254,6 +254,8 @@ runs = Table(
     Column("pushed", Integer, nullable=False, default=0),
     Column("failed", Integer, nullable=False, default=0),
     Column("error", Text, nullable=True),
+    #: the replica that ran it (``sync.service.leases.replica_id``); None for one-off commands
+    Column("runner", String(NAME), nullable=True),
     Index("ix_runs_pipeline", "pipeline", "job", "started_at"),
 )
 
@@ -312,4 +314,26 @@ push_log = Table(
     Column("error", Text, nullable=True),
     Index("ix_push_log_ref", "pipeline", "target", "ref", "at"),
     Index("ix_push_log_at", "pipeline", "at"),
+)
+
+
+#: the daemon processes sharing this state database (server backends), one heartbeat each
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("replica", String(NAME), primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+)
+
+#: which replica runs which pipeline, until when (times from the database server's clock)
+leases = Table(
+    "leases",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("owner", String(NAME), nullable=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("taken_at", UtcDateTime, nullable=True),
+    Column("takes", BigInteger, nullable=False, default=0),
+    Index("ix_leases_owner", "owner"),
 )

@@ -132,8 +132,9 @@ class Slowed:
         return self.app(environ, start_response)
 
 
-@pytest.fixture
-def systems() -> Iterator[Systems]:
+def start_systems() -> Systems:
+    """The demo K/3 Cloud account and a Fxiaoke tenant with its products and warehouses,
+    each served on its own loopback port (``stop_systems`` stops both)."""
     k3 = build_k3cloud("demo")
     fx = build_fxiaoke(
         None, rate_limit_calls=1_000_000, rate_limit_period_s=1, token_limit_per_min=10_000
@@ -143,13 +144,23 @@ def systems() -> Iterator[Systems]:
     for stock in WAREHOUSES:
         fx.add_warehouse(stock)
     slowed = Slowed(k3)
-    with LoopbackServer(slowed) as k3_server:
-        fx_server = LoopbackServer(fx).start()
-        s = Systems(k3, k3_server, fx, fx_server, slowed)
-        try:
-            yield s
-        finally:
-            s.fx_server.stop()
+    k3_server = LoopbackServer(slowed).start()
+    fx_server = LoopbackServer(fx).start()
+    return Systems(k3, k3_server, fx, fx_server, slowed)
+
+
+def stop_systems(s: Systems) -> None:
+    s.fx_server.stop()
+    s.k3_server.stop()
+
+
+@pytest.fixture
+def systems() -> Iterator[Systems]:
+    s = start_systems()
+    try:
+        yield s
+    finally:
+        stop_systems(s)
 
 
 def receipt(

@@ -9,14 +9,17 @@ from typing import Any
 
 import pytest
 
+from connectors._emulator import transport_for
 from connectors.fxiaoke.client import (
     MAX_OFFSET,
     TOKEN_PATH,
     flt,
     raise_for_error,
     seconds_until_quota_reset,
+    token_cache_name,
 )
-from connectors.fxiaoke.emulator import DEMO_PRODUCTS, FxiaokeEmulator
+from connectors.fxiaoke.emulator import DEMO_PRODUCTS, FxiaokeEmulator, build_emulator
+from connectors.fxiaoke.sink import build
 from sync.errors import (
     AuthError,
     ConfigError,
@@ -27,8 +30,8 @@ from sync.errors import (
     TransientError,
 )
 from sync.model import LevelValue, StockKey
-from sync.ports import MemoryTokenCache
-from tests.fxiaoke.conftest import FakeClock, RecordingTransport, SinkFactory
+from sync.ports import ConnectorContext, MemoryTokenCache
+from tests.fxiaoke.conftest import FakeClock, RecordingTransport, SinkFactory, settings_for
 
 QUERY = "/cgi/crm/v2/data/query"
 KEY = StockKey("SKU-0001", "WH-MAIN")
@@ -93,7 +96,44 @@ def test_token_cache_survives_a_new_client(
     second.find_level(KEY)
     assert second.client.token_requests == 0
     assert emulator.calls[TOKEN_PATH] == 1
-    assert cache.get_token("fxiaoke:" + emulator.app_id) is not None
+    assert cache.get_token(token_cache_name(second.client.settings)) is not None
+
+
+@pytest.mark.parametrize("differs", ["permanent_code", "base_url"])
+def test_two_tenants_of_one_app_keep_their_own_tokens_in_a_shared_cache(
+    differs: str, clock: FakeClock
+) -> None:
+    """One pipeline per CRM tenant on one state database (issue 17): an ISV app with one
+    appId authorised by two companies, or the same app in a sandbox and in production.
+    A shared cache name made each pipeline use the other's token: 20016, every push."""
+    cache = MemoryTokenCache()
+    codes = {"permanent_code": ("corp-a-code-1234", "corp-b-code-5678")}.get(differs)
+    emulators = [
+        build_emulator("demo", clock=clock.time, **({"permanent_code": codes[i]} if codes else {}))
+        for i in range(2)
+    ]
+    urls = ["http://fxiaoke.test", "http://fxiaoke.test" if codes else "http://sandbox.test"]
+    sinks = [
+        build(
+            settings_for(e, base_url=url),
+            ConnectorContext(
+                pipeline=f"tenant{i}",
+                now=clock.now,
+                sleep=clock.sleep,
+                token_cache=cache,
+                http_transport=transport_for(e),
+            ),
+        )
+        for i, (e, url) in enumerate(zip(emulators, urls, strict=True))
+    ]
+    for _ in range(3):
+        for sink in sinks:
+            sink.find_level(KEY)
+    for e in emulators:
+        assert e.calls[TOKEN_PATH] == 1 and e.errors[20016] == 0
+    names = {token_cache_name(sink.client.settings) for sink in sinks}
+    assert len(names) == 2
+    assert not any("code" in name for name in names)  # the secret never names a row
 
 
 def test_cached_token_near_expiry_is_not_used(

@@ -1,0 +1,220 @@
+"""Leases split the pipelines between replicas on the real PostgreSQL and MariaDB servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, delete, select, text
+from sqlalchemy.engine import Engine
+from structlog.testing import capture_logs
+
+from sync.config import ReplicaSettings
+from sync.service.leases import Heartbeat, Leases
+from sync.state import StateStore
+from sync.state import schema as s
+from tests.conftest import server_url
+
+SERVERS = {
+    "postgresql": ("STOCKSYNC_TEST_PG_URL", "PostgreSQL"),
+    "mysql": ("STOCKSYNC_TEST_MYSQL_URL", "MariaDB/MySQL"),
+}
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A migrated state database on a real server with no replica or lease rows."""
+    store = StateStore(server_url(*SERVERS[request.param]))
+    with store.engine.begin() as conn:  # tests run one at a time: start from nobody
+        conn.execute(delete(s.leases))
+        conn.execute(delete(s.replicas))
+    yield store.engine
+    store.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def replica(
+    engine: Engine,
+    name: str,
+    pipelines: list[str],
+    *,
+    heartbeat_s: float = 0.1,
+    timeout_s: float = 0.6,
+    busy: frozenset[str] = frozenset(),
+    clock: FakeClock | None = None,
+) -> Leases:
+    leases = Leases(
+        engine,
+        name,
+        heartbeat_s=heartbeat_s,
+        lease_timeout_s=timeout_s,
+        busy=lambda: busy,
+        **({"clock": clock} if clock else {}),
+    )
+    leases.set_pipelines(pipelines)
+    return leases
+
+
+def names(n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:6]
+    return [f"p{tag}_{i:02d}" for i in range(n)]
+
+
+def owners(engine: Engine) -> dict[str, str | None]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(s.leases.c.pipeline, s.leases.c.owner)).all())  # type: ignore[arg-type]
+
+
+def test_three_replicas_split_ten_pipelines_without_overlap(engine: Engine) -> None:
+    pipelines = names(10)
+    a, b, c = (replica(engine, n, pipelines, timeout_s=30) for n in ("a", "b", "c"))
+    first = a.heartbeat()
+    assert first.live_replicas == 1 and len(first.held) == 10  # alone: it takes everything
+    for _ in range(3):
+        for r in (b, c, a):
+            r.heartbeat()
+    held = [r.held for r in (a, b, c)]
+    assert sorted(len(h) for h in held) == [3, 3, 4]  # 10 // 3, one more for the first
+    assert frozenset().union(*held) == frozenset(pipelines)
+    assert sum(len(h) for h in held) == 10  # no pipeline on two replicas
+    assert owners(engine) == {p: r.replica for r in (a, b, c) for p in r.held}
+    assert all(r.holds(p) for r in (a, b, c) for p in r.held)
+    assert not any(a.holds(p) for p in b.held)
+
+
+def test_a_dead_replicas_leases_are_taken_within_the_lease_timeout(engine: Engine) -> None:
+    pipelines = names(6)
+    a, b = replica(engine, "a", pipelines), replica(engine, "b", pipelines)
+    a.heartbeat()
+    b.heartbeat()
+    a.heartbeat()  # gives three back
+    b.heartbeat()  # takes them
+    assert len(a.held) == len(b.held) == 3
+    dead = set(a.held)
+    died = time.monotonic()
+    while True:  # b alone keeps its heartbeat; a says nothing any more
+        time.sleep(0.1)
+        beat = b.heartbeat()
+        if beat.held == frozenset(pipelines):
+            break
+        assert time.monotonic() - died < 5, "never took the dead replica's leases"
+    taken_after_s = time.monotonic() - died
+    assert taken_after_s <= 0.6 + 0.3  # lease_timeout_s, plus this loop's own steps
+    assert set(beat.claimed) == dead and beat.live_replicas == 1
+    with capture_logs() as logs:  # the "dead" one comes back: it learns it lost them
+        back = a.heartbeat()
+    assert set(back.lost) == dead
+    assert [e["pipeline"] for e in logs if e["event"] == "lease_lost"] == sorted(dead)
+
+
+def test_a_lease_lapses_locally_before_the_others_may_take_it(engine: Engine) -> None:
+    clock = FakeClock()
+    pipelines = names(2)
+    a = replica(engine, "a", pipelines, heartbeat_s=1, timeout_s=3, clock=clock)
+    a.heartbeat()
+    assert a.holds(pipelines[0])
+    clock.t += 1.99  # within the lifetime (timeout - heartbeat = 2 s)
+    assert a.holds(pipelines[0])
+    clock.t += 0.02  # no renewal for a whole lifetime: no new job may start
+    assert not a.holds(pipelines[0]) and a.held == frozenset()
+
+
+def test_busy_pipelines_are_not_given_away(engine: Engine) -> None:
+    pipelines = names(4)
+    running: set[str] = set(pipelines)
+    a = Leases(engine, "a", heartbeat_s=0.1, lease_timeout_s=30, busy=lambda: frozenset(running))
+    a.set_pipelines(pipelines)
+    b = replica(engine, "b", pipelines, timeout_s=30)
+    a.heartbeat()
+    b.heartbeat()
+    assert a.heartbeat().released == []  # over its share, but every pipeline is running
+    running.clear()
+    assert len(a.heartbeat().released) == 2
+    assert len(b.heartbeat().claimed) == 2
+
+
+def test_a_clean_stop_hands_the_leases_over_at_the_next_heartbeat(engine: Engine) -> None:
+    pipelines = names(4)
+    a, b = (
+        replica(engine, "a", pipelines, timeout_s=30),
+        replica(engine, "b", pipelines, timeout_s=30),
+    )
+    a.heartbeat()
+    b.heartbeat()
+    a.heartbeat()
+    b.heartbeat()
+    assert len(b.held) == 2
+    a.release_all()
+    assert b.heartbeat().held == frozenset(pipelines)  # not 30 s later
+    with engine.connect() as conn:
+        assert conn.execute(select(s.replicas.c.replica)).scalars().all() == ["b"]
+
+
+def test_claims_skip_rows_another_replica_has_locked(engine: Engine) -> None:
+    pipelines = names(3)
+    holder = engine.connect()
+    tx = holder.begin()
+    locked = "FOR UPDATE"
+    a = replica(engine, "a", pipelines, timeout_s=30)
+    a.heartbeat()  # creates the rows and takes them
+    a.release_all()
+    holder.execute(text(f"SELECT pipeline FROM leases {locked}"))  # another heartbeat, say
+    b = replica(engine, "b", pipelines, timeout_s=30)
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(b.heartbeat()))
+    worker.start()
+    worker.join(20)
+    try:
+        assert not worker.is_alive(), "the heartbeat waited for locked lease rows"
+        assert done and done[0].held == frozenset()  # type: ignore[attr-defined]
+    finally:
+        tx.rollback()
+        holder.close()
+        worker.join()
+    assert b.heartbeat().held == frozenset(pipelines)
+
+
+def test_the_runs_log_names_the_replica(engine: Engine) -> None:
+    store = StateStore(engine.url.render_as_string(hide_password=False))
+    store.runner = "host:1:abcd"
+    row = store.start_run(str(uuid.uuid4()), "runner_test", "cycle", datetime.now(UTC))
+    with store.engine.connect() as conn:
+        runner = conn.execute(select(s.runs.c.runner).where(s.runs.c.id == row)).scalar_one()
+    store.close()
+    assert runner == "host:1:abcd"
+
+
+def test_a_failed_heartbeat_is_logged_and_the_thread_goes_on(engine: Engine) -> None:
+    pipelines = names(1)
+    a = replica(engine, "a", pipelines, timeout_s=30)
+    stop = threading.Event()
+    beats: list[object] = []
+    heart = Heartbeat(a, stop, on_beat=beats.append)
+    assert heart.beat_once() is not None and len(beats) == 1
+    good = a.engine
+    a.engine = create_engine("postgresql+psycopg://nobody:hunter2secret@127.0.0.1:1/none")
+    with capture_logs() as logs:
+        assert heart.beat_once() is None  # the server went away
+    assert [e["event"] for e in logs] == ["lease_heartbeat_failed"]
+    assert "hunter2secret" not in str(logs) and len(beats) == 1
+    a.engine = good
+    with capture_logs() as logs:
+        assert heart.beat_once() is not None
+    assert [e["event"] for e in logs] == ["lease_heartbeat_recovered"]
+
+
+def test_the_lease_timeout_must_cover_three_heartbeats() -> None:
+    assert ReplicaSettings(heartbeat_s=1, lease_timeout_s=3).lease_timeout_s == 3
+    with pytest.raises(ValueError, match=r"at least 3 × replicas\.heartbeat_s"):
+        ReplicaSettings(heartbeat_s=5, lease_timeout_s=10)
