@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from rich.console import Console
 from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.engine import Engine
 from structlog.testing import capture_logs
 
+from sync.cli.status import collect, render
 from sync.config import ReplicaSettings
 from sync.service.leases import Heartbeat, Leases
 from sync.state import StateStore
@@ -218,3 +220,22 @@ def test_the_lease_timeout_must_cover_three_heartbeats() -> None:
     assert ReplicaSettings(heartbeat_s=1, lease_timeout_s=3).lease_timeout_s == 3
     with pytest.raises(ValueError, match=r"at least 3 × replicas\.heartbeat_s"):
         ReplicaSettings(heartbeat_s=5, lease_timeout_s=10)
+
+
+def test_status_lists_the_replicas_and_the_pipelines_each_holds(engine: Engine) -> None:
+    pipelines = names(3)
+    a = replica(engine, "host-a:1:aaaa", pipelines, timeout_s=30)
+    b = replica(engine, "host-b:2:bbbb", pipelines, timeout_s=30)
+    for r in (a, b, a, b):
+        r.heartbeat()
+    store = StateStore(engine.url.render_as_string(hide_password=False))
+    data = collect(store)
+    store.close()
+    listed = {r["replica"]: r["pipelines"] for r in data["replicas"]}
+    assert listed == {"host-a:1:aaaa": sorted(a.held), "host-b:2:bbbb": sorted(b.held)}
+    assert sorted(len(p) for p in listed.values()) == [1, 2]
+    console = Console(record=True, width=200)
+    render(data, console)
+    text = console.export_text()
+    assert "replicas (the pipelines each holds a lease on)" in text
+    assert f"2: {', '.join(sorted(a.held))}" in text or f"2: {', '.join(sorted(b.held))}" in text

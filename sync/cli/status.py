@@ -100,8 +100,20 @@ def collect(store: StateStore, *, limit: int = 100, now: datetime | None = None)
                 "pushed": r.pushed,
                 "failed": r.failed,
                 "error": r.error,
+                "runner": r.runner,
             }
             for r in store.runs(limit=10)
+        ],
+        #: daemons sharing a server state database and the pipelines each holds a lease on
+        "replicas": [
+            {
+                "replica": r.replica,
+                "started_at": _ts(r.started_at),
+                "heartbeat_at": _ts(r.heartbeat_at),
+                "heartbeat_age_s": round((now - r.heartbeat_at).total_seconds(), 1),
+                "pipelines": list(r.pipelines),
+            }
+            for r in store.replicas()
         ],
     }
 
@@ -121,6 +133,24 @@ def _render_freshness(data: dict[str, Any], console: Console) -> None:
                 f"change seen before {f['since']}; oldest: {causes[f['cause']]})",
                 markup=False,
             )
+
+
+def _render_replicas(data: dict[str, Any], console: Console) -> None:
+    """The daemons sharing a server state database (none on SQLite: one daemon per file)."""
+    if not data["replicas"]:
+        return
+    table = Table(title="replicas (the pipelines each holds a lease on)")
+    for col in ("replica", "started", "last heartbeat", "pipelines"):
+        table.add_column(col)
+    for r in data["replicas"]:
+        held = r["pipelines"]
+        table.add_row(
+            r["replica"],
+            r["started_at"],
+            f"{r['heartbeat_age_s']:.0f}s ago",
+            f"{len(held)}: {', '.join(held)}" if held else "none",
+        )
+    print_table(console, table)
 
 
 def _render_reserved(data: dict[str, Any], console: Console) -> None:
@@ -149,6 +179,7 @@ def _render_inexact(data: dict[str, Any], console: Console) -> None:
 
 def render(data: dict[str, Any], console: Console) -> None:
     console.print(f"state database: {data['database']} (schema {data['revision']})", markup=False)
+    _render_replicas(data, console)
     if not data["pipelines"]:
         console.print(
             "no pipeline has run yet: nothing pulled, nothing pending, no conflicts", markup=False

@@ -17,6 +17,7 @@ from sync.settings import mask
 from sync.state.base import StoreBase
 from sync.state.rows import (
     ConflictRow,
+    ReplicaRow,
     RunRow,
     conflict_row,
     run_row,
@@ -141,6 +142,34 @@ class OperationsReads(StoreBase):
             for name, at in rows
             if at is not None
         }
+
+    def replicas(self) -> list[ReplicaRow]:
+        """The daemons that share this database, newest heartbeat first, with the pipelines
+        they hold a lease on (expiry judged by the database server's clock: ``runs`` and
+        leases are written with it, see ``sync.service.leases``)."""
+        r, le = s.replicas, s.leases
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(r).order_by(r.c.heartbeat_at.desc())).mappings().all()
+            leased = conn.execute(
+                select(le.c.owner, le.c.pipeline, le.c.expires_at)
+                .where(le.c.owner.is_not(None))
+                .order_by(le.c.pipeline)
+            ).all()
+        # the newest heartbeat stands in for the server's clock (one read, no dialect SQL)
+        now = max((row["heartbeat_at"] for row in rows), default=None)
+        held: dict[str, list[str]] = {}
+        for owner, pipeline, expires in leased:
+            if now is not None and expires > now:
+                held.setdefault(owner, []).append(pipeline)
+        return [
+            ReplicaRow(
+                row["replica"],
+                row["started_at"],
+                row["heartbeat_at"],
+                tuple(held.get(row["replica"], ())),
+            )
+            for row in rows
+        ]
 
     # -- tokens (TokenCache) ------------------------------------------------------
     def get_token(self, name: str) -> tuple[str, datetime] | None:

@@ -182,6 +182,19 @@ class RunRow:
     pushed: int
     failed: int
     error: str | None
+    #: the replica that ran it (``sync.service.leases``); None for a one-off command
+    runner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRow:
+    """A daemon sharing the state database: its heartbeat and the leases it holds."""
+
+    replica: str
+    started_at: datetime
+    heartbeat_at: datetime
+    #: pipelines whose lease it holds and that have not expired (server clock)
+    pipelines: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
