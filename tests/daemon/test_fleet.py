@@ -20,6 +20,7 @@ import itertools
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,9 +101,9 @@ def systems_60() -> Iterator[list[Systems]]:
         for _ in range(PIPELINES):
             started.append(start_systems())
         yield started
-    finally:
-        for one in started:
-            stop_systems(one)
+    finally:  # each stop waits up to half a second for its serving thread: all at once
+        with ThreadPoolExecutor(max_workers=len(started) or 1) as pool:
+            list(pool.map(stop_systems, started))
 
 
 def owners(store: StateStore) -> Counter[str]:

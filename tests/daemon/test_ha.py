@@ -58,7 +58,8 @@ def test_two_replicas_on_postgresql_one_runs_the_pipeline_never_both_at_once(
 
     runs = sorted(cycles(), key=lambda r: r.started_at)
     with store.engine.connect() as conn:
-        runners = dict(conn.execute(select(s.runs.c.run_id, s.runs.c.runner)).tuples().all())
+        rows = conn.execute(select(s.runs.c.run_id, s.runs.c.runner)).all()
+    runners = {r.run_id: r.runner for r in rows}
     store.close()
     # one pipeline, two replicas: the lease gives it to one of them, the other stands by
     assert len({runners[r.run_id] for r in runs}) == 1
