@@ -24,7 +24,8 @@ def rows(one: dict[str, Any], three: dict[str, Any], plan: Plan) -> list[Row]:
         Row(
             "cycles/s (offered "
             f"{plan.pipelines} pipelines / {plan.interval_s:g} s = {plan.offered_per_s:g}/s)",
-            f"{three['cycles_per_s']:.1f}/s on 3 processes (split {three['split']})",
+            f"{three['cycles_per_s']:.1f}/s on 3 processes (leases {three['split']}, cycles "
+            f"{_per(three['cycles_per_replica'])})",
             f"{one['cycles_per_s']:.1f}/s on 1 process",
             f"{ratio:.2f}",
             "(information)",
@@ -70,15 +71,21 @@ def rows(one: dict[str, Any], three: dict[str, Any], plan: Plan) -> list[Row]:
         Row(
             f"take-over after SIGKILL ({take['victim_pipelines']} pipelines): leases / "
             "first new cycle",
-            f"{take['lease_s']:.2f} s / {take['first_cycle_s']:.2f} s"
-            if take["lease_s"] is not None and take["first_cycle_s"] is not None
-            else "n/a",
+            f"{_s(take['lease_s'])} / {_s(take['first_cycle_s'])}",
             f"heartbeat {take['heartbeat_s']:g} s",
             "",
             f"leases ≤ lease_timeout_s = {take['bound_s']:g} s",
             take["lease_s"] is not None and take["lease_s"] <= take["bound_s"],
         ),
     ]
+
+
+def _s(x: float | None) -> str:
+    return "none" if x is None else f"{x:.2f} s"
+
+
+def _per(per_replica: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(per_replica.items()))
 
 
 def _rates(per_replica: dict[str, float | None]) -> str:
