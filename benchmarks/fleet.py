@@ -315,6 +315,7 @@ class FleetRun:
         self.checks["every cycle ended ok"] = set(statuses) <= {"ok"}
         errors = {d.label: d.errors()[:3] for d in self.daemons if d.errors()}
         self.figures["errors"] = errors
+        self.figures["warnings"] = {d.label: dict(d.warnings()) for d in self.daemons}
         self.checks["no error logged by any daemon"] = not errors
         self.checks["every live daemon stopped cleanly (exit 0)"] = all(
             code == 0 for code in self.figures["exit_status"].values()

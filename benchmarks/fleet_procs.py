@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,6 +131,10 @@ class Daemon:
 
     def errors(self) -> list[dict[str, Any]]:
         return [e for e in self.events() if e.get("level") in ("error", "critical")]
+
+    def warnings(self) -> Counter[str]:
+        """How many warning-level events of each name this daemon logged."""
+        return Counter(str(e.get("event")) for e in self.events() if e.get("level") == "warning")
 
     def stop(self, timeout_s: float = 60) -> int:
         """SIGTERM, then the exit status (SIGKILL after ``timeout_s``: status -9)."""
