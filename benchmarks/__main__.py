@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import ingest, push, reconcile, reservations, servers
+from benchmarks import fleet, ingest, push, reconcile, reservations, servers
 from benchmarks.common import Result
 from sync.service.logging import configure
 
@@ -42,10 +42,28 @@ class Sizes:
     reserved_keys: int
     reserved_locked: int
     reserved_changed: int
+    #: fleet: pipelines, their interval and the measured window (seconds)
+    fleet_pipelines: int
+    fleet_interval_s: int
+    fleet_window_s: int
 
 
-FULL = Sizes(100_000, 200_000, 10_000, 1_000, 100_000, 1_000_000, 1_000_000, 100_000, 5_000, 1_000)
-QUICK = Sizes(20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000, 5_000, 250, 60)
+FULL = Sizes(
+    100_000,
+    200_000,
+    10_000,
+    1_000,
+    100_000,
+    1_000_000,
+    1_000_000,
+    100_000,
+    5_000,
+    1_000,
+    200,
+    10,
+    30,
+)
+QUICK = Sizes(20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000, 5_000, 250, 60, 30, 3, 6)
 
 Scenario = Callable[[Sizes], list[Result]]
 SCENARIOS: dict[str, Scenario] = {
@@ -58,6 +76,7 @@ SCENARIOS: dict[str, Scenario] = {
     "reservations": lambda z: [
         reservations.reservations(z.reserved_keys, z.reserved_locked, z.reserved_changed)
     ],
+    "fleet": lambda z: fleet.fleet(z.fleet_pipelines, z.fleet_interval_s, z.fleet_window_s),
 }
 #: names that select another scenario (the re-pull runs on the ingest's data)
 ALIASES = {"repull": "ingest", "postgresql": "servers", "mariadb": "servers"}
