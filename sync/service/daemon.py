@@ -164,7 +164,7 @@ class Daemon:
         )
         self.leases.set_pipelines(self.slots)
         self.runner.ownership = self.leases
-        self.heartbeat = Heartbeat(self.leases, self.stop, on_beat=self._on_beat)
+        self.heartbeat = Heartbeat(self.leases, on_beat=self._on_beat)
         self.heartbeat.beat_once()
 
     def _on_beat(self, beat: Beat) -> None:
@@ -298,6 +298,7 @@ class Daemon:
         log.info("daemon_stopping", signal=self._signal, grace_s=grace)
         self.stop.set()
         self.jobs.shutdown()
+        self._drain_leases()
         idle = self.runner.wait_idle(grace)
         if not idle:
             log.error("shutdown_grace_exceeded", grace_s=grace, note="jobs still running")
@@ -307,13 +308,21 @@ class Daemon:
         log.info("daemon_stopped")
         return 0
 
+    def _drain_leases(self) -> None:
+        """Stopping: leave the live replicas and give back idle pipelines now (one beat),
+        while the heartbeat thread keeps renewing the leases of jobs still finishing."""
+        if self.leases is None or self.heartbeat is None:
+            return
+        self.leases.drain()
+        self.heartbeat.beat_once()
+
     def _release_leases(self) -> None:
-        """A clean stop gives the leases back: the other replicas take them at their next
-        heartbeat instead of waiting for them to expire."""
+        """Once the jobs ended: give back the rest, so the other replicas take them at their
+        next heartbeat instead of waiting for them to expire."""
         if self.leases is None:
             return
         if self.heartbeat is not None:
-            self.heartbeat.join(timeout_s=5.0)
+            self.heartbeat.halt()
         try:
             self.leases.release_all()
         except Exception as exc:
@@ -324,6 +333,9 @@ class Daemon:
             )
 
     def _close(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.halt()
+            self.heartbeat = None
         if self.leases is not None:
             self.leases.engine.dispose()
             self.leases = None

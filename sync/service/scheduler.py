@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -95,15 +96,24 @@ class JobRunner:
         if self.stop.is_set():
             return
         slot = self.slots.get(name)
-        if slot is None or not self.ownership.holds(name):
-            return  # another replica runs this pipeline (or nobody may, until a heartbeat)
-        with self._tracked(name), slot.lock:
-            try:
-                self._locked(name, job, slot)
-            except LockUnavailable as exc:  # never run a job without its lock
-                log.error("lock_unavailable", pipeline=name, job=job, error=str(exc))
-                if self.metrics is not None:
-                    self.metrics.job_failures.labels(name, job).inc()
+        if slot is None:
+            return
+        # counted as running before the lease is asked: a heartbeat gives back only idle
+        # pipelines, and this one may be about to start
+        with self._tracked(name):
+            if not self.ownership.holds(name):
+                return  # another replica runs this pipeline (or nobody may, until a heartbeat)
+            with slot.lock:
+                if self.ownership.holds(name):  # still ours after waiting for the slot
+                    self._run(name, job, slot)
+
+    def _run(self, name: str, job: str, slot: Slot) -> None:
+        try:
+            self._locked(name, job, slot)
+        except LockUnavailable as exc:  # never run a job without its lock
+            log.error("lock_unavailable", pipeline=name, job=job, error=str(exc))
+            if self.metrics is not None:
+                self.metrics.job_failures.labels(name, job).inc()
 
     def _locked(self, name: str, job: str, slot: Slot) -> None:
         with self.locks.job(name, job) as got:
@@ -282,9 +292,10 @@ class JobScheduler:
         """Start these pipelines' cycles at once (leases just claimed: their previous owner
         may be gone since an interval already)."""
         for name in pipelines:
-            job = self.scheduler.get_job(f"{name}:cycle")
-            if job is not None:
-                job.modify(next_run_time=datetime.now(UTC))
+            try:
+                self.scheduler.modify_job(f"{name}:cycle", next_run_time=datetime.now(UTC))
+            except JobLookupError:  # a reload removed the pipeline meanwhile
+                continue
 
     def shutdown(self) -> None:
         """Stop scheduling new runs; running jobs are waited for by the daemon (with a grace)."""

@@ -324,6 +324,8 @@ replicas = Table(
     Column("replica", String(NAME), primary_key=True),
     Column("started_at", UtcDateTime, nullable=False),
     Column("heartbeat_at", UtcDateTime, nullable=False),
+    #: leases it is short of its even share at its last heartbeat (others give theirs back)
+    Column("wants", Integer, nullable=False, server_default="0"),
 )
 
 #: which replica runs which pipeline, until when (times from the database server's clock)

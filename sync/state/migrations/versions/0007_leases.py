@@ -1,6 +1,7 @@
 """Replicas and pipeline leases: several daemons share the pipelines (issue 17).
 
-``replicas`` holds one heartbeat per daemon process on a server state backend;
+``replicas`` holds one heartbeat per daemon process on a server state backend, with
+how many more leases it wants (its share minus what it holds);
 ``leases`` says which replica runs which pipeline until when; ``runs.runner``
 names the replica that ran a job. Times in epoch microseconds, from the database
 server's clock.
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.Column("replica", sa.String(64), primary_key=True),
         sa.Column("started_at", sa.BigInteger(), nullable=False),
         sa.Column("heartbeat_at", sa.BigInteger(), nullable=False),
+        sa.Column("wants", sa.Integer(), nullable=False, server_default="0"),
     )
     op.create_table(
         "leases",
