@@ -22,6 +22,7 @@ from sqlalchemy import (
 
 import sync.state.schema as s
 from sync.model import Cursor, StockKey
+from sync.state import bulk
 from sync.state.documents import LINE_COLUMNS, document_lines
 from sync.state.fastpath import executemany, fetch, insert_rows
 from sync.state.rows import (
@@ -182,6 +183,9 @@ class Tx(OperationsWrites):
         """Insert new lines as version 1."""
         stamp = to_micros(now)
         rows = [(pipeline, *_line_values(line, stream, 1, run_id, reason), stamp) for line in lines]
+        if bulk.is_server(self.conn):
+            bulk.insert(self.conn, s.movements, _MOVEMENT_COLUMNS, rows)
+            return
         insert_rows(
             self.conn, "insert_movements", lambda: insert(s.movements), _MOVEMENT_COLUMNS, rows
         )
@@ -219,6 +223,19 @@ class Tx(OperationsWrites):
             )
             for _, old in changes
         ]
+        if bulk.is_server(self.conn) and len({old.key for _, old in changes}) == len(changes):
+            bulk.insert(self.conn, s.movement_versions, _VERSION_COLUMNS, archive)
+            rows = [
+                (
+                    pipeline,
+                    line.key,
+                    *_line_values(line, stream, old.version + 1, run_id, reason)[1:],
+                    stamp,
+                )
+                for line, old in changes
+            ]
+            bulk.update(self.conn, s.movements, ("pipeline", "key"), _MOVEMENT_COLUMNS[2:], rows)
+            return
         executemany(
             self.conn,
             "insert_versions",
@@ -250,6 +267,16 @@ class Tx(OperationsWrites):
         stamp = to_micros(now)
         rows = sorted((pipeline, k.sku, k.warehouse, d, stamp, 1) for k, d in deltas.items() if d)
         t = s.stock_levels
+        if bulk.is_server(self.conn):
+            bulk.upsert(
+                self.conn,
+                t,
+                ("pipeline", "sku", "warehouse"),
+                ("pipeline", "sku", "warehouse", "qty", "updated_at", "push_pending"),
+                rows,
+                (("qty", bulk.ADD), ("updated_at", bulk.NEW), ("push_pending", bulk.NEW)),
+            )
+            return
         insert_rows(  # one row per key: ``deltas`` is keyed by it
             self.conn,
             "add_level_deltas",
@@ -280,6 +307,15 @@ class Tx(OperationsWrites):
         keys = sorted(keys)
         self.enqueue(pipeline, LEVEL, [level_ref(k) for k in keys], now)
         t = s.stock_levels
+        if bulk.is_server(self.conn) and len(set(keys)) == len(keys):
+            bulk.update(
+                self.conn,
+                t,
+                ("pipeline", "sku", "warehouse"),
+                ("push_pending",),
+                [(pipeline, k.sku, k.warehouse, 0) for k in keys],
+            )
+            return
         executemany(
             self.conn,
             "clear_push_pending",
@@ -311,19 +347,29 @@ class Tx(OperationsWrites):
         stamp = to_micros(now)
         rows = [(pipeline, target, ref, PENDING, 1, 0, stamp, stamp, stamp, None) for ref in refs]
         t = s.outbox
-        executemany(
-            self.conn,
-            "enqueue",
-            lambda: upsert_statement(
+        if bulk.is_server(self.conn) and len(set(refs)) == len(refs):
+            bulk.upsert(
                 self.conn,
                 t,
                 ("pipeline", "target", "ref"),
-                # no bound literals: every value comes from the row (one executemany)
-                lambda new: {"generation": t.c.generation + literal_column("1")},
-            ),
-            _OUTBOX_COLUMNS,
-            rows,
-        )
+                _OUTBOX_COLUMNS,
+                rows,
+                (("generation", bulk.BUMP),),
+            )
+        else:
+            executemany(
+                self.conn,
+                "enqueue",
+                lambda: upsert_statement(
+                    self.conn,
+                    t,
+                    ("pipeline", "target", "ref"),
+                    # no bound literals: every value comes from the row (one executemany)
+                    lambda new: {"generation": t.c.generation + literal_column("1")},
+                ),
+                _OUTBOX_COLUMNS,
+                rows,
+            )
         if refs and self._has_dead(pipeline, target):
             self._revive(pipeline, target, refs, now)
 
