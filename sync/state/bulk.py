@@ -267,18 +267,48 @@ def update(
         _pg_update(conn, table, keys, columns, rows)
         return
     every = (*keys, *columns)
-
-    def build() -> str:
-        match = " AND ".join(f"t.{_q(conn, c)} = k.{_q(conn, c)}" for c in keys)
-        sets = ", ".join(f"t.{_q(conn, c)} = k.{_q(conn, c)}" for c in columns)
-        return (
-            f"UPDATE {_mysql_source(conn, table, every)} STRAIGHT_JOIN {_q(conn, table.name)}"
-            f" AS t ON {match} SET {sets}"
-        )
-
+    build = lambda: mysql_update_sql(conn, table, keys, columns)  # noqa: E731
     sql = _cached_sql(conn, ("update", table.name, every), build)
     for chunk in _mysql_chunks(rows):
         _execute(conn, sql, {"rows": _json(chunk)})
+
+
+def mysql_update_sql(
+    conn: Connection, table: Table, keys: Sequence[str], columns: Sequence[str]
+) -> str:
+    """MariaDB/MySQL: the rows of ``%(rows)s`` (JSON) read first, each a probe of the key."""
+    match = " AND ".join(f"t.{_q(conn, c)} = k.{_q(conn, c)}" for c in keys)
+    sets = ", ".join(f"t.{_q(conn, c)} = k.{_q(conn, c)}" for c in columns)
+    return (
+        f"UPDATE {_mysql_source(conn, table, (*keys, *columns))} STRAIGHT_JOIN"
+        f" {_q(conn, table.name)} AS t ON {match} SET {sets}"
+    )
+
+
+def pg_lock_sql(conn: Connection, table: Table, keys: Sequence[str]) -> str:
+    """PostgreSQL: ``(ord, ctid)`` of each key's row, locked key by key in ``ord`` order.
+
+    A subquery with ``FOR UPDATE`` is never flattened into a join, so each key is
+    one probe of the primary key whatever the statistics say.
+    """
+    match = " AND ".join(f"t.{_q(conn, c)} = k.{_q(conn, c)}" for c in keys)
+    return (
+        f"SELECT k.ord, l.tid FROM {_pg_source(conn, table, keys)} CROSS JOIN LATERAL"
+        f" (SELECT t.ctid AS tid FROM {_q(conn, table.name)} AS t WHERE {match} FOR UPDATE)"
+        " AS l ORDER BY k.ord"
+    )
+
+
+def _pg_write_sql(conn: Connection, table: Table, columns: Sequence[str]) -> str:
+    types = _types(conn, table, columns)
+    arrays = ", ".join(f"CAST(%({c})s AS {t}[])" for c, t in zip(columns, types, strict=True))
+    names = ", ".join(_q(conn, c) for c in columns)
+    sets = ", ".join(f"{_q(conn, c)} = u.{_q(conn, c)}" for c in columns)
+    return (
+        f"UPDATE {_q(conn, table.name)} AS t SET {sets}"
+        f" FROM unnest(CAST(%(tid)s AS tid[]), {arrays}) AS u(tid, {names})"
+        " WHERE t.ctid = ANY(CAST(%(tid)s AS tid[])) AND t.ctid = u.tid"
+    )
 
 
 def _pg_update(
@@ -294,31 +324,12 @@ def _pg_update(
     writes the row itself. The write's ``ctid = ANY(…)`` is a TID scan whatever
     the statistics say.
     """
-    target = _q(conn, table.name)
-
-    def build_lock() -> str:
-        match = " AND ".join(f"t.{_q(conn, c)} = k.{_q(conn, c)}" for c in keys)
-        return (
-            f"SELECT k.ord, l.tid FROM {_pg_source(conn, table, keys)} CROSS JOIN LATERAL"
-            f" (SELECT t.ctid AS tid FROM {target} AS t WHERE {match} FOR UPDATE) AS l"
-            " ORDER BY k.ord"
-        )
-
-    def build_write() -> str:
-        types = _types(conn, table, columns)
-        arrays = ", ".join(f"CAST(%({c})s AS {t}[])" for c, t in zip(columns, types, strict=True))
-        names = ", ".join(_q(conn, c) for c in columns)
-        sets = ", ".join(f"{_q(conn, c)} = u.{_q(conn, c)}" for c in columns)
-        return (
-            f"UPDATE {target} AS t SET {sets}"
-            f" FROM unnest(CAST(%(tid)s AS tid[]), {arrays}) AS u(tid, {names})"
-            " WHERE t.ctid = ANY(CAST(%(tid)s AS tid[])) AND t.ctid = u.tid"
-        )
-
     width = len(keys)
+    lock = _cached_sql(
+        conn, ("lock", table.name, tuple(keys)), lambda: pg_lock_sql(conn, table, keys)
+    )
     cursor = conn.connection.cursor()
     try:
-        lock = _cached_sql(conn, ("lock", table.name, tuple(keys)), build_lock)
         cursor.execute(lock, _columns_params(keys, [row[:width] for row in rows]))
         located = cursor.fetchall()
     finally:
@@ -329,5 +340,7 @@ def _pg_update(
         rows = [rows[int(ord_) - 1] for ord_, _ in located]
     params = _columns_params(columns, [row[width:] for row in rows])
     params["tid"] = [tid for _, tid in located]
-    sql = _cached_sql(conn, ("write", table.name, tuple(columns)), build_write)
-    _execute(conn, sql, params)
+    write = _cached_sql(
+        conn, ("write", table.name, tuple(columns)), lambda: _pg_write_sql(conn, table, columns)
+    )
+    _execute(conn, write, params)
