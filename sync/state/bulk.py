@@ -13,11 +13,13 @@ transaction:
   An update first finds and locks its rows by one primary-key probe per key
   (``LATERAL``, never flattened: with a join the planner hashes the whole table
   when its statistics are missing or small) and then writes them by ``ctid``.
-- MariaDB/MySQL: inserts and upserts are PyMySQL's ``executemany`` of a
-  positional ``INSERT … VALUES``, which it sends as multi-row statements (named
-  parameters cost twice the escaping; a ``JSON_TABLE`` source was slower on the
-  server). Updates read their rows from one JSON document bound as a single
-  string (``JSON_TABLE``) joined to the table key by key (``STRAIGHT_JOIN``).
+- MariaDB/MySQL: inserts and upserts are multi-row ``INSERT … VALUES`` with
+  named parameters, a page per statement: PyMySQL escapes every bound value in
+  Python (its escaping was half the time of a page), and a value the whole page
+  shares (pipeline, stream, stamps) is bound once, not once per row. Updates
+  read their rows from one JSON document bound as a single string
+  (``JSON_TABLE``), joined to the table key by key (``STRAIGHT_JOIN``); as the
+  source of inserts ``JSON_TABLE`` cost the server twice what VALUES does.
 
 Rows are written and locked in the order given (``WITH ORDINALITY`` /
 ``FOR ORDINALITY``, VALUES order), the order SQLite's path keeps, so two
@@ -29,14 +31,16 @@ SQLite never comes here (``fastpath`` is its path, the reference speed).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Table
 
-#: rows per MariaDB UPDATE: a page of movements is ~250 kB of JSON, far under the
-#: 16 MB default ``max_allowed_packet`` (PyMySQL splits multi-row INSERTs at 1 MB itself)
-MYSQL_ROWS_PER_STATEMENT = 2000
+#: rows per MariaDB statement: a page (1,000 lines by default) in one, and a statement of
+#: the longest rows the schema allows (~3 kB each) under MySQL's 4 MB ``max_allowed_packet``
+MYSQL_ROWS_PER_STATEMENT = 1000
 
 
 def is_server(conn: Connection) -> bool:
@@ -164,36 +168,71 @@ def _mysql_chunks(rows: Sequence[Sequence[Any]]) -> list[Sequence[Sequence[Any]]
 
 
 def insert(
-    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    constants: Mapping[str, Any] | None = None,
 ) -> None:
-    """Insert ``rows`` (tuples in ``columns`` order) into ``table``; a key clash raises."""
+    """Insert ``rows`` (tuples in ``columns`` order) into ``table``; a key clash raises.
+
+    ``constants`` (column → value) are the same in every row, bound once per
+    statement (a page's pipeline, stream, stamp: on MariaDB each bound value costs
+    PyMySQL an escape, and these were 40% of a movement's).
+    """
     if not rows:
         return
-    names = ", ".join(_q(conn, c) for c in columns)
-    target = _q(conn, table.name)
-    if _postgres(conn):
-        cursor: Any = conn.connection.cursor()
-        try:
-            with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        finally:
-            cursor.close()
+    constants = constants or {}
+    if not _postgres(conn):
+        _mysql_insert(conn, table, columns, rows, constants, "")
         return
-    _executemany(conn, f"INSERT INTO {target} ({names}) VALUES ({_marks(columns)})", rows)
-
-
-def _marks(columns: Sequence[str]) -> str:
-    return ", ".join(["%s"] * len(columns))
-
-
-def _executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    """PyMySQL's ``executemany``: one multi-row statement per megabyte of rows."""
-    cursor = conn.connection.cursor()
+    names = ", ".join(_q(conn, c) for c in (*columns, *constants))
+    tail = tuple(constants.values())
+    cursor: Any = conn.connection.cursor()
     try:
-        cursor.executemany(sql, rows)
+        with cursor.copy(f"COPY {_q(conn, table.name)} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((*row, *tail) if tail else row)
     finally:
         cursor.close()
+
+
+@lru_cache(maxsize=256)
+def _row_names(width: int, n: int) -> tuple[str, ...]:
+    """Parameter names of ``n`` rows of ``width`` values, row after row."""
+    return tuple(f"r{i}_{j}" for i in range(n) for j in range(width))
+
+
+@lru_cache(maxsize=256)
+def _values_sql(width: int, n: int, constants: int) -> str:
+    """``(%(r0_0)s, …, %(c0)s, …), …``: ``n`` rows, each ending with the shared constants."""
+    shared = [f"%(c{j})s" for j in range(constants)]
+    return ", ".join(
+        "(" + ", ".join([*(f"%(r{i}_{j})s" for j in range(width)), *shared]) + ")" for i in range(n)
+    )
+
+
+def _mysql_insert(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    constants: Mapping[str, Any],
+    tail: str,
+) -> None:
+    """Multi-row ``INSERT … VALUES`` (plus ``tail``), ``MYSQL_ROWS_PER_STATEMENT`` rows each.
+
+    Named parameters: PyMySQL escapes each value of the mapping once, so a
+    constant costs one escape per statement, not one per row.
+    """
+    names = ", ".join(_q(conn, c) for c in (*columns, *constants))
+    head = f"INSERT INTO {_q(conn, table.name)} ({names}) VALUES "
+    shared = {f"c{j}": v for j, v in enumerate(constants.values())}
+    width = len(columns)
+    for chunk in _mysql_chunks(rows):
+        params = dict(zip(_row_names(width, len(chunk)), chain.from_iterable(chunk), strict=True))
+        params.update(shared)
+        _execute(conn, head + _values_sql(width, len(chunk), len(shared)) + tail, params)
 
 
 #: how ``upsert`` sets a column of a row that already exists
@@ -217,36 +256,40 @@ def upsert(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     assignments: Sequence[tuple[str, str]],
+    constants: Mapping[str, Any] | None = None,
 ) -> None:
     """Insert ``rows``; a row whose ``keys`` exist applies ``assignments`` instead.
 
     ``assignments`` are ``(column, NEW | ADD | BUMP)``, applied left to right on
-    MySQL. Rows are written (and their rows locked) in the order given; their
-    keys must be distinct (a PostgreSQL statement may not touch a row twice).
+    MySQL; ``constants`` as for ``insert``. Rows are written (and their rows
+    locked) in the order given; their keys must be distinct (a PostgreSQL
+    statement may not touch a row twice).
     """
     if not rows:
         return
-    names = ", ".join(_q(conn, c) for c in columns)
+    constants = constants or {}
     sets = ", ".join(_assignment(conn, table, c, how) for c, how in assignments)
-    target = _q(conn, table.name)
     if not _postgres(conn):
-        values = f"VALUES ({_marks(columns)})"
-        _executemany(
-            conn, f"INSERT INTO {target} ({names}) {values} ON DUPLICATE KEY UPDATE {sets}", rows
-        )
+        _mysql_insert(conn, table, columns, rows, constants, f" ON DUPLICATE KEY UPDATE {sets}")
         return
 
     def build() -> str:
-        picked = ", ".join(f"k.{_q(conn, c)}" for c in columns)
+        names = ", ".join(_q(conn, c) for c in (*columns, *constants))
+        shared = [
+            f"CAST(%(c{j})s AS {t})" for j, t in enumerate(_types(conn, table, list(constants)))
+        ]
+        picked = ", ".join([*(f"k.{_q(conn, c)}" for c in columns), *shared])
         conflict = ", ".join(_q(conn, c) for c in keys)
         return (
-            f"INSERT INTO {target} ({names}) SELECT {picked}"
+            f"INSERT INTO {_q(conn, table.name)} ({names}) SELECT {picked}"
             f" FROM {_pg_source(conn, table, columns)} ORDER BY k.ord"
             f" ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
         )
 
-    key = ("upsert", table.name, tuple(keys), tuple(columns), tuple(assignments))
-    _execute(conn, _cached_sql(conn, key, build), _columns_params(columns, rows))
+    key = ("upsert", table.name, tuple(keys), tuple(columns), tuple(constants), tuple(assignments))
+    params = _columns_params(columns, rows)
+    params.update({f"c{j}": v for j, v in enumerate(constants.values())})
+    _execute(conn, _cached_sql(conn, key, build), params)
 
 
 def update(

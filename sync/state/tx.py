@@ -50,6 +50,18 @@ _OUTBOX_COLUMNS = (
     "updated_at",
     "last_error",
 )
+#: the movement columns of an ``IncomingLine``'s fields, in their order
+_INCOMING_COLUMNS = (
+    "key",
+    "kind",
+    "sku",
+    "warehouse",
+    "qty",
+    "occurred_at",
+    "source_updated_at",
+    "doc_no",
+    "active",
+)
 _UPDATE_COLUMNS = (*_MOVEMENT_COLUMNS[2:], "b_pipeline", "b_key")
 _VERSION_COLUMNS = (
     "pipeline",
@@ -182,10 +194,18 @@ class Tx(OperationsWrites):
     ) -> None:
         """Insert new lines as version 1."""
         stamp = to_micros(now)
-        rows = [(pipeline, *_line_values(line, stream, 1, run_id, reason), stamp) for line in lines]
         if bulk.is_server(self.conn):
-            bulk.insert(self.conn, s.movements, _MOVEMENT_COLUMNS, rows)
+            constants = {
+                "pipeline": pipeline,
+                "stream": stream,
+                "version": 1,
+                "run_id": run_id,
+                "reason": reason,
+                "recorded_at": stamp,
+            }
+            bulk.insert(self.conn, s.movements, _INCOMING_COLUMNS, lines, constants)
             return
+        rows = [(pipeline, *_line_values(line, stream, 1, run_id, reason), stamp) for line in lines]
         insert_rows(
             self.conn, "insert_movements", lambda: insert(s.movements), _MOVEMENT_COLUMNS, rows
         )
@@ -272,9 +292,10 @@ class Tx(OperationsWrites):
                 self.conn,
                 t,
                 ("pipeline", "sku", "warehouse"),
-                ("pipeline", "sku", "warehouse", "qty", "updated_at", "push_pending"),
-                rows,
+                ("sku", "warehouse", "qty"),
+                [row[1:4] for row in rows],
                 (("qty", bulk.ADD), ("updated_at", bulk.NEW), ("push_pending", bulk.NEW)),
+                {"pipeline": pipeline, "updated_at": stamp, "push_pending": 1},
             )
             return
         insert_rows(  # one row per key: ``deltas`` is keyed by it
@@ -345,16 +366,18 @@ class Tx(OperationsWrites):
         runs only when the pipeline has any.
         """
         stamp = to_micros(now)
-        rows = [(pipeline, target, ref, PENDING, 1, 0, stamp, stamp, stamp, None) for ref in refs]
+        new = (pipeline, target, None, PENDING, 1, 0, stamp, stamp, stamp, None)
+        rows = [(*new[:2], ref, *new[3:]) for ref in refs]
         t = s.outbox
         if bulk.is_server(self.conn) and len(set(refs)) == len(refs):
             bulk.upsert(
                 self.conn,
                 t,
                 ("pipeline", "target", "ref"),
-                _OUTBOX_COLUMNS,
-                rows,
+                ("ref",),
+                [(ref,) for ref in refs],
                 (("generation", bulk.BUMP),),
+                {c: v for c, v in zip(_OUTBOX_COLUMNS, new, strict=True) if c != "ref"},
             )
         else:
             executemany(
