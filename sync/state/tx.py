@@ -1,7 +1,9 @@
 """``Tx``: the writes that must commit together (a ledger page, a push result).
 
-The ledger's per-page statements take the driver-level fast path
-(``sync.state.fastpath``); everything else is plain SQLAlchemy Core.
+The ledger's per-page statements take the driver-level fast path on SQLite
+(``sync.state.fastpath``) and whole-page statements on PostgreSQL and MariaDB
+(``sync.state.ledger_bulk``, architecture §8.3); everything else is plain
+SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy import (
 
 import sync.state.schema as s
 from sync.model import Cursor, StockKey
-from sync.state import bulk
+from sync.state import bulk, ledger_bulk
 from sync.state.documents import LINE_COLUMNS, document_lines
 from sync.state.fastpath import executemany, fetch, insert_rows
 from sync.state.rows import (
@@ -49,18 +51,6 @@ _OUTBOX_COLUMNS = (
     "created_at",
     "updated_at",
     "last_error",
-)
-#: the movement columns of an ``IncomingLine``'s fields, in their order
-_INCOMING_COLUMNS = (
-    "key",
-    "kind",
-    "sku",
-    "warehouse",
-    "qty",
-    "occurred_at",
-    "source_updated_at",
-    "doc_no",
-    "active",
 )
 _UPDATE_COLUMNS = (*_MOVEMENT_COLUMNS[2:], "b_pipeline", "b_key")
 _VERSION_COLUMNS = (
@@ -153,6 +143,8 @@ class Tx(OperationsWrites):
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        #: PostgreSQL or MariaDB: the ledger's page writes go through ``ledger_bulk``
+        self.server = bulk.is_server(conn)
 
     # -- ledger (hot path: see sync/state/fastpath.py) ----------------------------
     def load_movements(self, pipeline: str, keys: Sequence[str]) -> dict[str, LedgerLine]:
@@ -194,16 +186,8 @@ class Tx(OperationsWrites):
     ) -> None:
         """Insert new lines as version 1."""
         stamp = to_micros(now)
-        if bulk.is_server(self.conn):
-            constants = {
-                "pipeline": pipeline,
-                "stream": stream,
-                "version": 1,
-                "run_id": run_id,
-                "reason": reason,
-                "recorded_at": stamp,
-            }
-            bulk.insert(self.conn, s.movements, _INCOMING_COLUMNS, lines, constants)
+        if self.server:
+            ledger_bulk.insert_movements(self.conn, pipeline, stream, lines, stamp, run_id, reason)
             return
         rows = [(pipeline, *_line_values(line, stream, 1, run_id, reason), stamp) for line in lines]
         insert_rows(
@@ -243,18 +227,9 @@ class Tx(OperationsWrites):
             )
             for _, old in changes
         ]
-        if bulk.is_server(self.conn) and len({old.key for _, old in changes}) == len(changes):
-            bulk.insert(self.conn, s.movement_versions, _VERSION_COLUMNS, archive)
-            rows = [
-                (
-                    pipeline,
-                    line.key,
-                    *_line_values(line, stream, old.version + 1, run_id, reason)[1:],
-                    stamp,
-                )
-                for line, old in changes
-            ]
-            bulk.update(self.conn, s.movements, ("pipeline", "key"), _MOVEMENT_COLUMNS[2:], rows)
+        if self.server and ledger_bulk.update_movements(
+            self.conn, pipeline, stream, changes, (_VERSION_COLUMNS, archive), stamp, run_id, reason
+        ):
             return
         executemany(
             self.conn,
@@ -287,16 +262,8 @@ class Tx(OperationsWrites):
         stamp = to_micros(now)
         rows = sorted((pipeline, k.sku, k.warehouse, d, stamp, 1) for k, d in deltas.items() if d)
         t = s.stock_levels
-        if bulk.is_server(self.conn):
-            bulk.upsert(
-                self.conn,
-                t,
-                ("pipeline", "sku", "warehouse"),
-                ("sku", "warehouse", "qty"),
-                [row[1:4] for row in rows],
-                (("qty", bulk.ADD), ("updated_at", bulk.NEW), ("push_pending", bulk.NEW)),
-                {"pipeline": pipeline, "updated_at": stamp, "push_pending": 1},
-            )
+        if self.server:
+            ledger_bulk.add_level_deltas(self.conn, pipeline, [r[1:4] for r in rows], stamp)
             return
         insert_rows(  # one row per key: ``deltas`` is keyed by it
             self.conn,
@@ -328,14 +295,7 @@ class Tx(OperationsWrites):
         keys = sorted(keys)
         self.enqueue(pipeline, LEVEL, [level_ref(k) for k in keys], now)
         t = s.stock_levels
-        if bulk.is_server(self.conn) and len(set(keys)) == len(keys):
-            bulk.update(
-                self.conn,
-                t,
-                ("pipeline", "sku", "warehouse"),
-                ("push_pending",),
-                [(pipeline, k.sku, k.warehouse, 0) for k in keys],
-            )
+        if self.server and ledger_bulk.clear_push_pending(self.conn, pipeline, keys):
             return
         executemany(
             self.conn,
@@ -366,20 +326,11 @@ class Tx(OperationsWrites):
         runs only when the pipeline has any.
         """
         stamp = to_micros(now)
-        new = (pipeline, target, None, PENDING, 1, 0, stamp, stamp, stamp, None)
-        rows = [(*new[:2], ref, *new[3:]) for ref in refs]
         t = s.outbox
-        if bulk.is_server(self.conn) and len(set(refs)) == len(refs):
-            bulk.upsert(
-                self.conn,
-                t,
-                ("pipeline", "target", "ref"),
-                ("ref",),
-                [(ref,) for ref in refs],
-                (("generation", bulk.BUMP),),
-                {c: v for c, v in zip(_OUTBOX_COLUMNS, new, strict=True) if c != "ref"},
-            )
-        else:
+        if not (self.server and ledger_bulk.enqueue(self.conn, pipeline, target, refs, stamp)):
+            rows = [
+                (pipeline, target, ref, PENDING, 1, 0, stamp, stamp, stamp, None) for ref in refs
+            ]
             executemany(
                 self.conn,
                 "enqueue",
