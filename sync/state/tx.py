@@ -1,7 +1,9 @@
 """``Tx``: the writes that must commit together (a ledger page, a push result).
 
-The ledger's per-page statements take the driver-level fast path
-(``sync.state.fastpath``); everything else is plain SQLAlchemy Core.
+The ledger's per-page statements take the driver-level fast path on SQLite
+(``sync.state.fastpath``) and whole-page statements on PostgreSQL and MariaDB
+(``sync.state.ledger_bulk``, architecture §8.3); everything else is plain
+SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy import (
 
 import sync.state.schema as s
 from sync.model import Cursor, StockKey
+from sync.state import bulk, ledger_bulk
 from sync.state.documents import LINE_COLUMNS, document_lines
 from sync.state.fastpath import executemany, fetch, insert_rows
 from sync.state.rows import (
@@ -140,6 +143,8 @@ class Tx(OperationsWrites):
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        #: PostgreSQL or MariaDB: the ledger's page writes go through ``ledger_bulk``
+        self.server = bulk.is_server(conn)
 
     # -- ledger (hot path: see sync/state/fastpath.py) ----------------------------
     def load_movements(self, pipeline: str, keys: Sequence[str]) -> dict[str, LedgerLine]:
@@ -181,6 +186,9 @@ class Tx(OperationsWrites):
     ) -> None:
         """Insert new lines as version 1."""
         stamp = to_micros(now)
+        if self.server:
+            ledger_bulk.insert_movements(self.conn, pipeline, stream, lines, stamp, run_id, reason)
+            return
         rows = [(pipeline, *_line_values(line, stream, 1, run_id, reason), stamp) for line in lines]
         insert_rows(
             self.conn, "insert_movements", lambda: insert(s.movements), _MOVEMENT_COLUMNS, rows
@@ -219,6 +227,10 @@ class Tx(OperationsWrites):
             )
             for _, old in changes
         ]
+        if self.server and ledger_bulk.update_movements(
+            self.conn, pipeline, stream, changes, (_VERSION_COLUMNS, archive), stamp, run_id, reason
+        ):
+            return
         executemany(
             self.conn,
             "insert_versions",
@@ -250,6 +262,9 @@ class Tx(OperationsWrites):
         stamp = to_micros(now)
         rows = sorted((pipeline, k.sku, k.warehouse, d, stamp, 1) for k, d in deltas.items() if d)
         t = s.stock_levels
+        if self.server:
+            ledger_bulk.add_level_deltas(self.conn, pipeline, [r[1:4] for r in rows], stamp)
+            return
         insert_rows(  # one row per key: ``deltas`` is keyed by it
             self.conn,
             "add_level_deltas",
@@ -280,6 +295,8 @@ class Tx(OperationsWrites):
         keys = sorted(keys)
         self.enqueue(pipeline, LEVEL, [level_ref(k) for k in keys], now)
         t = s.stock_levels
+        if self.server and ledger_bulk.clear_push_pending(self.conn, pipeline, keys):
+            return
         executemany(
             self.conn,
             "clear_push_pending",
@@ -309,21 +326,24 @@ class Tx(OperationsWrites):
         runs only when the pipeline has any.
         """
         stamp = to_micros(now)
-        rows = [(pipeline, target, ref, PENDING, 1, 0, stamp, stamp, stamp, None) for ref in refs]
         t = s.outbox
-        executemany(
-            self.conn,
-            "enqueue",
-            lambda: upsert_statement(
+        if not (self.server and ledger_bulk.enqueue(self.conn, pipeline, target, refs, stamp)):
+            rows = [
+                (pipeline, target, ref, PENDING, 1, 0, stamp, stamp, stamp, None) for ref in refs
+            ]
+            executemany(
                 self.conn,
-                t,
-                ("pipeline", "target", "ref"),
-                # no bound literals: every value comes from the row (one executemany)
-                lambda new: {"generation": t.c.generation + literal_column("1")},
-            ),
-            _OUTBOX_COLUMNS,
-            rows,
-        )
+                "enqueue",
+                lambda: upsert_statement(
+                    self.conn,
+                    t,
+                    ("pipeline", "target", "ref"),
+                    # no bound literals: every value comes from the row (one executemany)
+                    lambda new: {"generation": t.c.generation + literal_column("1")},
+                ),
+                _OUTBOX_COLUMNS,
+                rows,
+            )
         if refs and self._has_dead(pipeline, target):
             self._revive(pipeline, target, refs, now)
 
