@@ -209,6 +209,7 @@ def test_no_core_module_rounds_a_quantity() -> None:
         ("sync/service/health.py", "round"),
         ("sync/freshness.py", "round"),
         ("sync/service/daemon.py", "round"),  # seconds until the state database is tried again
+        ("sync/cli/status.py", "round"),  # a replica's heartbeat age in seconds
         ("sync/model.py", "to_integral_value"),
         ("connectors/memory/sink.py", "quantize"),
     }, found

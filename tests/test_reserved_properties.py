@@ -138,6 +138,11 @@ class World:
             run_cycle(self.pipeline)
         except TransientError:
             return
+        finally:
+            # the CRM failed during *this* cycle: faults a cycle with nothing to push left
+            # unused must not fail the "ok" cycles after it (three such cycles queued six,
+            # and the end's drain never saw a working CRM; Hypothesis found it)
+            self.crm.faults.clear()
         if fault == "ok" and not self.pipeline.store.outbox_rows(self.name):
             self.assert_crm_equals_erp(skip=self.edited)
 
