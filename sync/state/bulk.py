@@ -18,9 +18,9 @@ transaction:
   as ``INSERT … SELECT … ORDER BY ord [ON DUPLICATE KEY UPDATE]``, updates as
   ``UPDATE JSON_TABLE(…) STRAIGHT_JOIN t ON key`` (each row a probe of the
   key). PyMySQL escapes every bound value in Python: a multi-row ``VALUES``
-  with a parameter per cell spent ~17 µs of client CPU a line, more than the
+  with a parameter per cell spent ~18 µs of client CPU a line, more than the
   server spent writing it; one JSON text is one escape, and ``json`` writes it
-  in C. The server reads JSON a little slower than VALUES literals (~15% more
+  in C. The server reads JSON a little slower than VALUES literals (4–20% more
   server CPU), far less than the client saves. A value the whole page shares
   (pipeline, stream, stamps) is bound once per statement.
 
@@ -207,8 +207,8 @@ def _mysql_insert(
 
     The rows cross as one bound string: PyMySQL escapes one value per statement
     instead of one per cell (a multi-row VALUES of a page's movements cost it
-    ~17 µs a line, half a MariaDB pull's time in the client, issue 17); the
-    server pays a little more to read JSON than VALUES literals (~15%). Each
+    ~18 µs a line, more than the server spent writing it, issue 17); the
+    server pays a little more to read JSON than VALUES literals (4–20%). Each
     constant is bound once per statement, in the SELECT list.
     """
     names = ", ".join(_q(conn, c) for c in (*columns, *constants))
