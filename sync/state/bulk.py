@@ -13,16 +13,19 @@ transaction:
   An update first finds and locks its rows by one primary-key probe per key
   (``LATERAL``, never flattened: with a join the planner hashes the whole table
   when its statistics are missing or small) and then writes them by ``ctid``.
-- MariaDB/MySQL: inserts and upserts are multi-row ``INSERT … VALUES`` with
-  named parameters, a page per statement: PyMySQL escapes every bound value in
-  Python (its escaping was half the time of a page), and a value the whole page
-  shares (pipeline, stream, stamps) is bound once, not once per row. Updates
-  read their rows from one JSON document bound as a single string
-  (``JSON_TABLE``), joined to the table key by key (``STRAIGHT_JOIN``); as the
-  source of inserts ``JSON_TABLE`` cost the server twice what VALUES does.
+- MariaDB/MySQL: every statement reads its rows from one JSON document bound
+  as a single string (``JSON_TABLE``, ``FOR ORDINALITY``): inserts and upserts
+  as ``INSERT … SELECT … ORDER BY ord [ON DUPLICATE KEY UPDATE]``, updates as
+  ``UPDATE JSON_TABLE(…) STRAIGHT_JOIN t ON key`` (each row a probe of the
+  key). PyMySQL escapes every bound value in Python: a multi-row ``VALUES``
+  with a parameter per cell spent ~18 µs of client CPU a line, more than the
+  server spent writing it; one JSON text is one escape, and ``json`` writes it
+  in C. The server reads JSON a little slower than VALUES literals (4–20% more
+  server CPU), far less than the client saves. A value the whole page shares
+  (pipeline, stream, stamps) is bound once per statement.
 
 Rows are written and locked in the order given (``WITH ORDINALITY`` /
-``FOR ORDINALITY``, VALUES order), the order SQLite's path keeps, so two
+``FOR ORDINALITY`` with ``ORDER BY``), the order SQLite's path keeps, so two
 transactions taking the same stock levels cannot deadlock. Values are always
 bound parameters; only table and column names (ours) are formatted into SQL.
 SQLite never comes here (``fastpath`` is its path, the reference speed).
@@ -32,8 +35,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
-from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -139,17 +140,14 @@ def _columns_params(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> di
 
 
 def _json(rows: Sequence[Sequence[Any]]) -> str:
-    """Rows as one JSON text; booleans as 0/1 (MySQL's BOOL is a TINYINT).
+    """Rows as one JSON text (tuples as arrays), made in C: no Python work per value.
 
     ``json`` writes Python ints exactly (no float on the way: ``JSON_TABLE`` reads
     them into BIGINT columns digit for digit) and refuses a Decimal or a datetime
-    instead of approximating it.
+    instead of approximating it. Booleans are JSON ``true``/``false``, which
+    ``JSON_TABLE`` reads into an integer column (MySQL's BOOL, a TINYINT) as 1/0.
     """
-    return json.dumps(
-        [[int(v) if isinstance(v, bool) else v for v in row] for row in rows],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
 
 def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> None:
@@ -177,8 +175,7 @@ def insert(
     """Insert ``rows`` (tuples in ``columns`` order) into ``table``; a key clash raises.
 
     ``constants`` (column → value) are the same in every row, bound once per
-    statement (a page's pipeline, stream, stamp: on MariaDB each bound value costs
-    PyMySQL an escape, and these were 40% of a movement's).
+    statement (a page's pipeline, stream, stamp), not once per row.
     """
     if not rows:
         return
@@ -197,21 +194,6 @@ def insert(
         cursor.close()
 
 
-@lru_cache(maxsize=256)
-def _row_names(width: int, n: int) -> tuple[str, ...]:
-    """Parameter names of ``n`` rows of ``width`` values, row after row."""
-    return tuple(f"r{i}_{j}" for i in range(n) for j in range(width))
-
-
-@lru_cache(maxsize=256)
-def _values_sql(width: int, n: int, constants: int) -> str:
-    """``(%(r0_0)s, …, %(c0)s, …), …``: ``n`` rows, each ending with the shared constants."""
-    shared = [f"%(c{j})s" for j in range(constants)]
-    return ", ".join(
-        "(" + ", ".join([*(f"%(r{i}_{j})s" for j in range(width)), *shared]) + ")" for i in range(n)
-    )
-
-
 def _mysql_insert(
     conn: Connection,
     table: Table,
@@ -220,19 +202,29 @@ def _mysql_insert(
     constants: Mapping[str, Any],
     tail: str,
 ) -> None:
-    """Multi-row ``INSERT … VALUES`` (plus ``tail``), ``MYSQL_ROWS_PER_STATEMENT`` rows each.
+    """``INSERT … SELECT … FROM JSON_TABLE(…) ORDER BY ord`` (plus ``tail``), one JSON
+    document of ``MYSQL_ROWS_PER_STATEMENT`` rows per statement.
 
-    Named parameters: PyMySQL escapes each value of the mapping once, so a
-    constant costs one escape per statement, not one per row.
+    The rows cross as one bound string: PyMySQL escapes one value per statement
+    instead of one per cell (a multi-row VALUES of a page's movements cost it
+    ~18 µs a line, more than the server spent writing it, issue 17); the
+    server pays a little more to read JSON than VALUES literals (4–20%). Each
+    constant is bound once per statement, in the SELECT list.
     """
     names = ", ".join(_q(conn, c) for c in (*columns, *constants))
-    head = f"INSERT INTO {_q(conn, table.name)} ({names}) VALUES "
     shared = {f"c{j}": v for j, v in enumerate(constants.values())}
-    width = len(columns)
+
+    def build() -> str:
+        picked = ", ".join([*(f"k.{_q(conn, c)}" for c in columns), *(f"%({c})s" for c in shared)])
+        return (
+            f"INSERT INTO {_q(conn, table.name)} ({names}) SELECT {picked}"
+            f" FROM {_mysql_source(conn, table, columns)} ORDER BY k.ord{tail}"
+        )
+
+    key = ("insert", table.name, tuple(columns), tuple(constants), tail)
+    sql = _cached_sql(conn, key, build)
     for chunk in _mysql_chunks(rows):
-        params = dict(zip(_row_names(width, len(chunk)), chain.from_iterable(chunk), strict=True))
-        params.update(shared)
-        _execute(conn, head + _values_sql(width, len(chunk), len(shared)) + tail, params)
+        _execute(conn, sql, {"rows": _json(chunk), **shared})
 
 
 #: how ``upsert`` sets a column of a row that already exists
