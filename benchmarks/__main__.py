@@ -63,7 +63,7 @@ FULL = Sizes(
     10,
     30,
 )
-QUICK = Sizes(20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000, 5_000, 250, 60, 30, 3, 6)
+QUICK = Sizes(20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000, 5_000, 250, 60, 15, 3, 4)
 
 Scenario = Callable[[Sizes], list[Result]]
 SCENARIOS: dict[str, Scenario] = {
