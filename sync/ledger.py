@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -231,6 +231,7 @@ def apply_page(
     cursor_limit: datetime | None = None,
     run_id: str | None = None,
     reason: str | None = None,
+    turn: Callable[[], None] | None = None,
 ) -> ApplyResult:
     """Apply one page atomically. Re-applying the same page changes nothing.
 
@@ -239,6 +240,11 @@ def apply_page(
     Lines of ``page.complete_documents`` that the page no longer has are
     withdrawn (``sync.withdraw``); lines with more decimals than
     ``options.precision`` are quarantined with the page's rejects.
+
+    ``turn``, when given, is called inside the transaction once the page's own
+    movement rows are written and before anything pages share (levels, outbox,
+    conflicts, the cursor): the pipelined pull (``sync.pipeline``) waits there for
+    the page before to commit, and an exception from it rolls this page back.
     """
     incoming, rejects = prepare_page(page, options.precision, pipeline)
     documents = whole_documents(page)
@@ -253,6 +259,8 @@ def apply_page(
             tx.update_movements(
                 pipeline, page.stream, plan.withdrawn, now, run_id=run_id, reason=LINE_REMOVED
             )
+        if turn is not None:
+            turn()
         deltas = plan.deltas
         tx.add_level_deltas(pipeline, deltas, now)  # flags them for queue_pending_levels
         if options.mirror_movements:

@@ -23,6 +23,7 @@ from sync.ledger import (
     set_baseline,
 )
 from sync.model import Cursor, Page, StockKey
+from sync.pipeline import PagePipeline
 from sync.ports import ErpSource, resume_cursor, source_zone
 from sync.prefetch import Prefetched, gc_paused
 from sync.state.store import StateStore, StoredMovement
@@ -132,25 +133,43 @@ def pull_stream(
     if begin is None:
         begin = start_cursor(store, pipeline, stream, options, source_zone(source), source)
     pages = Prefetched(source.pull(stream, begin, options.page_size), name=f"pull-{stream}")
+
+    def apply(page: Page, turn: Callable[[], None] | None = None) -> ApplyResult:
+        with gc_paused():
+            return apply_page(
+                store,
+                pipeline,
+                page,
+                now=now(),
+                options=ledger,
+                cursor_limit=cursor_limit,
+                run_id=run_id,
+                turn=turn,
+            )
+
+    def applied(result: ApplyResult) -> bool:
+        """Count a page; True when the pull is to stop."""
+        report.add(result)
+        if on_page is not None:
+            on_page(result)
+        return stop is not None and stop.is_set()
+
     with pages:
-        for page in pages:
-            with gc_paused():
-                result = apply_page(
-                    store,
-                    pipeline,
-                    page,
-                    now=now(),
-                    options=ledger,
-                    cursor_limit=cursor_limit,
-                    run_id=run_id,
-                )
-            report.add(result)
-            if on_page is not None:
-                on_page(result)
-            if stop is not None and stop.is_set():
-                report.stopped = True
-                pages.abandon()  # shutting down: not waiting for a page read ahead
-                break
+        if store.dialect == "sqlite":  # one writer at a time: page after page
+            for page in pages:
+                if applied(apply(page)):
+                    report.stopped = True
+                    pages.abandon()  # shutting down: not waiting for a page read ahead
+                    break
+        else:
+            with PagePipeline(apply, name=f"apply-{stream}") as flight:
+                for page in pages:
+                    if any([applied(r) for r in flight.submit(page)]):
+                        report.stopped = True
+                        pages.abandon()
+                        break
+                for result in flight.drain():  # pages in flight commit: count them
+                    report.stopped = applied(result) or report.stopped
     if report.changed and not report.stopped:
         # a shutdown leaves the flags to the next push: queueing a big first pull's
         # levels could outlast the grace period

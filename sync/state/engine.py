@@ -98,8 +98,13 @@ POOL_RESERVE = 4
 def pool_options(workers: int, timeout_s: float = 30.0) -> dict[str, Any]:
     """Pool arguments for a server backend where ``workers`` threads may each hold one
     connection: every worker finds one waiting (``workers + POOL_RESERVE`` kept open), and
-    as many again may be opened for a moment (a job that reads beside its transaction)."""
-    return {"pool_size": workers + POOL_RESERVE, "max_overflow": workers, "pool_timeout": timeout_s}
+    twice as many again may be opened for a moment (a pull applies two pages at once,
+    ``sync.pipeline``, and a job may read beside its transaction)."""
+    return {
+        "pool_size": workers + POOL_RESERVE,
+        "max_overflow": 2 * workers,
+        "pool_timeout": timeout_s,
+    }
 
 
 def create_state_engine(
