@@ -59,10 +59,15 @@ def _levels(store: StateStore, pipeline: str) -> dict[StockKey, Decimal]:
     return {k: v for k, v in store.levels(pipeline).items() if v}
 
 
-@pytest.fixture
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    """MariaDB statements of 7 rows, so that a page of a few dozen spans several."""
-    monkeypatch.setattr(bulk, "MYSQL_ROWS_PER_STATEMENT", 7)
+@pytest.fixture(params=["rows", "bytes"])
+def small_chunks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """MariaDB statements of at most 7 rows, cut by the row count or by the JSON
+    document's length (a row of these tests is 100–200 bytes), so that a page of a few
+    dozen rows spans several statements."""
+    if request.param == "rows":
+        monkeypatch.setattr(bulk, "MYSQL_ROWS_PER_STATEMENT", 7)
+    else:
+        monkeypatch.setattr(bulk, "MYSQL_DOCUMENT_BYTES", 700)
     return 7
 
 

@@ -89,7 +89,7 @@ def _select_sql(conn: Connection, n: int) -> str:
         if postgres:
             sql = (
                 f"SELECT {', '.join('m.' + c for c in LINE_COLUMNS)}"
-                " FROM unnest(CAST(%(keys)s AS VARCHAR[])) AS k(key) CROSS JOIN LATERAL"
+                " FROM unnest(CAST(%(keys)b AS VARCHAR[])) AS k(key) CROSS JOIN LATERAL"
                 f" (SELECT {', '.join(LINE_COLUMNS)} FROM movements"
                 " WHERE movements.pipeline = %(pipeline)s AND movements.key = k.key"
                 " LIMIT 1) AS m"
