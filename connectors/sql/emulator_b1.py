@@ -384,7 +384,7 @@ class B1Emulator:
     ) -> None:
         c = self.oitw.c
         key = (c.ItemCode == item) & (c.WhsCode == whs)
-        found = conn.execute(select(c.ItemCode).where(key).with_for_update()).first()
+        found = conn.execute(select(c.OnHand, c.IsCommited).where(key).with_for_update()).first()
         if found is None:
             conn.execute(
                 self.oitw.insert().values(
@@ -392,10 +392,13 @@ class B1Emulator:
                 )
             )
         else:
+            # added here, not in SQL: SQLite keeps NUMERIC as a double, whose sums drift
             conn.execute(
                 self.oitw.update()
                 .where(key)
-                .values(OnHand=c.OnHand + on_hand, IsCommited=c.IsCommited + committed)
+                .values(
+                    OnHand=Decimal(found[0]) + on_hand, IsCommited=Decimal(found[1]) + committed
+                )
             )
 
     def _column(self, column: Any) -> dict[tuple[str, str], Decimal]:

@@ -466,7 +466,9 @@ class U8Emulator:
     ) -> None:
         c = self.current.c
         key = (c.cinvcode == item) & (c.cwhcode == warehouse)
-        found = conn.execute(select(c.autoid).where(key).with_for_update()).first()
+        found = conn.execute(
+            select(c.iquantity, c.foutquantity).where(key).with_for_update()
+        ).first()
         ufts = self._draw(conn, "ufts")
         if found is None:
             conn.execute(
@@ -481,12 +483,13 @@ class U8Emulator:
                 )
             )
         else:
+            # added here, not in SQL: SQLite keeps NUMERIC as a double, whose sums drift
             conn.execute(
                 self.current.update()
                 .where(key)
                 .values(
-                    iquantity=c.iquantity + on_hand,
-                    foutquantity=c.foutquantity + reserved,
+                    iquantity=Decimal(found[0]) + on_hand,
+                    foutquantity=Decimal(found[1]) + reserved,
                     ufts=ufts,
                 )
             )
