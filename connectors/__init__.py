@@ -89,6 +89,13 @@ BUILTIN: dict[str, ConnectorSpec] = {
             factory="connectors.tryton.source:build",
             description="Tryton ERP over JSON-RPC (done stock moves)",
         ),
+        ConnectorSpec(
+            name="sql",
+            role="erp",
+            settings="connectors.sql.settings:SqlSettings",
+            factory="connectors.sql.source:build",
+            description="any ERP database read over SQL (SAP Business One, Yonyou U8, …)",
+        ),
     )
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -194,6 +194,22 @@ def source_zone(source: ErpSource) -> tzinfo:
     """
     zone = getattr(source, "timezone", None)
     return zone if isinstance(zone, tzinfo) else UTC
+
+
+def resume_cursor(source: ErpSource, stream: str, stored: Cursor, overlap_s: float) -> Cursor:
+    """Where the next pull of ``stream`` starts, given its stored cursor (architecture §4.6).
+
+    A source may say it with a ``resume_cursor(stream, stored, overlap_s)`` method: one whose
+    cursor is a position or row version in ``tie_break`` (the SQL source's journal and version
+    streams) resumes from the stored cursor itself and applies its own overlap. Without the
+    method: the stored time minus ``overlap_s``, tie-break dropped.
+    """
+    hook = getattr(source, "resume_cursor", None)
+    if callable(hook):
+        resumed = hook(stream, stored, overlap_s)
+        if isinstance(resumed, Cursor):
+            return resumed
+    return Cursor(stored.updated_at - timedelta(seconds=overlap_s), "")
 
 
 def _utcnow() -> datetime:

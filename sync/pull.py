@@ -23,7 +23,7 @@ from sync.ledger import (
     set_baseline,
 )
 from sync.model import Cursor, Page, StockKey
-from sync.ports import ErpSource, source_zone
+from sync.ports import ErpSource, resume_cursor, source_zone
 from sync.prefetch import Prefetched, gc_paused
 from sync.state.store import StateStore, StoredMovement
 
@@ -79,12 +79,20 @@ class PullReport:
 
 
 def start_cursor(
-    store: StateStore, pipeline: str, stream: str, options: PullOptions, zone: tzinfo = UTC
+    store: StateStore,
+    pipeline: str,
+    stream: str,
+    options: PullOptions,
+    zone: tzinfo = UTC,
+    source: ErpSource | None = None,
 ) -> Cursor | None:
-    """Where the next pull of ``stream`` starts: the stored cursor minus the overlap, else
-    midnight of ``history_since`` in the ERP's ``zone``."""
+    """Where the next pull of ``stream`` starts: the stored cursor minus the overlap (or as
+    ``source`` resumes it, ``sync.ports.resume_cursor``), else midnight of ``history_since``
+    in the ERP's ``zone``."""
     stored = store.cursor(pipeline, stream)
     if stored is not None:
+        if source is not None:
+            return resume_cursor(source, stream, stored, options.overlap_s)
         return Cursor(stored.updated_at - timedelta(seconds=options.overlap_s), "")
     if options.history_since is not None:
         return Cursor(day_start(options.history_since, zone), "")
@@ -122,7 +130,7 @@ def pull_stream(
     cursor_limit = started - timedelta(seconds=options.overlap_s)
     begin = since
     if begin is None:
-        begin = start_cursor(store, pipeline, stream, options, source_zone(source))
+        begin = start_cursor(store, pipeline, stream, options, source_zone(source), source)
     pages = Prefetched(source.pull(stream, begin, options.page_size), name=f"pull-{stream}")
     with pages:
         for page in pages:
