@@ -9,7 +9,7 @@ act on the ERP between the pages of its pull, and the window rescan is ``Pipelin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -121,3 +121,19 @@ class Rig:
     def close(self) -> None:
         self.pipeline.close()
         self.pipeline.store.close()
+
+
+class BetweenPages:
+    """An ``on_page`` hook: runs each ``(n, act)`` after the n-th page of the pull (n ≥ 1);
+    ``ran`` counts those run (acts past the last page never run)."""
+
+    def __init__(self, acts: Sequence[tuple[int, Callable[[], None]]]) -> None:
+        self.pending = sorted((a for a in acts if a[0] > 0), key=lambda a: a[0])
+        self.pages = 0
+        self.ran = 0
+
+    def __call__(self, _: Any) -> None:
+        self.pages += 1
+        while self.pending and self.pending[0][0] == self.pages:
+            self.pending.pop(0)[1]()
+            self.ran += 1

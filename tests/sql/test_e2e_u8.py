@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ from sqlalchemy import Engine
 
 from connectors.sql.emulator_u8 import StockAt, U8Emulator
 
-from .rig import Rig
+from .rig import BetweenPages, Rig
 
 ITEMS = ("A-100", "B-200", "C-300")
 WAREHOUSES = ("01", "02")
@@ -44,7 +45,7 @@ OPS = (
     "toggle_audit",
     "reserve",
 )
-EXAMPLES = int(os.environ.get("STOCKSYNC_SQL_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("STOCKSYNC_SQL_EXAMPLES", "30"))
 
 quantities = st.one_of(
     st.integers(1, 40).map(Decimal),
@@ -176,18 +177,11 @@ def run_history(
             for act in acts_of_round:
                 if act.during == 0:
                     erp.apply(act)
-            pending = sorted((a for a in acts_of_round if a.during), key=lambda a: a.during)
-            pages, ran = [0], [0]
-
-            def between_pages(_: Any, pending: list[Act] = pending) -> None:
-                pages[0] += 1
-                while pending and pending[0].during == pages[0]:
-                    erp.apply(pending.pop(0))
-                    ran[0] += 1
+            between_pages = BetweenPages([(a.during, partial(erp.apply, a)) for a in acts_of_round])
 
             rig.rescan()
             rig.cycle(on_page=between_pages)
-            if ran[0]:
+            if between_pages.ran:
                 erp.events.add("act between pages of a pull")
             else:
                 rig.assert_exact(u8.on_hand())
