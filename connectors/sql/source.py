@@ -46,6 +46,8 @@ log = structlog.get_logger("stocksync.sql")
 KEYS_PAGE = 5000
 #: rows fetched per round trip from a snapshot
 SNAPSHOT_BATCH = 5000
+#: bound values in one statement listing documents: SQL Server accepts at most 2100
+MAX_LISTED_VALUES = 2000
 
 
 def build(settings: SqlSettings, context: ConnectorContext) -> SqlSource:
@@ -196,6 +198,7 @@ class SqlSource:
         """Whole documents, ≈ ``page_size`` lines a page; the last page carries the cursor."""
         queries, where = self._queries[s.name], self._where(s.name)
         bound, by_date = self._document_bound(s, since)
+        batch = max(1, min(page_size, MAX_LISTED_VALUES // len(s.document)))
         last: tuple[Any, ...] | None = None
         pending: Page | None = None
         newest: Any = None
@@ -203,9 +206,7 @@ class SqlSource:
             with self._read(where) as conn:
                 docs = [
                     tuple(d)
-                    for d in conn.execute(
-                        queries.changed_documents(bound, by_date, last, page_size)
-                    )
+                    for d in conn.execute(queries.changed_documents(bound, by_date, last, batch))
                 ]
                 lines = conn.execute(queries.document_lines(docs)).mappings().all() if docs else []
             if not docs:
@@ -216,7 +217,7 @@ class SqlSource:
                 if pending is not None:
                     yield pending
                 pending = page
-            if len(docs) < page_size:
+            if len(docs) < batch:
                 break
             last = docs[-1]
         if pending is not None:

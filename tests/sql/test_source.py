@@ -331,3 +331,37 @@ def test_a_page_applies_through_the_ledger_with_a_position_cursor(
     apply_page(state, "p", page, now=clock(), cursor_limit=clock() - timedelta(seconds=120))
     assert state.cursor("p", "journal") == page.cursor
     assert isinstance(page, Page)
+
+
+def test_an_unreachable_database_is_transient_and_hides_the_password() -> None:
+    from connectors.sql.settings import SqlSettings
+    from sync.errors import TransientError
+
+    password = "Erp-pw-never-shown-31"
+    settings = SqlSettings.model_validate(
+        {
+            "url": f"postgresql://erp:{password}@127.0.0.1:1/erp",
+            "streams": [
+                {
+                    "name": "j",
+                    "mode": "journal",
+                    "table": "t",
+                    "key": ["id"],
+                    "position": "id",
+                    "product": "p",
+                    "warehouse": "w",
+                    "qty": "q",
+                    "kind": "receipt",
+                    "date": "d",
+                }
+            ],
+            "on_hand": {"table": "s", "product": "p", "warehouse": "w", "qty": "q"},
+        }
+    )
+    source = SqlSource(settings)
+    try:
+        with pytest.raises(TransientError) as info:
+            list(source.pull("j", None, 10))
+    finally:
+        source.close()
+    assert password not in str(info.value) and "erp.streams[0]" in str(info.value)
