@@ -10,6 +10,7 @@ last quiet cycle: the ledger's level = the mapping's on-hand query = CurrentStoc
 CRM's stock for every key (the CRM view raises on a duplicate record), and no line is
 quarantined. Both account options are drawn: stock moving at audit (the mapping as
 shipped) and at save (then every saved document counts: the mapping without ``active``).
+Quantities have at most 2 decimals: the CRM's stock field holds 2.
 """
 
 from __future__ import annotations
