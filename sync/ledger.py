@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 import structlog
 
@@ -221,6 +222,16 @@ def _record_rejects(
         )
 
 
+class Turn(Protocol):
+    """Where a page waits for the page before it inside its transaction (``sync.pipeline``)."""
+
+    def before_levels(self, keys: frozenset[StockKey]) -> None:
+        """The page's movement rows are written; next it adds to the levels of ``keys``."""
+
+    def before_final(self) -> None:
+        """Levels and outbox rows are written; next come the conflicts and the cursor."""
+
+
 def apply_page(
     store: StateStore,
     pipeline: str,
@@ -231,7 +242,7 @@ def apply_page(
     cursor_limit: datetime | None = None,
     run_id: str | None = None,
     reason: str | None = None,
-    turn: Callable[[], None] | None = None,
+    turn: Turn | None = None,
 ) -> ApplyResult:
     """Apply one page atomically. Re-applying the same page changes nothing.
 
@@ -241,10 +252,11 @@ def apply_page(
     withdrawn (``sync.withdraw``); lines with more decimals than
     ``options.precision`` are quarantined with the page's rejects.
 
-    ``turn``, when given, is called inside the transaction once the page's own
-    movement rows are written and before anything pages share (levels, outbox,
-    conflicts, the cursor): the pipelined pull (``sync.pipeline``) waits there for
-    the page before to commit, and an exception from it rolls this page back.
+    ``turn``, when given, is told inside the transaction when the page's own
+    movement rows are written and it is about to add to the levels of ``deltas``'
+    keys (``before_levels``), then before it writes the conflicts and the cursor
+    (``before_final``): the pipelined pull (``sync.pipeline``) waits there for the
+    page before, and an exception from either rolls this page back.
     """
     incoming, rejects = prepare_page(page, options.precision, pipeline)
     documents = whole_documents(page)
@@ -259,14 +271,16 @@ def apply_page(
             tx.update_movements(
                 pipeline, page.stream, plan.withdrawn, now, run_id=run_id, reason=LINE_REMOVED
             )
-        if turn is not None:
-            turn()
         deltas = plan.deltas
+        if turn is not None:
+            turn.before_levels(frozenset(deltas))
         tx.add_level_deltas(pipeline, deltas, now)  # flags them for queue_pending_levels
         if options.mirror_movements:
             changed_keys = [line.key for line in plan.inserts]
             changed_keys += [ln.key for ln, _ in (*plan.updates, *plan.withdrawn)]
             tx.enqueue(pipeline, MOVEMENT, changed_keys, now)
+        if turn is not None:
+            turn.before_final()
         _record_rejects(tx, pipeline, page.stream, rejects, now)
         if page.cursor is not None:
             cursor = page.cursor

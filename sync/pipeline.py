@@ -7,17 +7,19 @@ thread, on a second connection, while page N is still writing; each page stays
 one transaction, and the pages still commit in their order:
 
 - page N+1 first writes only its own movement rows (inserts, new versions,
-  withdrawals), then waits inside its transaction (``apply_page``'s ``turn``)
-  until page N has committed, and only then writes what pages share: stock
-  levels, outbox rows, conflicts and the cursor. Those writes, and the commit,
-  therefore happen in page order, exactly as one page after the other would.
+  withdrawals). Then it adds its level deltas: at once when page N's level keys
+  (known once N has planned) are none of its own, else after page N has
+  committed; additions to other rows commute, so the levels end as a serial pull
+  leaves them. Then it waits (``apply_page``'s ``turn``) until page N has
+  committed before writing its conflicts and its cursor, and commits: the
+  cursor and the commits keep page order, as one page after the other would.
 - page N+1 starts at once only when it touches no document of page N (no line
   key, no complete document, of the same ``document_key``): its look-up then
   reads the same rows whether or not page N has committed, so its plan is the
   one a serial pull would make. A page that shares a document with the page
   before waits for that page to commit before it starts.
-- page N's statements never wait for page N+1: N+1 holds locks only on its own
-  movement rows, which no other page of the pull writes, until N has committed.
+- page N's statements never wait for page N+1: until N has committed, N+1 holds
+  locks only on its own movement rows and on level rows N does not touch.
 - if page N fails, page N+1 is rolled back (its turn raises) and the pull stops
   with page N's error, as a serial pull would.
 - a backstop: page N+1 waits for page N at most ``TURN_WAIT_S``. Were page N ever
@@ -38,15 +40,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from sync.ledger import ApplyResult
-from sync.model import Page, document_key
+from sync.ledger import ApplyResult, Turn
+from sync.model import Page, StockKey, document_key
 
 #: pages in flight: the one committing and the one preparing behind it
 DEPTH = 2
 #: how long a page waits inside its transaction for the page before it to end
 TURN_WAIT_S = 120.0
 
-Apply = Callable[[Page, Callable[[], None]], ApplyResult]
+Apply = Callable[[Page, Turn], ApplyResult]
 
 
 class PageAborted(Exception):
@@ -62,6 +64,10 @@ def footprint(page: Page) -> frozenset[str]:
 class _InFlight:
     documents: frozenset[str]
     future: Future[ApplyResult] | None = None
+    #: the stock keys whose levels this page adds to, once it has planned
+    levels: frozenset[StockKey] | None = None
+    #: set once ``levels`` is known, or the page has ended without them
+    planned: threading.Event = field(default_factory=threading.Event)
     #: set once this page's transaction has ended, committed or not
     ended: threading.Event = field(default_factory=threading.Event)
     committed: bool = False
@@ -70,8 +76,8 @@ class _InFlight:
 class PagePipeline:
     """Apply pages in order, the next one's own work overlapping the last one's commit.
 
-    ``apply(page, turn)`` applies one page in one transaction and calls ``turn()``
-    inside it before writing anything pages share (``sync.ledger.apply_page``).
+    ``apply(page, turn)`` applies one page in one transaction and calls ``turn``'s
+    ``before_levels`` and ``before_final`` inside it (``sync.ledger.apply_page``).
     ``submit`` returns the results of pages that have finished, in page order;
     ``drain`` waits for the rest. An error of a page is raised, after every page
     still in flight has ended, by the ``submit`` or ``drain`` that reaches it.
@@ -136,21 +142,45 @@ class PagePipeline:
         return result
 
     def _run(self, page: Page, current: _InFlight, before: _InFlight | None) -> ApplyResult:
-        def turn() -> None:
-            if before is None:
-                return
-            if not before.ended.wait(self._turn_wait_s):
-                raise PageAborted(
-                    f"the page before this one did not end within {self._turn_wait_s:g} s"
-                )
-            if not before.committed:
-                raise PageAborted("the page before this one was not written")
-
         try:
-            result = self._apply(page, turn)
+            result = self._apply(page, _Turn(current, before, self._turn_wait_s))
         except BaseException:
+            current.planned.set()
             current.ended.set()
             raise
         current.committed = True
+        current.planned.set()
         current.ended.set()
         return result
+
+
+class _Turn:
+    """One page's waits for the page before it (``sync.ledger.Turn``)."""
+
+    def __init__(self, current: _InFlight, before: _InFlight | None, wait_s: float) -> None:
+        self._current = current
+        self._before = before
+        self._wait_s = wait_s
+
+    def before_levels(self, keys: frozenset[StockKey]) -> None:
+        self._current.levels = keys
+        self._current.planned.set()
+        before = self._before
+        if before is None:
+            return
+        self._wait(before.planned)
+        if before.levels is not None and keys.isdisjoint(before.levels):
+            return  # no level row in common: the additions commute
+        self.before_final()
+
+    def before_final(self) -> None:
+        before = self._before
+        if before is None:
+            return
+        self._wait(before.ended)
+        if not before.committed:
+            raise PageAborted("the page before this one was not written")
+
+    def _wait(self, event: threading.Event) -> None:
+        if not event.wait(self._wait_s):
+            raise PageAborted(f"the page before this one did not end within {self._wait_s:g} s")

@@ -18,6 +18,7 @@ import structlog
 from sync.ledger import (
     ApplyResult,
     LedgerOptions,
+    Turn,
     apply_page,
     queue_pending_levels,
     set_baseline,
@@ -134,7 +135,7 @@ def pull_stream(
         begin = start_cursor(store, pipeline, stream, options, source_zone(source), source)
     pages = Prefetched(source.pull(stream, begin, options.page_size), name=f"pull-{stream}")
 
-    def apply(page: Page, turn: Callable[[], None] | None = None) -> ApplyResult:
+    def apply(page: Page, turn: Turn | None = None) -> ApplyResult:
         with gc_paused():
             return apply_page(
                 store,

@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sync.pull as pull_module
-from sync.ledger import ApplyResult, LedgerOptions
-from sync.model import Cursor, Movement, MovementKind, Page
+from sync.ledger import ApplyResult, LedgerOptions, Turn
+from sync.model import Cursor, Movement, MovementKind, Page, StockKey
 from sync.pipeline import PageAborted, PagePipeline, footprint
 from sync.pull import PullOptions, pull_stream
 from sync.state import StateStore
@@ -192,21 +192,31 @@ def test_a_failed_page_stops_the_pull_there_and_the_page_beside_it_rolls_back(
     real = pull_module.apply_page
     aborted: list[int] = []
 
-    def faulty(store: StateStore, pipeline: str, page: Page, **kw: Any) -> ApplyResult:
-        index = pages.index(page)
-        turn = kw.pop("turn")
+    class FailingTurn:
+        """The real turn, and page ``failing`` failing after its levels are written."""
 
-        def failing_turn() -> None:
-            try:
-                turn()
-            except PageAborted:
-                aborted.append(index)
-                raise
-            if index == failing:
+        def __init__(self, turn: Turn, index: int) -> None:
+            self.turn, self.index = turn, index
+
+        def before_levels(self, keys: frozenset[StockKey]) -> None:
+            self._aborted(lambda: self.turn.before_levels(keys))
+
+        def before_final(self) -> None:
+            self._aborted(self.turn.before_final)
+            if self.index == failing:
                 time.sleep(0.05)  # let the next page write its movements meanwhile
-                raise RuntimeError(f"page {index} failed")
+                raise RuntimeError(f"page {self.index} failed")
 
-        return real(store, pipeline, page, turn=failing_turn, **kw)
+        def _aborted(self, step: Callable[[], None]) -> None:
+            try:
+                step()
+            except PageAborted:
+                aborted.append(self.index)
+                raise
+
+    def faulty(store: StateStore, pipeline: str, page: Page, **kw: Any) -> ApplyResult:
+        turn = FailingTurn(kw.pop("turn"), pages.index(page))
+        return real(store, pipeline, page, turn=turn, **kw)
 
     monkeypatch.setattr(pull_module, "apply_page", faulty)
     with pytest.raises(RuntimeError, match=f"page {failing} failed"):
@@ -241,13 +251,14 @@ def test_pages_that_share_a_document_start_one_after_the_other() -> None:
     overlaps: list[tuple[str, str]] = []
     lock = threading.Lock()
 
-    def apply(page: Page, turn: Callable[[], None]) -> ApplyResult:
+    def apply(page: Page, turn: Turn) -> ApplyResult:
         name = page.movements[0].key
         with lock:
             overlaps.extend((other, name) for other in running)
             running.append(name)
         time.sleep(0.05)
-        turn()
+        turn.before_levels(frozenset())
+        turn.before_final()
         with lock:
             running.remove(name)
         return result_of(len(page.movements))
@@ -271,11 +282,12 @@ def test_pages_that_share_a_document_start_one_after_the_other() -> None:
 def test_results_come_back_in_page_order_and_an_error_after_the_pages_in_flight() -> None:
     ended: list[int] = []
 
-    def apply(page: Page, turn: Callable[[], None]) -> ApplyResult:
+    def apply(page: Page, turn: Turn) -> ApplyResult:
         n = len(page.movements)
         time.sleep(0.03 if n == 1 else 0)
         try:
-            turn()
+            turn.before_levels(frozenset())
+            turn.before_final()
         finally:
             ended.append(n)
         if n == 2:
@@ -302,12 +314,12 @@ def test_a_page_never_waits_forever_for_the_page_before() -> None:
     a = Page(STREAM, [line(1, 0, "A", "W1", Decimal(1), True, 1)], None)
     b = Page(STREAM, [line(2, 0, "A", "W1", Decimal(1), True, 2)], None)
 
-    def apply(page: Page, turn: Callable[[], None]) -> ApplyResult:
+    def apply(page: Page, turn: Turn) -> ApplyResult:
         if page is a:
             assert released.wait(5), "page A was never freed"
             return result_of(1)
         try:
-            turn()
+            turn.before_levels(frozenset())
         finally:
             released.set()  # B's locks go with its transaction
         return result_of(2)
@@ -323,3 +335,38 @@ def test_a_page_never_waits_forever_for_the_page_before() -> None:
         got.extend(r.received for r in flight.drain())
     assert got == [1]
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_levels_wait_for_the_page_before_only_when_they_share_a_stock_key(shared: bool) -> None:
+    """Additions to other level rows commute: a page adds to its own at once; to a level
+    the page before also changes, only once that page has committed. The cursor always
+    waits."""
+    events: list[str] = []
+    lock = threading.Lock()
+    a = Page(STREAM, [line(1, 0, "A", "W1", Decimal(1), True, 1)], None)
+    b = Page(STREAM, [line(2, 0, "A" if shared else "B", "W1", Decimal(1), True, 2)], None)
+
+    def note(what: str) -> None:
+        with lock:
+            events.append(what)
+
+    def apply(page: Page, turn: Turn) -> ApplyResult:
+        name = "a" if page is a else "b"
+        keys = frozenset(StockKey(m.sku, m.warehouse) for m in page.movements)
+        turn.before_levels(keys)
+        note(f"{name} levels")
+        if page is a:
+            time.sleep(0.1)  # page a is slow to finish: b's levels overtake it unless shared
+        turn.before_final()
+        note(f"{name} cursor")
+        return result_of(1)
+
+    with PagePipeline(apply) as flight:
+        for page in (a, b):
+            flight.submit(page)
+        assert [r.received for r in flight.drain()] == [1, 1]
+    if shared:
+        assert events == ["a levels", "a cursor", "b levels", "b cursor"]
+    else:
+        assert events == ["a levels", "b levels", "a cursor", "b cursor"]
