@@ -1,7 +1,11 @@
-"""A generic ERP layout (not B1, not U8) on SQLite, PostgreSQL and MariaDB, built per test.
+"""ERP databases on SQLite, PostgreSQL and MariaDB for the SQL source's tests.
 
-``erp`` gives a writer engine (the ERP's side) and the URL the source reads through; the
-tables carry a per-test suffix and are dropped afterwards (other helpers share the servers).
+``erp`` gives a generic layout (not B1, not U8), built per test: a writer engine (the ERP's
+side) and the URL the source reads through; the tables carry a per-test suffix and are
+dropped afterwards (other helpers share the servers). ``erp_engine`` gives an empty ERP
+database for the B1 and U8 emulators, whose tables keep the ERP's names: the servers'
+namespace is this run's private schema/database (``tests.conftest.server_url``) and each
+test drops the tables it created.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from connectors.sql.engine import read_only_url
 from connectors.sql.settings import SqlSettings
@@ -216,3 +220,25 @@ def local(at: datetime) -> datetime:
 
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def erp_url(backend: str, tmp_path: Path) -> str:
+    """A SQLAlchemy URL, with its driver, for an empty ERP database on ``backend``."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'erp.db'}"
+    url = make_url(backend_url(backend, tmp_path))
+    driver = "postgresql+psycopg" if backend == "postgresql" else "mysql+pymysql"
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def erp_engine(backend: str, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on an ERP database of ``backend``; the test drops what it creates."""
+    engine = create_engine(erp_url(backend, tmp_path))
+    yield engine
+    engine.dispose()
