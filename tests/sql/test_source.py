@@ -214,6 +214,30 @@ def test_version_cursor(erp: Erp, state: StateStore, clock: Clock) -> None:
         source.close()
 
 
+def test_a_date_edited_earlier_on_a_version_stream_is_followed(
+    erp: Erp, state: StateStore, clock: Clock
+) -> None:
+    """A version stream's lines are stamped by their row version: an edit that moves a line's
+    date back (and its quantity) is newer than the read before, not a stale re-delivery."""
+    stream = document_stream(erp, updated="ver", updated_type="version")
+    erp.put_lines([doc_line(1, 1, 4, T0, ver=1), doc_line(2, 1, 6, T0, ver=2)])
+    source = open_source(erp, streams=[stream])
+    try:
+        pull_stream(state, source, "p", "docs", now=clock, options=PullOptions(100))
+        assert nonzero(state.levels("p")) == {StockKey("B1", "W1"): 10}
+        earlier = T0 - timedelta(days=20)
+        erp.set_line(1, 1, qty=Decimal(9), ddate=local(earlier), ver=3)
+        pages = list(source.pull("docs", state.cursor("p", "docs"), 100))
+        [moved] = [m for p in pages for m in p.movements]
+        assert moved.occurred_at == earlier
+        assert moved.source_updated_at == POSITION_EPOCH + timedelta(microseconds=3)
+        report = pull_stream(state, source, "p", "docs", now=clock, options=PullOptions(100))
+        assert report.updated == 1
+        assert nonzero(state.levels("p")) == {StockKey("B1", "W1"): 15}
+    finally:
+        source.close()
+
+
 def test_keys_in_window(erp: Erp) -> None:
     old, new = T0 - timedelta(days=40), T0 - timedelta(days=3)
     erp.put_lines([doc_line(1, 1, 1, old), doc_line(2, 1, 1, new), doc_line(2, 2, 1, new)])
