@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import fleet, ingest, push, reconcile, reservations, servers
+from benchmarks import fleet, ingest, push, reconcile, reservations, servers, sql
 from benchmarks.common import Result
 from sync.service.logging import configure
 
@@ -46,6 +46,8 @@ class Sizes:
     fleet_pipelines: int
     fleet_interval_s: int
     fleet_window_s: int
+    #: sql: lines in the PostgreSQL ERP table
+    sql_lines: int
 
 
 FULL = Sizes(
@@ -62,8 +64,9 @@ FULL = Sizes(
     200,
     10,
     30,
+    200_000,
 )
-QUICK = Sizes(20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000, 5_000, 250, 60, 15, 3, 4)
+QUICK = Sizes(20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000, 5_000, 250, 60, 15, 3, 4, 5_000)
 
 Scenario = Callable[[Sizes], list[Result]]
 SCENARIOS: dict[str, Scenario] = {
@@ -77,6 +80,7 @@ SCENARIOS: dict[str, Scenario] = {
         reservations.reservations(z.reserved_keys, z.reserved_locked, z.reserved_changed)
     ],
     "fleet": lambda z: fleet.fleet(z.fleet_pipelines, z.fleet_interval_s, z.fleet_window_s),
+    "sql": lambda z: sql.sql(z.sql_lines),
 }
 #: names that select another scenario (the re-pull runs on the ingest's data)
 ALIASES = {"repull": "ingest", "postgresql": "servers", "mariadb": "servers"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.sql.mapping import RowError, RowMapper, document_of, to_int, to_utc
+from connectors.sql.mapping import RowError, RowMapper, document_of, to_utc, to_version
 from sync.model import Movement, Page, RejectedRecord
 
 
@@ -23,7 +23,9 @@ def document_pages(
     page_size: int,
 ) -> tuple[list[Page], Any]:
     """Pages (cursor None) of the documents ``docs`` from their ``lines`` (in document order),
-    and the newest stamp read: an aware UTC datetime or an int version; None if none read."""
+    and the newest stamp read: an aware UTC datetime or an int version; None if none read.
+    A stamp the mapper rejects (a version beyond ``MAX_VERSION``) does not count: the cursor
+    stays below its line, which is re-read (and quarantined) until the ERP row is fixed."""
     stream = mapper.stream
     grouped: dict[str, list[Mapping[Any, Any]]] = {document_of(stream.name, d): [] for d in docs}
     for row in lines:
@@ -60,7 +62,7 @@ def _stamp(mapper: RowMapper, row: Mapping[Any, Any]) -> Any:
     assert s.updated is not None
     try:
         if s.updated_type == "version":
-            return to_int(row[s.updated], s.updated)
+            return to_version(row[s.updated], s.updated)
         return to_utc(row[s.updated], mapper.zone, s.updated)
     except RowError:
         return None

@@ -6,7 +6,8 @@ Per dialect (each set on every new connection, so a reconnect keeps it):
 - MariaDB: ``SET SESSION max_statement_time`` (seconds; MySQL: ``max_execution_time`` in
   ms, SELECTs only) and ``SET SESSION TRANSACTION READ ONLY`` (error 1792 on a write).
 - SQLite: the file is opened through a ``mode=ro`` URI; a progress handler aborts a
-  statement running longer than the timeout (``interrupted``).
+  statement running longer than the timeout (``interrupted``), and the busy timeout is the
+  same, so a lock the ERP holds is waited for that long at most ("database is locked").
 - SQL Server: the driver's query timeout (pymssql ``timeout``, pyodbc ``Connection.timeout``);
   read-only is the login's business (a login with SELECT only; ``ApplicationIntent=ReadOnly``
   on an availability group).
@@ -69,6 +70,8 @@ def open_engine(url: str, *, statement_timeout_s: float) -> Engine:
     connect_args: dict[str, Any] = {}
     if target.get_driver_name() == "pymssql":
         connect_args = {"timeout": max(1, round(statement_timeout_s))}
+    elif backend == "sqlite":
+        connect_args = {"timeout": statement_timeout_s}  # the busy timeout, seconds
     try:
         engine = create_engine(target, pool_pre_ping=True, connect_args=connect_args)
     except ImportError as exc:

@@ -20,6 +20,9 @@ SOURCE = "sql"
 #: the ``updated_at`` of position and version cursors: older than any run start − overlap,
 #: so the core's cap never replaces such a cursor (architecture §4.6)
 POSITION_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: the largest row version a ``source_updated_at`` can carry (``POSITION_EPOCH`` + that many
+#: µs is 9999-12-31 23:59:59.999999, the last instant a datetime holds)
+MAX_VERSION = (datetime.max.replace(tzinfo=UTC) - POSITION_EPOCH) // timedelta(microseconds=1)
 
 Row = Mapping[Any, Any]
 
@@ -141,6 +144,30 @@ def to_int(value: object, column: str) -> int:
     return int(number)
 
 
+def to_version(value: object, column: str) -> int:
+    """A row version (U8 ``ufts``) as an int in ``0..MAX_VERSION``.
+
+    Raises RowError(column) for what ``to_int`` refuses, a negative version, or one beyond
+    ``MAX_VERSION`` (its ``version_instant`` would not fit in a datetime).
+    """
+    version = to_int(value, column)
+    if version < 0:
+        raise RowError(column, f"row version {version} is negative")
+    if version > MAX_VERSION:
+        raise RowError(
+            column, f"row version {version} is beyond {MAX_VERSION}, the largest a stamp holds"
+        )
+    return version
+
+
+def version_instant(version: int) -> datetime:
+    """The ``source_updated_at`` of a line stamped with row version ``version``:
+    ``POSITION_EPOCH + version µs``. Not a time: an instant that orders the line's versions
+    as the versions do, so an edit is never older than the read it replaces (architecture
+    §3.3, §4.6). ``version`` must be in ``0..MAX_VERSION`` (``to_version``)."""
+    return POSITION_EPOCH + timedelta(microseconds=version)
+
+
 def code(value: object, column: str) -> str:
     """A product or warehouse code: ``str(value).strip()``; NULL or empty → RowError(column)."""
     text = "" if value is None else (value if isinstance(value, str) else kind_text(value)).strip()
@@ -206,6 +233,13 @@ class RowMapper:
     def map(self, row: Row) -> Movement | RejectedRecord | None:
         """The row's movement, its rejection, or None (journal row of an ``ignore`` kind).
 
+        ``source_updated_at`` orders the versions of a line (the ledger ignores an older one,
+        architecture §3.3): a journal row's date (journal rows never change); a document
+        line's ``updated`` datetime, or for ``updated_type: version`` its row version as
+        ``version_instant`` (``POSITION_EPOCH`` + version µs), so a line whose date is edited
+        earlier is still newer than the read before. A version outside ``0..MAX_VERSION`` is
+        rejected naming the ``updated`` column.
+
         Document mode keeps an ``ignore`` row as an inactive movement, so a line whose type
         changes to one that moves no stock is withdrawn like a cancelled one.
         """
@@ -223,9 +257,12 @@ class RowMapper:
             qty = self.qty(row)
             occurred = to_utc(row[s.date], self.zone, s.date)
             updated = occurred
-            if self.document_mode and s.updated_type == "datetime":
+            if self.document_mode:
                 assert s.updated is not None
-                updated = to_utc(row[s.updated], self.zone, s.updated)
+                if s.updated_type == "version":
+                    updated = version_instant(to_version(row[s.updated], s.updated))
+                else:
+                    updated = to_utc(row[s.updated], self.zone, s.updated)
         except RowError as exc:
             return RejectedRecord(s.name, exc.reason, raw_of(row), key, exc.column)
         doc_no = "" if s.doc_no is None or row[s.doc_no] is None else str(row[s.doc_no]).strip()

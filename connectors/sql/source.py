@@ -36,7 +36,7 @@ from connectors.sql.mapping import (
 from connectors.sql.query import StreamQueries, probe, snapshot_select
 from connectors.sql.settings import KindColumn, SqlSettings, SqlSnapshot, SqlStream
 from sync.errors import ConfigError, ConfigProblem, PermanentError
-from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord, Reserved
+from sync.model import Cursor, Movement, OnHand, Page, RejectedRecord, Reserved, document_key
 from sync.ports import ConnectorContext
 from sync.settings import mask
 
@@ -220,14 +220,23 @@ class SqlSource:
             if len(docs) < batch:
                 break
             last = docs[-1]
-        if pending is not None:
-            yield Page(
-                pending.stream,
-                pending.movements,
-                self._document_cursor(s, newest, since),
-                pending.rejects,
-                pending.complete_documents,
-            )
+        if pending is None:
+            return
+        cursor = self._document_cursor(s, newest, since)
+        if s.updated_type == "version" and _names_an_emptied_document(pending):
+            # the ledger stamps a document named with no line by the page's cursor, which
+            # for a version stream is POSITION_EPOCH: older than its stored lines, so they
+            # would stay. On a page without a cursor they are withdrawn (architecture §4.6).
+            yield pending
+            yield Page(s.name, [], cursor)
+            return
+        yield Page(
+            pending.stream,
+            pending.movements,
+            cursor,
+            pending.rejects,
+            pending.complete_documents,
+        )
 
     def _document_bound(self, s: SqlStream, since: Cursor | None) -> tuple[Any, bool]:
         """Step 1's bound and whether it is on the business date (a pull from a day)."""
@@ -315,6 +324,13 @@ class SqlSource:
             for field, column in fields
             if column not in returned
         ]
+
+
+def _names_an_emptied_document(page: Page) -> bool:
+    """Whether ``page`` names a complete document none of its lines belong to (all its lines
+    deleted between the two reads of a batch)."""
+    present = {document_key(m.key) for m in page.movements}
+    return any(doc not in present for doc in page.complete_documents)
 
 
 def _stream_fields(s: SqlStream) -> list[tuple[str, str]]:

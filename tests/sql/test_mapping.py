@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,6 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.sql.mapping import (
+    MAX_VERSION,
+    POSITION_EPOCH,
     RowError,
     RowMapper,
     decode_part,
@@ -148,7 +150,30 @@ def test_ignore_in_document_mode_is_an_inactive_line() -> None:
     assert m.source_updated_at == datetime(2026, 3, 2, 1, tzinfo=UTC)
 
 
-def _doc_stream() -> SqlStream:
+@pytest.mark.parametrize("version", [0, 7, 2**40, MAX_VERSION])
+def test_a_row_version_is_the_stamp(version: int) -> None:
+    """``updated_type: version``: source_updated_at is POSITION_EPOCH + version µs, not the
+    business date (architecture §4.6)."""
+    row = {**ROW, "doc": 1, "tt": 20, "ts": version}
+    m = RowMapper(_doc_stream(updated_type="version"), SHANGHAI).map(row)
+    assert isinstance(m, Movement)
+    assert m.source_updated_at == POSITION_EPOCH + timedelta(microseconds=version)
+    assert m.occurred_at == datetime(2026, 3, 1, 16, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("version", [MAX_VERSION + 1, 2**63, -1, "x"])
+def test_a_version_no_stamp_holds_is_rejected(version: object) -> None:
+    row = {**ROW, "doc": 1, "tt": 20, "ts": version}
+    r = RowMapper(_doc_stream(updated_type="version"), SHANGHAI).map(row)
+    assert isinstance(r, RejectedRecord) and r.field == "ts" and r.key == "sql:s:1:1"
+
+
+def test_max_version_is_the_last_instant() -> None:
+    last = POSITION_EPOCH + timedelta(microseconds=MAX_VERSION)
+    assert last == datetime.max.replace(tzinfo=UTC)
+
+
+def _doc_stream(**overrides: Any) -> SqlStream:
     data = {
         "name": "s",
         "mode": "document",
@@ -161,6 +186,7 @@ def _doc_stream() -> SqlStream:
         "qty": "q",
         "kind": {"column": "tt", "map": {"20": "receipt", "69": "ignore"}},
         "date": "d",
+        **overrides,
     }
     return SqlStream.model_validate(data)
 
