@@ -21,6 +21,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     column,
+    func,
     literal_column,
     or_,
     select,
@@ -151,6 +152,12 @@ class StreamQueries:
         if last is not None:
             where = and_(where, after(docs, last, "last"))
         return select(*docs).where(where).group_by(*docs).order_by(*docs).limit(limit)
+
+    def newest_version(self) -> Select[Any]:
+        """``SELECT MAX(updated)`` over the whole relation, without a parameter: the highest
+        version a version pull may end at (architecture §4.6). NULL on an empty relation."""
+        assert self.stream.updated is not None
+        return select(func.max(self.c(self.stream.updated)))
 
     def document_lines(self, docs: Sequence[Sequence[Any]]) -> Select[Any]:
         """Step 2: every line of ``docs``, whatever its own stamp, in (document, key) order."""

@@ -3,7 +3,8 @@
 Journal streams page on a monotone integer position; document streams page on a keyset of
 document ids among the documents changed since the bound, and carry whole documents
 (``documents``). Each page is read in one transaction. Position and version cursors live in
-``Cursor.tie_break`` (``resume_cursor``, architecture §4.6).
+``Cursor.tie_break`` (``resume_cursor``, architecture §4.6); a version pull's cursor never
+passes the stream's highest version when it began.
 """
 
 from __future__ import annotations
@@ -195,9 +196,14 @@ class SqlSource:
                 return
 
     def _pull_documents(self, s: SqlStream, since: Cursor | None, page_size: int) -> Iterator[Page]:
-        """Whole documents, ≈ ``page_size`` lines a page; the last page carries the cursor."""
+        """Whole documents, ≈ ``page_size`` lines a page; the last page carries the cursor.
+
+        A version stream first reads its highest version: the cursor never passes it, so a
+        document changed behind the pull is read by the next one (architecture §4.6).
+        """
         queries, where = self._queries[s.name], self._where(s.name)
         bound, by_date = self._document_bound(s, since)
+        ceiling = self._version_ceiling(s) if s.updated_type == "version" else None
         batch = max(1, min(page_size, MAX_LISTED_VALUES // len(s.document)))
         last: tuple[Any, ...] | None = None
         pending: Page | None = None
@@ -222,7 +228,7 @@ class SqlSource:
             last = docs[-1]
         if pending is None:
             return
-        cursor = self._document_cursor(s, newest, since)
+        cursor = self._document_cursor(s, newest, ceiling)
         if s.updated_type == "version" and _names_an_emptied_document(pending):
             # the ledger stamps a document named with no line by the page's cursor, which
             # for a version stream is POSITION_EPOCH: older than its stored lines, so they
@@ -249,11 +255,39 @@ class SqlSource:
             return local_bound(since.updated_at, self.timezone), True
         return local_bound(since.updated_at, self.timezone), False
 
-    def _document_cursor(self, s: SqlStream, newest: Any, since: Cursor | None) -> Cursor | None:
+    def _version_ceiling(self, s: SqlStream) -> int | None:
+        """The stream's highest version before the pull reads a page (``MAX(updated)``).
+
+        None, and the cursor stays where it is, when the relation is empty or the maximum is
+        not a non-negative integer (logged: every pull then re-reads from the old cursor).
+        """
+        assert s.updated is not None
+        with self._read(self._where(s.name)) as conn:
+            value = conn.execute(self._queries[s.name].newest_version()).scalar()
+        if value is None:
+            return None
+        try:
+            version = to_int(value, s.updated)
+        except RowError as exc:
+            reason = exc.reason
+        else:
+            if version >= 0:
+                return version
+            reason = f"{version} is negative"
+        log.warning(
+            "sql_version_ceiling_unreadable", stream=s.name, column=s.updated, reason=reason
+        )
+        return None
+
+    def _document_cursor(self, s: SqlStream, newest: Any, ceiling: int | None) -> Cursor | None:
+        """The last page's cursor: the newest stamp read; a version no later than ``ceiling``,
+        the highest when the pull began (architecture §4.6). None: the cursor stays."""
         if newest is None:
             return None
         if s.updated_type == "version":
-            return Cursor(POSITION_EPOCH, f"{newest:020d}")
+            if ceiling is None:
+                return None
+            return Cursor(POSITION_EPOCH, f"{min(newest, ceiling):020d}")
         return Cursor(newest, "")
 
     # -- helpers ---------------------------------------------------------------------------

@@ -243,13 +243,6 @@ def test_a_deleted_document_is_withdrawn_by_the_rescan(u8_tables: Engine) -> Non
         rig.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the version cursor is the newest ufts read: a document already read, changed "
-    "during the pull, is passed by a later document's newer ufts and never re-read when "
-    "overlap_versions is smaller than the versions drawn meanwhile (issue 18 spec, "
-    "'document with updated_type: version')",
-)
 def test_a_document_changed_behind_the_pull_is_read_by_the_next_one(u8_tables: Engine) -> None:
     """Six documents changed; after the pull's first page the first is edited and a new one
     saved (its ufts the newest, and read by this pull). With ``overlap_versions: 0`` the
@@ -287,5 +280,53 @@ def test_a_document_changed_behind_the_pull_is_read_by_the_next_one(u8_tables: E
         rig.cycle()
         rig.cycle()
         rig.assert_exact({("A-100", "01"): Decimal(10), ("B-200", "01"): Decimal(1)})
+    finally:
+        rig.close()
+
+
+def test_an_edit_ahead_of_the_pull_does_not_carry_the_cursor_past_one_behind_it(
+    u8_tables: Engine,
+) -> None:
+    """No new document this time: after the pull's first page, the first document (already
+    read) is edited, then the last (not reached yet, its new ufts above every version the
+    pull began under, and read by this pull). With ``overlap_versions: 0`` the next pull
+    must still read the first edit."""
+    u8 = U8Emulator(u8_tables)
+    u8.reset()
+    docs = [u8.save("32", [("A-100", 1)], warehouse="02") for _ in range(5)]
+    for doc in docs:
+        u8.audit("32", doc)
+    rig = Rig(
+        "u8",
+        u8_tables.url.render_as_string(hide_password=False),
+        products=ITEMS,
+        warehouses=WAREHOUSES,
+        page_size=1,
+        overlap_versions=0,
+    )
+
+    def edit(doc: int, qty: int) -> None:
+        u8.unaudit("32", doc)
+        u8.edit_line("32", u8.lines_of("32", doc)[0].autoid, qty=qty)
+        u8.audit("32", doc)
+
+    try:
+        u8.audit("01", u8.save("01", [("A-100", 50)], warehouse="02"))
+        rig.cycle()
+        for doc in docs:  # every shipment changes: the next pull has five to read
+            u8.unaudit("32", doc)
+            u8.audit("32", doc)
+        acted: list[bool] = []
+
+        def behind_and_ahead(_: Any) -> None:
+            if not acted:
+                acted.append(True)
+                edit(docs[0], 4)
+                edit(docs[-1], 6)
+
+        rig.cycle(on_page=behind_and_ahead)
+        assert acted
+        rig.cycle()
+        rig.assert_exact({("A-100", "02"): Decimal(50 - 4 - 1 - 1 - 1 - 6)})
     finally:
         rig.close()

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import delete, text
 from sqlalchemy.exc import DBAPIError
 
 from connectors.sql.engine import translate
@@ -189,6 +189,83 @@ def test_edits_between_pages_end_with_ledger_equal_to_table(
     table = {StockKey(*k): v for k, v in erp.line_levels().items()}
     assert nonzero(state.levels("p")) == table
     assert table[StockKey("B1", "W1")] == sum(range(1, 21)) - 2 - 3 - 19 + 50 + 70
+
+
+def test_a_version_cursor_stops_at_the_highest_version_the_pull_began_under(
+    erp: Erp, state: StateStore, clock: Clock
+) -> None:
+    """Document 1 is edited behind the pull (version 10), then document 4, not reached yet
+    (version 11, read by this pull): the cursor is 5, the highest when the pull began, not 11,
+    which would pass the edit of document 1 (architecture §4.6)."""
+    stream = document_stream(erp, updated="ver", updated_type="version")
+    erp.put_lines([doc_line(d, 1, 1, T0, ver=d) for d in range(1, 6)])
+    source = open_source(erp, streams=[stream])
+    try:
+        pages = source.pull("docs", None, 1)
+        first = next(pages)
+        assert [m.key for m in first.movements] == ["sql:docs:1:1"]
+        erp.set_line(1, 1, qty=Decimal(9), ver=10)
+        erp.set_line(4, 1, qty=Decimal(8), ver=11)
+        rest = list(pages)
+        read = {m.key: m.qty for p in [first, *rest] for m in p.movements}
+        assert read == {f"sql:docs:{d}:1": Decimal(8 if d == 4 else 1) for d in range(1, 6)}
+        assert [p.cursor for p in rest] == [None] * (len(rest) - 1) + [
+            Cursor(POSITION_EPOCH, f"{5:020d}")
+        ]
+        for page in [first, *rest]:
+            apply_page(state, "p", page, now=clock())
+        again = list(source.pull("docs", state.cursor("p", "docs"), 100))
+        assert sorted(m.key for p in again for m in p.movements) == [
+            "sql:docs:1:1",
+            "sql:docs:4:1",
+        ]
+        assert again[-1].cursor == Cursor(POSITION_EPOCH, f"{11:020d}")
+        for page in again:
+            apply_page(state, "p", page, now=clock())
+        assert nonzero(state.levels("p")) == {StockKey("B1", "W1"): 9 + 1 + 1 + 8 + 1}
+    finally:
+        source.close()
+
+
+def test_a_version_cursor_is_no_later_than_the_newest_version_read(erp: Erp) -> None:
+    """The document holding the highest version is deleted during the pull: the cursor is
+    the newest version read (4), not the start's highest (5), which no line carries any more."""
+    stream = document_stream(erp, updated="ver", updated_type="version")
+    erp.put_lines([doc_line(d, 1, 1, T0, ver=d) for d in range(1, 6)])
+    source = open_source(erp, streams=[stream])
+    try:
+        pages = source.pull("docs", None, 1)
+        next(pages)
+        with erp.writer.begin() as conn:
+            conn.execute(delete(erp.lines).where(erp.lines.c.doc == 5))
+        rest = list(pages)
+        assert [m.key for p in rest for m in p.movements] == [f"sql:docs:{d}:1" for d in (2, 3, 4)]
+        assert rest[-1].cursor == Cursor(POSITION_EPOCH, f"{4:020d}")
+    finally:
+        source.close()
+
+
+def test_a_version_pull_that_began_on_an_empty_relation_keeps_its_cursor(
+    erp: Erp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines saved between the read of the highest version (none: the relation was empty)
+    and the first page are read, and the cursor stays: the next pull reads them again."""
+    stream = document_stream(erp, updated="ver", updated_type="version")
+    source = open_source(erp, streams=[stream])
+    read_ceiling = source._version_ceiling
+
+    def then_save(s: Any) -> int | None:
+        ceiling = read_ceiling(s)
+        erp.put_lines([doc_line(d, 1, 1, T0, ver=d) for d in (1, 2)])
+        return ceiling
+
+    monkeypatch.setattr(source, "_version_ceiling", then_save)
+    try:
+        pages = list(source.pull("docs", None, 100))
+        assert [m.key for p in pages for m in p.movements] == ["sql:docs:1:1", "sql:docs:2:1"]
+        assert pages[-1].cursor is None
+    finally:
+        source.close()
 
 
 def test_version_cursor(erp: Erp, state: StateStore, clock: Clock) -> None:
