@@ -229,7 +229,7 @@ class Turn(Protocol):
         """The page's movement rows are written; next it adds to the levels of ``keys``."""
 
     def before_final(self) -> None:
-        """Levels and outbox rows are written; next come the conflicts and the cursor."""
+        """Levels are written; next come outbox rows, conflicts and the cursor."""
 
 
 def apply_page(
@@ -254,8 +254,8 @@ def apply_page(
 
     ``turn``, when given, is told inside the transaction when the page's own
     movement rows are written and it is about to add to the levels of ``deltas``'
-    keys (``before_levels``), then before it writes the conflicts and the cursor
-    (``before_final``): the pipelined pull (``sync.pipeline``) waits there for the
+    keys (``before_levels``), then before it writes outbox rows, conflicts and the
+    cursor (``before_final``): the pipelined pull (``sync.pipeline``) waits there for the
     page before, and an exception from either rolls this page back.
     """
     incoming, rejects = prepare_page(page, options.precision, pipeline)
@@ -275,12 +275,12 @@ def apply_page(
         if turn is not None:
             turn.before_levels(frozenset(deltas))
         tx.add_level_deltas(pipeline, deltas, now)  # flags them for queue_pending_levels
+        if turn is not None:
+            turn.before_final()
         if options.mirror_movements:
             changed_keys = [line.key for line in plan.inserts]
             changed_keys += [ln.key for ln, _ in (*plan.updates, *plan.withdrawn)]
             tx.enqueue(pipeline, MOVEMENT, changed_keys, now)
-        if turn is not None:
-            turn.before_final()
         _record_rejects(tx, pipeline, page.stream, rejects, now)
         if page.cursor is not None:
             cursor = page.cursor

@@ -11,15 +11,19 @@ one transaction, and the pages still commit in their order:
   (known once N has planned) are none of its own, else after page N has
   committed; additions to other rows commute, so the levels end as a serial pull
   leaves them. Then it waits (``apply_page``'s ``turn``) until page N has
-  committed before writing its conflicts and its cursor, and commits: the
-  cursor and the commits keep page order, as one page after the other would.
+  committed before writing its outbox rows, conflicts and cursor, and commits:
+  those and the commits keep page order, as one page after the other would. The
+  servers run READ COMMITTED (``sync.state.engine``), so what N+1 reads after
+  the wait (an open conflict, the stored cursor) includes N's writes.
 - page N+1 starts at once only when it touches no document of page N (no line
   key, no complete document, of the same ``document_key``): its look-up then
   reads the same rows whether or not page N has committed, so its plan is the
   one a serial pull would make. A page that shares a document with the page
   before waits for that page to commit before it starts.
 - page N's statements never wait for page N+1: until N has committed, N+1 holds
-  locks only on its own movement rows and on level rows N does not touch.
+  locks only on its own movement rows and on level rows N does not touch (outbox
+  rows wait: MariaDB's unique index locks the gap before a row it finds, which made
+  N wait 50 s for N+1 when they came first).
 - if page N fails, page N+1 is rolled back (its turn raises) and the pull stops
   with page N's error, as a serial pull would.
 - a backstop: page N+1 waits for page N at most ``TURN_WAIT_S``. Were page N ever
@@ -40,6 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from sync.errors import TransientError
 from sync.ledger import ApplyResult, Turn
 from sync.model import Page, StockKey, document_key
 
@@ -51,8 +56,9 @@ TURN_WAIT_S = 120.0
 Apply = Callable[[Page, Turn], ApplyResult]
 
 
-class PageAborted(Exception):
-    """The page before failed: this page is rolled back and the pull stops there."""
+class PageAborted(TransientError):
+    """The page before failed or did not end in time: this page is rolled back and the
+    pull stops there (the next run reads it again)."""
 
 
 def footprint(page: Page) -> frozenset[str]:

@@ -78,6 +78,24 @@ class Prefetched(Generic[T]):
                 return
             yield item
 
+    def until(self, stop: threading.Event | None) -> Iterator[T]:
+        """The items, as ``iter(self)``, but ending as soon as ``stop`` is set, even while
+        the worker is still reading: a shutdown must not wait for the next item (the
+        caller then ``abandon``s the read in flight)."""
+        while not self._finished:
+            if stop is not None and stop.is_set():
+                return
+            try:
+                item = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if isinstance(item, _Done):
+                self._finished = True
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+
     def close(self) -> None:
         """Stop the worker and wait for it (it finishes the item it is reading).
 

@@ -148,29 +148,18 @@ def pull_stream(
                 turn=turn,
             )
 
-    def applied(result: ApplyResult) -> bool:
-        """Count a page; True when the pull is to stop."""
+    def applied(result: ApplyResult) -> None:
         report.add(result)
         if on_page is not None:
             on_page(result)
-        return stop is not None and stop.is_set()
 
+    stopping = stop or threading.Event()
     with pages:
         if store.dialect == "sqlite":  # one writer at a time: page after page
-            for page in pages:
-                if applied(apply(page)):
-                    report.stopped = True
-                    pages.abandon()  # shutting down: not waiting for a page read ahead
-                    break
+            _apply_serially(pages, apply, applied, stopping)
         else:
-            with PagePipeline(apply, name=f"apply-{stream}") as flight:
-                for page in pages:
-                    if any([applied(r) for r in flight.submit(page)]):
-                        report.stopped = True
-                        pages.abandon()
-                        break
-                for result in flight.drain():  # pages in flight commit: count them
-                    report.stopped = applied(result) or report.stopped
+            _apply_pipelined(pages, apply, applied, stopping, f"apply-{stream}")
+    report.stopped = stopping.is_set()
     if report.changed and not report.stopped:
         # a shutdown leaves the flags to the next push: queueing a big first pull's
         # levels could outlast the grace period
@@ -188,6 +177,41 @@ def pull_stream(
         rejected=report.rejected,
     )
     return report
+
+
+def _apply_serially(
+    pages: Prefetched[Page],
+    apply: Callable[[Page], ApplyResult],
+    applied: Callable[[ApplyResult], None],
+    stop: threading.Event,
+) -> None:
+    """Each page applied in turn; a stop is seen between pages."""
+    for page in pages:
+        applied(apply(page))
+        if stop.is_set():
+            pages.abandon()  # shutting down: not waiting for a page read ahead
+            return
+
+
+def _apply_pipelined(
+    pages: Prefetched[Page],
+    apply: Callable[[Page, Turn], ApplyResult],
+    applied: Callable[[ApplyResult], None],
+    stop: threading.Event,
+    name: str,
+) -> None:
+    """Two pages in flight (``sync.pipeline``); a stop ends the loop even while the next
+    page is being read, and the pages in flight still commit (and are counted)."""
+    with PagePipeline(apply, name=name) as flight:
+        for page in pages.until(stop):
+            for result in flight.submit(page):
+                applied(result)
+            if stop.is_set():
+                break
+        if stop.is_set():
+            pages.abandon()  # shutting down: not waiting for a page read ahead
+        for result in flight.drain():
+            applied(result)
 
 
 def pull_all(

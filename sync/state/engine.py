@@ -110,7 +110,8 @@ def pool_options(workers: int, timeout_s: float = 30.0) -> dict[str, Any]:
 def create_state_engine(
     url: str, *, create: bool = True, pool: dict[str, Any] | None = None
 ) -> Engine:
-    """An engine for ``url`` with our defaults (SQLite WAL, psycopg 3, PyMySQL).
+    """An engine for ``url`` with our defaults (SQLite WAL, psycopg 3, PyMySQL; READ
+    COMMITTED on every server, as PostgreSQL's default).
 
     ``pool`` (from ``pool_options``) sizes the connection pool of a server backend;
     SQLite ignores it. Without it SQLAlchemy's default (5 + 10 overflow, 30 s wait) applies.
@@ -149,6 +150,12 @@ def create_state_engine(
     else:
         kwargs["pool_pre_ping"] = True
         kwargs.update(pool or {})
+        if backend in ("mysql", "mariadb"):
+            # PostgreSQL's default: each statement sees what has committed before it. Under
+            # InnoDB's REPEATABLE READ a transaction keeps the snapshot of its first read, so a
+            # page that waited for the page before (``sync.pipeline``) would not see its
+            # conflicts or its cursor, and gap locks would make the two wait on each other.
+            kwargs["isolation_level"] = "READ COMMITTED"
     try:
         engine = create_engine(parsed, **kwargs)  # imports the driver
     except ImportError as exc:

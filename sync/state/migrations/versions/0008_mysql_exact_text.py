@@ -10,8 +10,10 @@ document's ``LIKE 'doc:A1:%'`` also took ``a1``'s lines as its own. SQLite compa
 BINARY and PostgreSQL's collations are deterministic (the movement key is "C",
 migration 0003), so only this backend differed.
 
-Each table is converted to ``utf8mb4`` with the first of ``utf8mb4_nopad_bin``
-(MariaDB), ``utf8mb4_0900_bin`` (MySQL 8) or ``utf8mb4_bin`` the server has.
+Each of stocksync's tables (``TABLES``; other tables in the database are left alone) is
+converted to ``utf8mb4`` with the first of ``utf8mb4_nopad_bin`` (MariaDB),
+``utf8mb4_0900_bin`` (MySQL 8) or ``utf8mb4_bin`` the server has; the last, MySQL 5.7's,
+still ignores trailing spaces (``abc`` = ``abc ``), the one difference left there.
 Converting can only make keys that were equal distinct, never the reverse, so no
 row collides. A migration that adds a text column on this backend must give it the
 same collation (``tests/test_exact_text.py`` checks every column).
@@ -46,16 +48,37 @@ def exact_collation(bind: object) -> str:
     return next(c for c in EXACT_COLLATIONS if c in known)
 
 
-def _tables(bind: object) -> list[str]:
-    return list(
-        bind.execute(  # type: ignore[attr-defined]
-            text(
-                "SELECT TABLE_NAME FROM information_schema.TABLES"
-                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
-                " AND TABLE_NAME <> 'alembic_version'"
-            )
-        ).scalars()
-    )
+#: stocksync's tables in this revision: a database shared with other tables keeps theirs
+TABLES = (
+    "movements",
+    "movement_versions",
+    "stock_levels",
+    "baselines",
+    "reserved_stock",
+    "cursors",
+    "pipeline_meta",
+    "outbox",
+    "bindings",
+    "conflicts",
+    "runs",
+    "tokens",
+    "alert_states",
+    "alert_events",
+    "push_log",
+    "replicas",
+    "leases",
+)
+
+
+def _collations(bind: object) -> dict[str, str]:
+    """Each of our tables' default collation, as the server has it."""
+    rows = bind.execute(  # type: ignore[attr-defined]
+        text(
+            "SELECT TABLE_NAME, TABLE_COLLATION FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+        )
+    ).all()
+    return {str(name): str(coll) for name, coll in rows if name in TABLES}
 
 
 def upgrade() -> None:
@@ -63,15 +86,18 @@ def upgrade() -> None:
     if bind.dialect.name not in ("mysql", "mariadb"):
         return
     collation = exact_collation(bind)
-    for table in _tables(bind):
-        op.execute(f"ALTER TABLE `{table}` CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}")
+    for table, current in sorted(_collations(bind).items()):
+        if current != collation:  # a table already converted is not rebuilt
+            op.execute(
+                f"ALTER TABLE `{table}` CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
+            )
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name not in ("mysql", "mariadb"):
         return
-    for table in _tables(bind):
+    for table in sorted(_collations(bind)):
         op.execute(
             f"ALTER TABLE `{table}` CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
         )
