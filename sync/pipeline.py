@@ -95,7 +95,6 @@ class PagePipeline:
     ) -> None:
         self._apply = apply
         self._turn_wait_s = turn_wait_s
-
         self._pool = ThreadPoolExecutor(max_workers=DEPTH, thread_name_prefix=name)
         self._flight: deque[_InFlight] = deque()
 
@@ -119,7 +118,7 @@ class PagePipeline:
         documents = footprint(page)
         while self._flight and (
             len(self._flight) >= DEPTH
-            or any(not documents.isdisjoint(page.documents) for page in self._flight)
+            or any(not documents.isdisjoint(other.documents) for other in self._flight)
         ):
             done.append(self._finish_oldest())
         before = self._flight[-1] if self._flight else None

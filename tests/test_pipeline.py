@@ -126,7 +126,9 @@ def state_of(store: StateStore, pipeline: str) -> dict[str, Any]:
     return out
 
 
-def run_pull(store: StateStore, pipeline: str, pages: Sequence[Page]) -> None:
+def run_pull(
+    store: StateStore, pipeline: str, pages: Sequence[Page], *, mirror: bool = True
+) -> None:
     pull_stream(
         store,
         ListSource(pages),
@@ -134,7 +136,7 @@ def run_pull(store: StateStore, pipeline: str, pages: Sequence[Page]) -> None:
         STREAM,
         now=lambda: T0 + timedelta(days=1),
         options=PullOptions(page_size=6),
-        ledger=LedgerOptions(mirror_movements=True),
+        ledger=LedgerOptions(mirror_movements=mirror),
     )
 
 

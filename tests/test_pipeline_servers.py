@@ -22,26 +22,41 @@ from typing import Any
 import pytest
 
 import sync.ledger as ledger_module
-from sync.ledger import LedgerOptions
 from sync.model import Page, RejectedRecord
-from sync.pull import PullOptions, pull_stream
+from sync.pull import pull_stream
 from sync.state import StateStore
 from sync.state import schema as s
-from tests.test_pipeline import STREAM, T0, ListSource, line, state_of
+from sync.state.tx import Tx
+from tests.test_pipeline import STREAM, T0, line, run_pull, state_of
 
 SERVERS = ["postgresql", "mysql"]
 
 
 def run(store: StateStore, pipeline: str, pages: list[Page], mirror: bool = False) -> None:
-    pull_stream(
-        store,
-        ListSource(pages),
-        pipeline,
-        STREAM,
-        now=lambda: T0 + timedelta(days=1),
-        options=PullOptions(page_size=6),
-        ledger=LedgerOptions(mirror_movements=mirror),
-    )
+    run_pull(store, pipeline, pages, mirror=mirror)
+
+
+def hold_rejects(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Every page sleeps ``seconds`` in its transaction before writing its conflicts."""
+    real = ledger_module._record_rejects
+
+    def slow(tx: Any, pipeline: str, stream: str, rejects: Any, now: Any) -> None:
+        time.sleep(seconds)
+        real(tx, pipeline, stream, rejects, now)
+
+    monkeypatch.setattr(ledger_module, "_record_rejects", slow)
+
+
+def hold_levels_of(monkeypatch: pytest.MonkeyPatch, sku: str, seconds: float) -> None:
+    """A page that adds to a level of ``sku`` sleeps ``seconds`` before writing its levels."""
+    real = Tx.add_level_deltas
+
+    def slow(self: Tx, pipeline: str, deltas: Any, now: Any) -> None:
+        if any(k.sku == sku for k in deltas):
+            time.sleep(seconds)
+        real(self, pipeline, deltas, now)
+
+    monkeypatch.setattr(Tx, "add_level_deltas", slow)
 
 
 @pytest.mark.parametrize("backend", SERVERS)
@@ -55,13 +70,7 @@ def test_same_reject_ref_in_two_pages_gives_one_open_conflict(
     bad = RejectedRecord(STREAM, "qty is not a number", {"qty": "x"}, key="mem:doc:9:0")
     a = Page(STREAM, [line(1, 0, "A", "W1", Decimal(1), True, 1)], None, rejects=[bad])
     b = Page(STREAM, [line(2, 0, "B", "W1", Decimal(1), True, 2)], None, rejects=[bad])
-    real = ledger_module._record_rejects
-
-    def slow(tx: Any, pipeline: str, stream: str, rejects: Any, now: Any) -> None:
-        time.sleep(0.5)  # page a commits late: page b has read (and waits) meanwhile
-        real(tx, pipeline, stream, rejects, now)
-
-    monkeypatch.setattr(ledger_module, "_record_rejects", slow)
+    hold_rejects(monkeypatch, 0.5)  # page a commits late: page b has read (and waits) meanwhile
     run(store, pipeline, [a, b])
     sqlite = StateStore("sqlite://")
     sqlite.upgrade()
@@ -96,13 +105,7 @@ def test_cursor_never_moves_back_when_pages_overlap(
         [line(2, 0, "B", "W1", Decimal(1), True, 2)],
         Cursor(T0 + timedelta(seconds=10), "a"),
     )
-    real = ledger_module._record_rejects
-
-    def slow(tx: Any, pipeline: str, stream: str, rejects: Any, now: Any) -> None:
-        time.sleep(0.5)
-        real(tx, pipeline, stream, rejects, now)
-
-    monkeypatch.setattr(ledger_module, "_record_rejects", slow)
+    hold_rejects(monkeypatch, 0.5)
     run(store, pipeline, [a, b])
     sqlite = StateStore("sqlite://")
     sqlite.upgrade()
@@ -117,8 +120,6 @@ def test_mirrored_outbox_rows_do_not_make_page_n_wait_for_page_n_plus_1(
     server_store: Callable[[str], StateStore],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sync.state.tx import Tx
-
     store = server_store(backend)
     pipeline = f"o-{uuid.uuid4().hex[:12]}"
     run(
@@ -130,14 +131,7 @@ def test_mirrored_outbox_rows_do_not_make_page_n_wait_for_page_n_plus_1(
     # page a: new lines in docs 1 and 3 (new outbox refs around mem:doc:2:0); page b: doc 2 edited
     a = Page(STREAM, [line(d, 0, "A", "W1", Decimal(1), True, 10 + d) for d in (1, 3)], None)
     b = Page(STREAM, [line(2, 0, "B", "W1", Decimal(5), True, 20)], None)
-    real = Tx.add_level_deltas
-
-    def slow(self: Tx, pipeline: str, deltas: Any, now: Any) -> None:
-        if any(k.sku == "A" for k in deltas):
-            time.sleep(1.0)  # page a's levels are slow: page b enqueues first
-        real(self, pipeline, deltas, now)
-
-    monkeypatch.setattr(Tx, "add_level_deltas", slow)
+    hold_levels_of(monkeypatch, "A", 1.0)  # page a's levels are slow: page b enqueues first
     started = time.monotonic()
     run(store, pipeline, [a, b], mirror=True)
     assert time.monotonic() - started < 10  # MariaDB's lock wait timeout is 50 s
@@ -151,8 +145,6 @@ def test_level_rows_do_not_make_page_n_wait_for_page_n_plus_1(
     server_store: Callable[[str], StateStore],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sync.state.tx import Tx
-
     store = server_store(backend)
     pipeline = f"l-{uuid.uuid4().hex[:12]}"
     run(
@@ -177,14 +169,7 @@ def test_level_rows_do_not_make_page_n_wait_for_page_n_plus_1(
         None,
     )
     b = Page(STREAM, [line(2, 0, "C", "W1", Decimal(5), True, 20)], None)
-    real = Tx.add_level_deltas
-
-    def slow(self: Tx, pipeline: str, deltas: Any, now: Any) -> None:
-        if any(k.sku == "A" for k in deltas):
-            time.sleep(1.0)
-        real(self, pipeline, deltas, now)
-
-    monkeypatch.setattr(Tx, "add_level_deltas", slow)
+    hold_levels_of(monkeypatch, "A", 1.0)
     started = time.monotonic()
     run(store, pipeline, [a, b], mirror=mirror)
     assert time.monotonic() - started < 10
@@ -221,13 +206,7 @@ def test_a_shutdown_does_not_wait_for_the_next_read(
         store.upgrade()
     pipeline = f"s-{uuid.uuid4().hex[:12]}"
     pages = [Page(STREAM, [line(d, 0, "A", "W1", Decimal(1), True, d)], None) for d in range(4)]
-    real = ledger_module._record_rejects
-
-    def slow(tx: Any, pipeline: str, stream: str, rejects: Any, now: Any) -> None:
-        time.sleep(1.0)  # each page takes 1 s to apply
-        real(tx, pipeline, stream, rejects, now)
-
-    monkeypatch.setattr(ledger_module, "_record_rejects", slow)
+    hold_rejects(monkeypatch, 1.0)  # each page takes 1 s to apply
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()  # SIGTERM while page 0 is applied
     started = time.monotonic()
