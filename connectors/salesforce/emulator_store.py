@@ -70,6 +70,7 @@ class Store:
         #: injected per-record refusals (validation rules, lock contention)
         self.record_hook: RecordHook | None = None
         self._numbers: dict[str, int] = {}
+        self._indexes: dict[tuple[str, str], dict[Any, set[str]]] = {}
 
     # ------------------------------------------------------------ lookups
     def obj(self, name: str) -> ObjectSpec:
@@ -92,10 +93,32 @@ class Store:
         return self.table(obj).get(record_id)
 
     def matches(self, obj: ObjectSpec, spec: FieldSpec, value: Any) -> list[str]:
-        """Ids of the rows whose ``spec`` equals ``value`` (as its index compares)."""
-        key = index_key(spec, value)
-        table = self.rows[obj.name]
-        return [rid for rid, row in table.items() if index_key(spec, row.get(spec.name)) == key]
+        """Ids of the rows whose ``spec`` equals ``value`` (as its index compares); an
+        index per (object, field) is built on first use and kept by ``_put``."""
+        index = self._indexes.get((obj.name, spec.name))
+        if index is None:
+            index = {}
+            for rid, row in self.rows[obj.name].items():
+                index.setdefault(index_key(spec, row.get(spec.name)), set()).add(rid)
+            self._indexes[(obj.name, spec.name)] = index
+        return sorted(index.get(index_key(spec, value), ()))
+
+    def _put(self, obj: str, rid: str, row: Row | None) -> None:
+        """Set (or with None remove) a row, keeping the built indexes."""
+        before = self.rows[obj].get(rid)
+        for (name, field_name), index in self._indexes.items():
+            if name != obj:
+                continue
+            spec = self.objects[obj].field(field_name)
+            assert spec is not None
+            if before is not None:
+                index.get(index_key(spec, before.get(field_name)), set()).discard(rid)
+            if row is not None:
+                index.setdefault(index_key(spec, row.get(field_name)), set()).add(rid)
+        if row is None:
+            self.rows[obj].pop(rid, None)
+        else:
+            self.rows[obj][rid] = row
 
     def key_field(self, obj: ObjectSpec, name: str) -> FieldSpec | None:
         spec = obj.field(name)
@@ -132,10 +155,7 @@ class Store:
 
     def undo(self, journal: Journal) -> None:
         for name, rid, before in reversed(journal.entries):
-            if before is None:
-                self.rows[name].pop(rid, None)
-            else:
-                self.rows[name][rid] = before
+            self._put(name, rid, before)
         journal.entries.clear()
 
     def insert(self, obj: str, values: Row) -> str:
@@ -146,7 +166,7 @@ class Store:
             field_spec = spec.field(key)
             named[field_spec.name if field_spec else key] = value
         row = self._defaults(spec, named)
-        self.rows[spec.name][row["Id"]] = row
+        self._put(spec.name, row["Id"], row)
         return str(row["Id"])
 
     def _values(self, obj: ObjectSpec, record: Row) -> Row:
@@ -292,7 +312,7 @@ class Store:
             row, created = {**merged, "LastModifiedDate": now, "SystemModstamp": now}, False
         if journal is not None:
             journal.entries.append((obj.name, row["Id"], current))
-        self.rows[obj.name][row["Id"]] = row
+        self._put(obj.name, row["Id"], row)
         return Upserted(row["Id"], created)
 
     def _defaults(self, obj: ObjectSpec, values: Row) -> Row:

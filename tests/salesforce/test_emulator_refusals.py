@@ -341,6 +341,11 @@ def test_all_or_none_rolls_every_record_back(api: Api, emulator: SalesforceEmula
         "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     ]
     assert emulator.levels() == {("SKU-0001", "WH-MAIN"): 1}
+    again = api.upsert(
+        "ProductItem", [item("SKU-0002", "WH-MAIN", 2), item("SKU-0001", "WH-MAIN", 3)]
+    )
+    assert [r["created"] for r in again.json()] == [True, False], "the rollback left no trace"
+    assert emulator.levels() == {("SKU-0001", "WH-MAIN"): 3, ("SKU-0002", "WH-MAIN"): 2}
 
 
 @pytest.mark.parametrize(
