@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 import connectors
+from sync.config.forecast import ForecastSettings
 from sync.errors import ConfigError, ConfigProblem
 from sync.model import exact_units, parse_stock_key
 from sync.settings import (
@@ -321,6 +322,7 @@ class PipelineBase(StrictModel):
     push: PushSettings = PushSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     alerts: AlertSettings = AlertSettings()
+    forecast: ForecastSettings = ForecastSettings()
 
     @field_validator("name")
     @classmethod
