@@ -1,5 +1,5 @@
 """The ``forecast`` section of a pipeline: demand definition, forecast and reorder plan
-(issue 20; architecture §7.2)."""
+(issue 20; architecture §7.3)."""
 
 from __future__ import annotations
 

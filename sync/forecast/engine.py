@@ -1,4 +1,4 @@
-"""Forecast many demand series at once with statsforecast (issue 20; architecture §7.2).
+"""Forecast many demand series at once with statsforecast (issue 20; architecture §7.3).
 
 Per series, the model is chosen by rolling-origin cross-validation
 (``StatsForecast.cross_validation``: ``cv_windows`` windows of ``cv_h`` periods,

@@ -3,7 +3,7 @@
 Pure frozen values, no I/O and no third-party imports: the HTML report and the
 state store read them without the ``forecast`` extra. Quantities are floats in
 the product's base unit (a forecast is an estimate, not a ledger figure);
-"demand" is customer demand = shipments − customer returns (architecture §7).
+"demand" is customer demand = shipments − customer returns (architecture §7.2).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The daemon's nightly reorder plan (``forecast.nightly_cron``) and the ``stockout_projected``
-alert (issue 20; architecture §7.2).
+alert (issue 20; architecture §7.3).
 
 Forecasts every key, stores the plans (``reorder_plans``, replacing the last
 night's) and fires ``stockout_projected`` for a key whose projected stock-out

@@ -1,4 +1,4 @@
-"""The reorder plan: pure arithmetic on one key's forecast (issue 20; architecture §7.2).
+"""The reorder plan: pure arithmetic on one key's forecast (issue 20; architecture §7.3).
 
 With L the lead time in days, z the standard normal quantile of the service
 level and σ the forecast's error per period in cross-validation (RMSE), for a

@@ -10,13 +10,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.memory import sink as memory_sink
 from connectors.memory import source as memory_source
 from connectors.memory.sink import MemoryCrm
 from connectors.memory.source import MemoryErp
 from sync import config as cfg
-from sync.demand import DemandLine, Outflows, daily_demand, outflows
+from sync.demand import DEMAND_KINDS, DemandLine, Outflows, daily_demand, outflows
 from sync.model import Movement, MovementKind, StockKey
 from sync.runtime import build_pipeline, open_store, run_cycle
 from tests.reconcile.conftest import cli, memory_yaml
@@ -128,3 +130,44 @@ def test_report_the_issue_case_negative_stock_and_no_demand(issue_world: Path) -
     )
     c = rows["C"]
     assert (c["on_hand"], c["demand"], c["days_of_cover"]) == ("9", "0", None)
+
+
+def test_days_become_a_series_from_the_first_demand_day_with_zeros_filled() -> None:
+    from sync.forecast.run import to_series
+
+    daily = {date(2026, 3, 2): 4.0, date(2026, 3, 4): 5.0, date(2026, 3, 9): 7.0}
+    s = to_series(daily, MAIN, "day", date(2026, 3, 9))  # today's 7 is not a whole day yet
+    assert (s.key, s.start, list(s.values)) == (
+        "A@WH-MAIN",
+        date(2026, 3, 2),
+        [4, 0, 5, 0, 0, 0, 0],
+    )
+    weeks = to_series(daily, MAIN, "week", date(2026, 3, 18))  # ISO weeks from Monday 2 March
+    assert (weeks.start, list(weeks.values)) == (date(2026, 3, 2), [9.0, 7.0])
+    assert list(to_series({}, MAIN, "day", date(2026, 3, 9)).values) == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(k for k in MovementKind if k in DEMAND_KINDS)),
+            st.sampled_from(["WH-MAIN", "WH-EAST"]),
+            st.integers(-50, 50),
+            st.integers(0, 3),
+        ),
+        max_size=12,
+    ),
+    st.integers(1, 80),
+)
+def test_a_transfer_inside_a_warehouse_never_changes_demand_or_outflows(
+    raw: list[tuple[MovementKind, str, int, int]], moved: int
+) -> None:
+    lines = [line(f"erp:d{i}:{i}:1", k, q, wh, day) for i, (k, wh, q, day) in enumerate(raw)]
+    inside = [
+        line("erp:inside:1:1:out", MovementKind.TRANSFER_OUT, -moved, "WH-EAST"),
+        line("erp:inside:1:1:in", MovementKind.TRANSFER_IN, moved, "WH-EAST"),
+    ]
+    assert outflows(lines + inside) == outflows(lines)
+    both = daily_demand(lines + inside, transfers_as_demand=True)
+    assert both == daily_demand(lines, transfers_as_demand=True)
