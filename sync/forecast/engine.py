@@ -82,9 +82,10 @@ class Options:
 
     @property
     def min_length(self) -> int:
-        """The shortest series that can be cross-validated and get a conformal interval."""
+        """The shortest series that can be cross-validated (a season before the first window)
+        and get a conformal interval."""
         windows = max(2, self.cv_windows)
-        return max(windows * self.cv_h + 2 * self.season, windows * self.horizon + 1)
+        return max(windows * self.cv_h + self.season, windows * self.horizon + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,12 @@ def candidates(intermittent: bool, opts: Options, intervals: Any = None) -> list
         m.SeasonalNaive(season_length=opts.season, **kw),
         flat,
     ]
+
+
+def fallback() -> Any:
+    """What statsforecast fits instead for a series where the chosen model fails (an ETS fit
+    that does not converge): the historic average, which has its own interval."""
+    return require("statsforecast.models").HistoricAverage()
 
 
 def model_by_name(name: str, opts: Options, intervals: Any = None) -> Any:

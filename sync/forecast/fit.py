@@ -17,6 +17,7 @@ from sync.forecast.engine import (
     Options,
     Series,
     candidates,
+    fallback,
     is_intermittent,
     model_by_name,
 )
@@ -52,7 +53,9 @@ def forecast_all(series: Sequence[Series], opts: Options) -> list[Fitted]:
 def cross_validate(series: Sequence[Series], models: list[Any], opts: Options) -> Any:
     """statsforecast's rolling-origin cross-validation: a frame of unique_id, ds, cutoff, y
     and one column of point forecasts per model."""
-    sf = require("statsforecast").StatsForecast(models=models, freq=freq(opts), n_jobs=opts.n_jobs)
+    sf = require("statsforecast").StatsForecast(
+        models=models, freq=freq(opts), n_jobs=opts.n_jobs, fallback_model=fallback()
+    )
     df = frame(series, opts, last=opts.fit_periods + opts.cv_windows * opts.cv_h)
     return sf.cross_validation(
         h=opts.cv_h,
@@ -120,7 +123,9 @@ def _final(members: Sequence[Series], name: str, opts: Options) -> dict[str, lis
             model_by_name(name, opts, intervals),
             opts.fit_periods + windows * opts.horizon,
         )
-    sf = sfm.StatsForecast(models=[model], freq=freq(opts), n_jobs=opts.n_jobs)
+    sf = sfm.StatsForecast(
+        models=[model], freq=freq(opts), n_jobs=opts.n_jobs, fallback_model=fallback()
+    )
     fc = sf.forecast(h=opts.horizon, df=frame(members, opts, last=last), level=[opts.interval_pct])
     return _points(fc, name, opts.interval_pct)
 
@@ -150,6 +155,8 @@ def _short(short: Sequence[Series], opts: Options) -> dict[str, Fitted]:
     out = {}
     for s in short:
         values = np.maximum(np.asarray(s.values, dtype=float), 0.0)
+        # one observation has no spread of its own: its size stands in (a count's
+        # Poisson spread would be its square root; this errs on the side of stock)
         sd = float(np.std(values, ddof=1)) if len(values) > 1 else float(values[0])
         out[s.key] = Fitted(_key_forecast(s, opts, SHORT, points[s.key]), sd, {})
     return out

@@ -63,10 +63,17 @@ def reorder_plan(
     review_days: int,
     service_level: float,
     safety_stock_configured: float | None,
+    today: date | None = None,
 ) -> ReorderPlan:
-    """The plan for one key. ``residual_sd``: the forecast's error per period (base unit);
-    the plan counts days from the forecast's first point."""
+    """The plan for one key. ``residual_sd``: the forecast's error per period (base unit).
+    Days count from ``today`` (default: the forecast's first day); the days of a first week
+    that are already past are dropped."""
+    if not forecast.points:
+        raise ValueError(f"{forecast.key}: a forecast with no points has no plan")
     rates = daily_means(forecast)
+    start = forecast.points[0].period_start
+    if today is not None and today > start:
+        rates, start = rates[(today - start).days :], today
     period_days = 1 if forecast.period == "day" else 7
     z = NormalDist().inv_cdf(service_level)
     needed = max(0.0, z * residual_sd * math.sqrt(lead_time_days / period_days))
@@ -76,9 +83,6 @@ def reorder_plan(
     if available <= rop + _EPS:
         target = demand_over(rates, lead_time_days + review_days) + needed
         order = float(max(0, math.ceil(target - available - _EPS)))
-    if not forecast.points:
-        raise ValueError(f"{forecast.key}: a forecast with no points has no plan")
-    start = forecast.points[0].period_start
     out = stockout_day(rates, available, start)
     return ReorderPlan(
         key=forecast.key,

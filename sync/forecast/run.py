@@ -99,7 +99,10 @@ def levels(store: StateStore, p: PipelineBase) -> dict[StockKey, LevelValue]:
 
 
 def plans(
-    fitted: Iterable[Fitted], values: Mapping[StockKey, LevelValue], p: PipelineBase
+    fitted: Iterable[Fitted],
+    values: Mapping[StockKey, LevelValue],
+    p: PipelineBase,
+    today: date | None = None,
 ) -> list[ReorderPlan]:
     """One plan per forecast, on ``alerts.basis`` for "available" and the configured
     safety stock (``alerts`` thresholds) for the comparison."""
@@ -119,6 +122,7 @@ def plans(
                 review_days=p.forecast.review_days,
                 service_level=p.forecast.service_level,
                 safety_stock_configured=None if safety is None else float(safety),
+                today=today,
             )
         )
     return out
@@ -139,4 +143,4 @@ def forecast_pipeline(
     values = levels(store, p)
     series = read_series(store, p, today, wanted, values)
     fitted = forecast_all(series, options(p, horizon_days=horizon_days, n_jobs=n_jobs))
-    return fitted, plans(fitted, values, p)
+    return fitted, plans(fitted, values, p, today)

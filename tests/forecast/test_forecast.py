@@ -85,3 +85,19 @@ def test_a_missing_extra_is_named() -> None:
     with pytest.raises(StockSyncError, match="'forecast' extra") as caught:
         require("statsforecast_not_installed_here")
     assert caught.value.hint == EXTRA_HINT and "stocksync[forecast]" in EXTRA_HINT
+
+
+def test_weekly_periods_forecast_whole_weeks() -> None:
+    from sync.forecast.fit import forecast_all
+
+    daily = generate("flat", 1, 7 * 80, seed=9, end=date(2026, 3, 2))[0]
+    weeks = [sum(daily.values[i : i + 7]) for i in range(0, len(daily.values), 7)]
+    series = Series("W@W", "W", "W", daily.start, weeks)
+    opts = Options(period="week", horizon=4, fit_periods=104, flat_rate=4)
+    (f,) = forecast_all([series], opts)
+    assert [p.period_start for p in f.forecast.points] == [
+        date(2026, 3, 2) + timedelta(weeks=i) for i in range(4)
+    ]
+    assert f.forecast.period == "week" and f.forecast.model not in {NO_DEMAND, SHORT}
+    # a flat daily mean: the weekly forecast is within a fifth of the history's weekly mean
+    assert abs(f.forecast.points[0].mean / (sum(weeks) / len(weeks)) - 1) < 0.2

@@ -67,6 +67,23 @@ def test_weekly_forecast_is_spread_over_its_days() -> None:
     assert p.stockout_within_lead_time
 
 
+def test_a_week_already_begun_counts_from_today() -> None:
+    f = forecast(2.0, periods=4, period="week")  # from Monday 2 March
+    p = reorder_plan(
+        f,
+        residual_sd=0.0,
+        on_hand=3,
+        available=3,
+        lead_time_days=4,
+        review_days=3,
+        service_level=0.95,
+        safety_stock_configured=None,
+        today=START + timedelta(days=2),
+    )
+    assert p.stockout_date == START + timedelta(days=3)  # 2 met on Wednesday, Thursday short
+    assert p.demand_over_lead_time == pytest.approx(8.0)
+
+
 def test_negative_stock_is_out_today_and_the_order_makes_up_for_it() -> None:
     p = plan(forecast(2.0), available=-5)
     assert p.stockout_date == START and p.stockout_within_lead_time
