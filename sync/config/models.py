@@ -295,7 +295,7 @@ class AlertSettings(StrictModel):
         Decimal(7), ge=0, le=3650, description="for reorder suggestions (0 to 3650 days)"
     )
     cover_days: int = Field(
-        30, ge=1, le=3650, description="outbound rate window for stock cover (1 to 3650 days)"
+        30, ge=1, le=3650, description="customer-demand window for stock cover (1 to 3650 days)"
     )
     basis: Basis = Field(
         "on_hand",
