@@ -38,12 +38,10 @@ def backtest(series: Sequence[Series], opts: Options) -> list[Score]:
     usable = [s for s in series if len(s.values) - h >= opts.min_length and any(s.values)]
     if not usable:
         return []
-    train = [replace(s, values=list(s.values[:-h])) for s in usable]
-    chosen = {}
+    train = [replace(s, values=s.values[:-h]) for s in usable]
+    chosen: dict[str, str] = {}
     for intermittent in (False, True):
-        group = [
-            s for s in train if is_intermittent(list(s.values)[-opts.fit_periods :]) == intermittent
-        ]
+        group = [s for s in train if _intermittent(s, opts) == intermittent]
         if group:
             chosen.update(choose(group, intermittent, opts).chosen.to_dict())
     models = _all_models(opts)
@@ -51,7 +49,7 @@ def backtest(series: Sequence[Series], opts: Options) -> list[Score]:
     sf = require("statsforecast").StatsForecast(models=models, freq=freq(opts), n_jobs=opts.n_jobs)
     df = frame(usable, opts, last=opts.fit_periods + h)
     held = sf.cross_validation(h=h, df=df, n_windows=1, step_size=h, input_size=opts.fit_periods)
-    pick = held["unique_id"].map(chosen).to_numpy()
+    pick = [chosen[usable[code].key] for code in held["unique_id"].to_numpy()]
     table = held[names].to_numpy()
     column = {n: i for i, n in enumerate(names)}
     held[CHOSEN] = table[np.arange(len(held)), [column[p] for p in pick]]
@@ -59,7 +57,7 @@ def backtest(series: Sequence[Series], opts: Options) -> list[Score]:
 
 
 def _intermittent(s: Series, opts: Options) -> bool:
-    return is_intermittent(list(s.values)[-opts.fit_periods :])
+    return is_intermittent(list(s.values[-opts.fit_periods :]))
 
 
 def _all_models(opts: Options) -> list[object]:

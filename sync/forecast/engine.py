@@ -64,8 +64,8 @@ class Options:
     #: periods of history kept in each KeyForecast (None: all)
     history_kept: int | None = None
     n_jobs: int = 1
-    #: how much lower (fraction) a model's CV error must be to replace the flat rate
-    keep_flat: float = 0.2
+    #: the paired t statistic a model's lower CV errors need to replace the flat rate
+    switch_t: float = 3.0
 
     @property
     def season(self) -> int:

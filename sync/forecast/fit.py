@@ -76,20 +76,55 @@ class Choice:
 
 
 def choose(group: Sequence[Series], intermittent: bool, opts: Options) -> Choice:
-    """The model with the lowest cross-validated MAE, per series."""
+    """The model of each series, from its rolling-origin cross-validation errors.
+
+    Smooth series: the flat rate, unless a candidate's absolute errors are lower with
+    significance (``significant``): of those, the one with the lowest MAE. A few windows'
+    errors are noisy, and a switch to a model no better out of sample only adds error.
+    Intermittent series: the candidate with the lowest error relative to the flat rate,
+    pooled over the group (``pooled_best``): one series' few sales in a few windows say
+    little about which method suits it (in the backtest, per-series switches made such
+    series worse), the group's many say which method suits this kind of demand
+    (Syntetos & Boylan 2005).
+    """
     names = [str(m) for m in candidates(intermittent, opts)]
     cv = cross_validate(group, candidates(intermittent, opts), opts)
     errors = cv[names].to_numpy() - cv[["y"]].to_numpy()
     ids = cv[["unique_id"]]
     absolute = ids.assign(**{n: np.abs(errors[:, i]) for i, n in enumerate(names)})
     squared = ids.assign(**{n: errors[:, i] ** 2 for i, n in enumerate(names)})
-    mae = absolute.groupby("unique_id", sort=False)[names].mean()
-    mse = squared.groupby("unique_id", sort=False)[names].mean()
-    # the flat rate stays unless a model beats it by ``keep_flat`` (selection noise of a few
-    # windows would otherwise swap it for a model that is no better out of sample)
-    handicap = mae.copy()
-    handicap[FLAT_RATE] = handicap[FLAT_RATE] * (1 - opts.keep_flat)
-    return Choice(handicap.idxmin(axis=1), mae, mse)
+    mae = keyed(absolute.groupby("unique_id", sort=False)[names].mean(), group)
+    mse = keyed(squared.groupby("unique_id", sort=False)[names].mean(), group)
+    if intermittent:
+        chosen = mae.index.to_series().map(lambda _: pooled_best(mae))
+        return Choice(chosen, mae, mse)
+    passed = keyed(significant(absolute, names, opts.switch_t), group)
+    eligible = mae.where(passed, np.inf)
+    eligible[FLAT_RATE] = mae[FLAT_RATE]
+    return Choice(eligible.idxmin(axis=1), mae, mse)
+
+
+def significant(absolute: Any, names: list[str], threshold: float) -> Any:
+    """Per series and candidate: is its absolute error lower than the flat rate's, with the
+    paired t statistic of the differences above ``threshold`` (Diebold & Mariano 1995,
+    without their correction for correlated errors — so a high threshold)?"""
+    diff = absolute[["unique_id"]].assign(
+        **{n: absolute[FLAT_RATE] - absolute[n] for n in names if n != FLAT_RATE}
+    )
+    grouped = diff.groupby("unique_id", sort=False)
+    mean, sd, n = grouped.mean(), grouped.std(ddof=1), grouped.count()
+    t = mean / (sd / np.sqrt(n))
+    return (t > threshold).fillna(mean > 0)
+
+
+def pooled_best(mae: Any) -> str:
+    """The candidate with the lowest mean of MAE / flat rate's MAE over the series (those
+    whose flat-rate error is not 0); the flat rate when none is usable."""
+    flat = mae[FLAT_RATE].to_numpy()
+    usable = flat > 0
+    if not usable.any():
+        return FLAT_RATE
+    return str(mae[usable].div(flat[usable], axis=0).mean().idxmin())
 
 
 def _cross_validated(
@@ -127,12 +162,14 @@ def _final(members: Sequence[Series], name: str, opts: Options) -> dict[str, lis
         models=[model], freq=freq(opts), n_jobs=opts.n_jobs, fallback_model=fallback()
     )
     fc = sf.forecast(h=opts.horizon, df=frame(members, opts, last=last), level=[opts.interval_pct])
-    return _points(fc, name, opts.interval_pct)
+    return _points(fc, name, opts.interval_pct, members)
 
 
-def _points(fc: Any, name: str, pct: int) -> dict[str, list[ForecastPoint]]:
-    """statsforecast's forecast frame → points per key; bounds floored at 0 (no negative
-    demand), NaN bounds (a one-period history) collapse onto the mean."""
+def _points(
+    fc: Any, name: str, pct: int, series: Sequence[Series]
+) -> dict[str, list[ForecastPoint]]:
+    """statsforecast's forecast frame of ``series`` → points per key; bounds floored at 0 (no
+    negative demand), NaN bounds (a one-period history) collapse onto the mean."""
     mean = np.maximum(fc[name].to_numpy(dtype=float), 0.0)
     low = np.maximum(np.nan_to_num(fc[f"{name}-lo-{pct}"].to_numpy(dtype=float), nan=0.0), 0.0)
     high = fc[f"{name}-hi-{pct}"].to_numpy(dtype=float)
@@ -140,8 +177,11 @@ def _points(fc: Any, name: str, pct: int) -> dict[str, list[ForecastPoint]]:
     low = np.minimum(np.where(np.isnan(low), mean, low), mean)
     out: dict[str, list[ForecastPoint]] = defaultdict(list)
     days = fc["ds"].dt.date.to_numpy()
-    for i, key in enumerate(fc["unique_id"].to_numpy()):
-        out[key].append(ForecastPoint(days[i], float(mean[i]), float(low[i]), float(high[i])))
+    keys = [s.key for s in series]
+    for i, code in enumerate(fc["unique_id"].to_numpy()):
+        out[keys[code]].append(
+            ForecastPoint(days[i], float(mean[i]), float(low[i]), float(high[i]))
+        )
     return out
 
 
@@ -151,7 +191,7 @@ def _short(short: Sequence[Series], opts: Options) -> dict[str, Fitted]:
     m = require("statsforecast.models")
     sf = require("statsforecast").StatsForecast(models=[m.HistoricAverage()], freq=freq(opts))
     fc = sf.forecast(h=opts.horizon, df=frame(short, opts), level=[opts.interval_pct])
-    points = _points(fc, SHORT, opts.interval_pct)
+    points = _points(fc, SHORT, opts.interval_pct, short)
     out = {}
     for s in short:
         values = np.maximum(np.asarray(s.values, dtype=float), 0.0)
@@ -185,25 +225,33 @@ def _key_forecast(
 
 
 def frame(series: Sequence[Series], opts: Options, last: int | None = None) -> Any:
-    """The long data frame statsforecast reads: unique_id, ds, y (the last ``last`` periods)."""
+    """The long data frame statsforecast reads: unique_id (the series' position in
+    ``series``: integers cost far less than key strings at millions of rows), ds, y (the
+    last ``last`` periods, floored at 0)."""
     pd = require("pandas")
     ids, stamps, ys = [], [], []
-    for s in series:
+    step = np.timedelta64(opts.step.days, "D")
+    for i, s in enumerate(series):
         values = np.asarray(s.values, dtype=float)
         skip = max(0, len(values) - last) if last else 0
         values = np.maximum(values[skip:], 0.0)
         first = np.datetime64(s.start + skip * opts.step, "D")
-        step = np.timedelta64(opts.step.days, "D")
         stamps.append(first + step * np.arange(len(values)))
-        ids.append(np.full(len(values), s.key, dtype=object))
+        ids.append(np.full(len(values), i, dtype=np.int64))
         ys.append(values)
     return pd.DataFrame(
         {
-            "unique_id": np.concatenate(ids) if ids else [],
-            "ds": np.concatenate(stamps) if stamps else [],
-            "y": np.concatenate(ys) if ys else [],
+            "unique_id": np.concatenate(ids) if ids else np.array([], dtype=np.int64),
+            "ds": np.concatenate(stamps) if stamps else np.array([], dtype="datetime64[D]"),
+            "y": np.concatenate(ys) if ys else np.array([], dtype=float),
         }
     )
+
+
+def keyed(table: Any, series: Sequence[Series]) -> Any:
+    """A frame or series indexed by position in ``series`` → indexed by key."""
+    keys = [s.key for s in series]
+    return table.set_axis([keys[i] for i in table.index], axis=0)
 
 
 def freq(opts: Options) -> str:
