@@ -2,18 +2,18 @@
 
 Per series, the model is chosen by rolling-origin cross-validation
 (``StatsForecast.cross_validation``: ``cv_windows`` windows of ``cv_h`` periods,
-lowest mean absolute error wins). The candidates depend on the series' average
+mean absolute error). The candidates depend on the series' average
 demand interval (ADI, Syntetos–Boylan 2005): smooth series (ADI < 1.32) try
 AutoETS (additive weekly season), SeasonalNaive and the flat rate; intermittent
 ones Croston (SBA), TSB, ADIDA and the flat rate. The flat rate (what ``stocksync
-report`` does) stays unless a model's CV error is ``keep_flat`` lower: with a few
-windows the choice is noisy, and a model no better out of sample is worse than
-the plain method (measured: ``benchmarks/forecast.py``). The chosen model is
-refitted on the last ``fit_periods`` periods; its prediction interval is the
-model's own where statsforecast has one (AutoETS, SeasonalNaive), conformal
-(``ConformalIntervals``) for the others. A series with no demand is forecast 0;
-one too short for cross-validation gets the historic average with its normal
-interval.
+report`` does) stays for a smooth series unless a model's lower CV errors are
+significant; intermittent series take the candidate best over their whole group
+(``sync.forecast.fit.choose`` says why; measured: ``benchmarks/forecast.py``).
+The chosen model is refitted on the last ``fit_periods`` periods; its prediction
+interval is the model's own where statsforecast has one (AutoETS, SeasonalNaive),
+conformal (``ConformalIntervals``) for the others. A series with no demand is
+forecast 0; one too short for cross-validation gets the historic average with its
+normal interval.
 
 Needs the ``forecast`` extra (``sync.forecast.extra``). Values are floats, base unit.
 """
