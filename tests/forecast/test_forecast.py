@@ -18,9 +18,9 @@ OPTS = Options(horizon=14, cv_windows=2, fit_periods=91)
 
 @pytest.fixture(scope="module")
 def fitted() -> dict[str, Fitted]:
-    from sync.forecast.fit import forecast_all
-
     import numpy as np
+
+    from sync.forecast.fit import forecast_all
 
     rng = np.random.default_rng(3)
     weekly = 30 * (1 + 0.5 * np.sin(2 * np.pi * np.arange(140) / 7))
