@@ -41,7 +41,10 @@ def forecast_cmd(
         bool,
         typer.Option("--backtest", help="MASE of each model and of the flat rate, held out"),
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="processes (statsforecast)")] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", min=1, help="processes (default forecast.jobs)"),
+    ] = None,
 ) -> None:
     """Customer demand forecast per SKU × warehouse with prediction intervals, and the reorder
     plan: reorder point, order quantity, projected stock-out (most urgent first)."""
@@ -70,7 +73,7 @@ def _forecast(
     today: Any,
     wanted: Any,
     horizon: int | None,
-    jobs: int,
+    jobs: int | None,
     fmt: str,
     output: Path | None,
 ) -> None:
@@ -80,7 +83,7 @@ def _forecast(
     rows, forecasts, plans = [], [], {}
     for p in pipes:
         fitted, plan_list = forecast_pipeline(
-            store, p, today, wanted=wanted, horizon_days=horizon, n_jobs=jobs
+            store, p, today, wanted=wanted, horizon_days=horizon, n_jobs=jobs or p.forecast.jobs
         )
         for f, plan in zip(fitted, plan_list, strict=True):
             row = summary(p.name, f.forecast, plan)
@@ -118,7 +121,7 @@ def _backtest(
     today: Any,
     wanted: Any,
     horizon: int | None,
-    jobs: int,
+    jobs: int | None,
 ) -> list[dict[str, Any]]:
     from sync.forecast.backtest import backtest
     from sync.forecast.engine import FLAT_RATE
@@ -127,7 +130,7 @@ def _backtest(
     rows = []
     for p in pipes:
         series = read_series(store, p, today, wanted, levels(store, p))
-        scores = backtest(series, options(p, horizon_days=horizon, n_jobs=jobs))
+        scores = backtest(series, options(p, horizon_days=horizon, n_jobs=jobs or p.forecast.jobs))
         flat = next((s.mase for s in scores if s.model == FLAT_RATE), None)
         for s in scores:
             vs = None if not flat else f"{(s.mase / flat - 1) * 100:+.1f}%"

@@ -61,6 +61,13 @@ class ForecastSettings(StrictModel):
     flat_rate_days: int = Field(
         30, ge=1, le=3650, description="window of the flat-rate method the backtest compares"
     )
+    jobs: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes the forecast runs in (the nightly job; `forecast --jobs` "
+        "overrides): statsforecast splits the series among them",
+    )
     nightly_cron: str | None = Field(
         None,
         description="cron of the daemon job that computes and stores the reorder plan and "

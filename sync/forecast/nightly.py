@@ -100,12 +100,13 @@ def projected(
     return alerts
 
 
-def nightly_plan(pipeline: PlannedPipeline, *, n_jobs: int = 1) -> dict[str, int]:
-    """Forecast, store the plans, alert; returns counts (keys, stockouts, orders)."""
+def nightly_plan(pipeline: PlannedPipeline) -> dict[str, int]:
+    """Forecast (``forecast.jobs`` processes), store the plans, alert; returns counts (keys,
+    stockouts, orders)."""
     from sync.forecast.run import forecast_pipeline
 
     store, now, p = pipeline.store, pipeline.now(), pipeline.settings
-    fitted, plans = forecast_pipeline(store, p, now.date(), n_jobs=n_jobs)
+    fitted, plans = forecast_pipeline(store, p, now.date(), n_jobs=p.forecast.jobs)
     alerts = projected(p.name, plans, store.reorder_plans(p.name), now)
     rows = [
         StoredPlan(f.forecast.sku, f.forecast.warehouse, f.forecast.model, now, plan)

@@ -9,6 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from sync.forecast.rows import SUMMARY_COLUMNS
 from tests.reconcile.conftest import cli
 
@@ -66,3 +68,19 @@ def test_backtest_reports_mase_per_model_and_the_flat_rate(world: Path) -> None:
     assert {r["series"] for r in rows.values()} == {1}  # only SEAS is long enough
     assert rows["FlatRate"]["vs_flat_rate"] == "+0.0%"
     assert rows["Chosen"]["mase"] < 0.85 * rows["FlatRate"]["mase"]
+
+
+def test_without_the_extra_the_error_names_it(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import structlog
+    from typer.testing import CliRunner
+
+    from sync.cli.main import app
+
+    monkeypatch.setitem(sys.modules, "statsforecast", None)  # import fails, as uninstalled
+    monkeypatch.delitem(sys.modules, "sync.forecast.fit", raising=False)
+    result = CliRunner().invoke(app, ["forecast", "-c", str(world)])
+    structlog.reset_defaults()
+    assert result.exit_code == 2
+    assert "'forecast' extra" in result.stderr and "stocksync[forecast]" in result.stderr
