@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sync.forecast.engine import FLAT_RATE, Options, Series, candidates, is_intermittent
 from sync.forecast.extra import require
@@ -30,6 +31,9 @@ class Score:
     model: str
     series: int
     mase: float
+    #: paired t statistic of (this model's − the flat rate's) MASE over the series: above
+    #: about 1.65, worse than the flat rate beyond the noise of the held-out window
+    t_vs_flat: float = 0.0
 
 
 def backtest(series: Sequence[Series], opts: Options) -> list[Score]:
@@ -73,7 +77,15 @@ def _scores(held: object, train: object, names: list[str], opts: Options) -> lis
     season = 7 if opts.period == "day" else 1
     per_series = losses.mase(held, names, seasonality=season, train_df=train)
     finite = per_series[names].replace([np.inf, -np.inf], np.nan).dropna()
-    return [Score(n, len(finite), float(finite[n].mean())) for n in names]
+    return [Score(n, len(finite), float(finite[n].mean()), _paired_t(finite, n)) for n in names]
+
+
+def _paired_t(table: Any, name: str) -> float:
+    diff = (table[name] - table[FLAT_RATE]).to_numpy()
+    sd = float(np.std(diff, ddof=1)) if len(diff) > 1 else 0.0
+    if sd == 0.0:
+        return 0.0 if float(np.mean(diff)) == 0 else float(np.sign(np.mean(diff))) * np.inf
+    return float(np.mean(diff) / (sd / np.sqrt(len(diff))))
 
 
 def improvement(scores: Sequence[Score]) -> float:

@@ -4,7 +4,7 @@ Per series, the model is chosen by rolling-origin cross-validation
 (``StatsForecast.cross_validation``: ``cv_windows`` windows of ``cv_h`` periods,
 mean absolute error). The candidates depend on the series' average
 demand interval (ADI, Syntetos–Boylan 2005): smooth series (ADI < 1.32) try
-AutoETS (additive weekly season), SeasonalNaive and the flat rate; intermittent
+AutoETS (additive weekly season), SeasonalNaive, SES and the flat rate; intermittent
 ones Croston (SBA), TSB, ADIDA and the flat rate. The flat rate (what ``stocksync
 report`` does) stays for a smooth series unless a model's lower CV errors are
 significant; intermittent series take the candidate best over their whole group
@@ -110,6 +110,7 @@ def candidates(intermittent: bool, opts: Options, intervals: Any = None) -> list
     return [
         m.AutoETS(season_length=ets_season, model="ZZZ" if ets_season == 1 else "ANA", **kw),
         m.SeasonalNaive(season_length=opts.season, **kw),
+        m.SimpleExponentialSmoothingOptimized(alias="SES", **kw),
         flat,
     ]
 
