@@ -62,13 +62,16 @@ def options(p: PipelineBase, *, horizon_days: int | None = None, n_jobs: int = 1
     f = p.forecast
     days = horizon_days or f.horizon_days
     week = f.period == "week"
+    horizon = -(-days // 7) if week else days
     return Options(
         period=f.period,
-        horizon=-(-days // 7) if week else days,
+        horizon=horizon,
         interval_pct=f.interval_pct,
         cv_windows=f.cv_windows,
         flat_rate=max(1, f.flat_rate_days // 7) if week else f.flat_rate_days,
         fit_periods=104 if week else 182,
+        # what a chart shows before the forecast; all of it would be 0.8 GB at 10,000 keys
+        history_kept=max(4 * horizon, 26 if week else 182),
         n_jobs=n_jobs,
     )
 
