@@ -64,10 +64,10 @@ class StockoutAlert:
             "warehouse": key.warehouse,
             "stockout_date": p.stockout_date.isoformat() if p.stockout_date else None,
             "lead_time_days": p.lead_time_days,
-            "available": round(p.available, 6),
-            "demand_over_lead_time": round(p.demand_over_lead_time, 6),
-            "reorder_point": round(p.reorder_point, 6),
-            "order_quantity": round(p.order_quantity, 6),
+            "available": p.available,
+            "demand_over_lead_time": p.demand_over_lead_time,
+            "reorder_point": p.reorder_point,
+            "order_quantity": p.order_quantity,
             "at": self.at.isoformat(),
         }
 
