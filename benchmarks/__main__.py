@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import fleet, ingest, push, reconcile, reservations, servers, sql
+from benchmarks import fleet, forecast, ingest, push, reconcile, reservations, servers, sql
 from benchmarks.common import Result
 from sync.service.logging import configure
 
@@ -48,6 +48,10 @@ class Sizes:
     fleet_window_s: int
     #: sql: lines in the PostgreSQL ERP table
     sql_lines: int
+    #: forecast: backtested series per family, days of history, series of the speed run
+    forecast_per_family: int
+    forecast_days: int
+    forecast_series: int
 
 
 FULL = Sizes(
@@ -65,8 +69,13 @@ FULL = Sizes(
     10,
     30,
     200_000,
+    300,
+    730,
+    10_000,
 )
-QUICK = Sizes(20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000, 5_000, 250, 60, 15, 3, 4, 5_000)
+QUICK = Sizes(
+    20_000, 20_000, 1_000, 300, 5_000, 50_000, 50_000, 5_000, 250, 60, 15, 3, 4, 5_000, 3, 150, 30
+)
 
 Scenario = Callable[[Sizes], list[Result]]
 SCENARIOS: dict[str, Scenario] = {
@@ -81,6 +90,9 @@ SCENARIOS: dict[str, Scenario] = {
     ],
     "fleet": lambda z: fleet.fleet(z.fleet_pipelines, z.fleet_interval_s, z.fleet_window_s),
     "sql": lambda z: sql.sql(z.sql_lines),
+    "forecast": lambda z: forecast.forecast(
+        z.forecast_per_family, z.forecast_days, z.forecast_series
+    ),
 }
 #: names that select another scenario (the re-pull runs on the ingest's data)
 ALIASES = {"repull": "ingest", "postgresql": "servers", "mariadb": "servers"}

@@ -152,7 +152,7 @@ def test_status_on_an_empty_state_db_needs_only_the_env(tmp_path: Path) -> None:
     assert "no pipeline has run yet" in result.stdout
     as_json = run("status", "--format", "json", env=env, cwd=tmp_path)
     data = json.loads(as_json.stdout)
-    assert data["pipelines"] == [] and data["revision"] == "0008" and data["outbox"] == {}
+    assert data["pipelines"] == [] and data["revision"] == "0009" and data["outbox"] == {}
 
 
 def test_status_shows_levels_a_crashed_pull_left_unqueued(tmp_path: Path) -> None:

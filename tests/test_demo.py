@@ -39,13 +39,19 @@ def test_demo_ends_equal_and_its_report_makes_sense(tmp_path: Path) -> None:
     assert report.returncode == 0, report.stderr
     rows = {(r["sku"], r["warehouse"]): r for r in json.loads(report.stdout)}
     phones = rows[("PHONE-X", "WH-MAIN")]
-    # 200 opening − 100 shipped − 40 transferred + 30 returned = 90; 140 out over 30 days
+    # 200 opening − 100 shipped − 40 transferred + 30 returned = 90 on hand; customer demand
+    # 100 − 30 = 70 over 30 days (2.3333 a day: 38.6 days); the transfer is no demand
     assert Decimal(phones["on_hand"]) == 90
-    assert Decimal(phones["outbound"]) == 140
-    assert Decimal(phones["days_of_cover"]) == Decimal("19.3")
+    assert (phones["demand"], phones["shipments"], phones["customer_returns"]) == (
+        "70",
+        "100",
+        "30",
+    )
+    assert phones["transfers_out"] == "40"
+    assert Decimal(phones["days_of_cover"]) == Decimal("38.6")
     tablets = rows[("TABLET-S", "WH-MAIN")]
     # 80 − 50 shipped − 25 reserved and then shipped; nothing reserved at the end
-    assert Decimal(tablets["on_hand"]) == 5 and Decimal(tablets["outbound"]) == 75
+    assert Decimal(tablets["on_hand"]) == 5 and Decimal(tablets["demand"]) == 75
     assert Decimal(tablets["reserved"]) == 0 and Decimal(tablets["available"]) == 5
     assert Decimal(tablets["reorder_qty"]) > 0
     assert rows[("A-100", "WH-MAIN")]["on_hand"] == "115"

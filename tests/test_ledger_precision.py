@@ -212,4 +212,7 @@ def test_no_core_module_rounds_a_quantity() -> None:
         ("sync/cli/status.py", "round"),  # a replica's heartbeat age in seconds
         ("sync/model.py", "to_integral_value"),
         ("connectors/memory/sink.py", "quantize"),
+        # a forecast is a float estimate, not a ledger figure: shown to two decimals
+        ("sync/forecast/rows.py", "round"),
+        ("sync/cli/forecast.py", "round"),  # a backtest's MASE, to three decimals
     }, found

@@ -37,7 +37,7 @@ def test_a_0001_database_upgrades_and_its_lines_stay_unchanged(
     old.close()
 
     store = StateStore(url)
-    assert store.upgrade() == "0008"
+    assert store.upgrade() == "0009"
     columns = {c["name"] for c in inspect(store.engine).get_columns("movements")}
     assert store.alert_events("p") == []  # alerts owed to a webhook come with 0006
     assert store.reserved_units("p") == {}  # reserved stock comes with the first snapshot

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from sync.demand import Outflows
 from sync.model import LevelValue, StockKey, plain
 from sync.report import cover_rows
 
@@ -35,13 +36,13 @@ def test_the_report_shows_every_quantity_plainly() -> None:
     }
     rows = cover_rows(
         levels,
-        {StockKey("A", "W1"): Decimal("12.50")},
+        {StockKey("A", "W1"): Outflows(shipments=Decimal("12.50"))},
         days=30,
         lead_time_days=Decimal(7),
         safety={},
     )
     shown = [
-        (r["on_hand"], r["reserved"], r["available"], r["outbound"])
+        (r["on_hand"], r["reserved"], r["available"], r["demand"])
         for r in (row.as_dict("main") for row in rows)
     ]
     assert shown == [("139.5", "0", "139.5", "12.5"), ("30", "15", "15", "0")]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 
-from sync.cli import config_cmds, explain, ops, reconcile, run, state_cmds
+from sync.cli import config_cmds, explain, forecast, ops, reconcile, run, state_cmds
 from sync.cli.app import app, closed_pipe
 from sync.settings import mask
 
 #: the modules whose import registers commands (kept referenced for the linters)
-COMMAND_MODULES = (config_cmds, explain, ops, reconcile, run, state_cmds)
+COMMAND_MODULES = (config_cmds, explain, forecast, ops, reconcile, run, state_cmds)
 
 
 def main() -> None:

@@ -283,7 +283,7 @@ def alerts_list(
 def report_cmd(
     config: ConfigOpt = None,
     days: Annotated[
-        int | None, typer.Option("--days", min=1, help="outbound window (default: cover_days)")
+        int | None, typer.Option("--days", min=1, help="demand window (default: cover_days)")
     ] = None,
     basis: Annotated[
         cfg.Basis | None,
@@ -296,8 +296,9 @@ def report_cmd(
     pipeline: PipelineOpt = None,
     format: FormatOpt = "table",
 ) -> None:
-    """Stock cover per SKU × warehouse: on hand, reserved, available, daily outbound, days of
-    cover and reorder qty (on the basis figure)."""
+    """Stock cover per SKU × warehouse: on hand, reserved, available, customer demand
+    (shipments − customer returns) and its daily rate, days of cover, reorder qty (on the basis
+    figure), and the other outflows (transfers out, supplier returns, count losses, other out)."""
     from sync.report import COVER_COLUMNS, stock_cover
 
     def body() -> None:
@@ -310,7 +311,14 @@ def report_cmd(
             window = days or p.alerts.cover_days
             static = p.push.reservations
             for r in stock_cover(
-                store, p.name, p.alerts, days=window, now=now, static=static, basis=basis
+                store,
+                p.name,
+                p.alerts,
+                days=window,
+                now=now,
+                static=static,
+                basis=basis,
+                transfers_as_demand=p.forecast.transfers_as_demand,
             ):
                 rows.append({**r.as_dict(p.name), "days": window})
         emit(rows, format, "stock cover", [*COVER_COLUMNS, "days"])

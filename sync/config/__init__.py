@@ -5,6 +5,7 @@ UTF-8, duplicate-key and line-tracking reader (``yaml_doc``).
 reads it.
 """
 
+from sync.config.forecast import ForecastSettings
 from sync.config.load import (
     json_schema,
     load,
@@ -45,6 +46,7 @@ __all__ = [
     "ENV_STATE_URL",
     "AlertSettings",
     "Basis",
+    "ForecastSettings",
     "LogSettings",
     "MetricsSettings",
     "PipelineBase",

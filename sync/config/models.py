@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 import connectors
+from sync.config.forecast import ForecastSettings
 from sync.errors import ConfigError, ConfigProblem
 from sync.model import exact_units, parse_stock_key
 from sync.settings import (
@@ -294,7 +295,7 @@ class AlertSettings(StrictModel):
         Decimal(7), ge=0, le=3650, description="for reorder suggestions (0 to 3650 days)"
     )
     cover_days: int = Field(
-        30, ge=1, le=3650, description="outbound rate window for stock cover (1 to 3650 days)"
+        30, ge=1, le=3650, description="customer-demand window for stock cover (1 to 3650 days)"
     )
     basis: Basis = Field(
         "on_hand",
@@ -321,6 +322,7 @@ class PipelineBase(StrictModel):
     push: PushSettings = PushSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     alerts: AlertSettings = AlertSettings()
+    forecast: ForecastSettings = ForecastSettings()
 
     @field_validator("name")
     @classmethod

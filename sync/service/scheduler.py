@@ -149,6 +149,11 @@ class JobRunner:
     def _reconcile(self, p: Pipeline) -> None:
         run_scheduled(p)  # writes its own runs row (job "reconcile")
 
+    def _forecast(self, p: Pipeline) -> None:
+        from sync.forecast.nightly import nightly_plan
+
+        self._recorded(p, "forecast", lambda run_id: nightly_plan(p))
+
     def _recorded(self, p: Pipeline, job: str, body: Callable[[str], Any]) -> None:
         run_id = str(uuid.uuid4())
         row = p.store.start_run(run_id, p.name, job, p.now())
@@ -171,12 +176,19 @@ def triggers(p: PipelineBase) -> dict[str, Any]:
         "rescan": CronTrigger.from_crontab(p.schedule.rescan_cron),
         "reconcile": CronTrigger.from_crontab(p.schedule.reconcile_cron),
     }
+    if p.forecast.nightly_cron is not None:
+        out["forecast"] = CronTrigger.from_crontab(p.forecast.nightly_cron)
     return out
 
 
 def _spec(p: PipelineBase, job: str) -> tuple[Any, ...]:
     s = p.schedule
-    schedule = {"cycle": s.interval_s, "rescan": s.rescan_cron, "reconcile": s.reconcile_cron}
+    schedule = {
+        "cycle": s.interval_s,
+        "rescan": s.rescan_cron,
+        "reconcile": s.reconcile_cron,
+        "forecast": p.forecast.nightly_cron,
+    }
     return (schedule[job], s.misfire_grace_s)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -297,24 +297,6 @@ class LedgerReads(StoreBase):
             ]
         current = self.movement(pipeline, key)
         return archived + ([current] if current else [])
-
-    def outbound_totals(
-        self, pipeline: str, since: datetime, kinds: Sequence[str]
-    ) -> dict[StockKey, Decimal]:
-        """Σ |qty| of active outbound movements since ``since`` per stock key (stock cover)."""
-        t = s.movements
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(t.c.sku, t.c.warehouse, func.sum(t.c.qty))
-                .where(
-                    t.c.pipeline == pipeline,
-                    t.c.occurred_at >= since,
-                    t.c.active.is_(True),
-                    t.c.kind.in_(list(kinds)),
-                )
-                .group_by(t.c.sku, t.c.warehouse)
-            )
-            return {StockKey(r[0], r[1]): abs(from_units(int(r[2]))) for r in rows}
 
     def meta(self, pipeline: str, name: str) -> str | None:
         t = s.pipeline_meta

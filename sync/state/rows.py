@@ -7,13 +7,14 @@ never SQLAlchemy rows) and the converters from result rows to them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import RowMapping
 
+from sync.forecast.model import ReorderPlan
 from sync.model import Cursor, Movement, MovementKind, StockKey
 from sync.state.schema import from_units, to_units
 
@@ -316,3 +317,27 @@ def alert_event_row(r: RowMapping) -> AlertEventRow:
 
 def run_row(r: RowMapping) -> RunRow:
     return RunRow(**{k: r[k] for k in RunRow.__slots__})
+
+
+#: the columns of ``reorder_plans`` a ReorderPlan fills (all its fields but the key)
+PLAN_FIELDS = tuple(f.name for f in fields(ReorderPlan) if f.name != "key")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPlan:
+    """One key's reorder plan as the nightly job stored it."""
+
+    sku: str
+    warehouse: str
+    model: str
+    computed_at: datetime
+    plan: ReorderPlan
+
+    def columns(self) -> dict[str, Any]:
+        """The row's columns but the key (``reorder_plans``)."""
+        values = asdict(self.plan)
+        return {
+            "model": self.model,
+            "computed_at": self.computed_at,
+            **{name: values[name] for name in PLAN_FIELDS},
+        }

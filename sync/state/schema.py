@@ -15,7 +15,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     Dialect,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -338,4 +340,27 @@ leases = Table(
     Column("taken_at", UtcDateTime, nullable=True),
     Column("takes", BigInteger, nullable=False, default=0),
     Index("ix_leases_owner", "owner"),
+)
+
+#: the nightly reorder plan per key (``sync.forecast.nightly``; estimates, base unit)
+reorder_plans = Table(
+    "reorder_plans",
+    metadata,
+    Column("pipeline", String(NAME), primary_key=True),
+    Column("sku", String(CODE), primary_key=True),
+    Column("warehouse", String(CODE), primary_key=True),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Column("model", String(32), nullable=False),
+    Column("on_hand", Double, nullable=False),
+    Column("available", Double, nullable=False),
+    Column("lead_time_days", Integer, nullable=False),
+    Column("service_level", Double, nullable=False),
+    Column("demand_over_lead_time", Double, nullable=False),
+    Column("safety_stock_needed", Double, nullable=False),
+    Column("safety_stock_configured", Double, nullable=True),
+    Column("reorder_point", Double, nullable=False),
+    Column("order_quantity", Double, nullable=False),
+    Column("stockout_date", Date, nullable=True),
+    Column("stockout_within_lead_time", Boolean, nullable=False),
+    Column("safety_stock_below_need", Boolean, nullable=False),
 )

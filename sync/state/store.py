@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, InternalError, OperationalError, Programm
 from sync.errors import StockSyncError, TransientError
 from sync.settings import mask, mask_url
 from sync.state.alert_reads import AlertReads
+from sync.state.demand_reads import DemandReads
 from sync.state.engine import StateDatabaseMissing, create_state_engine
 from sync.state.explain_reads import BaselineRow, ExplainReads
 from sync.state.freshness_reads import FreshnessInputs, FreshnessReads
@@ -45,6 +46,7 @@ from sync.state.rows import (
     PushLogEntry,
     RunRow,
     StoredMovement,
+    StoredPlan,
     display_ref,
     level_ref,
     parse_level_ref,
@@ -77,6 +79,7 @@ __all__ = [
     "StateReadOnly",
     "StateStore",
     "StoredMovement",
+    "StoredPlan",
     "Tx",
     "create_state_engine",
     "display_ref",
@@ -131,7 +134,13 @@ def _missing_database(exc: OperationalError) -> bool:
 
 
 class StateStore(
-    LedgerReads, AlertReads, OutboxReads, OperationsReads, FreshnessReads, ExplainReads
+    LedgerReads,
+    AlertReads,
+    OutboxReads,
+    OperationsReads,
+    FreshnessReads,
+    ExplainReads,
+    DemandReads,
 ):
     """The state database: ledger, levels, cursors, outbox, bindings, conflicts, runs,
     push log."""

@@ -26,6 +26,7 @@ from sync.state.rows import (
     AlertState,
     OutboxRow,
     PushLogEntry,
+    StoredPlan,
     opt_units,
 )
 from sync.state.schema import to_micros, to_units
@@ -313,6 +314,18 @@ class OperationsWrites:
             mask(entry.error) if entry.error else None,
         )
         executemany(self.conn, "log_push", lambda: insert(s.push_log), _PUSH_LOG_COLUMNS, [row])
+
+    # -- reorder plans (sync.forecast.nightly) ------------------------------------
+    def replace_reorder_plans(self, pipeline: str, plans: Sequence[StoredPlan]) -> None:
+        """The pipeline's plans become exactly ``plans`` (a key no longer forecast goes)."""
+        t = s.reorder_plans
+        self.conn.execute(delete(t).where(t.c.pipeline == pipeline))
+        rows = [
+            {"pipeline": pipeline, "sku": p.sku, "warehouse": p.warehouse, **p.columns()}
+            for p in sorted(plans, key=lambda p: (p.sku, p.warehouse))
+        ]
+        if rows:
+            self.conn.execute(insert(t), rows)
 
 
 _PUSH_LOG_COLUMNS = (

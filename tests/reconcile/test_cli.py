@@ -15,6 +15,7 @@ from connectors.memory import source as memory_source
 from connectors.memory.sink import MemoryCrm
 from connectors.memory.source import MemoryErp
 from sync import config as cfg
+from sync.demand import Outflows
 from sync.model import LevelValue, Movement, MovementKind, StockKey
 from sync.report import cover_rows
 from sync.runtime import build_pipeline, open_store, run_cycle
@@ -60,7 +61,7 @@ def test_cover_rows_arithmetic() -> None:
     a, b = StockKey("A", "W"), StockKey("B", "W")
     rows = cover_rows(
         {a: _on_hand(30), b: _on_hand(4)},
-        {a: Decimal(60)},
+        {a: _shipped(60)},
         days=30,
         lead_time_days=Decimal(7),
         safety={a: Decimal(5)},
@@ -70,9 +71,13 @@ def test_cover_rows_arithmetic() -> None:
         (Decimal(0), None, Decimal(0)),  # nothing went out: infinite cover
     ]
     low = cover_rows(
-        {a: _on_hand(3)}, {a: Decimal(60)}, days=30, lead_time_days=Decimal(7), safety={}
+        {a: _on_hand(3)}, {a: _shipped(60)}, days=30, lead_time_days=Decimal(7), safety={}
     )
     assert low[0].reorder_qty == Decimal(11) and low[0].days_of_cover == Decimal("1.5")
+
+
+def _shipped(qty: int) -> Outflows:
+    return Outflows(shipments=Decimal(qty))
 
 
 def _on_hand(qty: int, reserved: int = 0) -> LevelValue:
@@ -83,14 +88,14 @@ def test_cover_rows_on_the_available_basis() -> None:
     a, b = StockKey("A", "W"), StockKey("B", "W")
     levels = {a: _on_hand(30, reserved=26), b: _on_hand(4, reserved=10)}
     kw = {"days": 30, "lead_time_days": Decimal(7), "safety": {a: Decimal(5)}}
-    rows = cover_rows(levels, {a: Decimal(60), b: Decimal(30)}, basis="available", **kw)
+    rows = cover_rows(levels, {a: _shipped(60), b: _shipped(30)}, basis="available", **kw)
     # A: 4 available at 2/day = 2 days; reorder 2 × 7 + 5 − 4 = 15
     # B: reservations over stock, available −6: no cover at all; reorder 1 × 7 − (−6) = 13
     assert [(r.on_hand, r.reserved, r.available, r.days_of_cover, r.reorder_qty) for r in rows] == [
         (Decimal(30), Decimal(26), Decimal(4), Decimal(2), Decimal(15)),
         (Decimal(4), Decimal(10), Decimal(-6), Decimal(0), Decimal(13)),
     ]
-    on_hand = cover_rows(levels, {a: Decimal(60), b: Decimal(30)}, **kw)  # default basis
+    on_hand = cover_rows(levels, {a: _shipped(60), b: _shipped(30)}, **kw)  # default basis
     assert [(r.basis, r.days_of_cover, r.reorder_qty) for r in on_hand] == [
         ("on_hand", Decimal(15), Decimal(0)),
         ("on_hand", Decimal(4), Decimal(3)),
@@ -110,9 +115,15 @@ def test_report_json(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
         "reserved": "0",
         "available": "310",
         "basis": "on_hand",
-        "outbound": "90",
+        "demand": "90",
         "daily_rate": "3.0000",
         "days_of_cover": "103.3",
+        "shipments": "90",
+        "customer_returns": "0",
+        "transfers_out": "0",
+        "supplier_returns": "0",
+        "count_losses": "0",
+        "other_out": "0",
         "safety_stock": "20",
         "reorder_qty": "0",
         "days": 30,
@@ -120,7 +131,7 @@ def test_report_json(world: tuple[Path, MemoryErp, MemoryCrm]) -> None:
     assert rows["B"]["days_of_cover"] is None and rows["B"]["daily_rate"] == "0.0000"
     code, out = cli("report", "-c", str(path), "--days", "10", "--format", "json")
     a = next(r for r in json.loads(out) if r["sku"] == "A")
-    assert (a["outbound"], a["daily_rate"]) == ("30", "3.0000")  # the same pace
+    assert (a["demand"], a["daily_rate"]) == ("30", "3.0000")  # the same pace
     code, out = cli("report", "-c", str(path))
     assert code == 0 and "stock cover" in out
 
