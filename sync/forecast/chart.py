@@ -35,7 +35,7 @@ from sync.forecast.model import KeyForecast, ReorderPlan
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-#: the colours of the lines (matplotlib's default cycle, colour-blind safe in pairs)
+#: the colours of the lines: matplotlib's default cycle (tab10), told apart by dash style too
 HISTORY, FORECAST, REORDER, NEED, CONFIGURED, STOCKOUT = (
     "#1f77b4",
     "#ff7f0e",
