@@ -83,6 +83,14 @@ BUILTIN: dict[str, ConnectorSpec] = {
             description="Fxiaoke / ShareCRM (纷享销客) OpenAPI, StockObj balances",
         ),
         ConnectorSpec(
+            name="salesforce",
+            role="crm",
+            settings="connectors.salesforce.sink:SalesforceSettings",
+            factory="connectors.salesforce.sink:build",
+            emulator="connectors.salesforce.emulator:build_emulator",
+            description="Salesforce REST API, ProductItem or a custom stock object",
+        ),
+        ConnectorSpec(
             name="tryton",
             role="erp",
             settings="connectors.tryton.source:TrytonSettings",
