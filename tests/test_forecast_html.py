@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sync.errors import ConfigError
-from sync.forecast.chart import _x, projected_stock
+from sync.forecast.chart import _x, chart_svg, projected_stock
 from sync.forecast.html import render_html, urgency_order, write_html_report
 from sync.forecast.model import KeyForecast
 from tests.forecast_report_data import (
@@ -172,32 +172,49 @@ def test_the_file_fetches_nothing() -> None:
     assert csp["content"].startswith("default-src 'none'")
 
 
-def paths_of(text: str, element_id: str) -> list[str]:
-    """The ``d`` of every path in the SVG group with this id."""
-    group = re.search(rf'<g id="{re.escape(element_id)}">(.*?)</g>', text, re.DOTALL)
-    assert group, element_id
-    return re.findall(r'<path\b[^>]*\bd="([^"]*)"', group.group(1))
+def group(text: str, element_id: str) -> str:
+    """The SVG group with this id (a line: its path, then its markers, if any)."""
+    found = re.search(rf'<g id="{re.escape(element_id)}">(.*?)</g>', text, re.DOTALL)
+    assert found, element_id
+    return found.group(1)
 
 
-def vertices(d: str) -> int:
-    return len(re.findall(r"[ML] ", d))
+def vertices(text: str, element_id: str) -> int:
+    """How many points the group's (first) line joins."""
+    d = re.search(r'<path\b[^>]*\bd="([^"]*)"', group(text, element_id))
+    assert d, element_id
+    return len(re.findall(r"[ML] ", d.group(1)))
+
+
+def markers(text: str, element_id: str) -> int:
+    return group(text, element_id).count("<use ")
 
 
 def test_a_chart_draws_the_history_window_forecast_and_stock_lines() -> None:
     text = charted()
     neg, evil, new, weekly = (f"c{URGENCY.index(k)}-" for k in URGENCY[:4])
-    assert [vertices(d) for d in paths_of(text, f"{evil}history")] == [10]
-    assert [vertices(d) for d in paths_of(text, f"{new}history")] == [3]  # a new key
-    assert [vertices(d) for d in paths_of(text, f"{evil}forecast")] == [30]
-    assert [vertices(d) for d in paths_of(text, f"{weekly}forecast")] == [12]
-    assert [vertices(d) for d in paths_of(text, f"{evil}stock")] == [31]
+    assert vertices(text, f"{evil}history") == 10
+    assert vertices(text, f"{new}history") == 3  # a new key
+    assert vertices(text, f"{evil}forecast") == 30
+    assert vertices(text, f"{weekly}forecast") == 12
+    assert vertices(text, f"{evil}stock") == 31
+    # a short history gets a marker per period, the forecast none
+    assert (markers(text, f"{new}history"), markers(text, f"{new}forecast")) == (3, 0)
     for part in ("interval", "lead-time", "reorder", "need", "set", "stockout"):
-        assert paths_of(text, f"{neg}{part}"), part
+        assert "<path " in group(text, f"{neg}{part}"), part
     assert f'id="{new}set"' not in text  # no safety stock configured
     nop = f"c{URGENCY.index('NOPLAN@WH-MAIN')}-"
     assert f'id="{nop}forecast"' in text and f'id="{nop}stock"' not in text
     assert "last 10 of 200 history periods" in text
     assert "last 3 of 3 history periods" in text
+
+
+def test_a_long_history_is_a_plain_line_and_a_lone_point_a_marker() -> None:
+    long = chart_svg(forecast("L@W"), None, history_periods=120, id_prefix="x-")
+    assert (vertices(long, "x-history"), markers(long, "x-history")) == (120, 0)
+    one = forecast("O@W", history_days=1, horizon=1)
+    lone = chart_svg(one, None, history_periods=120, id_prefix="y-")
+    assert (markers(lone, "y-history"), markers(lone, "y-forecast")) == (1, 1)
 
 
 def test_the_projected_stock_is_available_minus_the_cumulative_forecast() -> None:

@@ -47,6 +47,8 @@ HISTORY, FORECAST, REORDER, NEED, CONFIGURED, STOCKOUT = (
 #: matplotlib's date numbers count days from its ``date.epoch``, 1970-01-01 by default since
 #: 3.3 (tests check ``_x`` against ``matplotlib.dates.date2num``)
 _EPOCH = date(1970, 1, 1)
+#: a history this short gets a marker per period (a line of one point draws nothing)
+_MARKERS_UP_TO = 14
 #: savefig metadata: no date, no creator, no Dublin Core block (deterministic, no URLs)
 _NO_METADATA: dict[str, Any] = {"Date": None, "Creator": None, "Format": None, "Type": None}
 
@@ -76,7 +78,15 @@ def chart_svg(
     history = forecast.history[-history_periods:] if history_periods > 0 else ()
     panels = 2 if plan is not None else 1
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "sync", "font.size": 9.0}):
+    # "concise" date ticks (Dec, 03, … with the year once): readable at any span
+    with matplotlib.rc_context(
+        {
+            "svg.fonttype": "none",
+            "svg.hashsalt": "sync",
+            "font.size": 9.0,
+            "date.converter": "concise",
+        }
+    ):
         fig = Figure(figsize=(9.0, 4.6 if plan is not None else 3.0), layout="constrained")
         axes = fig.subplots(panels, 1, sharex=True, squeeze=False, height_ratios=[2, 1][:panels])
         _demand_panel(axes[0][0], forecast, history)
@@ -101,6 +111,8 @@ def _demand_panel(ax: Axes, forecast: KeyForecast, history: tuple[tuple[date, fl
             [q for _, q in history],
             color=HISTORY,
             lw=1.2,
+            marker="o" if len(history) <= _MARKERS_UP_TO else "",
+            ms=3,
             label="history",
             gid="history",
         )
@@ -123,6 +135,8 @@ def _demand_panel(ax: Axes, forecast: KeyForecast, history: tuple[tuple[date, fl
             color=FORECAST,
             lw=1.6,
             ls="--",
+            marker="o" if len(points) <= 1 else "",
+            ms=3,
             label="forecast",
             gid="forecast",
         )
