@@ -7,7 +7,8 @@ sObject Collections upsert by External ID with parents referenced by their Exter
 IDs (§4), describe (§6), REST error arrays (§3) and the rolling 24 h API allocation
 reported in ``Sforce-Limit-Info`` on every answer, 403 REQUEST_LIMIT_EXCEEDED once
 used up (§9). Rules the reference leaves open are switches (``decimals``,
-``create_only``, ``duplicate_keys``, ``unknown_field``, ``query_page_size``).
+``create_only``, ``duplicate_keys``, ``unknown_field``, ``key_in_body``,
+``query_page_size``).
 
 Tests steer it with an injectable clock, ``expire_tokens()``, ``fail_next()`` /
 ``fault_hook`` (call faults, ``emulator_faults``), ``fail_record()`` and
@@ -128,9 +129,10 @@ class SalesforceEmulator(Emulator):
     def configure(self, **switches: str) -> None:
         """Set the switches where the reference is silent: ``decimals`` (store | round |
         reject), ``create_only`` (changed | any), ``duplicate_keys`` (all | repeated),
-        ``unknown_field`` (request | record)."""
+        ``unknown_field`` (request | record), ``key_in_body`` (refuse | accept)."""
         targets: dict[str, Any] = {"decimals": self.store, "create_only": self.store}
         targets |= {"duplicate_keys": self.api, "unknown_field": self.api}
+        targets |= {"key_in_body": self.api}
         for name, value in switches.items():
             if name not in targets:
                 raise ValueError(f"unknown switch {name!r}; known: {sorted(targets)}")

@@ -14,8 +14,15 @@ from collections import OrderedDict
 from typing import Any, Literal
 
 from connectors.salesforce.emulator_faults import LOCK_MESSAGE
-from connectors.salesforce.emulator_rules import ApiError, FieldError, malformed, not_found
-from connectors.salesforce.emulator_schema import ObjectSpec
+from connectors.salesforce.emulator_rules import (
+    ApiError,
+    FieldError,
+    convert,
+    index_key,
+    malformed,
+    not_found,
+)
+from connectors.salesforce.emulator_schema import FieldSpec, ObjectSpec
 from connectors.salesforce.emulator_soql import Runner, json_value, parse
 from connectors.salesforce.emulator_store import Journal, Row, Store
 
@@ -31,11 +38,18 @@ ROLLED_BACK = {
     "using AllOrNone header",
     "fields": [],
 }
-#: §4.2 [I]: two records of one batch with the same External ID: the reference infers the
-#: repeated one fails; SOAP's upsert doc says every one of them is marked as an error
+#: §4.2 [I]: two records of one batch with the same External ID. The platform answers
+#: DUPLICATE_VALUE "Duplicate external id specified: <value>" naming the key field
+#: (salesforce.stackexchange.com q/104048, q/296121: "First exception on row 0", so the
+#: first occurrence fails too: "all"); "repeated" fails only the later ones
 DuplicateMode = Literal["all", "repeated"]
 #: §3: an unknown field in a write is "per-record statusCode or 400": both, by switch
 UnknownFieldMode = Literal["request", "record"]
+#: §4.1: a single-record upsert's body holds "the fields (not the ext-ID field, not Id)";
+#: REST API guides v53–v55 add "Do not specify Id or an external ID field in the request
+#: body or an error is generated", later guides drop the sentence: "refuse" (the
+#: reference's, default) answers 400 INVALID_FIELD [code I], "accept" lets the URL's value win
+KeyInBodyMode = Literal["refuse", "accept"]
 Answer = tuple[int, Any]
 
 
@@ -47,6 +61,7 @@ class RestApi:
         self.query_page_size = MAX_QUERY_BATCH
         self.duplicate_keys: DuplicateMode = "all"
         self.unknown_field: UnknownFieldMode = "request"
+        self.key_in_body: KeyInBodyMode = "refuse"
         #: a whole-call fault for the next write (set by the HTTP layer): "unable_to_lock_row"
         self.call_fault: str | None = None
         self._cursors: OrderedDict[str, list[Row]] = OrderedDict()
@@ -159,12 +174,7 @@ class RestApi:
                 "METHOD_NOT_ALLOWED",
                 f"HTTP Method '{method}' not allowed. Allowed are GET,PATCH",
             )
-        if not isinstance(body, dict):
-            raise malformed("Expected a JSON object as the request body")
-        if "Id" in body or "id" in body:
-            raise ApiError(
-                400, "INVALID_FIELD", "Id not allowed in an upsert by external ID", ["Id"]
-            )
+        self._check_single_body(key, body)
         if params.get("updateOnly", "").lower() == "true" and not found:
             raise not_found()
         if self.call_fault == "unable_to_lock_row":
@@ -182,6 +192,22 @@ class RestApi:
         answer = {"id": done.id, "errors": [], "success": True, "created": done.created}
         return (201 if done.created else 200), answer
 
+    def _check_single_body(self, key: FieldSpec, body: Any) -> None:
+        """§4.1: a JSON object of fields, neither ``Id`` nor (``key_in_body``) the key."""
+        if not isinstance(body, dict):
+            raise malformed("Expected a JSON object as the request body")
+        if "Id" in body or "id" in body:
+            raise ApiError(
+                400, "INVALID_FIELD", "Id not allowed in an upsert by external ID", ["Id"]
+            )
+        if self.key_in_body == "refuse" and any(k.lower() == key.name.lower() for k in body):
+            raise ApiError(
+                400,
+                "INVALID_FIELD",
+                f"{key.name}: the External ID field is given in the URL, not in the body",
+                [key.name],
+            )
+
     # ------------------------------------------------------------ collections
     def upsert_collection(self, obj_name: str, field: str, body: Any) -> list[Row]:
         """§4.2: ordered UpsertResults; a malformed request is a 400 and changes nothing."""
@@ -191,14 +217,14 @@ class RestApi:
             raise ApiError(
                 400,
                 "INVALID_FIELD",
-                f"Field name provided, {field} is not an External ID or indexed field for "
-                f"{obj.name}",
+                f"Field name provided, {field} does not match an External ID, Salesforce Id, "
+                f"or indexed field for {obj.name}",
             )
         records, all_or_none = self._collection_body(body, obj)
         keys = [
             next((v for k, v in r.items() if k.lower() == key.name.lower()), None) for r in records
         ]
-        duplicates = self._duplicates(keys)
+        duplicates = self._duplicates(key, keys)
         journal, results = Journal(), []
         for i, record in enumerate(records):
             results.append(self._one(obj, key, keys[i], record, journal, i in duplicates))
@@ -216,7 +242,7 @@ class RestApi:
         try:
             if duplicate:
                 raise FieldError(
-                    "DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {value}", [key.name]
+                    "DUPLICATE_VALUE", f"Duplicate external id specified: {value}", [key.name]
                 )
             if self.call_fault == "unable_to_lock_row":
                 raise FieldError("UNABLE_TO_LOCK_ROW", LOCK_MESSAGE, [])
@@ -267,11 +293,18 @@ class RestApi:
                 )
         return records, all_or_none
 
-    def _duplicates(self, keys: list[Any]) -> set[int]:
+    def _duplicates(self, key: FieldSpec, keys: list[Any]) -> set[int]:
+        """Positions of records whose External ID another record of the batch repeats, as
+        the key's match compares them (case folded only where the field matches so)."""
         seen: dict[Any, list[int]] = {}
         for i, value in enumerate(keys):
-            if value not in (None, ""):
-                seen.setdefault(value, []).append(i)
+            if value in (None, ""):
+                continue
+            try:
+                compared = index_key(key, convert(key, value))
+            except ApiError:
+                compared = value  # the record fails on its own when it is written
+            seen.setdefault(compared, []).append(i)
         out: set[int] = set()
         for positions in seen.values():
             if len(positions) > 1:

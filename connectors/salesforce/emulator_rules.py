@@ -122,12 +122,6 @@ def check_value(spec: FieldSpec, value: Any, decimals: DecimalsMode) -> Any:
     if value is None:
         return None
     if spec.type in NUMBER_TYPES and spec.precision:
-        if integer_digits(value) > spec.precision - spec.scale:
-            raise FieldError(
-                "NUMBER_OUTSIDE_VALID_RANGE",
-                f"{spec.name}: value outside of valid range on numeric field: {value}",
-                [spec.name],
-            )
         if decimal_places(value) > spec.scale and decimals != "store":
             if decimals == "reject":
                 raise FieldError(
@@ -135,7 +129,14 @@ def check_value(spec: FieldSpec, value: Any, decimals: DecimalsMode) -> Any:
                     f"{spec.name}: more than {spec.scale} decimal places: {value}",
                     [spec.name],
                 )
+            # rounded first: 9…9.995 rounds up to one integer digit more and overflows
             value = value.quantize(Decimal(1).scaleb(-spec.scale), rounding=ROUND_HALF_UP)
+        if integer_digits(value) > spec.precision - spec.scale:
+            raise FieldError(
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                f"{spec.name}: value outside of valid range on numeric field: {value}",
+                [spec.name],
+            )
     if spec.type in TEXT_TYPES and spec.length and len(value) > spec.length:
         raise FieldError(
             "STRING_TOO_LONG",
@@ -162,15 +163,9 @@ def not_writable(names: list[str]) -> FieldError:
     )
 
 
-def same_value(spec: FieldSpec, a: Any, b: Any) -> bool:
-    """Equality as an External ID / unique index sees it (case-insensitive unless the
-    field is case-sensitive)."""
-    if isinstance(a, str) and isinstance(b, str) and not spec.case_sensitive:
-        return a.lower() == b.lower()
-    return bool(a == b)
-
-
 def index_key(spec: FieldSpec, value: Any) -> Any:
-    if isinstance(value, str) and not spec.case_sensitive:
+    """``value`` as an External ID match or a unique index compares it: text is folded to
+    lower case only where ``spec.case_insensitive_match`` says so."""
+    if isinstance(value, str) and spec.case_insensitive_match:
         return value.lower()
     return value

@@ -69,6 +69,17 @@ class FieldSpec:
         return not self.nillable and self.createable and not self.defaulted_on_create
 
     @property
+    def case_insensitive_match(self) -> bool:
+        """Whether an upsert matches "ABC" with "abc" on this field. A custom field matches
+        case-insensitively only when it is Unique and not case-sensitive (Apex Developer
+        Guide, "Upserting Records"; SOAP upsert()): a non-unique custom External ID
+        matches exactly. Standard idLookup fields (Name) compare as SOQL does, ignoring
+        case [I]."""
+        if self.case_sensitive:
+            return False
+        return self.unique or not self.name.endswith("__c")
+
+    @property
     def upsert_key(self) -> bool:
         """May name the record in an upsert URL (§6: externalId or idLookup) [I]."""
         return self.external_id or self.id_lookup

@@ -31,6 +31,12 @@ _TOKEN = re.compile(
 _KEYWORDS = {"select", "from", "where", "and", "or", "not", "in", "like", "order", "by"}
 _KEYWORDS |= {"asc", "desc", "nulls", "first", "last", "limit", "offset", "null"}
 _KEYWORDS |= {"true", "false"}
+#: "Quoted String Escape Sequences" (SOQL and SOSL Reference): any other backslash is an
+#: error; ``\_`` and ``\%`` only in a LIKE pattern; ``\uXXXX`` a code point
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+_ESCAPES |= {k.upper(): v for k, v in _ESCAPES.items()} | {'"': '"', "'": "'", "\\": "\\"}
+#: "OFFSET" in the SOQL reference: the maximum offset is 2,000 rows
+MAX_OFFSET = 2000
 
 
 def malformed(message: str) -> ApiError:
@@ -110,6 +116,12 @@ class _Parser:
                 if kind != "num" or not value.isdigit():
                     raise malformed(f"{clause.upper()} needs a whole number, not '{value}'")
                 setattr(query, clause, int(value))
+        if query.offset > MAX_OFFSET:
+            raise ApiError(
+                400,
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                f"Maximum SOQL offset allowed is {MAX_OFFSET}",
+            )
         if self.i < len(self.tokens):
             raise malformed(f"unexpected token: '{self.tokens[self.i][1]}'")
         return query
@@ -163,7 +175,10 @@ class _Parser:
             raise malformed("NOT must be followed by IN here")
         if self.peek("like"):
             self.take("like")
-            return ("like", path, self.literal())
+            kind, value = self.take()
+            if kind != "str":
+                raise malformed(f"unexpected token: '{value}', expected a quoted pattern")
+            return ("like", path, unescape(value[1:-1], like=True))
         kind, op = self.take()
         if kind != "op":
             raise malformed(f"unexpected token: '{op}', expected an operator")
@@ -172,15 +187,50 @@ class _Parser:
     def literal(self) -> tuple[str, Any]:
         kind, value = self.take()
         if kind == "str":
-            return "str", re.sub(r"\\(.)", r"\1", value[1:-1])
+            return "str", unescape(value[1:-1])
         if kind == "num":
             return "num", Decimal(value)
         if kind == "dt":
-            return "dt", _moment(value)
+            # a date literal (2026-03-02) filters date fields, a datetime literal (with
+            # T…Z) datetime fields: SOQL reference "Date Formats and Date Literals"
+            try:
+                return ("dt" if "T" in value else "date"), _moment(value)
+            except ValueError:
+                kind_name = "datetime" if "T" in value else "date"
+                raise malformed(f"Invalid {kind_name}: {value}") from None
         lower = value.lower()
         if kind == "word" and lower in {"true", "false", "null"}:
             return ("null", None) if lower == "null" else ("bool", lower == "true")
         raise malformed(f"unexpected token: '{value}', expected a value")
+
+
+def unescape(body: str, like: bool = False) -> str:
+    """The text of a quoted literal (without its quotes); with ``like``, a regular
+    expression for the LIKE pattern (``%`` any run, ``_`` one character, ``\\%`` and
+    ``\\_`` themselves). An escape SOQL does not define is 400 MALFORMED_QUERY."""
+    out, i = [], 0
+    while i < len(body):
+        char = body[i]
+        if char != "\\":
+            wildcard = {"%": ".*", "_": "."}.get(char) if like else None
+            out.append(wildcard or (re.escape(char) if like else char))
+            i += 1
+            continue
+        after = body[i + 1 : i + 2]
+        code = body[i + 2 : i + 6]
+        if after in _ESCAPES:
+            piece, i = _ESCAPES[after], i + 2
+        elif after == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", code):
+            piece, i = chr(int(code, 16)), i + 6
+        elif like and after in {"%", "_"}:
+            piece, i = after, i + 2
+        else:
+            raise malformed(
+                f"Invalid string literal '{body}'. Illegal character sequence "
+                f"'\\{after}' in string literal."
+            )
+        out.append(re.escape(piece) if like else piece)
+    return "".join(out)
 
 
 def parse(text: str) -> Query:
@@ -288,8 +338,8 @@ class Runner:
             negate = node[3]
             return lambda r: (_key(spec, self.value(r, hops)) in keys) != negate
         if kind == "like":
-            pattern = re.escape(str(_filter_key(spec, node[2])))
-            regex = re.compile(pattern.replace("%", ".*").replace("_", "."), re.IGNORECASE)
+            _filter_key(spec, ("str", ""))  # LIKE takes text fields only
+            regex = re.compile(node[2], re.IGNORECASE | re.DOTALL)
             return lambda r: bool(regex.fullmatch(str(self.value(r, hops) or "")))
         op, want = node[2], _filter_key(spec, node[3])
         return lambda r: _compare(_key(spec, self.value(r, hops)), op, want)
@@ -316,17 +366,20 @@ def _filter_key(spec: FieldSpec, literal: tuple[str, Any]) -> Any:
     expected = {
         "bool": {"boolean"},
         "num": NUMBER_TYPES | {"int"},
-        "dt": {"datetime", "date"},
+        "dt": {"datetime"},
+        "date": {"date"},
     }.get(kind)
     if kind != "null" and expected is not None and spec.type not in expected:
         wrong = True
     else:
         wrong = kind == "str" and spec.type in NUMBER_TYPES | {"int", "boolean", "datetime", "date"}
     if wrong:
+        kind_name = {"datetime": "dateTime"}.get(spec.type, spec.type)
         raise ApiError(
             400,
             "INVALID_FIELD",
-            f"value of filter criterion for field '{spec.name}' must be of type {spec.type}",
+            f"value of filter criterion for field '{spec.name}' must be of type {kind_name} "
+            "and should not be enclosed in quotes",
         )
     return value.lower() if isinstance(value, str) else value
 

@@ -218,12 +218,12 @@ class Store:
         if spec is None or not spec.upsert_key:
             raise FieldError(
                 "INVALID_FIELD",
-                f"Field name provided, {keys[0]} is not an External ID or indexed field for "
-                f"{target.name}",
+                f"Field name provided, {keys[0]} does not match an External ID, Salesforce Id, "
+                f"or indexed field for {target.name}",
                 [ref.name],
             )
         value = convert(spec, raw[keys[0]])
-        found = self.matches(target, spec, value)
+        found = self.matches(target, spec, value) if value not in (None, "") else []
         if not found:
             raise FieldError(
                 "INVALID_FIELD",

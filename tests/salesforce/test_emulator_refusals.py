@@ -351,8 +351,8 @@ def test_all_or_none_rolls_every_record_back(api: Api, emulator: SalesforceEmula
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        ("all", ["DUPLICATE_EXTERNAL_ID", None, "DUPLICATE_EXTERNAL_ID"]),
-        ("repeated", [None, None, "DUPLICATE_EXTERNAL_ID"]),
+        ("all", ["DUPLICATE_VALUE", None, "DUPLICATE_VALUE"]),
+        ("repeated", [None, None, "DUPLICATE_VALUE"]),
     ],
 )
 def test_the_same_external_id_twice_in_a_batch(
@@ -368,7 +368,12 @@ def test_the_same_external_id_twice_in_a_batch(
         ],
     )
     assert record_errors(answer) == expected
-    assert len(emulator.records("ProductItem")) == 3 - expected.count("DUPLICATE_EXTERNAL_ID")
+    assert answer.json()[2]["errors"][0] == {
+        "statusCode": "DUPLICATE_VALUE",
+        "message": "Duplicate external id specified: SKU-0001|WH-MAIN",
+        "fields": ["ERP_Key__c"],
+    }
+    assert len(emulator.records("ProductItem")) == 3 - expected.count("DUPLICATE_VALUE")
 
 
 def test_a_unique_field_refuses_a_second_record_with_its_value(
