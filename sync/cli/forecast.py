@@ -14,7 +14,6 @@ import typer
 
 from sync import config as cfg
 from sync.cli.app import ConfigOpt, app, emit, fail, guarded, open_state_url, selected_pipelines
-from sync.errors import StockSyncError
 
 FORMATS = ("table", "json", "csv", "html")
 BACKTEST_COLUMNS = ["pipeline", "model", "series", "mase", "vs_flat_rate"]
@@ -99,13 +98,8 @@ def _forecast(
 
 
 def _html(forecasts: list[Any], plans: dict[str, Any], name: str, output: Path | None) -> None:
-    try:
-        from sync.forecast.html import render_html  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise StockSyncError(
-            "--format html is not available yet in this build",
-            hint="use --format table, json or csv",
-        ) from None
+    from sync.forecast.html import render_html
+
     page = render_html(
         forecasts, plans, title=f"stocksync forecast: {name}", generated_at=datetime.now(UTC)
     )
