@@ -83,6 +83,13 @@ BUILTIN: dict[str, ConnectorSpec] = {
             description="Fxiaoke / ShareCRM (纷享销客) OpenAPI, StockObj balances",
         ),
         ConnectorSpec(
+            name="salesforce",
+            role="crm",
+            settings="connectors.salesforce.sink:SalesforceSettings",
+            factory="connectors.salesforce.sink:build",
+            description="Salesforce REST API: stock records upserted by External ID, 200 a call",
+        ),
+        ConnectorSpec(
             name="tryton",
             role="erp",
             settings="connectors.tryton.source:TrytonSettings",
