@@ -6,20 +6,31 @@ from __future__ import annotations
 import json
 import uuid
 from decimal import Decimal
+from io import StringIO
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
+from rich.console import Console
 
-from connectors.memory.sink import MemoryBatchCrm
+from connectors.memory import sink as memory_sink
+from connectors.memory import source as memory_source
+from connectors.memory.sink import MemoryBatchCrm, MemoryCrm
 from connectors.memory.source import MemoryErp
+from sync import config as cfg
+from sync.cli.status import collect, render
+from sync.ledger import LedgerOptions
 from sync.model import Movement, MovementKind, StockKey
 from sync.ports import ApiUsage, BatchLevelSink
 from sync.pull import PullOptions, pull_all
 from sync.push import Pusher, PushOptions, PushReport
 from sync.push_batch import USAGE_META, recorded_usage
+from sync.runtime import build_pipeline, run_cycle
+from sync.service.health import Metrics
 from sync.state import StateStore
 from sync.state.store import BLOCKED, DEAD, LEVEL, MOVEMENT, PENDING, UNCERTAIN
 from tests.conftest import Clock
+from tests.reconcile.conftest import memory_yaml
 
 OPTIONS = PullOptions(page_size=500, overlap_s=0)
 
@@ -48,8 +59,6 @@ def states(store: StateStore, pipeline: str = "p") -> dict[str, tuple[str, int]]
 
 
 def test_the_memory_batch_crm_is_a_batch_sink_and_the_plain_one_is_not() -> None:
-    from connectors.memory.sink import MemoryCrm
-
     assert isinstance(MemoryBatchCrm(), BatchLevelSink)
     assert not isinstance(MemoryCrm(), BatchLevelSink)
 
@@ -194,8 +203,6 @@ def test_an_unknown_product_in_a_batch_is_blocked_and_the_rest_written(
 
 
 def test_mirrored_movements_go_in_batches_too(store: StateStore, clock: Clock) -> None:
-    from sync.ledger import LedgerOptions
-
     erp, crm = MemoryErp(now=clock), MemoryBatchCrm(batch_size=3)
     for n in range(7):
         erp.put(receipt(clock, n, sku=f"S{n % 2}"))
@@ -246,3 +253,39 @@ def test_no_duplicate_and_every_level_equal_whatever_a_batch_meets(
     assert crm.values() == shared_sqlite.levels(pipeline)
     bound = shared_sqlite.bindings(pipeline, LEVEL)
     assert all(b.crm_id in crm.levels for b in bound.values())
+
+
+def test_a_paused_cycle_is_degraded_and_status_and_metrics_say_why(
+    store: StateStore, clock: Clock
+) -> None:
+    name = f"p{uuid.uuid4().hex[:10]}"
+    settings = cfg.parse(memory_yaml(name)).pipeline(name)
+    erp = memory_source.REGISTRY[name] = MemoryErp(now=clock)
+    crm = memory_sink.REGISTRY[name] = MemoryBatchCrm()
+    try:
+        pipeline = build_pipeline(settings, store, now=clock)
+        erp.put(receipt(clock, 1))
+        crm.budget = 0
+        crm.usage = ApiUsage(used=600, limit=1000, ceiling=500, seen_at=clock.now)
+        result = run_cycle(pipeline, check_crm=True)
+        assert result.degraded == "pushing paused: memory CRM: call budget spent"
+        assert store.runs(name)[0].status == "degraded"
+        data = collect(store, now=clock.now)
+        assert data["api_budget"][name]["paused"] == "memory CRM: call budget spent"
+        out = StringIO()
+        render(data, Console(file=out, width=200))
+        assert (
+            f"{name}: CRM API calls 600 of 1000 (60.0 %) at 2026-03-01T08:00:00+00:00; "
+            "pushing pauses at 500; PAUSED: memory CRM: call budget spent"
+        ) in out.getvalue()
+        text = generate_latest(Metrics(lambda: store, lambda: [settings], clock).registry).decode()
+        assert f'stocksync_crm_api_used{{pipeline="{name}"}} 600.0' in text
+        assert f'stocksync_crm_api_ceiling{{pipeline="{name}"}} 500.0' in text
+        assert f'stocksync_push_paused{{pipeline="{name}"}} 1.0' in text
+        crm.budget = None
+        assert run_cycle(pipeline, check_crm=True).degraded is None
+        assert collect(store, now=clock.now)["api_budget"][name]["paused"] is None
+        pipeline.close()
+    finally:
+        memory_source.REGISTRY.pop(name, None)
+        memory_sink.REGISTRY.pop(name, None)
