@@ -36,7 +36,7 @@ from sync.errors import (
 )
 from sync.ledger import queue_pending_levels
 from sync.model import LevelValue, StockKey
-from sync.ports import BatchLevelSink, CrmSink
+from sync.ports import BatchLevelSink, BatchMovementSink, CrmSink
 from sync.reservations import level_value
 from sync.settings import mask
 from sync.state.store import (
@@ -479,10 +479,11 @@ class Pusher:
         collected into ``alerts``). Raises BudgetExhaustedError."""
         after_id = 0
         started = self.now()
+        size = self.options.batch_size
+        if isinstance(self.sink, BatchLevelSink | BatchMovementSink):
+            size = max(size, self.sink.batch_size)  # a full call where rows allow
         while True:
-            rows = self.store.outbox_due(
-                self.pipeline, started, self.options.batch_size, after_id=after_id
-            )
+            rows = self.store.outbox_due(self.pipeline, started, size, after_id=after_id)
             if not rows:
                 return
             binding.prepare_levels(self.store, self.sink, self.pipeline, rows)

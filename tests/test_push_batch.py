@@ -78,6 +78,15 @@ def test_a_first_push_costs_one_call_per_batch_and_no_lookup(
     assert {b.crm_id for b in bound.values()} == set(crm.levels)
 
 
+def test_a_smaller_outbox_step_still_fills_the_sinks_calls(store: StateStore, clock: Clock) -> None:
+    erp, crm = MemoryErp(now=clock), MemoryBatchCrm(batch_size=10)
+    for n in range(25):
+        erp.put(receipt(clock, n, sku=f"S{n:03}"))
+    pull_all(store, erp, "p", now=clock, options=OPTIONS)
+    Pusher(store, crm, "p", now=clock, options=PushOptions(batch_size=3)).run()
+    assert crm.calls["upsert_levels"] == 3 and crm.values() == store.levels("p")
+
+
 def test_unchanged_levels_cost_no_call_and_changed_ones_one_batch(
     store: StateStore, clock: Clock
 ) -> None:

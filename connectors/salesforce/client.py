@@ -197,7 +197,7 @@ class SalesforceClient:
             return
         age_s = (self._context.now() - usage.seen_at).total_seconds()
         if age_s >= self.settings.budget_recheck_s:
-            self.request("GET", f"{self.base}/limits")
+            self._read_limits()
             usage = self._usage
             if usage is None or usage.used < usage.ceiling:
                 return
@@ -208,6 +208,17 @@ class SalesforceClient:
             "pushing resumes when the rolling 24 h usage drops below it",
             retry_after_s=self.settings.budget_recheck_s,
         )
+
+    def _read_limits(self) -> None:
+        """``GET /limits`` (reference §9): its ``DailyApiRequests`` where the answer has
+        them, else the usage header the answer carries like any other."""
+        found = self.request("GET", f"{self.base}/limits")
+        daily = found.get("DailyApiRequests") if isinstance(found, dict) else None
+        if isinstance(daily, dict):
+            limit, remaining = daily.get("Max"), daily.get("Remaining")
+            if isinstance(limit, int) and isinstance(remaining, int) and limit > 0:
+                ceiling = int(limit * self.settings.api_budget_ceiling)
+                self._usage = ApiUsage(limit - remaining, limit, ceiling, self._context.now())
 
     # ------------------------------------------------------------ calls
     def request(self, method: str, path: str, *, json: Any = None, write: bool = False) -> Any:
