@@ -24,8 +24,8 @@ def test_a_quick_run_is_correct(pg: None) -> None:
     assert [r.name for r in results] == ["sql-journal", "sql-document"]
     for result in results:
         assert result.checks and all(result.checks.values()), result.checks
-        assert len(result.checks) == 7
-        assert [row.met for row in result.rows] == [None, None]  # quick: no target
+        assert len(result.checks) == 8
+        assert [row.met for row in result.rows] == [None, None, None]  # quick: no target
         figures = result.figures
         assert figures["stocksync"]["received"] == figures["floor"]["stored"] == LINES
         assert figures["stocksync"]["pages"] >= LINES // PAGE_SIZE
