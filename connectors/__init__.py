@@ -87,7 +87,8 @@ BUILTIN: dict[str, ConnectorSpec] = {
             role="crm",
             settings="connectors.salesforce.sink:SalesforceSettings",
             factory="connectors.salesforce.sink:build",
-            description="Salesforce REST API: stock records upserted by External ID, 200 a call",
+            emulator="connectors.salesforce.emulator:build_emulator",
+            description="Salesforce REST API: ProductItem or a custom object, upserted by External ID, 200 a call",
         ),
         ConnectorSpec(
             name="tryton",

@@ -251,9 +251,7 @@ def test_heartbeats_at_the_same_moment_never_fail(engine: Engine) -> None:
     # sessions bounded at 5 s, not 1 s: on a loaded host a thread starved of the
     # interpreter for a second inside its transaction is ended by the server, which is
     # the bound working, not the deadlock this test looks for
-    replicas = [
-        replica(engine, n, pipelines, heartbeat_s=5, timeout_s=30) for n in ("a", "b", "c")
-    ]
+    replicas = [replica(engine, n, pipelines, heartbeat_s=5, timeout_s=30) for n in ("a", "b", "c")]
     errors: list[BaseException] = []
     beats = [0]
     until = time.monotonic() + 3

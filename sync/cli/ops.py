@@ -179,7 +179,7 @@ def healthcheck(
 
 @app.command("emulator")
 def emulator(
-    name: Annotated[str, typer.Argument(help="k3cloud or fxiaoke")],
+    name: Annotated[str, typer.Argument(help="k3cloud, fxiaoke or salesforce")],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0: a free one)")] = 0,
     scenario: Annotated[str | None, typer.Option(help="seed data, e.g. demo")] = None,
