@@ -317,12 +317,13 @@ class SalesforceClient:
             )
         return [r if isinstance(r, dict) else {} for r in answer]
 
-    def update(self, sobject: str, record_id: str, fields: Json) -> None:
-        """``PATCH /sobjects/{sobject}/{id}``; RecordGoneError when the record is gone."""
+    def update(self, sobject: str, key_field: str, key: str, fields: Json) -> None:
+        """Write ``fields`` into the record whose External ID is ``key``, never creating it
+        (``PATCH /sobjects/{sobject}/{field}/{key}?updateOnly=true``, reference §4.1);
+        RecordGoneError when there is none."""
         self.check_budget()
-        self.request(
-            "PATCH", f"{self.base}/sobjects/{sobject}/{record_id}", json=fields, write=True
-        )
+        path = f"{self.base}/sobjects/{sobject}/{key_field}/{quote(key, safe='')}?updateOnly=true"
+        self.request("PATCH", path, json=fields, write=True)
 
     def delete(self, sobject: str, record_id: str) -> None:
         """``DELETE /sobjects/{sobject}/{id}``; a record already gone is no error."""

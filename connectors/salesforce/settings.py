@@ -155,7 +155,7 @@ class SalesforceSettings(StrictModel):
     movement_warehouse_field: str = Field("Warehouse__c", description="ERP warehouse (text)")
     movement_qty_field: str = Field("Quantity__c", description="signed quantity (number)")
     movement_date_field: str = Field("Occurred_At__c", description="business date (date/time)")
-    movement_doc_no_field: str = Field("Doc_No__c", description="ERP document number (text)")
+    movement_doc_no_field: str = Field("Document_No__c", description="ERP document number (text)")
     movement_active_field: str = Field(
         "Active__c", description="false once the ERP line is cancelled (checkbox)"
     )

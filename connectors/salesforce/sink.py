@@ -144,10 +144,11 @@ class SalesforceSink:
         return _written(outcome)
 
     def update_level(self, crm_id: str, key: StockKey, value: LevelValue) -> None:
-        """Write the numbers into record ``crm_id``; RecordGoneError when it is gone."""
-        shown = self.shown_level(value)
-        fields = level_fields(self.settings, shown, self.shown_reserved(value))
-        self.client.update(self.settings.stock_object, crm_id, fields)
+        """Write the numbers into ``key``'s record (found by its External ID, which names
+        one record); RecordGoneError when it is gone. Never creates."""
+        s = self.settings
+        fields = level_fields(s, self.shown_level(value), self.shown_reserved(value))
+        self.client.update(s.stock_object, s.stock_key_field, stock_key_value(s, key), fields)
 
     def invalidate_level(self, crm_id: str, key: StockKey) -> None:
         """Delete a duplicate record (to the org's recycle bin); idempotent."""
@@ -188,9 +189,10 @@ class SalesforceSink:
         return _written(outcome)
 
     def update_movement(self, crm_id: str, movement: Movement) -> None:
+        s = self.settings
         fields = self._movement_record(movement)
-        fields.pop(self.settings.movement_key_field)
-        self.client.update(self.settings.movement_object, crm_id, fields)
+        fields.pop(s.movement_key_field)
+        self.client.update(s.movement_object, s.movement_key_field, movement.key, fields)
 
     # ------------------------------------------------------------ lifecycle
     def api_usage(self) -> ApiUsage | None:
