@@ -49,6 +49,8 @@ class SalesforceSink:
         self._now = context.now
         self._describes: dict[str, tuple[float, Describe]] = {}
         self._lock = threading.Lock()
+        #: External ID values of stock records known to exist (their parents are not sent)
+        self._existing: set[str] = set()
 
     def __repr__(self) -> str:
         s = self.settings
@@ -91,19 +93,77 @@ class SalesforceSink:
             return reserved
         return at_places(reserved, self._places(s.stock_object, s.stock_reserved_field))
 
-    def _record(self, key: StockKey, value: LevelValue) -> Json:
-        return level_record(self.settings, key, self.shown_level(value), self.shown_reserved(value))
+    def _record(self, key: StockKey, value: LevelValue, *, with_parents: bool = True) -> Json:
+        s = self.settings
+        record = level_record(s, key, self.shown_level(value), self.shown_reserved(value))
+        if not with_parents:
+            del record[s.stock_product_relationship], record[s.stock_location_relationship]
+        return record
 
     def upsert_levels(self, items: Sequence[tuple[StockKey, LevelValue]]) -> list[BatchOutcome]:
-        """Upsert each key's record by its External ID, one collections call (reference §4.2)."""
+        """Upsert each key's record by its External ID, one collections call (reference §4.2).
+
+        The parents go only into records not known to exist: ProductItem's Product2Id and
+        LocationId are create-only (§8.1), and whether an update that names the same parent
+        is refused is not documented. A record refused either way — parents sent to one
+        that exists (INVALID_FIELD_FOR_INSERT_UPDATE), none sent to one that does not
+        (REQUIRED_FIELD_MISSING) — is sent once more the other way, in one more call.
+        """
+        s = self.settings
+        known = [_safe_key(s, key) in self._existing for key, _ in items]
+        outcomes = self._upsert_levels(items, [not k for k in known])
+        again = [
+            i for i, o in enumerate(outcomes) if self._parents_wrong(o, with_parents=not known[i])
+        ]
+        if again:
+            redo = self._upsert_levels([items[i] for i in again], [known[i] for i in again])
+            for i, outcome in zip(again, redo, strict=True):
+                outcomes[i] = outcome
+        for (key, _), outcome in zip(items, outcomes, strict=True):
+            if outcome.crm_id is not None:
+                self._existing.add(stock_key_value(s, key))
+        return outcomes
+
+    def _upsert_levels(
+        self, items: Sequence[tuple[StockKey, LevelValue]], with_parents: Sequence[bool]
+    ) -> list[BatchOutcome]:
         s = self.settings
         return self._upsert(
             s.stock_object,
             s.stock_key_field,
-            items,
-            lambda item: self._record(*item),
-            lambda item: parents(s, item[0]),
+            list(zip(items, with_parents, strict=True)),
+            lambda pair: self._record(*pair[0], with_parents=pair[1]),
+            lambda pair: parents(s, pair[0][0]),
         )
+
+    def _parents_wrong(self, outcome: BatchOutcome, *, with_parents: bool) -> bool:
+        """Whether ``outcome`` refused the record for naming its parents (sent to a record
+        that exists) or for lacking them (sent to one that does not)."""
+        error = outcome.error
+        if error is None:
+            return False
+        code = error.context.get("error_code")
+        wanted = "INVALID_FIELD_FOR_INSERT_UPDATE" if with_parents else "REQUIRED_FIELD_MISSING"
+        if code != wanted:
+            return False
+        if not with_parents:
+            self._existing_gone(error)
+        return any(name in str(error) for name in self._lookup_names())
+
+    def _existing_gone(self, error: StockSyncError) -> None:
+        """A record believed to exist was not there (deleted in the org): forget them all
+        rather than guess which, so the next batch names every parent again."""
+        self._existing.clear()
+
+    def _lookup_names(self) -> list[str]:
+        """The lookup fields the parent relationships fill (Product2Id, LocationId)."""
+        s = self.settings
+        stock = self.describe(s.stock_object)
+        found = (
+            stock.lookup_of(r)
+            for r in (s.stock_product_relationship, s.stock_location_relationship)
+        )
+        return [str(f["name"]) for f in found if f]
 
     def _upsert(
         self,
@@ -215,6 +275,13 @@ class SalesforceSink:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _safe_key(s: SalesforceSettings, key: StockKey) -> str | None:
+    try:
+        return stock_key_value(s, key)
+    except PermanentError:
+        return None
 
 
 def _no_parents(_: Movement) -> dict[str, tuple[str, str]]:

@@ -135,14 +135,17 @@ class Pipeline:
     history=st.lists(ops, min_size=1, max_size=25),
     faults=st.lists(call_faults, min_size=1, max_size=8),
     refusals=st.lists(record_faults, min_size=1, max_size=3),
+    create_only=st.sampled_from(("changed", "any")),
 )
 def test_no_duplicate_and_every_level_equal_whatever_fails(
     shared_sqlite: StateStore,
     history: list[tuple[object, ...]],
     faults: list[tuple[str, int, str]],
     refusals: list[tuple[str, str, str]],
+    create_only: str,
 ) -> None:
     p = Pipeline(shared_sqlite)
+    p.org.configure(create_only=create_only)  # the reference is silent (§8.1): both
     p.org.fault_hook = Faults(faults)
     for sku, wh, code in refusals:  # in the middle of the first batch with the key
         p.org.fail_record(f"{sku}|{wh}", code, times=1)

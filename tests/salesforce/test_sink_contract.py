@@ -132,3 +132,39 @@ def test_check_connects_and_reports_every_problem(
         bad.check()
     paths = {p.path for p in info.value.problems}
     assert {"crm.stock_available_field", "crm.stock_key_field", "crm.product_key_field"} <= paths
+
+
+@pytest.mark.parametrize("create_only", ["changed", "any"])
+def test_parents_are_named_only_where_a_record_may_be_created(
+    org: SalesforceEmulator, clock: FakeClock, setup: str, create_only: str
+) -> None:
+    """Whether an update naming the same create-only parent is refused is not in the
+    reference (§8.1): the emulator offers both, and the sink works with either, at one call
+    per batch once it knows which records exist."""
+    org.configure(create_only=create_only)
+    keys = [StockKey("SKU-0006", "WH-MAIN"), StockKey("SKU-0007", "WH-EAST")]
+
+    def push(sink: SalesforceSink, qty: int) -> list[bool]:
+        items = [(k, LevelValue(Decimal(qty), Decimal(qty))) for k in keys]
+        outcomes = sink.upsert_levels(items)
+        assert all(o.error is None for o in outcomes), [o.error for o in outcomes]
+        return [o.created for o in outcomes]
+
+    sink = make_sink(org, clock, setup)
+    assert push(sink, 1) == [True, True]
+    org.calls.clear()
+    assert push(sink, 2) == [False, False]
+    assert org.calls["collections"] == 1  # known to exist: no parents sent
+    restarted = make_sink(org, clock, setup)  # a new process knows nothing yet
+    org.calls.clear()
+    assert push(restarted, 3) == [False, False]
+    # only ProductItem's lookups are create-only; Stock_Level__c's may be written on update
+    refused = create_only == "any" and setup == "product_item"
+    assert org.calls["collections"] == (2 if refused else 1)
+    obj = OBJECTS[setup][0]
+    gone = next(r["Id"] for r in org.records(obj) if r["ERP_Key__c"] == "SKU-0006|WH-MAIN")
+    org.store._put(obj, gone, None)  # a person deletes one in the org
+    org.calls.clear()
+    assert push(restarted, 4) == [True, False]  # created again: parents named on the retry
+    assert org.calls["collections"] == 2
+    assert levels(org, setup) == {("SKU-0006", "WH-MAIN"): 4, ("SKU-0007", "WH-EAST"): 4}
