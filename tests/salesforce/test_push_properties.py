@@ -183,3 +183,32 @@ def test_no_duplicate_and_every_level_equal_whatever_fails(
     assert {b.crm_id for b in bound.values()} <= ids
     assert len(shared_sqlite.bindings(p.name, MOVEMENT)) == len(mirrored)
     p.sink.close()
+
+
+def test_the_push_pauses_at_the_budget_ceiling_and_resumes_when_usage_drops(
+    store: StateStore,
+) -> None:
+    """The org's 24 h usage from Sforce-Limit-Info: at half the daily limit (the default
+    ceiling) pushing pauses with rows pending, attempts unchanged; a fresh look at /limits
+    after budget_recheck_s lets it go on once usage dropped."""
+    p = Pipeline(store)
+    p.org.set_api_usage(used=496, limit=1000)
+    for i, sku in enumerate(SKUS):
+        for wh in WAREHOUSES:
+            p.put(sku, wh, i + 1)
+    p.sync()  # login + describe + 2 calls of 3 (batch_size 3): usage reaches the ceiling
+    report_rows = store.outbox_rows(p.name)
+    assert report_rows and {(r.state, r.attempts) for r in report_rows} == {("pending", 0)}
+    usage = p.sink.api_usage()
+    assert usage is not None and usage.used >= usage.ceiling == 500
+    calls = p.org.calls["collections"]
+    p.pusher.run()  # paused without a call
+    assert p.org.calls["collections"] == calls
+    p.org.set_api_usage(used=100)
+    p.clock.advance(300)
+    report = p.pusher.run()
+    assert report.paused is None and not store.outbox_rows(
+        p.name,
+    )
+    ledger = {(k.sku, k.warehouse): v for k, v in store.levels(p.name).items()}
+    assert levels(p.org, "product_item") == ledger
