@@ -119,9 +119,11 @@ class SalesforceSink:
             redo = self._upsert_levels([items[i] for i in again], [known[i] for i in again])
             for i, outcome in zip(again, redo, strict=True):
                 outcomes[i] = outcome
-        for (key, _), outcome in zip(items, outcomes, strict=True):
+        for i, ((key, _), outcome) in enumerate(zip(items, outcomes, strict=True)):
             if outcome.crm_id is not None:
                 self._existing.add(stock_key_value(s, key))
+            elif i in again and known[i]:  # deleted in the org, and not created again
+                self._existing.discard(stock_key_value(s, key))
         return outcomes
 
     def _upsert_levels(
@@ -144,16 +146,7 @@ class SalesforceSink:
             return False
         code = error.context.get("error_code")
         wanted = "INVALID_FIELD_FOR_INSERT_UPDATE" if with_parents else "REQUIRED_FIELD_MISSING"
-        if code != wanted:
-            return False
-        if not with_parents:
-            self._existing_gone(error)
-        return any(name in str(error) for name in self._lookup_names())
-
-    def _existing_gone(self, error: StockSyncError) -> None:
-        """A record believed to exist was not there (deleted in the org): forget them all
-        rather than guess which, so the next batch names every parent again."""
-        self._existing.clear()
+        return code == wanted and any(name in str(error) for name in self._lookup_names())
 
     def _lookup_names(self) -> list[str]:
         """The lookup fields the parent relationships fill (Product2Id, LocationId)."""
