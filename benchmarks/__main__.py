@@ -23,7 +23,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import fleet, forecast, ingest, push, reconcile, reservations, servers, sql
+from benchmarks import (
+    fleet,
+    forecast,
+    ingest,
+    push,
+    reconcile,
+    reservations,
+    salesforce,
+    servers,
+    sql,
+)
 from benchmarks.common import Result
 from sync.service.logging import configure
 
@@ -82,6 +92,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ledger": lambda z: [ingest.ledger(z.ledger)],
     "ingest": lambda z: ingest.ingest(z.ingest),
     "push": lambda z: [push.push(z.push_levels, z.push_changed)],
+    "salesforce": lambda z: [salesforce.push(z.push_levels, z.push_changed)],
     "reconcile": lambda z: [reconcile.reconcile(z.reconcile_small, z.reconcile_large)],
     "memory": lambda z: [ingest.memory(z.memory)],
     "servers": lambda z: servers.servers(z.ingest),

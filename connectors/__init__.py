@@ -88,7 +88,7 @@ BUILTIN: dict[str, ConnectorSpec] = {
             settings="connectors.salesforce.sink:SalesforceSettings",
             factory="connectors.salesforce.sink:build",
             emulator="connectors.salesforce.emulator:build_emulator",
-            description="Salesforce REST API, ProductItem or a custom stock object",
+            description="Salesforce REST API: ProductItem or a custom object, 200 upserts a call",
         ),
         ConnectorSpec(
             name="tryton",

@@ -6,6 +6,7 @@ imports httpx. Every failure leaves here as one of our typed errors.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import deque
@@ -37,12 +38,20 @@ def make_client(
     verify_tls: bool = True,
     transport: httpx.BaseTransport | None = None,
     headers: dict[str, str] | None = None,
+    ca_cert: str | None = None,
 ) -> httpx.Client:
-    """An httpx client with our defaults: TLS verified, finite timeouts, our User-Agent."""
+    """An httpx client with our defaults: TLS verified, finite timeouts, our User-Agent.
+
+    ``ca_cert``: a PEM file of the CA to trust instead of the system's (an emulator's
+    self-signed certificate); ignored when ``verify_tls`` is off.
+    """
+    verify: bool | ssl.SSLContext = verify_tls
+    if verify_tls and ca_cert:
+        verify = ssl.create_default_context(cafile=ca_cert)
     return httpx.Client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-        verify=verify_tls,
+        verify=verify,
         transport=transport,
         headers={"User-Agent": USER_AGENT, **(headers or {})},
     )

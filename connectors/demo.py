@@ -1,9 +1,9 @@
 """`stocksync demo`: both emulators on loopback, a story arriving over time, the real engine.
 
-Nothing here is faked beyond the two external systems: the K/3 Cloud and
-Fxiaoke emulators are served over HTTP on free loopback ports, the pipeline is
-built from a config through the registry like any other, and every cycle is
-the daemon's own pull → push cycle against a SQLite state database.
+Nothing here is faked beyond the two external systems: the K/3 Cloud emulator and a CRM
+emulator (Fxiaoke, or Salesforce with ``--crm salesforce``) are served over HTTP on free
+loopback ports, the pipeline is built from a config through the registry like any other,
+and every cycle is the daemon's own pull → push cycle against a SQLite state database.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from connectors.fxiaoke.emulator import FxiaokeEmulator
 from connectors.fxiaoke.emulator import build_emulator as build_crm
 from connectors.k3cloud.emulator import K3CloudEmulator
 from connectors.k3cloud.emulator import build_emulator as build_erp
+from connectors.salesforce.emulator import SalesforceEmulator
 
 PRODUCTS = {"A-100": "Product A", "PHONE-X": "Phone X", "TABLET-S": "Tablet S"}
 WAREHOUSES = {"WH-MAIN": "Main warehouse", "WH-EAST": "East warehouse"}
@@ -101,21 +102,89 @@ STORY = [
 ]
 
 
-def seed(erp: K3CloudEmulator, crm: FxiaokeEmulator) -> None:
-    """Opening stock in the ERP; products and warehouses known to the CRM (no stock yet)."""
+def seed_erp(erp: K3CloudEmulator) -> None:
+    """Opening stock in the ERP."""
     erp.set_opening("A-100", "WH-MAIN", 100)
     erp.set_opening("PHONE-X", "WH-MAIN", 200)
     erp.set_opening("TABLET-S", "WH-MAIN", 80)
+
+
+def seed(erp: K3CloudEmulator, crm: FxiaokeEmulator) -> None:
+    """Opening stock in the ERP; products and warehouses known to the CRM (no stock yet)."""
+    seed_erp(erp)
     for code, name in PRODUCTS.items():
         crm.add_product(code, name)
     for number, name in WAREHOUSES.items():
         crm.add_warehouse(number, name)
 
 
+class FxiaokeSide:
+    """The demo's CRM when it is Fxiaoke: StockObj real, blocked and available stock."""
+
+    title = "Fxiaoke"
+
+    def __init__(self) -> None:
+        self.emulator: Any = build_crm(None)
+
+    def seed(self) -> None:
+        for code, name in PRODUCTS.items():
+            self.emulator.add_product(code, name)
+        for number, name in WAREHOUSES.items():
+            self.emulator.add_warehouse(number, name)
+
+    def settings(self, url: str) -> dict[str, Any]:
+        info = self.emulator.connection_info(url)
+        keys = ("app_id", "app_secret", "permanent_code", "open_user_id")
+        return {"type": "fxiaoke", "base_url": info["url"], **{k: info[k] for k in keys}}
+
+    def figures(self) -> dict[tuple[str, str], Figures]:
+        return crm_figures(self.emulator)
+
+
+class SalesforceSide:
+    """The demo's CRM when it is Salesforce: ProductItem's QuantityOnHand and the demo
+    org's Reserved_Quantity__c / Available_Quantity__c, upserted by ERP_Key__c."""
+
+    title = "Salesforce"
+
+    def __init__(self) -> None:
+        self.emulator: SalesforceEmulator = SalesforceEmulator()
+
+    def seed(self) -> None:
+        for code, name in PRODUCTS.items():
+            self.emulator.add_product(code, name)
+        for code, name in WAREHOUSES.items():
+            self.emulator.add_location(code, name)
+
+    def settings(self, url: str) -> dict[str, Any]:
+        info = self.emulator.connection_info(url)
+        return {
+            "type": "salesforce",
+            "login_url": info["url"],
+            "client_id": info["client_id"],
+            "client_secret": info["client_secret"],
+            "stock_available_field": "Available_Quantity__c",
+            "stock_reserved_field": "Reserved_Quantity__c",
+        }
+
+    def figures(self) -> dict[tuple[str, str], Figures]:
+        real = self.emulator.levels()
+        reserved = self.emulator.levels(field="Reserved_Quantity__c")
+        available = self.emulator.levels(field="Available_Quantity__c")
+        return {key: (real[key], reserved[key], available[key]) for key in real}
+
+
+CRM_SIDES: dict[str, type[FxiaokeSide] | type[SalesforceSide]] = {
+    "fxiaoke": FxiaokeSide,
+    "salesforce": SalesforceSide,
+}
+
+
 def demo_config(
     erp_info: dict[str, Any], crm_info: dict[str, Any], state_url: str, interval_s: float
 ) -> dict[str, Any]:
-    """The config a user would write for these two systems (as a dict)."""
+    """The config a user would write for these two systems (as a dict); ``crm_info`` is
+    the ``crm:`` section (``FxiaokeSide.settings``, ``SalesforceSide.settings``)."""
     return {
         "state": {"url": state_url},
         "metrics": None,
@@ -138,14 +207,7 @@ def demo_config(
                     "app_secret": erp_info["app_secret"],
                     "lcid": erp_info["lcid"],
                 },
-                "crm": {
-                    "type": "fxiaoke",
-                    "base_url": crm_info["url"],
-                    "app_id": crm_info["app_id"],
-                    "app_secret": crm_info["app_secret"],
-                    "permanent_code": crm_info["permanent_code"],
-                    "open_user_id": crm_info["open_user_id"],
-                },
+                "crm": crm_info,
             }
         ],
     }
@@ -160,9 +222,10 @@ def render(
     crm: dict[tuple[str, str], Figures],
     events: list[str],
     elapsed_s: float,
+    crm_title: str = "Fxiaoke",
 ) -> Group:
     """The live table: each key's ERP figures beside the CRM's, and whether they agree."""
-    table = Table(title=f"ERP (K/3 Cloud) vs CRM (Fxiaoke) — {elapsed_s:.0f}s")
+    table = Table(title=f"ERP (K/3 Cloud) vs CRM ({crm_title}) — {elapsed_s:.0f}s")
     for column in ("product", "warehouse", "ERP\non hand", "ERP\nreserved", "CRM\nreal"):
         table.add_column(column, justify="left" if column.islower() else "right", no_wrap=True)
     table.add_column("CRM\navailable", justify="right", no_wrap=True)
@@ -199,22 +262,30 @@ class DemoRun:
     """One demo: emulators on loopback, the real daemon between them, a live table."""
 
     def __init__(
-        self, *, duration_s: float, keep_running: bool, console: Console, folder: Path
+        self,
+        *,
+        duration_s: float,
+        keep_running: bool,
+        console: Console,
+        folder: Path,
+        crm: str = "fxiaoke",
     ) -> None:
         self.console = console
         self.keep_running = keep_running
         self.folder = folder
         self.duration_s = duration_s
         self.interval = max(1.0, duration_s / (len(STORY) + 2))
-        self.erp, self.crm = build_erp(None), build_crm(None)
-        seed(self.erp, self.crm)
+        self.erp, self.side = build_erp(None), CRM_SIDES[crm]()
+        self.crm = self.side.emulator
+        seed_erp(self.erp)
+        self.side.seed()
         self.events: list[str] = []
         self.started = time.monotonic()
 
     def config_file(self, erp_url: str, crm_url: str) -> Path:
         raw = demo_config(
             self.erp.connection_info(erp_url),
-            self.crm.connection_info(crm_url),
+            self.side.settings(crm_url),
             f"sqlite:///{self.folder / 'demo.db'}",
             self.interval,
         )
@@ -225,11 +296,12 @@ class DemoRun:
 
     def table(self) -> Group:
         elapsed = time.monotonic() - self.started
-        return render(erp_figures(self.erp), crm_figures(self.crm), self.events, elapsed)
+        crm = self.side.figures()
+        return render(erp_figures(self.erp), crm, self.events, elapsed, self.side.title)
 
     def equal(self) -> bool:
         """ERP and CRM agree on on hand, reserved and available for every key."""
-        erp, crm = erp_figures(self.erp), crm_figures(self.crm)
+        erp, crm = erp_figures(self.erp), self.side.figures()
         return erp == {k: v for k, v in crm.items() if any(v) or k in erp}
 
     def play(self, live: Live) -> None:
@@ -281,15 +353,19 @@ def run_demo(
     keep_running: bool = False,
     console: Console | None = None,
     state_dir: Path | None = None,
+    crm: str = "fxiaoke",
 ) -> bool:
-    """Play the story against the real daemon; True when ERP and CRM end equal."""
+    """Play the story against the real daemon; True when ERP and CRM end equal.
+    ``crm``: the CRM emulator, "fxiaoke" or "salesforce"."""
     from sync.service.daemon import Daemon
 
     console = console or Console()
     tmp = tempfile.TemporaryDirectory(prefix="stocksync-demo-") if state_dir is None else None
     folder = Path(tmp.name) if tmp else Path(state_dir or ".").resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    demo = DemoRun(duration_s=duration_s, keep_running=keep_running, console=console, folder=folder)
+    demo = DemoRun(
+        duration_s=duration_s, keep_running=keep_running, console=console, folder=folder, crm=crm
+    )
     try:
         with LoopbackServer(demo.erp) as erp_srv, LoopbackServer(demo.crm) as crm_srv:
             daemon = Daemon(demo.config_file(erp_srv.url, crm_srv.url))

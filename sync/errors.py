@@ -53,6 +53,18 @@ class OutcomeUnknownError(TransientError):
     """
 
 
+class BudgetExhaustedError(TransientError):
+    """The CRM's call budget is spent, or at the ceiling stocksync keeps below: every
+    write would be refused (Salesforce: 403 ``REQUEST_LIMIT_EXCEEDED``, or the daily API
+    usage of ``Sforce-Limit-Info`` at ``crm.api_budget_ceiling``).
+
+    Nothing is wrong with any row: the pusher pauses, that is it ends its run at once,
+    leaves every row pending with its attempts unchanged, and says why (``status``,
+    the cycle's ``degraded`` reason). ``retry_after_s`` is the sink's guess of when the
+    budget frees up, None when it cannot tell.
+    """
+
+
 class AuthError(TransientError):
     """Credentials were rejected or a session/token expired; re-authenticate once."""
 

@@ -4,6 +4,9 @@ Connectors are small Protocol implementations: a source yields pages, a sink
 performs single-record operations. The push *engine* (``sync.push``) owns the
 idempotency flow — binding → update, else look up by business key → bind →
 update, else create → bind — so every sink gets it for free and cannot get it wrong.
+A sink whose CRM upserts by an external id may also offer batch writes
+(``BatchLevelSink``, ``BatchMovementSink``): the engine then sends batches and needs
+no look-up at all (architecture §5.1).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from sync.errors import StockSyncError
 from sync.model import CrmLevel, Cursor, LevelValue, Movement, OnHand, Page, Reserved, StockKey
 
 
@@ -158,6 +162,83 @@ class CrmSink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """One item's result in a batch write, at the item's position in the batch.
+
+    Written: ``crm_id`` names the record (``created``: it is new), ``error`` is None.
+    Not written: ``error`` says why, classed as for a single-record write —
+    ``TransientError`` (say a record lock) → the row is tried again later;
+    ``OutcomeUnknownError`` → the row is ``uncertain``; ``UnmappedError`` → blocked;
+    ``PermanentError`` (a record-level rejection: a validation rule, a duplicate
+    value) → that row alone is dead.
+    """
+
+    crm_id: str | None = None
+    created: bool = False
+    error: StockSyncError | None = None
+
+
+@runtime_checkable
+class BatchLevelSink(Protocol):
+    """A CRM that upserts stock records by an external id, many in one call.
+
+    Optional: the engine checks ``isinstance(sink, BatchLevelSink)`` and otherwise
+    pushes one record at a time through ``CrmSink``.
+    """
+
+    #: most items one ``upsert_levels`` call takes (Salesforce collections: 200)
+    batch_size: int
+
+    def upsert_levels(self, items: Sequence[tuple[StockKey, LevelValue]]) -> Sequence[BatchOutcome]:
+        """Create or update the one record of each key, matched by an external id that
+        holds the key: the same call twice leaves the same records (no duplicate,
+        whatever answer was lost). ``items`` has at most ``batch_size`` distinct keys;
+        returns one outcome per item, in order.
+
+        A failure of the whole call raises (TransientError, OutcomeUnknownError when
+        the call may have been applied, BudgetExhaustedError, PermanentError): every
+        item of it is then settled by that error.
+        """
+        ...
+
+
+@runtime_checkable
+class BatchMovementSink(Protocol):
+    """The movement mirror's batch write, as ``BatchLevelSink`` (external id: the movement key)."""
+
+    batch_size: int
+
+    def upsert_movements(self, movements: Sequence[Movement]) -> Sequence[BatchOutcome]:
+        """Create or update the mirror record of each movement; one outcome per item, in order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiUsage:
+    """A CRM's call budget as last seen (Salesforce: ``Sforce-Limit-Info: api-usage=N/M``).
+
+    ``used`` of ``limit`` calls in the CRM's window (Salesforce: the org's rolling 24 h,
+    every app's calls counted); ``ceiling``: the usage at which stocksync pauses pushing.
+    """
+
+    used: int
+    limit: int
+    ceiling: int
+    seen_at: datetime
+
+
+def api_usage(sink: CrmSink) -> ApiUsage | None:
+    """The sink's call budget as last seen, when it has one (an ``api_usage()`` method
+    returning ``ApiUsage``); None otherwise or before its first call."""
+    hook = getattr(sink, "api_usage", None)
+    if callable(hook):
+        usage = hook()
+        if isinstance(usage, ApiUsage):
+            return usage
+    return None
 
 
 class TokenCache(Protocol):

@@ -22,19 +22,21 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from sync import alert_push, binding, reservations
+from sync import alert_push, binding, push_batch, reservations
 from sync.backoff import backoff_s
 from sync.binding import level_hash, movement_hash
 from sync.errors import (
+    BudgetExhaustedError,
     OutcomeUnknownError,
     PermanentError,
     RecordGoneError,
+    StockSyncError,
     TransientError,
     UnmappedError,
 )
 from sync.ledger import queue_pending_levels
 from sync.model import LevelValue, StockKey
-from sync.ports import CrmSink
+from sync.ports import BatchLevelSink, BatchMovementSink, CrmSink
 from sync.reservations import level_value
 from sync.settings import mask
 from sync.state.store import (
@@ -88,6 +90,9 @@ class PushReport:
     #: safety-stock alerts the webhook accepted
     alerted: int = 0
     stopped: bool = False
+    #: why pushing paused this run (the CRM's call budget, ``BudgetExhaustedError``);
+    #: the rows not pushed stay pending with their attempts unchanged
+    paused: str | None = None
     #: (target, ref) of every level or movement row this run could not push (retried,
     #: dead or blocked); alerts are left out: an undelivered one is no stock difference
     unfinished: set[tuple[str, str]] = field(default_factory=set)
@@ -232,7 +237,7 @@ class Pusher:
         digest = level_hash(shown)
         binding = self.store.binding(self.pipeline, LEVEL, row.ref)
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
-            self._done(row, report, LEVEL, binding.crm_id, digest, shown, SKIPPED)
+            self.finish(row, report, LEVEL, binding.crm_id, digest, shown, SKIPPED)
             return
         if binding is not None:
             bound_id = binding.crm_id
@@ -240,7 +245,7 @@ class Pusher:
                 row, bound_id, lambda: self.sink.update_level(bound_id, key, value)
             ):
                 report.updated += 1
-                self._done(row, report, LEVEL, bound_id, digest, shown, UPDATED)
+                self.finish(row, report, LEVEL, bound_id, digest, shown, UPDATED)
                 return
         crm_id = None  # a binding found gone is no bulk bind's doing: look it up again
         if binding is not None or row.state == UNCERTAIN or not bulk_bound:
@@ -254,7 +259,7 @@ class Pusher:
             self.sink.update_level(crm_id, key, value)
             outcome = UPDATED
             report.updated += 1
-        self._done(row, report, LEVEL, crm_id, digest, shown, outcome)
+        self.finish(row, report, LEVEL, crm_id, digest, shown, outcome)
 
     def _update_bound(self, row: OutboxRow, crm_id: str, update: Callable[[], None]) -> bool:
         """Update the bound record; False when the CRM says it is gone (deleted or
@@ -282,13 +287,13 @@ class Pusher:
     def _push_movement(self, row: OutboxRow, report: PushReport) -> None:
         stored = self.store.movement(self.pipeline, row.ref)
         if stored is None:
-            self._done(row, report, MOVEMENT, None, None, None, SKIPPED)
+            self.finish(row, report, MOVEMENT, None, None, None, SKIPPED)
             return
         movement = stored.as_movement()
         digest = movement_hash(movement)
         binding = self.store.binding(self.pipeline, MOVEMENT, row.ref)
         if binding is not None and binding.pushed_hash == digest and row.state != UNCERTAIN:
-            self._done(row, report, MOVEMENT, binding.crm_id, digest, None, SKIPPED)
+            self.finish(row, report, MOVEMENT, binding.crm_id, digest, None, SKIPPED)
             return
         if binding is not None:
             bound_id = binding.crm_id
@@ -296,7 +301,7 @@ class Pusher:
                 row, bound_id, lambda: self.sink.update_movement(bound_id, movement)
             ):
                 report.updated += 1
-                self._done(row, report, MOVEMENT, bound_id, digest, None, UPDATED)
+                self.finish(row, report, MOVEMENT, bound_id, digest, None, UPDATED)
                 return
         crm_id = self.sink.find_movement(movement.key)
         if crm_id is None:
@@ -306,7 +311,7 @@ class Pusher:
             self.sink.update_movement(crm_id, movement)
             outcome = UPDATED
             report.updated += 1
-        self._done(row, report, MOVEMENT, crm_id, digest, None, outcome)
+        self.finish(row, report, MOVEMENT, crm_id, digest, None, outcome)
 
     def _push_alert(self, row: OutboxRow, report: PushReport) -> None:
         if alert_push.deliver(self.store, row, self.webhook, self.now):
@@ -314,7 +319,7 @@ class Pusher:
         else:
             report.skipped += 1
 
-    def _done(
+    def finish(
         self,
         row: OutboxRow,
         report: PushReport,
@@ -324,6 +329,9 @@ class Pusher:
         shown: LevelValue | None,
         outcome: str,
     ) -> None:
+        """Settle a row that reached the CRM, or needed not (``outcome``): bind ``crm_id``
+        with the digest of what it now holds, log it, and finish the row unless it was
+        queued again meanwhile (then it stays for the newer value)."""
         now = self.now()
         with self.store.transaction() as tx:
             if crm_id is not None:
@@ -384,6 +392,8 @@ class Pusher:
         )
 
     def push_row(self, row: OutboxRow, report: PushReport, *, bulk_bound: bool = False) -> None:
+        """Push one row; its failure is settled here, but a spent budget is raised
+        (``BudgetExhaustedError``: the run pauses, the row stays as it is)."""
         try:
             if row.target == LEVEL:
                 self._push_level(row, report, bulk_bound)
@@ -391,18 +401,31 @@ class Pusher:
                 self._push_alert(row, report)
             else:
                 self._push_movement(row, report)
-        except UnmappedError as exc:
+        except BudgetExhaustedError:
+            raise
+        except StockSyncError as exc:
+            self.settle_error(row, exc, report)
+
+    def settle_error(self, row: OutboxRow, exc: StockSyncError, report: PushReport) -> None:
+        """Reschedule, block or kill ``row`` as ``exc`` says (one row, or one item of a
+        batch write). Raises ``BudgetExhaustedError`` and errors outside the push classes."""
+        if isinstance(exc, BudgetExhaustedError):
+            raise exc
+        if isinstance(exc, UnmappedError):
             if row.target == LEVEL and self._nothing_to_show(row):
                 self._drop_unmappable(row, report)
             else:
                 self._block(row, exc, report)
-        except OutcomeUnknownError as exc:
-            # the write may have landed: the next attempt must look up before creating
+        elif isinstance(exc, OutcomeUnknownError):
+            # the write may have landed: the next attempt must look up before creating,
+            # and must not skip a value equal to the last one known pushed
             self._fail(row, exc, report, state=UNCERTAIN)
-        except TransientError as exc:
+        elif isinstance(exc, TransientError):
             self._fail(row, exc, report, state=row.state if row.state == UNCERTAIN else PENDING)
-        except PermanentError as exc:
+        elif isinstance(exc, PermanentError):
             self._fail(row, exc, report, state=DEAD)
+        else:
+            raise exc
 
     # -- bulk binding (``sync.binding``) ----------------------------------------------
     def bind_from_crm(self) -> int:
@@ -426,6 +449,56 @@ class Pusher:
                 break
 
     # -- a whole run -----------------------------------------------------------------
+    def _bulk_bind(self, report: PushReport) -> bool:
+        """Bind from one bulk read when many level rows are unbound; whether it did.
+
+        Not for a batch sink: its upsert by external id needs no binding to find a
+        record, so the read would only cost calls (architecture §5.1).
+        """
+        if isinstance(self.sink, BatchLevelSink):
+            return False
+        if self.store.unbound_count(self.pipeline, LEVEL) < self.options.bulk_bind_threshold:
+            return False
+        try:
+            report.bound += self.bind_from_crm()
+        except TransientError as exc:
+            # not fatal: every unbound row then looks itself up before creating
+            log.warning("bulk_bind_failed", pipeline=self.pipeline, error=mask(str(exc)))
+            return False
+        return True
+
+    def _push_due(
+        self,
+        report: PushReport,
+        alerts: list[OutboxRow],
+        bulk_bound: bool,
+        stop: threading.Event | None,
+        on_row: Callable[[PushReport], None] | None,
+    ) -> None:
+        """Push the due level and movement rows in outbox batches (alert rows are
+        collected into ``alerts``). Raises BudgetExhaustedError."""
+        after_id = 0
+        started = self.now()
+        size = self.options.batch_size
+        if isinstance(self.sink, BatchLevelSink | BatchMovementSink):
+            size = max(size, self.sink.batch_size)  # a full call where rows allow
+        while True:
+            rows = self.store.outbox_due(self.pipeline, started, size, after_id=after_id)
+            if not rows:
+                return
+            binding.prepare_levels(self.store, self.sink, self.pipeline, rows)
+            alerts.extend(row for row in rows if row.target == ALERT)
+            stock = [row for row in rows if row.target != ALERT]
+            single = push_batch.push_batches(self, stock, report, on_row)
+            for row in single:
+                self.push_row(row, report, bulk_bound=bulk_bound)
+                if on_row is not None:
+                    on_row(report)
+            after_id = rows[-1].id
+            if stop is not None and stop.is_set():
+                report.stopped = True
+                return
+
     def run(
         self,
         *,
@@ -442,36 +515,16 @@ class Pusher:
         self.store.prune_push_log(self.pipeline, self.now() - retention)
         self.store.prune_alert_events(self.pipeline, self.now() - retention)
         queue_pending_levels(self.store, self.pipeline, now=self.now())
-        bulk_bound = False
-        if self.store.unbound_count(self.pipeline, LEVEL) >= self.options.bulk_bind_threshold:
-            try:
-                report.bound += self.bind_from_crm()
-                bulk_bound = True
-            except TransientError as exc:
-                # not fatal: every unbound row then looks itself up before creating
-                log.warning("bulk_bind_failed", pipeline=self.pipeline, error=mask(str(exc)))
-        after_id = 0
-        started = self.now()
+        bulk_bound = self._bulk_bind(report)
         alerts: list[OutboxRow] = []  # stock first: the webhook gets the end of the run
-        while True:
-            rows = self.store.outbox_due(
-                self.pipeline, started, self.options.batch_size, after_id=after_id
-            )
-            if not rows:
-                break
-            binding.prepare_levels(self.store, self.sink, self.pipeline, rows)
-            for row in rows:
-                if row.target == ALERT:
-                    alerts.append(row)
-                    continue
-                self.push_row(row, report, bulk_bound=bulk_bound)
-                if on_row is not None:
-                    on_row(report)
-            after_id = rows[-1].id
-            if stop is not None and stop.is_set():
-                report.stopped = True
-                break
-        if not report.stopped:
+        try:
+            self._push_due(report, alerts, bulk_bound, stop, on_row)
+        except BudgetExhaustedError as exc:
+            report.paused = str(exc)
+            log.warning("push_paused", pipeline=self.pipeline, reason=mask(str(exc)))
+        finally:
+            push_batch.record_usage(self.store, self.sink, self.pipeline, report.paused)
+        if not report.stopped:  # a paused CRM does not hold the webhook back
             self._push_alerts(alerts, report, on_row)
         log.info(
             "push_done",

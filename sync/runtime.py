@@ -268,9 +268,12 @@ def crm_problem(p: Pipeline, result: CycleResult) -> str | None:
 
     Push failures are per row (rescheduled, not raised), so a CRM outage does
     not fail ``run_cycle``. A cycle counts as good only if some push got
-    through, or — when there was nothing to push — the CRM answered a check.
+    through, or — when there was nothing to push — the CRM answered a check; a push
+    paused for the CRM's call budget (``BudgetExhaustedError``) is no good cycle.
     """
     push = result.push
+    if push.paused:
+        return f"pushing paused: {push.paused}"
     attempted = push.pushed + push.skipped + push.retried + push.dead + push.blocked
     if attempted:
         if push.retried and not (push.pushed or push.skipped):

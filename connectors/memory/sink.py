@@ -2,7 +2,9 @@
 
 It knows a set of SKUs and warehouses (others raise UnmappedError), counts
 calls, and can fail on demand — including "applied, but the answer was lost" —
-so the push engine's idempotency can be tested without HTTP.
+so the push engine's idempotency can be tested without HTTP. ``MemoryBatchCrm``
+adds the batch upserts by external id (``BatchLevelSink``), with per-item failures
+and a call budget, as Salesforce has them.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from sync.errors import (
+    BudgetExhaustedError,
     OutcomeUnknownError,
     PermanentError,
     RecordGoneError,
@@ -24,7 +27,7 @@ from sync.errors import (
     UnmappedError,
 )
 from sync.model import CrmLevel, LevelValue, Movement, StockKey
-from sync.ports import ConnectorContext
+from sync.ports import ApiUsage, BatchOutcome, ConnectorContext
 from sync.settings import StrictModel
 
 
@@ -36,6 +39,8 @@ class MemoryCrmSettings(StrictModel):
     warehouses: list[str] | None = None
     #: decimal places the CRM holds (None: any value exactly)
     precision: int | None = Field(None, ge=0, le=30, description="0 to 30 places")
+    #: records per batch upsert (None: single-record operations only)
+    batch_size: int | None = Field(None, ge=1, le=10_000, description="1 to 10,000 records")
 
 
 @dataclass
@@ -228,15 +233,107 @@ class MemoryCrm:
         raise KeyError(key)
 
 
+class MemoryBatchCrm(MemoryCrm):
+    """The memory CRM with batch upserts by external id (the stock key, the movement key).
+
+    Faults, besides ``MemoryCrm``'s: per call (target ``upsert_levels`` /
+    ``upsert_movements``) "lost" applies the batch then raises OutcomeUnknownError, "fail"
+    raises TransientError, "quota" raises BudgetExhaustedError, each without a result;
+    per item (target ``upsert_item``, consumed item by item in order) "reject" fails that
+    item alone with a PermanentError, "lock" with a TransientError (a record lock).
+    ``budget``: calls allowed before every call raises BudgetExhaustedError.
+    """
+
+    def __init__(self, *args: Any, batch_size: int = 200, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_size = batch_size
+        #: upsert calls still allowed (None: no limit)
+        self.budget: int | None = None
+        #: the call budget this CRM reports (``api_usage``), set by a test
+        self.usage: ApiUsage | None = None
+
+    def api_usage(self) -> ApiUsage | None:
+        return self.usage
+
+    def _call(self, op: str, size: int) -> str | None:
+        self.calls[op] += 1
+        if size > self.batch_size:
+            raise PermanentError(f"memory CRM: {size} records a call, at most {self.batch_size}")
+        if self.budget is not None:
+            if self.budget <= 0:
+                raise BudgetExhaustedError("memory CRM: call budget spent")
+            self.budget -= 1
+        mode = self._fault(op)
+        if mode == "quota":
+            raise BudgetExhaustedError("memory CRM: call budget spent (injected)")
+        return mode
+
+    def _item_fault(self) -> PermanentError | TransientError | None:
+        for i, (target, mode) in enumerate(self.faults):
+            if target == "upsert_item":
+                del self.faults[i]
+                if mode == "reject":
+                    return PermanentError("memory CRM: record rejected (injected)")
+                return TransientError("memory CRM: record locked (injected)")
+        return None
+
+    def _upsert_level(self, key: StockKey, value: LevelValue) -> BatchOutcome:
+        fault = self._item_fault()
+        if fault is not None:
+            return BatchOutcome(error=fault)
+        try:
+            self._check(key)
+        except UnmappedError as exc:
+            return BatchOutcome(error=exc)
+        crm_id = next((i for i, r in self.levels.items() if r.key == key), None)
+        created = crm_id is None
+        crm_id = crm_id or f"L{next(self._ids)}"
+        self.levels[crm_id] = self._stored(key, value)
+        return BatchOutcome(crm_id, created)
+
+    def upsert_levels(self, items: Sequence[tuple[StockKey, LevelValue]]) -> list[BatchOutcome]:
+        """Write each key's record (the oldest, if a person made duplicates), else create it."""
+        mode = self._call("upsert_levels", len(items))
+        outcomes = [self._upsert_level(key, value) for key, value in items]
+        if mode == "lost":
+            raise OutcomeUnknownError("memory CRM: answer lost after a batch upsert")
+        return outcomes
+
+    def _upsert_movement(self, movement: Movement) -> BatchOutcome:
+        fault = self._item_fault()
+        if fault is not None:
+            return BatchOutcome(error=fault)
+        try:
+            self._check(movement.stock_key)
+        except UnmappedError as exc:
+            return BatchOutcome(error=exc)
+        crm_id = next((i for i, (k, _) in self.movements.items() if k == movement.key), None)
+        created = crm_id is None
+        crm_id = crm_id or f"M{next(self._ids)}"
+        self.movements[crm_id] = (movement.key, movement)
+        return BatchOutcome(crm_id, created)
+
+    def upsert_movements(self, movements: Sequence[Movement]) -> list[BatchOutcome]:
+        mode = self._call("upsert_movements", len(movements))
+        outcomes = [self._upsert_movement(m) for m in movements]
+        if mode == "lost":
+            raise OutcomeUnknownError("memory CRM: answer lost after a batch upsert")
+        return outcomes
+
+
 REGISTRY: dict[str, MemoryCrm] = {}
 
 
 def build(settings: MemoryCrmSettings, context: ConnectorContext) -> MemoryCrm:
     crm = REGISTRY.get(context.pipeline)
     if crm is None:
-        crm = REGISTRY[context.pipeline] = MemoryCrm(
-            set(settings.skus) if settings.skus is not None else None,
-            set(settings.warehouses) if settings.warehouses is not None else None,
-            settings.precision,
-        )
+        skus = set(settings.skus) if settings.skus is not None else None
+        warehouses = set(settings.warehouses) if settings.warehouses is not None else None
+        if settings.batch_size is None:
+            crm = MemoryCrm(skus, warehouses, settings.precision)
+        else:
+            crm = MemoryBatchCrm(
+                skus, warehouses, settings.precision, batch_size=settings.batch_size
+            )
+        REGISTRY[context.pipeline] = crm
     return crm

@@ -209,8 +209,11 @@ def demo(
         Path | None,
         typer.Option(help="keep the state DB and a config here (default: a temporary folder)"),
     ] = None,
+    crm: Annotated[
+        str, typer.Option(help="the CRM emulator: fxiaoke or salesforce (ProductItem)")
+    ] = "fxiaoke",
 ) -> None:
-    """Run the built-in K/3 Cloud and Fxiaoke emulators and the real engine between them.
+    """Run the built-in K/3 Cloud and a CRM emulator and the real engine between them.
 
     No config and no credentials: a product gets received, sold and returned, an order of
     phones and tablets ships, stock moves between warehouses; the table shows ERP and CRM
@@ -219,8 +222,14 @@ def demo(
     from connectors.demo import run_demo
 
     def body() -> bool:
+        if crm not in ("fxiaoke", "salesforce"):
+            fail(f"unknown --crm {crm!r}", "use fxiaoke or salesforce")
         return run_demo(
-            duration_s=duration, keep_running=keep_running, console=out, state_dir=state_dir
+            duration_s=duration,
+            keep_running=keep_running,
+            console=out,
+            state_dir=state_dir,
+            crm=crm,
         )
 
     raise typer.Exit(0 if guarded(body) else 1)

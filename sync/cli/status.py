@@ -11,6 +11,7 @@ from rich.table import Table
 
 from sync.cli.tables import print_table
 from sync.freshness import freshness
+from sync.push_batch import recorded_usage
 from sync.state.store import OUTBOX_STATES, OutboxRow, StateStore, display_ref
 
 #: how `stocksync retry` and the conflicts log act on the rows `status` lists
@@ -86,6 +87,9 @@ def collect(store: StateStore, *, limit: int = 100, now: datetime | None = None)
         #: that time, and what holds it (outbox, levels or pull; see sync.freshness)
         "freshness": {name: f.as_dict() for name, f in freshness(store, now).items()},
         "open_conflicts": conflicts,
+        #: per pipeline whose CRM counts calls (Salesforce): its API usage as the last push
+        #: saw it, the ceiling at which pushing pauses, and why it paused (or null)
+        "api_budget": recorded_usage(store),
         #: rows a person must act on (their counts are in ``outbox``)
         "stuck": [stuck_row(r) for r in store.outbox_stuck(limit=limit)],
         "runs": [
@@ -177,6 +181,19 @@ def _render_inexact(data: dict[str, Any], console: Console) -> None:
         )
 
 
+def _render_budget(data: dict[str, Any], console: Console) -> None:
+    """One line per pipeline whose CRM counts API calls: used of the limit, the ceiling."""
+    for pipeline, b in data["api_budget"].items():
+        share = f" ({100 * b['used'] / b['limit']:.1f} %)" if b["limit"] else ""
+        line = (
+            f"{pipeline}: CRM API calls {b['used']} of {b['limit']}{share} at {b['seen_at']}; "
+            f"pushing pauses at {b['ceiling']}"
+        )
+        if b.get("paused"):
+            line += f"; PAUSED: {b['paused']}"
+        console.print(line, markup=False)
+
+
 def render(data: dict[str, Any], console: Console) -> None:
     console.print(f"state database: {data['database']} (schema {data['revision']})", markup=False)
     _render_replicas(data, console)
@@ -204,6 +221,7 @@ def render(data: dict[str, Any], console: Console) -> None:
     _render_freshness(data, console)
     _render_reserved(data, console)
     _render_inexact(data, console)
+    _render_budget(data, console)
     _render_stuck(data, console)
     conflicts = data["open_conflicts"]
     if conflicts:

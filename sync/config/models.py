@@ -211,7 +211,13 @@ ReservationKey = Annotated[str, AfterValidator(_reservation_key)]
 
 
 class PushSettings(StrictModel):
-    batch_size: int = Field(200, ge=1, le=10000)
+    batch_size: int = Field(
+        200,
+        ge=1,
+        le=10000,
+        description="outbox rows read per step of a push (a CRM that writes in batches gets "
+        "at least its own batch size: Salesforce 200)",
+    )
     max_attempts: int = Field(
         8, ge=1, le=MAX_ATTEMPTS, description="a row is dead after this many failures (≤ 1000)"
     )

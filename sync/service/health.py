@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from sync.config import PipelineBase
 from sync.freshness import Freshness, freshness
+from sync.push_batch import recorded_usage
 from sync.service.wsgi_server import ThreadedWsgiServer, WsgiApp
 from sync.state import StateStore
 
@@ -156,6 +157,39 @@ class _StateCollector(Collector):
             if name in names:
                 fresh.add_metric([name], f.freshness_s)
         yield from (outbox, conflicts, last, lag, fresh)
+        yield from _budget(store, names)
+
+
+def _budget(store: StateStore, names: set[str]) -> Iterator[Metric]:
+    """The CRM's call budget per pipeline as the last push saw it (Salesforce's daily API
+    usage from ``Sforce-Limit-Info``), and whether pushing paused on it."""
+    families = {
+        "used": GaugeMetricFamily(
+            "stocksync_crm_api_used", "CRM API calls used in its window", labels=["pipeline"]
+        ),
+        "limit": GaugeMetricFamily(
+            "stocksync_crm_api_limit", "CRM API calls allowed in its window", labels=["pipeline"]
+        ),
+        "ceiling": GaugeMetricFamily(
+            "stocksync_crm_api_ceiling",
+            "CRM API usage at which stocksync pauses pushing",
+            labels=["pipeline"],
+        ),
+    }
+    paused = GaugeMetricFamily(
+        "stocksync_push_paused",
+        "1 while pushing is paused on the CRM's call budget",
+        labels=["pipeline"],
+    )
+    for pipeline, figures in sorted(recorded_usage(store).items()):
+        if pipeline not in names:
+            continue
+        for name, family in families.items():
+            value = figures.get(name)
+            if isinstance(value, int | float):
+                family.add_metric([pipeline], value)
+        paused.add_metric([pipeline], 1 if figures.get("paused") else 0)
+    yield from (*families.values(), paused)
 
 
 def health(

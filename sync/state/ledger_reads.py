@@ -306,6 +306,13 @@ class LedgerReads(StoreBase):
             ).scalar()
         return str(value) if value is not None else None
 
+    def meta_all(self, name: str) -> dict[str, str]:
+        """pipeline → its ``name`` entry, for every pipeline that has one."""
+        t = s.pipeline_meta
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.pipeline, t.c.value).where(t.c.name == name))
+            return {str(r[0]): str(r[1]) for r in rows}
+
     def set_meta(self, pipeline: str, name: str, value: str) -> None:
         with self.transaction() as tx:
             tx.set_meta(pipeline, name, value)

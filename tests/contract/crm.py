@@ -1,13 +1,17 @@
-"""Contract for CrmSink implementations.
+"""Contract for CrmSink implementations, and for the batch sinks among them.
 
 Fixtures a subclass provides:
 - ``contract_sink``: a CrmSink over an empty stock object with known products/warehouses.
 - ``mapped_keys``: at least two StockKeys the CRM can resolve.
 - ``unmapped_key``: a StockKey whose SKU the CRM does not know.
+- ``add_duplicate`` (optional): makes one more record of a key as a person would, and
+  returns its id; by default ``create_level``, which a sink that upserts by external id
+  cannot use for it (it writes the key's one record).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -15,7 +19,9 @@ import pytest
 
 from sync.errors import RecordGoneError, UnmappedError
 from sync.model import LevelValue, Movement, MovementKind, StockKey
-from sync.ports import CrmSink
+from sync.ports import BatchLevelSink, BatchMovementSink, CrmSink
+
+AddDuplicate = Callable[[StockKey, LevelValue], str]
 
 
 def _movement(key: str, sku: str, warehouse: str, qty: str) -> Movement:
@@ -33,6 +39,10 @@ def _movement(key: str, sku: str, warehouse: str, qty: str) -> Movement:
 
 
 class CrmSinkContract:
+    @pytest.fixture
+    def add_duplicate(self, contract_sink: CrmSink) -> AddDuplicate:
+        return contract_sink.create_level
+
     def test_is_a_crm_sink(self, contract_sink: CrmSink) -> None:
         assert isinstance(contract_sink, CrmSink)
 
@@ -76,13 +86,13 @@ class CrmSinkContract:
             assert isinstance(lvl.qty, Decimal)
 
     def test_read_levels_exposes_duplicates_and_invalidate_retires_one(
-        self, contract_sink: CrmSink, mapped_keys: list[StockKey]
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey], add_duplicate: AddDuplicate
     ) -> None:
         """Two records for one key (architecture §6.3): both are read, oldest first; the
         older is what find_level binds; invalidating it leaves the other."""
         key = mapped_keys[0]
         older = contract_sink.create_level(key, LevelValue(Decimal(7), Decimal(7)))
-        newer = contract_sink.create_level(key, LevelValue(Decimal(3), Decimal(3)))
+        newer = add_duplicate(key, LevelValue(Decimal(3), Decimal(3)))
         read = [(lvl.crm_id, lvl.qty) for lvl in contract_sink.read_levels()]
         assert read == [(older, Decimal(7)), (newer, Decimal(3))]
         assert contract_sink.find_level(key) == older
@@ -123,3 +133,54 @@ class CrmSinkContract:
         assert contract_sink.find_movement(movement.key) == crm_id
         contract_sink.update_movement(crm_id, _movement(movement.key, key.sku, key.warehouse, "4"))
         assert contract_sink.find_movement(movement.key) == crm_id
+
+
+class BatchSinkContract:
+    """For a sink that also upserts in batches (``BatchLevelSink``, ``BatchMovementSink``):
+    the same call twice writes the same records, each item gets its own outcome."""
+
+    def test_is_a_batch_sink(self, contract_sink: CrmSink) -> None:
+        assert isinstance(contract_sink, BatchLevelSink)
+        assert isinstance(contract_sink, BatchMovementSink)
+        assert contract_sink.batch_size >= 1
+
+    def test_an_upsert_sent_twice_writes_the_same_records(
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey]
+    ) -> None:
+        assert isinstance(contract_sink, BatchLevelSink)
+        items = [(k, LevelValue(Decimal(i), Decimal(i))) for i, k in enumerate(mapped_keys, 1)]
+        first = contract_sink.upsert_levels(items)
+        assert [o.created for o in first] == [True] * len(items)
+        again = [(k, LevelValue(v.real + 1, v.available)) for k, v in items]
+        second = contract_sink.upsert_levels(again)
+        assert [o.crm_id for o in second] == [o.crm_id for o in first]
+        assert [o.created for o in second] == [False] * len(items)
+        levels = {lvl.stock_key: lvl for lvl in contract_sink.read_levels()}
+        assert len(levels) == len(items) == len(list(contract_sink.read_levels()))
+        for key, value in again:
+            assert levels[key].qty == contract_sink.shown_level(value).real
+
+    def test_an_unknown_product_fails_its_item_alone(
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey], unmapped_key: StockKey
+    ) -> None:
+        assert isinstance(contract_sink, BatchLevelSink)
+        one = LevelValue(Decimal(1), Decimal(1))
+        outcomes = contract_sink.upsert_levels(
+            [(mapped_keys[0], one), (unmapped_key, one), (mapped_keys[1], one)]
+        )
+        assert outcomes[0].crm_id and outcomes[2].crm_id
+        assert isinstance(outcomes[1].error, UnmappedError) and outcomes[1].crm_id is None
+        assert outcomes[1].error.what in {"sku", "warehouse"}
+        assert {lvl.stock_key for lvl in contract_sink.read_levels()} == set(mapped_keys)
+
+    def test_movements_upserted_twice_stay_one_record_each(
+        self, contract_sink: CrmSink, mapped_keys: list[StockKey]
+    ) -> None:
+        assert isinstance(contract_sink, BatchMovementSink)
+        key = mapped_keys[0]
+        moves = [_movement(f"test:DOC:{n}:1", key.sku, key.warehouse, str(n)) for n in (1, 2)]
+        first = contract_sink.upsert_movements(moves)
+        second = contract_sink.upsert_movements(moves)
+        assert [o.crm_id for o in first] == [o.crm_id for o in second]
+        assert [o.created for o in second] == [False, False]
+        assert contract_sink.find_movement(moves[1].key) == first[1].crm_id

@@ -25,6 +25,8 @@ from connectors.fxiaoke.emulator import build_emulator as build_fxiaoke
 from connectors.k3cloud.emulator import K3CloudEmulator
 from connectors.k3cloud.emulator import build_emulator as build_k3cloud
 from connectors.k3cloud.scenarios import MATERIALS, WAREHOUSES
+from connectors.salesforce.emulator import SalesforceEmulator
+from connectors.salesforce.emulator import build_emulator as build_salesforce
 
 ROOT = Path(__file__).resolve().parents[2]
 Key = tuple[str, str]
@@ -50,7 +52,8 @@ class Systems:
 
     k3: K3CloudEmulator
     k3_server: LoopbackServer
-    fx: FxiaokeEmulator
+    #: the CRM: a FxiaokeEmulator, or a SalesforceEmulator (``start_systems("salesforce")``)
+    fx: FxiaokeEmulator | SalesforceEmulator
     fx_server: LoopbackServer
     erp_http: Slowed
 
@@ -66,6 +69,8 @@ class Systems:
         return self.fx.stock_records()
 
     def crm_levels(self) -> dict[Key, Decimal]:
+        if isinstance(self.fx, SalesforceEmulator):
+            return {k: v for k, v in self.fx.levels().items() if v}
         products = {r["_id"]: r["product_code"] for r in self.fx.records("ProductObj")}
         warehouses = {r["_id"]: r["number"] for r in self.fx.records("WarehouseObj")}
         levels: dict[Key, Decimal] = {}
@@ -79,6 +84,12 @@ class Systems:
         return self.crm_levels() == self.erp_levels()
 
     def crm_duplicates(self) -> list[tuple[str, str]]:
+        if isinstance(self.fx, SalesforceEmulator):
+            keys = [r.get("ERP_Key__c") for r in self.fx.records("ProductItem")]
+            pairs = [(r["Product2Id"], r["LocationId"]) for r in self.fx.records("ProductItem")]
+            return [k for k in set(pairs) if pairs.count(k) > 1] + [
+                (str(k), "") for k in set(keys) if keys.count(k) > 1
+            ]
         seen: dict[tuple[str, str], int] = defaultdict(int)
         for r in self.crm_records():
             seen[(r["product_id"], r["warehouse_id"])] += 1
@@ -93,6 +104,28 @@ class Systems:
     def connectors(self) -> dict[str, Any]:
         k3 = self.k3.connection_info(self.k3_server.url)
         fx = self.fx.connection_info(self.fx_server.url)
+        if isinstance(self.fx, SalesforceEmulator):
+            crm = {
+                "type": "salesforce",
+                "login_url": fx["url"],
+                "client_id": fx["client_id"],
+                "client_secret": fx["client_secret"],
+                "timeout_s": 5,
+                "max_attempts": 1,
+            }
+        else:
+            crm = {
+                "type": "fxiaoke",
+                "base_url": fx["url"],
+                "app_id": fx["app_id"],
+                "app_secret": fx["app_secret"],
+                "permanent_code": fx["permanent_code"],
+                "open_user_id": fx["open_user_id"],
+                "timeout_s": 5,
+                "max_attempts": 1,
+                "rate_limit_calls": 100000,
+                "rate_limit_period_s": 1,
+            }
         return {
             "erp": {
                 "type": "k3cloud",
@@ -104,18 +137,7 @@ class Systems:
                 "timeout_s": 5,
                 "max_attempts": 2,
             },
-            "crm": {
-                "type": "fxiaoke",
-                "base_url": fx["url"],
-                "app_id": fx["app_id"],
-                "app_secret": fx["app_secret"],
-                "permanent_code": fx["permanent_code"],
-                "open_user_id": fx["open_user_id"],
-                "timeout_s": 5,
-                "max_attempts": 1,
-                "rate_limit_calls": 100000,
-                "rate_limit_period_s": 1,
-            },
+            "crm": crm,
         }
 
 
@@ -132,17 +154,26 @@ class Slowed:
         return self.app(environ, start_response)
 
 
-def start_systems() -> Systems:
-    """The demo K/3 Cloud account and a Fxiaoke tenant with its products and warehouses,
-    each served on its own loopback port (``stop_systems`` stops both)."""
+def start_systems(crm: str = "fxiaoke") -> Systems:
+    """The demo K/3 Cloud account and a Fxiaoke tenant (or, ``crm="salesforce"``, a
+    Salesforce org: ``Systems.fx`` holds it) with its products and warehouses, each served
+    on its own loopback port (``stop_systems`` stops both)."""
     k3 = build_k3cloud("demo")
-    fx = build_fxiaoke(
-        None, rate_limit_calls=1_000_000, rate_limit_period_s=1, token_limit_per_min=10_000
-    )
-    for material in MATERIALS:
-        fx.add_product(material)
-    for stock in WAREHOUSES:
-        fx.add_warehouse(stock)
+    fx: Any
+    if crm == "salesforce":
+        fx = build_salesforce(None)
+        for material in MATERIALS:
+            fx.add_product(material)
+        for stock in WAREHOUSES:
+            fx.add_location(stock)
+    else:
+        fx = build_fxiaoke(
+            None, rate_limit_calls=1_000_000, rate_limit_period_s=1, token_limit_per_min=10_000
+        )
+        for material in MATERIALS:
+            fx.add_product(material)
+        for stock in WAREHOUSES:
+            fx.add_warehouse(stock)
     slowed = Slowed(k3)
     k3_server = LoopbackServer(slowed).start()
     fx_server = LoopbackServer(fx).start()

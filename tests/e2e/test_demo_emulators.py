@@ -87,3 +87,35 @@ def test_the_demo_story_shows_a_reservation_before_its_shipment(tmp_path: Path) 
     assert "reserved" in text and "available" in text
     row = "│ TABLET-S │ WH-MAIN   │       5 │        0 │    5 │         5 │ in sync · LOW │"
     assert row in text
+
+
+def test_the_demo_story_reaches_salesforce_step_by_step(tmp_path: Path) -> None:
+    """`stocksync demo --crm salesforce`: the same story into the Salesforce emulator's
+    ProductItem (on hand, reserved and available), equal to the ERP after every step."""
+    from connectors import demo
+    from connectors.k3cloud.emulator import K3CloudEmulator
+    from sync.config import settings_model
+    from sync.runtime import build_pipeline, open_store
+
+    erp, side = K3CloudEmulator(), demo.SalesforceSide()
+    demo.seed_erp(erp)
+    side.seed()
+    with LoopbackServer(erp) as erp_srv, LoopbackServer(side.emulator) as crm_srv:
+        raw = demo.demo_config(
+            erp.connection_info(erp_srv.url),
+            side.settings(crm_srv.url),
+            f"sqlite:///{tmp_path / 'demo.db'}",
+            1.0,
+        )
+        settings = settings_model().model_validate(raw)
+        pipeline = build_pipeline(settings.pipelines[0], open_store(settings))
+        try:
+            run_cycle(pipeline)
+            for step in demo.STORY:
+                step.act(erp)
+                assert run_cycle(pipeline).push.failed == 0, step.say
+                assert side.figures() == demo.erp_figures(erp), step.say
+        finally:
+            pipeline.close()
+    assert side.figures()[("TABLET-S", "WH-MAIN")] == (5, 0, 5)
+    assert side.emulator.calls["describe"] <= 2  # cached, not one per push

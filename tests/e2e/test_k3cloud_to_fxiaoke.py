@@ -1,4 +1,5 @@
-"""K/3 Cloud emulator → real engine (SQLite) → Fxiaoke emulator, over HTTP, cycle after cycle."""
+"""K/3 Cloud emulator → real engine (SQLite) → Fxiaoke emulator, over HTTP, cycle after cycle
+(the document walk-through also into the Salesforce emulator)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def approved(systems: Systems, form: str, *lines: dict[str, str]) -> int:
     return fid
 
 
-def test_crm_follows_the_erp_through_every_kind_of_document(systems: Systems) -> None:
+def test_crm_follows_the_erp_through_every_kind_of_document(any_crm: Systems) -> None:
+    systems = any_crm
     erp = systems.erp
     erp.set_opening("A-100", "WH-MAIN", 100)
     erp.set_opening("PHONE-X", "WH-MAIN", 200)
