@@ -325,6 +325,14 @@ class SalesforceClient:
         path = f"{self.base}/sobjects/{sobject}/{key_field}/{quote(key, safe='')}?updateOnly=true"
         self.request("PATCH", path, json=fields, write=True)
 
+    def update_by_id(self, sobject: str, record_id: str, fields: Json) -> None:
+        """``PATCH /sobjects/{sobject}/{id}`` (REST API "Update a Record"): never creates;
+        RecordGoneError when the record is deleted (ENTITY_IS_DELETED) or unknown."""
+        self.check_budget()
+        self.request(
+            "PATCH", f"{self.base}/sobjects/{sobject}/{record_id}", json=fields, write=True
+        )
+
     def delete(self, sobject: str, record_id: str) -> None:
         """``DELETE /sobjects/{sobject}/{id}``; a record already gone is no error."""
         try:

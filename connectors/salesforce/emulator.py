@@ -4,8 +4,13 @@ It answers like the platform: ``POST /services/oauth2/token`` (client credential
 JWT bearer, §2), sessions that expire when idle (401 INVALID_SESSION_ID, §2.4), the
 SOQL subset of ``emulator_soql`` with ``nextRecordsUrl`` paging (§5), single-record and
 sObject Collections upsert by External ID with parents referenced by their External
-IDs (§4), describe (§6), REST error arrays (§3) and the rolling 24 h API allocation
-reported in ``Sforce-Limit-Info`` on every answer, 403 REQUEST_LIMIT_EXCEEDED once
+IDs (§4), update and delete of a record by Id (``PATCH``/``DELETE /sobjects/{object}/{id}``,
+REST API "Update a Record", "Delete a Record": 204 No Content; a deleted record goes to
+the recycle bin, seen only by ``queryAll``, and its External ID no longer matches, so an
+upsert creates a new record; an unknown Id is 404 NOT_FOUND, one in the recycle bin
+404 ENTITY_IS_DELETED [status I]), describe (§6), REST error arrays (§3) and the rolling
+24 h API allocation reported in ``Sforce-Limit-Info`` on every answer (deletes and
+updates by Id count like any call), 403 REQUEST_LIMIT_EXCEEDED once
 used up (§9). Rules the reference leaves open are switches (``decimals``,
 ``create_only``, ``duplicate_keys``, ``unknown_field``, ``key_in_body``,
 ``query_page_size``).
@@ -171,7 +176,8 @@ class SalesforceEmulator(Emulator):
 
     def fail_next(self, kind: str, times: int = 1, route: str = "*") -> None:
         """Inject ``kind`` (``emulator_faults``) into the next ``times`` calls on ``route``
-        (query, upsert, collections, describe, limits, sobjects; "*" = any API call)."""
+        (query, upsert, update, delete, collections, describe, limits, sobjects; "*" = any
+        API call)."""
         check_kind(kind)
         with self._lock:
             self._faults.setdefault(route, deque()).extend([kind] * times)

@@ -87,7 +87,7 @@ class RestApi:
         if head == "limits" and len(parts) == 1:
             return 200, {}  # filled in by the HTTP layer, which owns the counter
         if head in {"query", "queryAll"}:
-            return self._query(version, parts[1:], params, headers)
+            return self._query(version, parts[1:], params, headers, deleted=head == "queryAll")
         if head == "sobjects":
             return self._sobjects(method, version, path, parts[1:], params, body)
         if parts[:2] == ["composite", "sobjects"] and len(parts) == 4:
@@ -130,11 +130,33 @@ class RestApi:
             if row is None:
                 raise not_found()
             return 200, self.full_record(obj, row, version)
+        if len(parts) == 2 and method in {"DELETE", "PATCH"}:
+            return self._by_id(method, obj, parts[1], body)
         if len(parts) >= 3:
             # the value is the rest of the path (already URL-decoded), slashes and all
             value = path.strip("/").split("/", 3)[3]
             return self._by_external_id(method, version, obj, parts[1], value, params, body)
         raise not_found()
+
+    def _by_id(self, method: str, obj: ObjectSpec, rid: str, body: Any) -> Answer:
+        """DELETE (to the recycle bin) or PATCH (update, never create) of the record ``rid``:
+        204 No Content; 404 NOT_FOUND for an unknown Id, ENTITY_IS_DELETED for one in
+        the recycle bin (REST API "Delete a Record", "Update a Record")."""
+        if method == "PATCH" and not isinstance(body, dict):
+            raise malformed("Expected a JSON object as the request body")
+        if method == "PATCH" and any(k.lower() == "id" for k in body):
+            raise ApiError(400, "INVALID_FIELD", "Id not allowed in the body of an update", ["Id"])
+        self.store.live(obj, rid)
+        if self.call_fault == "unable_to_lock_row":
+            raise ApiError(400, "UNABLE_TO_LOCK_ROW", LOCK_MESSAGE, [])
+        if method == "DELETE":
+            self.store.delete(obj, rid)
+            return 204, None
+        try:
+            self.store.update(obj, rid, body)
+        except FieldError as exc:
+            raise ApiError(400, exc.code, exc.message, exc.fields) from None
+        return 204, None
 
     def full_record(self, obj: ObjectSpec, row: Row, version: str) -> Row:
         out: Row = {
@@ -313,8 +335,15 @@ class RestApi:
 
     # ------------------------------------------------------------ query
     def _query(
-        self, version: str, rest: list[str], params: dict[str, str], headers: dict[str, str]
+        self,
+        version: str,
+        rest: list[str],
+        params: dict[str, str],
+        headers: dict[str, str],
+        *,
+        deleted: bool = False,
     ) -> Answer:
+        """§5: SOQL over the live rows; ``queryAll`` adds the recycle bin's."""
         if rest:
             locator, _, offset = rest[0].rpartition("-")
             rows = self._cursors.get(locator)
@@ -327,6 +356,8 @@ class RestApi:
         query = parse(text)
         obj = self.store.find_object(query.obj)
         rows = list(self.store.rows[obj.name].values()) if obj else []
+        if obj and deleted:
+            rows += self.store.deleted.get(obj.name, {}).values()
         found = self.runner.run(query, rows, version)
         if query.count_only:
             return 200, {"totalSize": len(found), "done": True, "records": []}
@@ -364,4 +395,8 @@ def route_of(method: str, rest: str) -> str:
         return "describe"
     if head == "sobjects" and len(parts) >= 4 and method == "PATCH":
         return "upsert"
+    if head == "sobjects" and len(parts) == 3 and method == "DELETE":
+        return "delete"
+    if head == "sobjects" and len(parts) == 3 and method == "PATCH":
+        return "update"
     return head or "resources"

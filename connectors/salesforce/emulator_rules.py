@@ -60,6 +60,13 @@ def not_found() -> ApiError:
     return ApiError(404, "NOT_FOUND", "The requested resource does not exist")
 
 
+def entity_is_deleted() -> ApiError:
+    """A record in the recycle bin addressed by Id (DELETE again, PATCH): StatusCode
+    ENTITY_IS_DELETED "You can't reference an object that has been deleted" (SOAP API
+    StatusCode list, API 10.0+; message "entity is deleted"); the REST status 404 [I]."""
+    return ApiError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
+
+
 def unknown_field(obj: str, name: str) -> ApiError:
     """An unknown field in a write's JSON [message I]."""
     return ApiError(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj}")

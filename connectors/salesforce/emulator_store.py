@@ -21,6 +21,7 @@ from connectors.salesforce.emulator_rules import (
     FieldError,
     check_value,
     convert,
+    entity_is_deleted,
     index_key,
     not_found,
     not_writable,
@@ -63,6 +64,8 @@ class Store:
     ) -> None:
         self.objects = objects if objects is not None else demo_objects()
         self.rows: dict[str, dict[str, Row]] = {name: {} for name in self.objects}
+        #: the recycle bin: deleted rows by object then Id (seen by queryAll only)
+        self.deleted: dict[str, dict[str, Row]] = {name: {} for name in self.objects}
         self.clock = clock
         self.ids = IdMaker()
         self.decimals: DecimalsMode = "store"
@@ -152,6 +155,35 @@ class Store:
             if fault is not None:
                 raise fault
         return self._write(obj, merged, current, journal)
+
+    def live(self, obj: ObjectSpec, rid: str) -> Row:
+        """The row ``rid`` of ``obj``; 404 ENTITY_IS_DELETED when it is in the recycle
+        bin, 404 NOT_FOUND when there is none."""
+        row = self.rows[obj.name].get(rid)
+        if row is not None:
+            return row
+        if rid in self.deleted.get(obj.name, {}):
+            raise entity_is_deleted()
+        raise not_found()
+
+    def delete(self, obj: ObjectSpec, rid: str) -> None:
+        """Move the row to the recycle bin: it leaves SOQL (not queryAll) and its External
+        ID no longer matches, so an upsert of that value creates a new record."""
+        row = self.live(obj, rid)
+        self._put(obj.name, rid, None)
+        self.deleted.setdefault(obj.name, {})[rid] = {**row, "IsDeleted": True}
+
+    def update(self, obj: ObjectSpec, rid: str, record: Row) -> None:
+        """Write ``record``'s fields into the live row ``rid`` (PATCH by Id, never creates)."""
+        current = self.live(obj, rid)
+        values = self._values(obj, record)
+        merged = self._check(obj, values, current)
+        if self.record_hook is not None:
+            key = next((f.name for f in obj.fields.values() if f.external_id), "")
+            fault = self.record_hook(obj.name, str(current.get(key) or rid), merged)
+            if fault is not None:
+                raise fault
+        self._write(obj, merged, current, None)
 
     def undo(self, journal: Journal) -> None:
         for name, rid, before in reversed(journal.entries):

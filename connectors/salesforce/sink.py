@@ -204,8 +204,37 @@ class SalesforceSink:
         self.client.update(s.stock_object, s.stock_key_field, stock_key_value(s, key), fields)
 
     def invalidate_level(self, crm_id: str, key: StockKey) -> None:
-        """Delete a duplicate record (to the org's recycle bin); idempotent."""
-        self.client.delete(self.settings.stock_object, crm_id)
+        """Delete a duplicate record (to the org's recycle bin); idempotent: a record
+        already gone (404 ENTITY_IS_DELETED or NOT_FOUND) is no error.
+
+        Where the deleted record held ``key`` in its External ID field, the oldest record
+        left for the key's product and location (one made by hand, without the key) is
+        given it, so that ``find_level`` and the next upsert by External ID land on the
+        record kept rather than create a new duplicate. Run again after a failure, the
+        hand-over is repeated only if nothing holds the key yet.
+        """
+        s = self.settings
+        self.client.delete(s.stock_object, crm_id)
+        if self.find_level(key) is not None:
+            return
+        self._existing.discard(stock_key_value(s, key))
+        kept = next((lv.crm_id for lv in self.read_levels_of(key) if lv.crm_id != crm_id), None)
+        if kept is not None:
+            self.client.update_by_id(
+                s.stock_object, kept, {s.stock_key_field: stock_key_value(s, key)}
+            )
+            self._existing.add(stock_key_value(s, key))
+
+    def read_levels_of(self, key: StockKey) -> Iterator[CrmLevel]:
+        """The stock records of ``key``'s product and location, oldest first."""
+        s = self.settings
+        where = (
+            f"{s.stock_product_relationship}.{s.product_key_field} = {soql_string(key.sku)} "
+            f"AND {s.stock_location_relationship}.{s.location_key_field} = "
+            f"{soql_string(key.warehouse)}"
+        )
+        for row in self.client.query_all(level_soql(s, where)):
+            yield parse_level(s, row)
 
     def prepare_levels(self, keys: Sequence[StockKey]) -> None:
         """Nothing to resolve: parents are named by their External IDs in each record."""

@@ -63,15 +63,6 @@ class TestSalesforceContract(CrmSinkContract, BatchSinkContract):
     def unmapped_key(self) -> StockKey:
         return StockKey("NO-SUCH-SKU", "WH-MAIN")
 
-    @pytest.mark.skip(
-        reason="the emulator serves no DELETE /sobjects/{object}/{id} (the "
-        "reference does not cover it), so a duplicate cannot be retired there"
-    )
-    def test_read_levels_exposes_duplicates_and_invalidate_retires_one(self) -> None: ...
-
-    @pytest.mark.skip(reason="as above: retiring a record needs DELETE, not emulated")
-    def test_an_update_of_a_retired_record_says_it_is_gone(self) -> None: ...
-
 
 def test_duplicates_made_by_hand_are_read_oldest_first(
     sf_sink: SalesforceSink, org: SalesforceEmulator, setup: str
@@ -168,3 +159,39 @@ def test_parents_are_named_only_where_a_record_may_be_created(
     assert push(restarted, 4) == [True, False]  # created again: parents named on the retry
     assert org.calls["collections"] == 2
     assert levels(org, setup) == {("SKU-0006", "WH-MAIN"): 4, ("SKU-0007", "WH-EAST"): 4}
+
+
+def test_retiring_a_record_made_by_hand_keeps_the_keyed_one_untouched(
+    sf_sink: SalesforceSink, org: SalesforceEmulator, setup: str
+) -> None:
+    """Reconcile's usual case: the extra is the record without the key; deleting it
+    hands nothing over (no update call), and a retry of the delete is no error."""
+    key = StockKey("SKU-0008", "WH-MAIN")
+    ours = sf_sink.create_level(key, LevelValue(Decimal(4), Decimal(4)))
+    obj, product, location, qty = OBJECTS[setup]
+    (pid,) = [r["Id"] for r in org.records("Product2") if r["ERP_SKU__c"] == key.sku]
+    (lid,) = [r["Id"] for r in org.records("Location") if r["ERP_Code__c"] == key.warehouse]
+    by_hand = org.add_record(obj, {product: pid, location: lid, qty: 2})
+    org.calls.clear()
+    sf_sink.invalidate_level(by_hand, key)
+    sf_sink.invalidate_level(by_hand, key)
+    assert org.calls["delete"] == 2 and org.calls["update"] == 0
+    assert [lv.crm_id for lv in sf_sink.read_levels()] == [ours]
+    sf_sink.update_level(ours, key, LevelValue(Decimal(5), Decimal(5)))
+    assert levels(org, setup) == {("SKU-0008", "WH-MAIN"): 5}
+
+
+def test_retiring_the_keyed_record_hands_its_key_to_the_one_kept(
+    sf_sink: SalesforceSink, org: SalesforceEmulator, setup: str
+) -> None:
+    """The next push writes into the record kept, creating no new duplicate."""
+    key = StockKey("SKU-0009", "WH-MAIN")
+    ours = sf_sink.create_level(key, LevelValue(Decimal(4), Decimal(4)))
+    obj, product, location, qty = OBJECTS[setup]
+    (pid,) = [r["Id"] for r in org.records("Product2") if r["ERP_SKU__c"] == key.sku]
+    (lid,) = [r["Id"] for r in org.records("Location") if r["ERP_Code__c"] == key.warehouse]
+    by_hand = org.add_record(obj, {product: pid, location: lid, qty: 2})
+    sf_sink.invalidate_level(ours, key)
+    outcomes = sf_sink.upsert_levels([(key, LevelValue(Decimal(6), Decimal(6)))])
+    assert [(o.crm_id, o.created, o.error) for o in outcomes] == [(by_hand, False, None)]
+    assert levels(org, setup) == {("SKU-0009", "WH-MAIN"): 6}
