@@ -1,0 +1,87 @@
+"""Edges of the Salesforce sink against the emulator: answers without the usage header,
+quantities too long for a decimal context, the session's token kept out of reprs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from connectors._emulator import transport_for
+from connectors.salesforce.mapping import at_places
+from connectors.salesforce.sink import SalesforceSettings, SalesforceSink
+from sync.errors import BudgetExhaustedError, PermanentError
+from sync.model import LevelValue, StockKey
+from sync.ports import ConnectorContext, MemoryTokenCache
+from tests.salesforce.sink_rig import FakeClock, crm_settings, demo_org, levels, make_sink
+
+A, B, C = (StockKey(sku, "WH-MAIN") for sku in ("SKU-0001", "SKU-0002", "SKU-0003"))
+
+
+class WithoutUsageHeader(httpx.BaseTransport):
+    """The emulator behind a proxy that drops ``Sforce-Limit-Info`` from every answer."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        response.headers.pop("Sforce-Limit-Info", None)
+        return response
+
+
+def test_without_the_usage_header_the_ceiling_holds_through_limits() -> None:
+    clock = FakeClock()
+    emulator = demo_org(clock)
+    context = ConnectorContext(
+        now=clock.now,
+        sleep=clock.sleep,
+        token_cache=MemoryTokenCache(),
+        http_transport=WithoutUsageHeader(transport_for(emulator)),
+    )
+    settings = SalesforceSettings.model_validate(crm_settings(emulator, budget_recheck_s=300))
+    sink = SalesforceSink(settings, context)
+    value = LevelValue(Decimal(4), Decimal(4))
+    sink.upsert_levels([(A, value)])  # no figure anywhere yet: /limits is read, 0 used
+    emulator.set_api_usage(used=4000, limit=5000)  # other integrations use 80 %
+    sink.upsert_levels([(B, value)])  # /limits was read 0 s ago: not again yet
+    clock.advance(300)
+    with pytest.raises(BudgetExhaustedError, match="of the org's 5000"):
+        sink.upsert_levels([(C, value)])
+    assert (C.sku, C.warehouse) not in levels(emulator, "product_item")
+    usage = sink.api_usage()
+    assert usage is not None and (usage.limit, usage.ceiling) == (5000, 2500)
+    clock.advance(60)
+    calls = dict(emulator.calls)
+    with pytest.raises(BudgetExhaustedError):  # paused: no call until the recheck
+        sink.upsert_levels([(C, value)])
+    assert dict(emulator.calls) == calls
+    emulator.set_api_usage(used=1000)
+    clock.advance(300)
+    sink.upsert_levels([(C, value)])
+    assert levels(emulator, "product_item")[(C.sku, C.warehouse)] == 4
+
+
+@pytest.mark.parametrize("places", [2, 30])
+def test_a_quantity_longer_than_a_decimal_context_is_that_records_error(places: int) -> None:
+    clock = FakeClock()
+    emulator = demo_org(clock)
+    sink = make_sink(emulator, clock, decimal_places={"QuantityOnHand": places})
+    huge = Decimal("1e30") if places == 2 else Decimal(5)
+    fine = LevelValue(Decimal(1), Decimal(1))
+    outcomes = sink.upsert_levels([(A, fine), (B, LevelValue(huge, huge)), (C, fine)])
+    assert outcomes[0].error is None and outcomes[2].error is None
+    if places == 2:  # beyond QuantityOnHand's 16 integer digits: refused by the org
+        assert isinstance(outcomes[1].error, PermanentError)
+        assert "NUMBER_OUTSIDE_VALID_RANGE" in str(outcomes[1].error)
+    else:
+        assert outcomes[1].error is None
+    assert at_places(Decimal("1e30"), 2) == Decimal("1e30")
+
+
+def test_the_sessions_repr_holds_no_token() -> None:
+    clock = FakeClock()
+    sink = make_sink(demo_org(clock), clock)
+    session = sink.client.session()
+    assert session.token and session.token not in repr(session)
