@@ -85,3 +85,24 @@ def test_the_sessions_repr_holds_no_token() -> None:
     sink = make_sink(demo_org(clock), clock)
     session = sink.client.session()
     assert session.token and session.token not in repr(session)
+
+
+def test_duplicates_read_oldest_first_across_ids_differing_in_case() -> None:
+    """The keyed record made before one added by hand is read first, also where their
+    Ids differ in case only at the last place that changed (``...0ZGAQ``, ``...0aGAA``)."""
+    clock = FakeClock()
+    emulator = demo_org(clock)
+    sink = make_sink(emulator, clock)
+    skus = [r["ERP_SKU__c"] for r in emulator.records("Product2")]
+    one = LevelValue(Decimal(1), Decimal(1))
+    keys = [StockKey(sku, "WH-MAIN") for sku in skus[:8]]
+    made = [o.crm_id for o in sink.upsert_levels([(k, one) for k in keys])]
+    older, key = next((i, k) for i, k in zip(made, keys, strict=True) if i and i[-4] == "Z")
+    product = next(r["Id"] for r in emulator.records("Product2") if r["ERP_SKU__c"] == key.sku)
+    location = next(r["Id"] for r in emulator.records("Location") if r["ERP_Code__c"] == "WH-MAIN")
+    newer = emulator.add_record(
+        "ProductItem", {"Product2Id": product, "LocationId": location, "QuantityOnHand": 3}
+    )
+    assert newer[-4].islower()
+    assert [lv.crm_id for lv in sink.read_levels_of(key)] == [older, newer]
+    assert [lv.crm_id for lv in sink.read_levels() if lv.stock_key == key] == [older, newer]
