@@ -14,7 +14,10 @@ from connectors.salesforce.sink import SalesforceSettings, SalesforceSink
 from sync.errors import BudgetExhaustedError, PermanentError
 from sync.model import LevelValue, StockKey
 from sync.ports import ConnectorContext, MemoryTokenCache
+from sync.push import Pusher, PushOptions
+from sync.state import StateStore
 from tests.salesforce.sink_rig import FakeClock, crm_settings, demo_org, levels, make_sink
+from tests.salesforce.test_push_properties import SKUS, WAREHOUSES, Pipeline
 
 A, B, C = (StockKey(sku, "WH-MAIN") for sku in ("SKU-0001", "SKU-0002", "SKU-0003"))
 
@@ -106,3 +109,34 @@ def test_duplicates_read_oldest_first_across_ids_differing_in_case() -> None:
     assert newer[-4].islower()
     assert [lv.crm_id for lv in sink.read_levels_of(key)] == [older, newer]
     assert [lv.crm_id for lv in sink.read_levels() if lv.stock_key == key] == [older, newer]
+
+
+def test_a_describe_outage_costs_one_describe_per_push_not_one_per_row(
+    store: StateStore,
+) -> None:
+    """The scale comes from the describe (cached); while the org cannot give it, the
+    first level row's failure (after the client's 3 attempts) settles the other rows of
+    the outbox step: each pending, one attempt more, no describe per row (8 × 3 calls)."""
+    p = Pipeline(store)
+    options = PushOptions(retry_initial_s=1, retry_max_s=60, batch_size=200)
+    p.pusher = Pusher(store, p.sink, p.name, now=p.clock.now, options=options)
+    for sku in SKUS:
+        for wh in WAREHOUSES:
+            p.put(sku, wh, 2)
+    outage = [True]
+    p.org.fault_hook = lambda route: (
+        "server_unavailable" if route == "describe" and outage[0] else None
+    )
+    p.sync()
+    # ProductItem once, Stock_Movement__c once per batch of 3 movements: 3 attempts each
+    assert p.org.calls["describe"] == 3 + 3 * 3
+    levels_rows = [r for r in store.outbox_rows(p.name) if r.target == "level"]
+    assert len(levels_rows) == 8 and {(r.state, r.attempts) for r in levels_rows} == {
+        ("pending", 1)
+    }
+    outage[0] = False
+    p.clock.advance(3600)
+    p.pusher.run()
+    assert not store.outbox_rows(p.name)
+    ledger = {(k.sku, k.warehouse): v for k, v in store.levels(p.name).items()}
+    assert levels(p.org, "product_item") == ledger
