@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from sync.binding import level_hash, movement_hash
-from sync.errors import BudgetExhaustedError, PermanentError, StockSyncError
+from sync.errors import BudgetExhaustedError, PermanentError, StockSyncError, TransientError
 from sync.model import LevelValue, Movement, StockKey
 from sync.ports import (
     BatchLevelSink,
@@ -114,10 +114,11 @@ def push_batches(
     single: list[OutboxRow] = []
     level_items: list[_LevelItem] = []
     movement_items: list[_MovementItem] = []
+    down: list[TransientError] = []  # the CRM failed to show a value: not asked again
     for row in rows:
         settled = False
         if row.target == LEVEL and isinstance(sink, BatchLevelSink):
-            level = _level_item(pusher, row, report)
+            level = _level_item(pusher, row, report, down)
             settled = level is None
             level_items.extend([level] if level else [])
         elif row.target == MOVEMENT and isinstance(sink, BatchMovementSink):
@@ -145,13 +146,27 @@ def push_batches(
     return single
 
 
-def _level_item(pusher: Pusher, row: OutboxRow, report: PushReport) -> _LevelItem | None:
+def _level_item(
+    pusher: Pusher, row: OutboxRow, report: PushReport, down: list[TransientError]
+) -> _LevelItem | None:
     """The row's batch item, or None when it is settled already: unchanged since the
-    last push (and not uncertain), or failed while its value was being worked out."""
+    last push (and not uncertain), or failed while its value was being worked out.
+
+    ``down``: once the sink failed to show a value for a passing reason (Salesforce: the
+    describe giving the fields' scale, after its own retries), the rows after it settle
+    with that error instead of each asking again, as for a failed batch call."""
     key = parse_level_ref(row.ref)
     try:
         value = pusher.value_of(key)
-        shown = pusher.sink.shown_level(value)
+        if down:
+            raise down[0]
+        try:
+            shown = pusher.sink.shown_level(value)
+        except BudgetExhaustedError:
+            raise
+        except TransientError as exc:
+            down.append(exc)
+            raise
     except BudgetExhaustedError:
         raise
     except StockSyncError as exc:

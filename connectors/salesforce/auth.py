@@ -10,7 +10,7 @@ its session instead of logging in again.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,7 @@ JWT_LIFETIME_S = 180
 class Session:
     """An access token and the instance every later call goes to (reference §2.1)."""
 
-    token: str
+    token: str = field(repr=False)  # a secret: never in a repr, a log or an error
     instance_url: str
     expires_at: datetime
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -142,6 +143,10 @@ class SalesforceClient:
         self._rejected: str | None = None
         self._cache_name = cache_name(settings)
         self._usage: ApiUsage | None = None
+        #: whether the last answer came without ``Sforce-Limit-Info``, and when ``/limits``
+        #: was last read for want of it
+        self._blind = False
+        self._limits_read_at: datetime | None = None
         #: token requests this instance sent, and API calls (for tests and benchmarks)
         self.token_requests = 0
         self.calls = 0
@@ -183,20 +188,33 @@ class SalesforceClient:
 
     def _note_usage(self, response: httpx.Response) -> None:
         figures = parse_usage(response.headers.get("Sforce-Limit-Info"))
-        if figures is not None:
-            used, limit = figures
-            ceiling = int(limit * self.settings.api_budget_ceiling)
-            self._usage = ApiUsage(used, limit, ceiling, self._context.now())
+        if figures is None:
+            if response.status_code < 300:  # a refusal (401, say) may well come without it
+                self._blind = True
+            return
+        self._blind = False
+        used, limit = figures
+        ceiling = int(limit * self.settings.api_budget_ceiling)
+        self._usage = ApiUsage(used, limit, ceiling, self._context.now())
 
     def check_budget(self) -> None:
         """Raise BudgetExhaustedError while the org's usage is at the ceiling. Once
         ``budget_recheck_s`` has passed since the figure was seen, it is read afresh
-        (``GET /limits``: one call) instead, as the rolling 24 h window frees calls."""
+        (``GET /limits``: one call) instead, as the rolling 24 h window frees calls.
+
+        Answers without ``Sforce-Limit-Info`` (a proxy that drops it; reference §9 says
+        every answer has it) would leave the ceiling unenforced on a figure never seen
+        or seen long ago: ``/limits`` is then read instead, at most every
+        ``budget_recheck_s``."""
         usage = self._usage
+        now = self._context.now()
+        if self._blind and self._due(self._limits_read_at, now):
+            self._limits_read_at = now
+            self._read_limits()
+            usage = self._usage
         if usage is None or usage.used < usage.ceiling:
             return
-        age_s = (self._context.now() - usage.seen_at).total_seconds()
-        if age_s >= self.settings.budget_recheck_s:
+        if self._due(usage.seen_at, now):
             self._read_limits()
             usage = self._usage
             if usage is None or usage.used < usage.ceiling:
@@ -208,6 +226,10 @@ class SalesforceClient:
             "pushing resumes when the rolling 24 h usage drops below it",
             retry_after_s=self.settings.budget_recheck_s,
         )
+
+    def _due(self, since: datetime | None, now: datetime) -> bool:
+        """Whether ``budget_recheck_s`` has passed since ``since`` (never: it has)."""
+        return since is None or (now - since).total_seconds() >= self.settings.budget_recheck_s
 
     def _read_limits(self) -> None:
         """``GET /limits`` (reference §9): its ``DailyApiRequests`` where the answer has

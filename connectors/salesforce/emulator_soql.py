@@ -300,7 +300,10 @@ class Runner:
         return [self.project(obj, r, selected, version) for r in found]
 
     def _order_key(self, hops: list[tuple[ObjectSpec, FieldSpec]], row: Row) -> Any:
-        return _sort_key(self.value(row, hops))
+        value = self.value(row, hops)
+        if hops[-1][1].type in ID_TYPES:  # case-sensitive base 62: "Z" < "a", as made
+            return value
+        return _sort_key(value)
 
     def project(self, obj: ObjectSpec, row: Row, selected: list[Any], version: str) -> Row:
         out: Row = {"attributes": _attributes(obj, row, version)}
@@ -398,6 +401,10 @@ def _compare(value: Any, op: str, want: Any) -> bool:
         ">=": lambda a, b: a >= b,
     }
     return ops[op](value, want)
+
+
+#: field types holding record ids, which are case-sensitive (``...0ZGAQ`` ≠ ``...0zGAQ``)
+ID_TYPES = frozenset({"id", "reference"})
 
 
 def _sort_key(value: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from connectors.salesforce.settings import SalesforceSettings
@@ -83,9 +83,14 @@ def at_places(value: Decimal, places: int | None) -> Decimal:
     only its pages round (reference §7): stocksync rounds itself, at the boundary, so the
     CRM holds what a person sees and what reconcile compares. Half-even as Fxiaoke's.
     """
-    if places is None:
+    if places is None or not value.is_finite():
         return value
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    # quantize refuses a result longer than the context's 28 digits (a quantity beyond any
+    # field's precision, or many places): count them, so such a value reaches the org,
+    # which refuses that record alone (NUMBER_OUTSIDE_VALID_RANGE, reference §7)
+    with localcontext() as ctx:
+        ctx.prec = max(ctx.prec, value.adjusted() + places + 2)
+        return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
 
 
 def number(value: Decimal) -> float | int:

@@ -155,3 +155,18 @@ def test_the_custom_stock_and_movement_objects_take_parents_through_custom_looku
         "WHERE Occurred_At__c >= 2026-03-02T00:00:00Z AND Active__c = TRUE",
     )
     assert len(moved) == 2
+
+
+def test_order_by_id_keeps_the_case_of_ids(api: Api, emulator: SalesforceEmulator) -> None:
+    """Ids are case-sensitive (``...0ZGAQ`` and ``...0aGAA`` are two records, base 62):
+    ORDER BY Id sorts them as they are, which is the order they were made in; only text
+    sorts case-insensitively. The sink reads duplicates oldest (lowest Id) first by it."""
+    made = [r["Id"] for r in emulator.records("ProductItem")]
+    assert any(i[-4].islower() for i in made) and any(i[-4].isupper() for i in made)
+    rows = _records(api, "SELECT Id FROM ProductItem ORDER BY Id")
+    assert [r["Id"] for r in rows] == sorted(made) == made
+    names = _records(
+        api, "SELECT ProductCode FROM Product2 WHERE ProductCode != null ORDER BY ProductCode"
+    )
+    codes = [r["ProductCode"] for r in names]
+    assert codes == sorted(codes, key=str.lower)
