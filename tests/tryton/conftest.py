@@ -24,7 +24,7 @@ from tests.tryton import scenario
 from tests.tryton import server as tryton
 
 
-def _require_trytond() -> None:
+def require_trytond() -> None:
     reason = tryton.trytond_missing()
     if reason is None:
         return
@@ -35,7 +35,7 @@ def _require_trytond() -> None:
 
 @pytest.fixture(scope="session")
 def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tryton.TrytonServer]:
-    _require_trytond()
+    require_trytond()
     workdir: Path = tmp_path_factory.mktemp("tryton")
     tryton.prepare_workdir(workdir)
     with tryton.running_server(workdir) as server:

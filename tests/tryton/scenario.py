@@ -365,7 +365,11 @@ def product_codes(config: Any) -> list[str]:
 
 
 def warehouse_quantities(config: Any) -> dict[tuple[str, str], Decimal]:
-    """Tryton's own on-hand per (sku, warehouse code), non-zero only (goods products)."""
+    """Tryton's own on-hand per (sku, warehouse code), non-zero only, every product type.
+
+    Every type, not only goods: assets and consumables hold stock too and stocksync syncs
+    them (tests/tryton/test_what_counts.py adds some to the shared server; a file that runs
+    after it on the same test worker sees them)."""
     from proteus import Model
 
     Product = Model.get("product.product", config=config)
@@ -373,7 +377,7 @@ def warehouse_quantities(config: Any) -> dict[tuple[str, str], Decimal]:
     for code in WAREHOUSES:
         wh = _warehouse(config, code)
         with config.set_context(locations=[wh.id]):
-            for product in Product.find([("type", "=", "goods")]):
+            for product in Product.find([]):
                 qty = Decimal(str(product.quantity or 0))
                 if qty:
                     result[(product.code, code)] = qty

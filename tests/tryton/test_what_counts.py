@@ -7,8 +7,9 @@ locations moved and warehouse codes renamed, a move to a warehouse without a
 code, a move in dozens, cancelled moves and many moves sharing one write_date
 across a page boundary; and which setting is wrong when the connection fails.
 
-This module runs last in the package (it leaves a warehouse without a code and
-future-dated moves in the shared server), hence its name.
+It leaves a warehouse without a code and future-dated moves behind, so it runs on a
+Tryton server of its own (the module-scoped fixtures below), never on the one the other
+files share: under pytest-xdist a file may run before or after any other.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ class Clock:
 
 
 Factory = Callable[..., tuple[Pipeline, FxiaokeEmulator]]
+
+
+@pytest.fixture(scope="module")
+def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tryton.TrytonServer]:
+    """This module's own server (overrides the package's shared one)."""
+    from tests.tryton.conftest import require_trytond
+
+    require_trytond()
+    workdir: Path = tmp_path_factory.mktemp("tryton-what-counts")
+    tryton.prepare_workdir(workdir)
+    with tryton.running_server(workdir) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tryton_proteus(tryton_server: tryton.TrytonServer) -> Iterator[Any]:
+    with tryton.proteus_session(tryton_server) as config:
+        yield config
+
+
+@pytest.fixture(scope="module")
+def tryton_scenario(tryton_proteus: Any) -> dict[str, int]:
+    return scenario.initial_scenario(tryton_proteus)
 
 
 @pytest.fixture
