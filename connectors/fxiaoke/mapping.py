@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from connectors.fxiaoke.describes import ObjectFields
@@ -41,9 +41,14 @@ def at_places(value: Decimal, places: int | None) -> Decimal:
     StockObj numbers hold 2), so every number is rounded here, at the boundary;
     the ledger keeps full precision. Half-even: 139.625 → 139.62, 139.635 → 139.64.
     """
-    if places is None:
+    if places is None or not value.is_finite():
         return value
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    # quantize refuses a result longer than the context's 28 digits (a long quantity, or a
+    # field described with many places): widen the context so the CRM, not a crash of the
+    # whole push, refuses that one record
+    with localcontext() as ctx:
+        ctx.prec = max(ctx.prec, value.adjusted() + places + 2)
+        return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
 
 
 def shown_level(s: FxiaokeSettings, value: LevelValue, stock: ObjectFields) -> LevelValue:

@@ -174,3 +174,22 @@ def test_a_record_voided_in_the_crm_is_live_again_under_either_answer(
     record = w.record()
     assert (record["real_stock"], record["_id"] != old) == ("15", True)
     assert reconcile(w.pipeline).remaining == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "places", "shown"),
+    [
+        # 25 integer digits at 2 places: 28 digits, one past decimal's default context
+        ("1234567890123456789012345.675", 2, "1234567890123456789012345.68"),
+        # a field described with 30 places
+        ("139.625", 30, "139.625" + "0" * 27),
+        ("139.625", 2, "139.62"),
+    ],
+)
+def test_rounding_never_overflows_the_decimal_context(value: str, places: int, shown: str) -> None:
+    """A long quantity or many described places is rounded, not an InvalidOperation that
+    would fail every push run at that row; the CRM then judges the number."""
+    from connectors.fxiaoke.mapping import at_places
+
+    assert at_places(Decimal(value), places) == Decimal(shown)
+    assert str(at_places(Decimal(value), places)) == shown
