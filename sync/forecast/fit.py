@@ -3,8 +3,11 @@ method). ``forecast_all`` is the entry point; everything here needs the ``foreca
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +33,21 @@ require("statsforecast")
 
 
 def forecast_all(series: Sequence[Series], opts: Options) -> list[Fitted]:
-    """One ``Fitted`` per series, in the order given."""
+    """One ``Fitted`` per series, in the order given.
+
+    With ``n_jobs`` > 1 statsforecast forks its workers (``multiprocessing.Pool``, fork on
+    Linux). Forking a process that runs other threads (the daemon: the scheduler's workers,
+    the metrics server) can deadlock a child on a lock another thread held (Python docs,
+    ``os.fork``); from such a process the forecast runs in one child started by a fork
+    server, single-threaded, which forks the workers."""
+    if opts.n_jobs > 1 and threading.active_count() > 1:
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(1, mp_context=context) as child:
+            return child.submit(_forecast_all, list(series), opts).result()
+    return _forecast_all(series, opts)
+
+
+def _forecast_all(series: Sequence[Series], opts: Options) -> list[Fitted]:
     by_key: dict[str, Fitted] = {}
     zero, short, groups = [], [], defaultdict(list)
     for s in series:

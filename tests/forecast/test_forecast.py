@@ -3,6 +3,9 @@ calls are slow); the backtest on generated series; the extra's error."""
 
 from __future__ import annotations
 
+import os
+import threading
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -106,3 +109,41 @@ def test_weekly_periods_forecast_whole_weeks() -> None:
     assert f.forecast.period == "week" and f.forecast.model not in {NO_DEMAND, SHORT}
     # a flat daily mean: the weekly forecast is within a fifth of the history's weekly mean
     assert abs(f.forecast.points[0].mean / (sum(weeks) / len(weeks)) - 1) < 0.2
+
+
+_FORKS: list[int] = []
+_WATCH = threading.Event()
+
+
+def _record_fork() -> None:
+    if _WATCH.is_set():
+        _FORKS.append(os.getpid())
+
+
+os.register_at_fork(before=_record_fork)
+
+
+def test_a_threaded_process_forecasts_in_parallel_without_forking_itself() -> None:
+    """The daemon runs jobs in threads: fork() there can deadlock a worker on a lock another
+    thread held. With ``n_jobs`` 2 the forecast is the same, and this process never forks."""
+    from sync.forecast.fit import forecast_all
+
+    series = generate("intermittent", 2, 140, seed=4)
+    alone = forecast_all(series, OPTS)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)  # a scheduler's worker thread, say
+    other.start()
+    _WATCH.set()
+    try:
+        parallel = forecast_all(series, replace(OPTS, n_jobs=2))
+    finally:
+        _WATCH.clear()
+        stop.set()
+        other.join()
+    assert _FORKS == []
+    assert [f.forecast.model for f in parallel] == [f.forecast.model for f in alone]
+    for mine, theirs in zip(parallel, alone, strict=True):
+        assert [p.mean for p in mine.forecast.points] == pytest.approx(
+            [p.mean for p in theirs.forecast.points]
+        )
+        assert mine.residual_sd == pytest.approx(theirs.residual_sd)
