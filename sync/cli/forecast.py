@@ -79,6 +79,12 @@ def _forecast(
     from sync.forecast.rows import SUMMARY_COLUMNS, summary, urgency, with_points
     from sync.forecast.run import forecast_pipeline
 
+    if fmt == "html":  # refused before the forecast, which can take a minute
+        from sync.forecast.chart import require_matplotlib
+
+        if len(pipes) > 1:
+            fail("--format html shows one pipeline", "choose it with --pipeline NAME")
+        require_matplotlib()
     rows, forecasts, plans = [], [], {}
     for p in pipes:
         fitted, plan_list = forecast_pipeline(
@@ -90,8 +96,6 @@ def _forecast(
             forecasts.append(f.forecast)
             plans[plan.key] = plan
     if fmt == "html":
-        if len(pipes) > 1:
-            fail("--format html shows one pipeline", "choose it with --pipeline NAME")
         _html(forecasts, plans, pipes[0].name, output)
         return
     emit(urgency(rows), fmt, "demand forecast and reorder plan", list(SUMMARY_COLUMNS))

@@ -3,7 +3,10 @@ and plan → the offline report (sync.forecast.html), to a file or stdout."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.reconcile.conftest import cli
 from tests.test_forecast_html import Page
@@ -31,3 +34,25 @@ def test_forecast_html_goes_to_stdout_without_output(world: Path) -> None:
     assert code == 0, out
     assert out.startswith("<!DOCTYPE html>")
     assert [key for key, _ in Page(out).rows] == ["NEW@WH-MAIN"]
+
+
+def test_without_matplotlib_html_is_refused_before_any_forecast(
+    world: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The extra is checked first: a forecast of many keys is not computed to be thrown away."""
+    import sync.forecast.run
+
+    def no_forecast(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the forecast ran before the check")
+
+    monkeypatch.setattr(sync.forecast.run, "forecast_pipeline", no_forecast)
+    import structlog
+    from typer.testing import CliRunner
+
+    from sync.cli.main import app
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    result = CliRunner().invoke(app, ["forecast", "-c", str(world), "--format", "html"])
+    structlog.reset_defaults()
+    assert result.exit_code == 2, result.output
+    assert "stocksync[forecast]" in result.stderr
