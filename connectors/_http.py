@@ -207,3 +207,30 @@ def call_with_retries(policy: Retrying, fn: Callable[..., T], *args: Any, **kwar
     """Run ``fn`` under ``policy`` (a small shim so call sites stay one line)."""
     result: T = policy(fn, *args, **kwargs)
     return result
+
+
+def call_idempotent_with_retries(policy: Retrying, attempt: Callable[[], T]) -> T:
+    """Run the idempotent write ``attempt`` under ``policy``, retrying even an attempt whose
+    outcome is unknown (sending it again changes nothing more).
+
+    Raises the last error; a TransientError after any attempt with an unknown outcome
+    becomes OutcomeUnknownError, so the engine never trusts the value the CRM held before.
+    """
+    unknown: list[OutcomeUnknownError] = []
+
+    def tracked() -> T:
+        try:
+            return attempt()
+        except OutcomeUnknownError as exc:
+            unknown.append(exc)
+            raise
+
+    try:
+        return call_with_retries(policy, tracked)
+    except TransientError as exc:
+        if unknown and not isinstance(exc, OutcomeUnknownError):
+            raise OutcomeUnknownError(
+                f"{exc}; an earlier attempt may have been applied ({unknown[-1]})",
+                retry_after_s=exc.retry_after_s,
+            ) from exc
+        raise

@@ -27,6 +27,7 @@ from tenacity import retry_if_exception
 
 from connectors._http import (
     RateLimiter,
+    call_idempotent_with_retries,
     call_with_retries,
     make_client,
     raise_for_status,
@@ -325,24 +326,9 @@ class FxiaokeClient:
             return call_with_retries(
                 self._retry, self._call_authenticated, path, data, extra, write
             )
-        unknown: list[OutcomeUnknownError] = []
-
-        def attempt() -> Json:
-            try:
-                return self._call_authenticated(path, data, extra, True)
-            except OutcomeUnknownError as exc:
-                unknown.append(exc)
-                raise
-
-        try:
-            return call_with_retries(self._retry_idempotent, attempt)
-        except TransientError as exc:
-            if unknown and not isinstance(exc, OutcomeUnknownError):
-                raise OutcomeUnknownError(
-                    f"{exc}; an earlier attempt may have been applied ({unknown[-1]})",
-                    retry_after_s=exc.retry_after_s,
-                ) from exc
-            raise
+        return call_idempotent_with_retries(
+            self._retry_idempotent, lambda: self._call_authenticated(path, data, extra, True)
+        )
 
     def _call_authenticated(
         self, path: str, data: Json | None, extra: Json | None, write: bool

@@ -20,7 +20,13 @@ from urllib.parse import quote
 import httpx
 from tenacity import retry_if_exception
 
-from connectors._http import call_with_retries, make_client, raise_for_transport, retrying
+from connectors._http import (
+    call_idempotent_with_retries,
+    call_with_retries,
+    make_client,
+    raise_for_transport,
+    retrying,
+)
 from connectors.salesforce.auth import (
     Session,
     cache_name,
@@ -250,24 +256,9 @@ class SalesforceClient:
         delete by id), so it is retried even when an attempt's outcome was unknown, and
         then still raises OutcomeUnknownError if it finally fails.
         """
-        unknown: list[OutcomeUnknownError] = []
-
-        def attempt() -> Any:
-            try:
-                return self._authenticated(method, path, json, write)
-            except OutcomeUnknownError as exc:
-                unknown.append(exc)
-                raise
-
-        try:
-            return call_with_retries(self._retry, attempt)
-        except TransientError as exc:
-            if unknown and not isinstance(exc, OutcomeUnknownError):
-                raise OutcomeUnknownError(
-                    f"{exc}; an earlier attempt may have been applied ({unknown[-1]})",
-                    retry_after_s=exc.retry_after_s,
-                ) from exc
-            raise
+        return call_idempotent_with_retries(
+            self._retry, lambda: self._authenticated(method, path, json, write)
+        )
 
     def _authenticated(self, method: str, path: str, json: Any, write: bool) -> Any:
         session = self.session()
