@@ -21,7 +21,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -179,18 +179,20 @@ def ledger_checks(store: StateStore, source: SqlSource, received: int) -> dict[s
     }
 
 
-def floor_pull(engine: Engine, schema: str, db_path: str) -> dict[str, Any]:
-    """The floor: ``WHERE id > :last ORDER BY id LIMIT :page`` and an executemany upsert."""
+def keyset_into_sqlite(
+    engine: Engine,
+    db_path: str,
+    page_sql: str,
+    write: Callable[[sqlite3.Connection, Sequence[Any]], None],
+    table: str,
+) -> dict[str, Any]:
+    """The floors' loop: ``page_sql`` (``WHERE id > :last ORDER BY id LIMIT :n``, id first)
+    page after page, each page handed to ``write`` in one SQLite transaction; timed from the
+    first read to the last commit. ``table`` is counted afterwards (``stored``)."""
     conn = sqlite3.connect(db_path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS lines "
-        "(key TEXT PRIMARY KEY, sku TEXT, warehouse TEXT, qty TEXT)"
-    )
-    page = text(
-        f"SELECT id, item, wh, qty FROM {schema}.moves WHERE id > :last ORDER BY id LIMIT :n"
-    )
+    page = text(page_sql)
     received, last = 0, 0
     try:
         started = time.perf_counter()
@@ -200,18 +202,32 @@ def floor_pull(engine: Engine, schema: str, db_path: str) -> dict[str, Any]:
                 if not rows:
                     break
                 with conn:
-                    conn.executemany(
-                        FLOOR_UPSERT, [(str(r[0]), r[1], r[2], str(r[3])) for r in rows]
-                    )
+                    write(conn, rows)
                 received += len(rows)
                 last = rows[-1][0]
                 if len(rows) < PAGE_SIZE:
                     break
         seconds = time.perf_counter() - started
-        stored = conn.execute("SELECT count(*) FROM lines").fetchone()[0]
+        stored = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:
         conn.close()
     return {"seconds": seconds, "received": received, "stored": stored}
+
+
+def floor_pull(engine: Engine, schema: str, db_path: str) -> dict[str, Any]:
+    """The floor: ``WHERE id > :last ORDER BY id LIMIT :page`` and an executemany upsert."""
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS lines "
+            "(key TEXT PRIMARY KEY, sku TEXT, warehouse TEXT, qty TEXT)"
+        )
+    conn.close()
+
+    def upsert(conn: sqlite3.Connection, rows: Sequence[Any]) -> None:
+        conn.executemany(FLOOR_UPSERT, [(str(r[0]), r[1], r[2], str(r[3])) for r in rows])
+
+    page = f"SELECT id, item, wh, qty FROM {schema}.moves WHERE id > :last ORDER BY id LIMIT :n"
+    return keyset_into_sqlite(engine, db_path, page, upsert, "lines")
 
 
 #: the movement row as the ledger stores it (``sync.state.schema.movements``)
@@ -221,6 +237,7 @@ LEDGER_ROW_INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 EPOCH_DAY = datetime(1970, 1, 1).date()
+KINDS = {20: "receipt", 15: "shipment"}
 
 
 def rows_floor(engine: Engine, schema: str, db_path: str) -> dict[str, Any]:
@@ -231,56 +248,39 @@ def rows_floor(engine: Engine, schema: str, db_path: str) -> dict[str, Any]:
     its schema and index) with the least conversion possible: no mapping checks, no level,
     no cursor, no outbox. What stocksync does beyond the floor's four columns starts here.
     """
-    store = open_store(db_path)
-    store.close()
-    conn = sqlite3.connect(db_path)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    page = text(
+    open_store(db_path).close()
+    stamp = int(time.time() * 1_000_000)
+
+    def insert(conn: sqlite3.Connection, rows: Sequence[Any]) -> None:
+        # inline, one tuple per line in LEDGER_ROW_INSERT's order (µs stamps): a function
+        # call per row would add its own cost to the bound
+        conn.executemany(
+            LEDGER_ROW_INSERT,
+            [
+                (
+                    PIPELINE,
+                    f"sql:journal:{r[0]}:0",
+                    "journal",
+                    KINDS[r[4]],
+                    r[1],
+                    r[2],
+                    int(r[3] * 1_000_000),
+                    day := (r[5] - EPOCH_DAY).days * 86_400_000_000,
+                    day,
+                    "",
+                    1,
+                    1,
+                    stamp,
+                )
+                for r in rows
+            ],
+        )
+
+    page = (
         f"SELECT id, item, wh, qty, ttype, ddate FROM {schema}.moves "
         "WHERE id > :last ORDER BY id LIMIT :n"
     )
-    kinds = {20: "receipt", 15: "shipment"}
-    stamp = int(time.time() * 1_000_000)
-    received, last = 0, 0
-    try:
-        started = time.perf_counter()
-        with engine.connect() as server:
-            while True:
-                rows = server.execute(page, {"last": last, "n": PAGE_SIZE}).all()
-                if not rows:
-                    break
-                with conn:
-                    conn.executemany(
-                        LEDGER_ROW_INSERT,
-                        [
-                            (
-                                PIPELINE,
-                                f"sql:journal:{r[0]}:0",
-                                "journal",
-                                kinds[r[4]],
-                                r[1],
-                                r[2],
-                                int(r[3] * 1_000_000),
-                                day := (r[5] - EPOCH_DAY).days * 86_400_000_000,
-                                day,
-                                "",
-                                1,
-                                1,
-                                stamp,
-                            )
-                            for r in rows
-                        ],
-                    )
-                received += len(rows)
-                last = rows[-1][0]
-                if len(rows) < PAGE_SIZE:
-                    break
-        seconds = time.perf_counter() - started
-        stored = conn.execute("SELECT count(*) FROM movements").fetchone()[0]
-    finally:
-        conn.close()
-    return {"seconds": seconds, "received": received, "stored": stored}
+    return keyset_into_sqlite(engine, db_path, page, insert, "movements")
 
 
 def sql(n: int) -> list[Result]:
