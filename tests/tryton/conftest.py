@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,21 @@ def require_trytond() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tryton.TrytonServer]:
+@contextmanager
+def own_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[tryton.TrytonServer]:
+    """A started trytond over a fresh copy of the template database, always stopped."""
     require_trytond()
-    workdir: Path = tmp_path_factory.mktemp("tryton")
+    workdir: Path = tmp_path_factory.mktemp(name)
     tryton.prepare_workdir(workdir)
     with tryton.running_server(workdir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tryton.TrytonServer]:
+    with own_server(tmp_path_factory, "tryton") as server:
         yield server
 
 

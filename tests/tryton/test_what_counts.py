@@ -58,12 +58,9 @@ Factory = Callable[..., tuple[Pipeline, FxiaokeEmulator]]
 @pytest.fixture(scope="module")
 def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tryton.TrytonServer]:
     """This module's own server (overrides the package's shared one)."""
-    from tests.tryton.conftest import require_trytond
+    from tests.tryton.conftest import own_server
 
-    require_trytond()
-    workdir: Path = tmp_path_factory.mktemp("tryton-what-counts")
-    tryton.prepare_workdir(workdir)
-    with tryton.running_server(workdir) as server:
+    with own_server(tmp_path_factory, "tryton-what-counts") as server:
         yield server
 
 
